@@ -1,1 +1,171 @@
-fn main() {}
+//! The berth-agent binary: tracing, configuration, then the engine and the session until a
+//! signal. Stopping the agent never stops tasks: they belong to containerd's shims.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use berth_agent::config::{self, Config, EXIT_BAD_CONFIG};
+use berth_agent::engine::{Engine, EngineConfig};
+use berth_agent::host;
+use berth_agent::runtime::containerd::{Containerd, ContainerdConfig};
+use berth_agent::runtime::Runtime;
+use berth_agent::session::{self, SessionConfig, SessionError};
+use berth_agent::store::Store;
+use tokio::sync::watch;
+use tracing::{error, info, warn};
+
+const USAGE: &str = "usage: berth-agent [--config FILE]\n\
+    Configuration: a TOML file (default /etc/berth/agent.toml if it exists), then BERTH_* \
+    environment variables. Logging: RUST_LOG or BERTH_LOG (default info).";
+
+fn main() -> ExitCode {
+    let filter = std::env::var("BERTH_LOG")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .unwrap_or_else(|_| "info".into());
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_target(false)
+        .init();
+
+    let cfg = match parse_args().and_then(|path| {
+        let env = std::env::vars().collect();
+        config::load(path.as_deref(), &env).map_err(|e| e.to_string())
+    }) {
+        Ok(cfg) => cfg,
+        Err(message) => {
+            eprintln!("berth-agent: {message}");
+            return ExitCode::from(EXIT_BAD_CONFIG as u8);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("berth-agent: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cfg)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!("{e:#}");
+            let refused = e.downcast_ref::<SessionError>().is_some_and(|s| {
+                matches!(s, SessionError::Refused(_) | SessionError::NoActivationCode)
+            });
+            if refused {
+                ExitCode::from(EXIT_BAD_CONFIG as u8)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+fn parse_args() -> Result<Option<PathBuf>, String> {
+    let mut args = std::env::args().skip(1);
+    let mut path = None;
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--config" | "-c" => {
+                path = Some(PathBuf::from(args.next().ok_or("--config needs a file")?))
+            }
+            "--help" | "-h" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            "--version" | "-V" => {
+                println!("berth-agent {}", env!("CARGO_PKG_VERSION"));
+                std::process::exit(0);
+            }
+            other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
+        }
+    }
+    let default = PathBuf::from("/etc/berth/agent.toml");
+    Ok(path.or_else(|| default.exists().then_some(default)))
+}
+
+async fn run(cfg: Config) -> anyhow::Result<()> {
+    let (shutdown_tx, shutdown) = watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        info!("signal received: leaving tasks running and shutting down");
+        let _ = shutdown_tx.send(true);
+    });
+
+    std::fs::create_dir_all(&cfg.data_dir)
+        .with_context(|| format!("creating data dir {}", cfg.data_dir.display()))?;
+    let store = Arc::new(Store::open(&cfg.data_dir.join("agent.db"))?);
+    let containerd = Arc::new(connect_containerd(&cfg, shutdown.clone()).await?);
+    let version = containerd.version().await.unwrap_or_default();
+    let host = host::read(&cfg, &version);
+
+    let session_cfg = SessionConfig {
+        endpoint: cfg.endpoint.clone(),
+        cluster: cfg.cluster.clone(),
+        activation_code: cfg.activation_code.clone(),
+    };
+    let credential =
+        session::register(&session_cfg, &store, &host, &version, shutdown.clone()).await?;
+
+    let engine = Engine::new(
+        containerd,
+        Arc::clone(&store),
+        EngineConfig {
+            logs_dir: cfg.data_dir.join("logs"),
+        },
+    );
+    engine.start().await?;
+    session::run(session_cfg, credential, engine, store, shutdown).await?;
+    info!("stopped");
+    Ok(())
+}
+
+/// containerd may start after us (or restart): wait for it rather than fail.
+async fn connect_containerd(
+    cfg: &Config,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<Containerd> {
+    let ccfg = ContainerdConfig {
+        socket: cfg.containerd.socket.clone(),
+        namespace: cfg.containerd.namespace.clone(),
+        snapshotter: cfg.containerd.snapshotter.clone(),
+        call_timeout: cfg.containerd.call_timeout(),
+    };
+    let mut backoff = session::Backoff::new(Duration::from_secs(10));
+    loop {
+        match Containerd::connect(ccfg.clone()).await {
+            Ok(c) => match c.version().await {
+                Ok(v) => {
+                    info!(containerd = %v, namespace = %ccfg.namespace, "connected to containerd");
+                    return Ok(c);
+                }
+                Err(e) => warn!(error = %e, "containerd is not answering; retrying"),
+            },
+            Err(e) => warn!(error = %e, "retrying"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff.next_delay()) => {}
+            _ = shutdown.changed() => anyhow::bail!("shut down before containerd was reachable"),
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

@@ -1,0 +1,275 @@
+//! Agent configuration: a TOML file, then `BERTH_*` environment variables over it. Every problem
+//! is collected and reported at once; `main` exits with [`EXIT_BAD_CONFIG`], which the systemd
+//! unit lists in `RestartPreventExitStatus=` because restarting cannot fix it.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// EX_CONFIG from sysexits.h: also used when the control plane refuses our registration.
+pub const EXIT_BAD_CONFIG: i32 = 78;
+
+/// ECS's default reserved TCP ports (ECS_RESERVED_PORTS).
+const DEFAULT_RESERVED_TCP: &[u16] = &[22, 2375, 2376, 51678, 51679];
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub cluster: String,
+    pub endpoint: String,
+    pub data_dir: PathBuf,
+    pub activation_code: Option<String>,
+    pub containerd: ContainerdSection,
+    pub reserved_memory_mib: u64,
+    pub reserved_tcp_ports: Vec<u16>,
+    pub reserved_udp_ports: Vec<u16>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ContainerdSection {
+    pub socket: String,
+    pub namespace: String,
+    pub snapshotter: String,
+    pub call_timeout_secs: u64,
+}
+
+impl Default for ContainerdSection {
+    fn default() -> Self {
+        Self {
+            socket: "/run/containerd/containerd.sock".into(),
+            namespace: "berth".into(),
+            snapshotter: "overlayfs".into(),
+            call_timeout_secs: 30,
+        }
+    }
+}
+
+impl ContainerdSection {
+    pub fn call_timeout(&self) -> Duration {
+        Duration::from_secs(self.call_timeout_secs)
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    cluster: Option<String>,
+    endpoint: Option<String>,
+    data_dir: Option<PathBuf>,
+    activation_code: Option<String>,
+    #[serde(default)]
+    containerd: ContainerdSection,
+    #[serde(default)]
+    resources: ResourcesSection,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct ResourcesSection {
+    reserved_memory_mib: u64,
+    reserved_tcp_ports: Vec<u16>,
+    reserved_udp_ports: Vec<u16>,
+}
+
+impl Default for ResourcesSection {
+    fn default() -> Self {
+        Self {
+            reserved_memory_mib: 0,
+            reserved_tcp_ports: DEFAULT_RESERVED_TCP.to_vec(),
+            reserved_udp_ports: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+#[error("invalid configuration:\n  - {}", .0.join("\n  - "))]
+pub struct ConfigErrors(pub Vec<String>);
+
+/// Reads the file (if any) and applies the environment over it.
+pub fn load(path: Option<&Path>, env: &HashMap<String, String>) -> Result<Config, ConfigErrors> {
+    let mut errors = Vec::new();
+    let file = match path {
+        None => FileConfig::default(),
+        Some(p) => match std::fs::read_to_string(p) {
+            Ok(text) => match toml::from_str::<FileConfig>(&text) {
+                Ok(f) => f,
+                Err(e) => {
+                    errors.push(format!("{}: {}", p.display(), e.message()));
+                    FileConfig::default()
+                }
+            },
+            Err(e) => {
+                errors.push(format!("{}: {e}", p.display()));
+                FileConfig::default()
+            }
+        },
+    };
+    resolve(file, env, errors)
+}
+
+fn resolve(
+    file: FileConfig,
+    env: &HashMap<String, String>,
+    mut errors: Vec<String>,
+) -> Result<Config, ConfigErrors> {
+    let var = |k: &str| env.get(k).filter(|v| !v.is_empty()).cloned();
+    let mut containerd = file.containerd;
+    if let Some(v) = var("BERTH_CONTAINERD_SOCKET") {
+        containerd.socket = v;
+    }
+    if let Some(v) = var("BERTH_CONTAINERD_NAMESPACE") {
+        containerd.namespace = v;
+    }
+    let mut reserved_memory_mib = file.resources.reserved_memory_mib;
+    if let Some(v) = var("BERTH_RESERVED_MEMORY_MIB") {
+        match v.parse() {
+            Ok(n) => reserved_memory_mib = n,
+            Err(_) => errors.push(format!(
+                "BERTH_RESERVED_MEMORY_MIB: {v:?} is not a whole number of MiB"
+            )),
+        }
+    }
+    let cfg = Config {
+        cluster: var("BERTH_CLUSTER")
+            .or(file.cluster)
+            .unwrap_or_else(|| "default".into()),
+        endpoint: var("BERTH_ENDPOINT")
+            .or(file.endpoint)
+            .unwrap_or_else(|| "http://127.0.0.1:7081".into()),
+        data_dir: var("BERTH_DATA_DIR")
+            .map(PathBuf::from)
+            .or(file.data_dir)
+            .unwrap_or_else(|| "/var/lib/berth".into()),
+        activation_code: var("BERTH_ACTIVATION_CODE").or(file.activation_code),
+        containerd,
+        reserved_memory_mib,
+        reserved_tcp_ports: file.resources.reserved_tcp_ports,
+        reserved_udp_ports: file.resources.reserved_udp_ports,
+    };
+    validate(&cfg, &mut errors);
+    if errors.is_empty() {
+        Ok(cfg)
+    } else {
+        Err(ConfigErrors(errors))
+    }
+}
+
+fn validate(cfg: &Config, errors: &mut Vec<String>) {
+    let name_ok = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 255
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    };
+    if !name_ok(&cfg.cluster) {
+        errors.push(format!(
+            "cluster {:?}: 1-255 letters, digits, hyphens or underscores",
+            cfg.cluster
+        ));
+    }
+    if !(cfg.endpoint.starts_with("http://") || cfg.endpoint.starts_with("https://")) {
+        errors.push(format!(
+            "endpoint {:?}: must be an http:// or https:// URL of the control plane",
+            cfg.endpoint
+        ));
+    }
+    if !cfg.data_dir.is_absolute() {
+        errors.push(format!(
+            "data_dir {:?}: must be an absolute path",
+            cfg.data_dir.display()
+        ));
+    }
+    // containerd's namespace rule: a DNS-label-like identifier.
+    let ns = &cfg.containerd.namespace;
+    let ns_ok = !ns.is_empty()
+        && ns.len() <= 76
+        && ns.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && ns.ends_with(|c: char| c.is_ascii_alphanumeric())
+        && ns
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if !ns_ok {
+        errors.push(format!(
+            "containerd.namespace {ns:?}: letters, digits, '-', '_' and '.', starting and ending with a letter or digit"
+        ));
+    }
+    if cfg.containerd.socket.is_empty() {
+        errors.push("containerd.socket: must not be empty".into());
+    }
+    if cfg.containerd.snapshotter.is_empty() {
+        errors.push("containerd.snapshotter: must not be empty".into());
+    }
+    if !(1..=600).contains(&cfg.containerd.call_timeout_secs) {
+        errors.push(format!(
+            "containerd.call_timeout_secs {}: must be between 1 and 600",
+            cfg.containerd.call_timeout_secs
+        ));
+    }
+    if let Some(code) = &cfg.activation_code {
+        if code.trim() != code || code.is_empty() {
+            errors.push("activation_code: must not be empty or carry surrounding spaces".into());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(toml_text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigErrors> {
+        let file: FileConfig = toml::from_str(toml_text).unwrap();
+        let env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        resolve(file, &env, Vec::new())
+    }
+
+    #[test]
+    fn defaults_and_environment_overrides() {
+        let cfg = parse(
+            "cluster = \"prod\"\n[containerd]\nnamespace = \"x\"\n",
+            &[
+                ("BERTH_CLUSTER", "lab"),
+                ("BERTH_RESERVED_MEMORY_MIB", "256"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(cfg.cluster, "lab");
+        assert_eq!(cfg.containerd.namespace, "x");
+        assert_eq!(cfg.containerd.snapshotter, "overlayfs");
+        assert_eq!(cfg.reserved_memory_mib, 256);
+        assert_eq!(cfg.reserved_tcp_ports, DEFAULT_RESERVED_TCP);
+    }
+
+    #[test]
+    fn reports_every_error_at_once() {
+        let err = parse(
+            "cluster = \"bad name\"\nendpoint = \"ftp://x\"\ndata_dir = \"rel\"\n[containerd]\nnamespace = \"-x\"\n",
+            &[("BERTH_RESERVED_MEMORY_MIB", "lots")],
+        )
+        .unwrap_err();
+        assert_eq!(err.0.len(), 5, "{err}");
+        let text = err.to_string();
+        for field in [
+            "cluster",
+            "endpoint",
+            "data_dir",
+            "namespace",
+            "BERTH_RESERVED_MEMORY_MIB",
+        ] {
+            assert!(text.contains(field), "{field} missing from {text}");
+        }
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let path = std::env::temp_dir().join(format!("berth-cfg-{}.toml", fastrand::u64(..)));
+        std::fs::write(&path, "clustr = \"typo\"\n").unwrap();
+        let err = load(Some(&path), &HashMap::new()).unwrap_err();
+        std::fs::remove_file(&path).unwrap();
+        assert!(err.to_string().contains("clustr"), "{err}");
+    }
+}

@@ -1,0 +1,719 @@
+//! Carries out the task state machine: one worker (a tokio task, not a thread) per task, which
+//! runs one action at a time against the runtime, folds the outcome back into the state, and
+//! persists state and reports together before anything is sent.
+//!
+//! Exits reach workers through one subscription to the runtime's exit events; when that
+//! subscription is re-established every worker re-checks its containers, so no exit is missed.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tokio::sync::{mpsc, Notify};
+use tracing::{debug, info, info_span, warn, Instrument};
+
+use crate::model::{ContainerStatus, StopCode, TaskSpec, TaskStatus};
+use crate::runtime::{CreateRequest, ProcessState, Runtime, Stage};
+use crate::store::{Store, StoreError};
+use crate::task_state::{Action, Event, TaskState};
+
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Container logs go to `<logs_dir>/<task id>/<container name>.log`.
+    pub logs_dir: PathBuf,
+}
+
+#[derive(Debug)]
+enum WorkerMsg {
+    Exited {
+        runtime_id: String,
+        exit_code: i32,
+    },
+    StopRequested,
+    /// The exit subscription was re-established: look at the runtime again.
+    Recheck,
+}
+
+pub struct Engine<R: Runtime> {
+    runtime: Arc<R>,
+    store: Arc<Store>,
+    cfg: EngineConfig,
+    workers: Mutex<HashMap<String, mpsc::UnboundedSender<WorkerMsg>>>,
+    /// runtime id -> task ARN, for routing exits.
+    routes: Mutex<HashMap<String, String>>,
+    /// Woken whenever reports are queued; the session sends them.
+    pub outbox_ready: Arc<Notify>,
+}
+
+/// A task as the control plane sent it, already converted from the wire.
+#[derive(Debug, Clone)]
+pub struct IncomingTask {
+    pub spec: TaskSpec,
+    pub desired: TaskStatus,
+    /// Why the agent refuses to run the task, if it does: the task is recorded and stops at
+    /// once with this reason.
+    pub rejection: Option<String>,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl<R: Runtime> Engine<R> {
+    pub fn new(runtime: Arc<R>, store: Arc<Store>, cfg: EngineConfig) -> Arc<Self> {
+        Arc::new(Self {
+            runtime,
+            store,
+            cfg,
+            workers: Mutex::new(HashMap::new()),
+            routes: Mutex::new(HashMap::new()),
+            outbox_ready: Arc::new(Notify::new()),
+        })
+    }
+
+    pub fn runtime(&self) -> &R {
+        &self.runtime
+    }
+
+    /// Starts the exit watcher and a worker for every unfinished task in the store: after an
+    /// agent restart this adopts the running containers, it never restarts them.
+    pub async fn start(self: &Arc<Self>) -> Result<(), StoreError> {
+        let (subscribed_tx, mut subscribed_rx) = mpsc::channel(1);
+        tokio::spawn(Arc::clone(self).watch_exits(subscribed_tx));
+        // Workers may start containers only once exits are being watched; if the runtime is
+        // down the watcher keeps trying and workers' recheck covers the gap.
+        let _ = tokio::time::timeout(Duration::from_secs(5), subscribed_rx.recv()).await;
+        for state in self.store.unfinished_tasks()? {
+            info!(task.arn = %state.spec.arn, "recovering task");
+            self.spawn_worker(state);
+        }
+        Ok(())
+    }
+
+    /// Records a payload and hands its tasks to workers. Returns once everything is durable:
+    /// only then may the session ack the payload.
+    pub fn accept_payload(
+        self: &Arc<Self>,
+        seq: u64,
+        tasks: Vec<IncomingTask>,
+        stops: Vec<(String, String)>,
+    ) -> Result<(), StoreError> {
+        let states: Vec<TaskState> = tasks
+            .into_iter()
+            .map(|t| {
+                let mut state = TaskState::new(t.spec, t.desired);
+                if let Some(reason) = t.rejection {
+                    let first = state.containers.first().map(|c| c.name.clone());
+                    state.apply(Event::Failed {
+                        container: first.unwrap_or_default(),
+                        reason: format!("invalid task: {reason}"),
+                    });
+                }
+                state
+            })
+            .collect();
+        let touched = self
+            .store
+            .record_payload(seq, &states, &stops, now_ms() as i64)?;
+        for arn in touched {
+            let sender = self.workers_lock().get(&arn).cloned();
+            match sender {
+                Some(tx) => {
+                    let _ = tx.send(WorkerMsg::StopRequested);
+                }
+                None => {
+                    if let Some(state) = self.store.task(&arn)? {
+                        if !state.is_finished() {
+                            self.spawn_worker(state);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn running_tasks(&self) -> usize {
+        self.workers_lock().len()
+    }
+
+    fn workers_lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<String, mpsc::UnboundedSender<WorkerMsg>>> {
+        self.workers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn routes_lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
+        self.routes.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn spawn_worker(self: &Arc<Self>, state: TaskState) {
+        let arn = state.spec.arn.clone();
+        let (tx, rx) = mpsc::unbounded_channel();
+        {
+            let mut workers = self.workers_lock();
+            if workers.contains_key(&arn) {
+                return;
+            }
+            workers.insert(arn.clone(), tx);
+        }
+        for c in &state.containers {
+            self.routes_lock().insert(c.runtime_id.clone(), arn.clone());
+        }
+        let span = info_span!("task", task.id = %state.spec.id(), task.family = %state.spec.family);
+        let engine = Arc::clone(self);
+        tokio::spawn(
+            async move {
+                let worker = Worker {
+                    engine: Arc::clone(&engine),
+                    state,
+                    rx,
+                };
+                worker.run().await;
+                let mut workers = engine.workers_lock();
+                workers.remove(&arn);
+                drop(workers);
+                engine.routes_lock().retain(|_, a| a != &arn);
+            }
+            .instrument(span),
+        );
+    }
+
+    async fn watch_exits(self: Arc<Self>, subscribed: mpsc::Sender<()>) {
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            match self.runtime.exits().await {
+                Ok(mut stream) => {
+                    backoff = Duration::from_millis(200);
+                    let _ = subscribed.try_send(());
+                    // Anything that exited while we were not subscribed is found by a recheck.
+                    for tx in self.workers_lock().values() {
+                        let _ = tx.send(WorkerMsg::Recheck);
+                    }
+                    while let Some(exit) = stream.next().await {
+                        let arn = self.routes_lock().get(&exit.runtime_id).cloned();
+                        let Some(arn) = arn else {
+                            debug!(runtime_id = %exit.runtime_id, "exit of a container we do not track");
+                            continue;
+                        };
+                        if let Some(tx) = self.workers_lock().get(&arn) {
+                            let _ = tx.send(WorkerMsg::Exited {
+                                runtime_id: exit.runtime_id,
+                                exit_code: exit.exit_code,
+                            });
+                        }
+                    }
+                    warn!("the runtime's event stream ended; resubscribing");
+                }
+                Err(e) => warn!(error = %e, "cannot subscribe to runtime exits; retrying"),
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    }
+}
+
+struct Worker<R: Runtime> {
+    engine: Arc<Engine<R>>,
+    state: TaskState,
+    rx: mpsc::UnboundedReceiver<WorkerMsg>,
+}
+
+impl<R: Runtime> Worker<R> {
+    async fn run(mut self) {
+        self.check_stop_request();
+        self.recheck().await;
+        loop {
+            if let Err(e) = self.persist() {
+                // Without the store we cannot promise anything: keep the task as it is and
+                // retry, rather than act on state we could not record.
+                warn!(error = %e, "cannot persist task state; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+            if self.state.is_finished() {
+                info!(
+                    stop_code = ?self.state.stop_code,
+                    reason = self.state.stopped_reason.as_deref().unwrap_or(""),
+                    "task finished"
+                );
+                return;
+            }
+            if let Some(action) = self.state.plan(now_ms()).into_iter().next() {
+                let event = self.execute(action).await;
+                if let Some(event) = event {
+                    self.state.apply(event);
+                }
+                continue;
+            }
+            self.wait().await;
+        }
+    }
+
+    fn persist(&mut self) -> Result<(), StoreError> {
+        let mut next = self.state.clone();
+        let reports = next.take_reports();
+        let had_reports = !reports.is_empty();
+        self.engine
+            .store
+            .save_task(&next, reports, now_ms() as i64)?;
+        self.state = next;
+        if had_reports {
+            self.engine.outbox_ready.notify_one();
+        }
+        Ok(())
+    }
+
+    fn check_stop_request(&mut self) {
+        match self.engine.store.stop_request(&self.state.spec.arn) {
+            Ok(Some(stop)) => self.state.apply(Event::StopRequested {
+                code: StopCode::UserInitiated,
+                reason: stop.reason,
+            }),
+            Ok(None) => {}
+            Err(e) => warn!(error = %e, "cannot read the task's stop request"),
+        }
+    }
+
+    /// Compares what the state expects with what the runtime has: exits that happened while
+    /// nobody watched, and containers that are gone.
+    async fn recheck(&mut self) {
+        let expected: Vec<(String, String, ContainerStatus)> = self
+            .state
+            .containers
+            .iter()
+            .filter(|c| matches!(c.known, ContainerStatus::Created | ContainerStatus::Running))
+            .map(|c| (c.name.clone(), c.runtime_id.clone(), c.known))
+            .collect();
+        for (name, id, known) in expected {
+            match self.engine.runtime.state(&id).await {
+                Ok(ProcessState::Stopped { exit_code }) if known == ContainerStatus::Running => {
+                    self.state.apply(Event::Exited {
+                        container: name,
+                        exit_code,
+                    })
+                }
+                Ok(ProcessState::Missing) => self.state.apply(Event::Vanished { container: name }),
+                Ok(_) => {}
+                Err(e) => warn!(container.name = %name, error = %e, "cannot check container"),
+            }
+        }
+    }
+
+    async fn wait(&mut self) {
+        let now = now_ms();
+        // A container that got SIGKILL but never reported an exit is polled, not trusted.
+        let poll_killed = self
+            .state
+            .containers
+            .iter()
+            .any(|c| c.known == ContainerStatus::Running && c.kill_sent);
+        let deadline = self
+            .state
+            .next_deadline_ms()
+            .map(|d| d.saturating_sub(now))
+            .or(poll_killed.then_some(2000))
+            .unwrap_or(3_600_000);
+        let msg = tokio::select! {
+            msg = self.rx.recv() => msg,
+            _ = tokio::time::sleep(Duration::from_millis(deadline)) => {
+                if poll_killed {
+                    self.recheck().await;
+                }
+                return;
+            }
+        };
+        match msg {
+            Some(WorkerMsg::Exited {
+                runtime_id,
+                exit_code,
+            }) => {
+                let name = self
+                    .state
+                    .containers
+                    .iter()
+                    .find(|c| c.runtime_id == runtime_id)
+                    .map(|c| c.name.clone());
+                if let Some(name) = name {
+                    info!(container.name = %name, exit_code, "container exited");
+                    self.state.apply(Event::Exited {
+                        container: name,
+                        exit_code,
+                    });
+                }
+            }
+            Some(WorkerMsg::StopRequested) => self.check_stop_request(),
+            Some(WorkerMsg::Recheck) => self.recheck().await,
+            // The engine is going away (agent shutdown): leave everything as it is.
+            None => std::future::pending::<()>().await,
+        }
+    }
+
+    async fn execute(&mut self, action: Action) -> Option<Event> {
+        let runtime = &self.engine.runtime;
+        match action {
+            Action::ResolveImage(name) => {
+                let image = self.spec_of(&name)?.image.clone();
+                let span = info_span!("container", container.name = %name);
+                match runtime.resolve_image(&image).instrument(span).await {
+                    Ok(()) => Some(Event::ImageResolved { container: name }),
+                    Err(e) => Some(Event::Failed {
+                        container: name,
+                        reason: Stage::Image.reason(&e),
+                    }),
+                }
+            }
+            Action::Create(name) => {
+                let req = self.create_request(&name)?;
+                let span = info_span!("container", container.name = %name);
+                match runtime.create(&req).instrument(span).await {
+                    Ok(()) => Some(Event::Created { container: name }),
+                    Err(e) => Some(Event::Failed {
+                        container: name,
+                        reason: Stage::Create.reason(&e),
+                    }),
+                }
+            }
+            Action::Start(name) => {
+                let id = self.state.container(&name)?.runtime_id.clone();
+                let span = info_span!("container", container.name = %name);
+                match runtime.start(&id).instrument(span).await {
+                    Ok(()) => {
+                        info!(container.name = %name, runtime_id = %id, "container started");
+                        Some(Event::Started { container: name })
+                    }
+                    Err(e) => Some(Event::Failed {
+                        container: name,
+                        reason: Stage::Start.reason(&e),
+                    }),
+                }
+            }
+            Action::Stop {
+                container,
+                timeout_secs,
+            } => {
+                let id = self.state.container(&container)?.runtime_id.clone();
+                info!(container.name = %container, timeout_secs, "stopping container");
+                if let Err(e) = runtime.signal(&id, libc::SIGTERM).await {
+                    warn!(container.name = %container, error = %e, "SIGTERM failed; SIGKILL follows after the timeout");
+                }
+                Some(Event::StopSignalSent {
+                    container,
+                    at_ms: now_ms(),
+                })
+            }
+            Action::Kill(container) => {
+                let id = self.state.container(&container)?.runtime_id.clone();
+                info!(container.name = %container, "stop timeout elapsed; killing container");
+                if let Err(e) = runtime.signal(&id, libc::SIGKILL).await {
+                    warn!(container.name = %container, error = %e, "SIGKILL failed");
+                }
+                Some(Event::KillSent { container })
+            }
+            Action::Cleanup => {
+                let ids: Vec<String> = self
+                    .state
+                    .containers
+                    .iter()
+                    .map(|c| c.runtime_id.clone())
+                    .collect();
+                for id in ids {
+                    if let Err(e) = runtime.remove(&id).await {
+                        warn!(runtime_id = %id, error = %e, "cleanup failed; retrying");
+                        tokio::time::sleep(Duration::from_secs(2)).await;
+                        return None;
+                    }
+                }
+                Some(Event::CleanedUp)
+            }
+        }
+    }
+
+    fn spec_of(&self, name: &str) -> Option<&crate::model::ContainerSpec> {
+        self.state.spec.containers.iter().find(|c| c.name == name)
+    }
+
+    fn create_request(&self, name: &str) -> Option<CreateRequest> {
+        let spec = self.spec_of(name)?.clone();
+        let c = self.state.container(name)?;
+        let task_id = self.state.spec.id().to_string();
+        Some(CreateRequest {
+            runtime_id: c.runtime_id.clone(),
+            task_arn: self.state.spec.arn.clone(),
+            log_path: self
+                .engine
+                .cfg
+                .logs_dir
+                .join(&task_id)
+                .join(format!("{name}.log")),
+            task_id,
+            network_mode: self.state.spec.network_mode,
+            container: spec,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{ContainerSpec, NetworkMode};
+    use crate::runtime::fake::FakeRuntime;
+    use crate::store::StoredReport;
+
+    struct Harness {
+        engine: Arc<Engine<FakeRuntime>>,
+        store: Arc<Store>,
+        dir: PathBuf,
+    }
+
+    impl Drop for Harness {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    fn harness(images: &[&str]) -> Harness {
+        let dir = std::env::temp_dir().join(format!("berth-engine-{}", fastrand::u64(..)));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = Arc::new(Store::open(&dir.join("agent.db")).unwrap());
+        let engine = Engine::new(
+            Arc::new(FakeRuntime::new(images)),
+            Arc::clone(&store),
+            EngineConfig {
+                logs_dir: dir.join("logs"),
+            },
+        );
+        Harness { engine, store, dir }
+    }
+
+    fn container(name: &str, image: &str, essential: bool) -> ContainerSpec {
+        ContainerSpec {
+            name: name.into(),
+            image: image.into(),
+            essential,
+            entry_point: None,
+            command: None,
+            environment: vec![],
+            working_directory: None,
+            user: None,
+            cpu: 0,
+            memory_mib: 0,
+            memory_reservation_mib: 0,
+            stop_timeout_secs: 1,
+        }
+    }
+
+    fn task(id: &str, containers: Vec<ContainerSpec>) -> IncomingTask {
+        IncomingTask {
+            spec: TaskSpec {
+                arn: format!("arn:aws:ecs:r:a:task/c/{id}"),
+                family: "fam".into(),
+                revision: 1,
+                network_mode: NetworkMode::None,
+                cpu: 0,
+                memory_mib: 0,
+                containers,
+            },
+            desired: TaskStatus::Running,
+            rejection: None,
+        }
+    }
+
+    async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+        for _ in 0..500 {
+            if f() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("timed out waiting for {what}");
+    }
+
+    fn task_reports(store: &Store) -> Vec<StoredReport> {
+        store
+            .outbox_after(0, 1000)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.report)
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn essential_exit_stops_the_task_and_cleans_up() {
+        let h = harness(&["img"]);
+        h.engine.start().await.unwrap();
+        let t = task(
+            "t1",
+            vec![
+                container("main", "img", true),
+                container("side", "img", false),
+            ],
+        );
+        h.engine.accept_payload(1, vec![t], vec![]).unwrap();
+        let rt = h.engine.runtime();
+        eventually("both running", || {
+            rt.state_of("t1-main") == Some(ProcessState::Running)
+                && rt.state_of("t1-side") == Some(ProcessState::Running)
+        })
+        .await;
+        rt.exit("t1-main", 3);
+        // "side" ignores SIGTERM: SIGKILL after its 1 s stop timeout.
+        eventually("task finished", || {
+            h.store
+                .task("arn:aws:ecs:r:a:task/c/t1")
+                .unwrap()
+                .is_some_and(|s| s.is_finished())
+        })
+        .await;
+        let s = h.store.task("arn:aws:ecs:r:a:task/c/t1").unwrap().unwrap();
+        assert_eq!(s.stop_code, Some(StopCode::EssentialContainerExited));
+        assert_eq!(s.container("main").unwrap().exit_code, Some(3));
+        assert_eq!(s.container("side").unwrap().exit_code, Some(137));
+        assert!(rt.container_ids().is_empty(), "{:?}", rt.container_ids());
+        let calls = rt.calls();
+        assert!(calls.contains(&format!("signal t1-side {}", libc::SIGTERM)));
+        assert!(calls.contains(&format!("signal t1-side {}", libc::SIGKILL)));
+        let last = task_reports(&h.store).pop().unwrap();
+        assert!(matches!(
+            last,
+            StoredReport::Task {
+                status: TaskStatus::Stopped,
+                stop_code: Some(StopCode::EssentialContainerExited),
+                ..
+            }
+        ));
+    }
+
+    #[tokio::test]
+    async fn missing_image_fails_the_task_with_a_reason() {
+        let h = harness(&[]);
+        h.engine.start().await.unwrap();
+        h.engine
+            .accept_payload(
+                1,
+                vec![task("t2", vec![container("a", "nope", true)])],
+                vec![],
+            )
+            .unwrap();
+        eventually("task finished", || {
+            h.store
+                .task("arn:aws:ecs:r:a:task/c/t2")
+                .unwrap()
+                .is_some_and(|s| s.is_finished())
+        })
+        .await;
+        let s = h.store.task("arn:aws:ecs:r:a:task/c/t2").unwrap().unwrap();
+        assert_eq!(s.stop_code, Some(StopCode::TaskFailedToStart));
+        assert!(s
+            .stopped_reason
+            .unwrap()
+            .starts_with("CannotPullContainerError"));
+    }
+
+    #[tokio::test]
+    async fn stop_request_stops_with_sigterm_and_a_redelivered_payload_does_not_rerun() {
+        let h = harness(&["img"]);
+        h.engine.start().await.unwrap();
+        let t = task("t3", vec![container("a", "img", true)]);
+        h.engine.accept_payload(1, vec![t.clone()], vec![]).unwrap();
+        let rt = h.engine.runtime();
+        eventually("running", || {
+            rt.state_of("t3-a") == Some(ProcessState::Running)
+        })
+        .await;
+        rt.obey_sigterm("t3-a");
+        h.engine
+            .accept_payload(2, vec![], vec![(t.spec.arn.clone(), "by test".into())])
+            .unwrap();
+        eventually("finished", || {
+            h.store
+                .task(&t.spec.arn)
+                .unwrap()
+                .is_some_and(|s| s.is_finished())
+        })
+        .await;
+        let s = h.store.task(&t.spec.arn).unwrap().unwrap();
+        assert_eq!(s.stop_code, Some(StopCode::UserInitiated));
+        assert_eq!(
+            s.container("a").unwrap().exit_code,
+            Some(128 + libc::SIGTERM)
+        );
+        let creates_before = rt
+            .calls()
+            .iter()
+            .filter(|c| c.starts_with("create"))
+            .count();
+        h.engine.accept_payload(1, vec![t], vec![]).unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let creates_after = rt
+            .calls()
+            .iter()
+            .filter(|c| c.starts_with("create"))
+            .count();
+        assert_eq!(creates_before, creates_after);
+    }
+
+    #[tokio::test]
+    async fn a_restarted_engine_adopts_running_containers_and_sees_exits_it_missed() {
+        let h = harness(&["img"]);
+        let t = task(
+            "t4",
+            vec![container("a", "img", true), container("b", "img", true)],
+        );
+        // What a previous agent left: both containers started and recorded RUNNING.
+        let mut state = TaskState::new(t.spec.clone(), TaskStatus::Running);
+        let rt = h.engine.runtime();
+        for c in ["a", "b"] {
+            for e in [
+                Event::ImageResolved {
+                    container: c.into(),
+                },
+                Event::Created {
+                    container: c.into(),
+                },
+                Event::Started {
+                    container: c.into(),
+                },
+            ] {
+                state.apply(e);
+            }
+            let req = CreateRequest {
+                runtime_id: format!("t4-{c}"),
+                task_arn: t.spec.arn.clone(),
+                task_id: "t4".into(),
+                container: t.spec.containers[0].clone(),
+                network_mode: NetworkMode::None,
+                log_path: h.dir.join("x.log"),
+            };
+            rt.create(&req).await.unwrap();
+            rt.start(&format!("t4-{c}")).await.unwrap();
+        }
+        h.store
+            .record_payload(1, std::slice::from_ref(&state), &[], 0)
+            .unwrap();
+        let reports = state.take_reports();
+        h.store.save_task(&state, reports, 0).unwrap();
+        // "a" exited while no agent was watching; "b" is still running.
+        rt.exit("t4-a", 0);
+        h.engine.start().await.unwrap();
+        eventually("finished", || {
+            h.store
+                .task(&t.spec.arn)
+                .unwrap()
+                .is_some_and(|s| s.is_finished())
+        })
+        .await;
+        let calls = rt.calls();
+        let starts = calls.iter().filter(|c| c.starts_with("start")).count();
+        assert_eq!(starts, 2, "no container may be started again: {calls:?}");
+        let s = h.store.task(&t.spec.arn).unwrap().unwrap();
+        assert_eq!(s.container("a").unwrap().exit_code, Some(0));
+        assert_eq!(s.container("b").unwrap().exit_code, Some(137));
+        assert_eq!(s.stop_code, Some(StopCode::EssentialContainerExited));
+    }
+}

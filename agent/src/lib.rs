@@ -1,0 +1,15 @@
+//! berth-agent: runs Amazon ECS task definitions on containerd.
+//!
+//! The map: `session` talks to the control plane and converts wire types (`wire`); `engine`
+//! runs one worker per task over the pure state machine in `task_state`; `runtime` is the
+//! containerd boundary; `store` is the durable state. `main.rs` only wires these together.
+
+pub mod config;
+pub mod engine;
+pub mod host;
+pub mod model;
+pub mod runtime;
+pub mod session;
+pub mod store;
+pub mod task_state;
+pub mod wire;

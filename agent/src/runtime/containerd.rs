@@ -1,0 +1,495 @@
+//! The real runtime: containerd's gRPC API through containerd-client. One connection shared by
+//! every call; the namespace header and a deadline on every call (a hung containerd must never
+//! wedge a task worker, the session or heartbeats).
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::time::Duration;
+
+use containerd_client::services::v1::snapshots::{
+    PrepareSnapshotRequest, RemoveSnapshotRequest, StatSnapshotRequest,
+};
+use containerd_client::services::v1::{
+    container::Runtime as ContainerRuntime, Container, CreateContainerRequest, CreateTaskRequest,
+    DeleteContainerRequest, DeleteTaskRequest, GetContainerRequest, GetImageRequest, GetRequest,
+    KillRequest, ListContainersRequest, ReadContentRequest, StartRequest, SubscribeRequest,
+};
+use containerd_client::tonic::transport::Channel;
+use containerd_client::types::v1::Status as ProcStatus;
+use containerd_client::types::Mount;
+use containerd_client::Client;
+use futures_util::{Stream, StreamExt};
+use prost::Message;
+use tonic::Request;
+
+use super::image::{self, ResolvedImage};
+use super::{CreateRequest, ExitEvent, ListedContainer, ProcessState, Runtime, RuntimeError};
+
+pub const LABEL_TASK_ARN: &str = "berth.task-arn";
+pub const LABEL_CONTAINER_NAME: &str = "berth.container-name";
+const SPEC_TYPE_URL: &str = "types.containerd.io/opencontainers/runtime-spec/1/Spec";
+const RUNC_V2: &str = "io.containerd.runc.v2";
+
+#[derive(Debug, Clone)]
+pub struct ContainerdConfig {
+    pub socket: String,
+    pub namespace: String,
+    pub snapshotter: String,
+    /// Deadline of each unary call.
+    pub call_timeout: Duration,
+}
+
+pub struct Containerd {
+    client: Client,
+    cfg: ContainerdConfig,
+}
+
+impl Containerd {
+    /// Connects lazily: the channel reconnects by itself when containerd restarts.
+    pub async fn connect(cfg: ContainerdConfig) -> Result<Self, RuntimeError> {
+        let channel: Channel =
+            containerd_client::connect(&cfg.socket)
+                .await
+                .map_err(|e| RuntimeError::Connect {
+                    socket: cfg.socket.clone(),
+                    message: e.to_string(),
+                })?;
+        Ok(Self {
+            client: Client::from(channel),
+            cfg,
+        })
+    }
+
+    fn req<T>(&self, msg: T) -> Request<T> {
+        let mut req = Request::new(msg);
+        req.set_timeout(self.cfg.call_timeout);
+        // The namespace is validated by our config: it always parses as a header value.
+        if let Ok(ns) = self.cfg.namespace.parse() {
+            req.metadata_mut().insert("containerd-namespace", ns);
+        }
+        req
+    }
+
+    /// Runs one call with the configured deadline, mapping its error.
+    async fn call<T, F>(&self, name: &'static str, fut: F) -> Result<T, RuntimeError>
+    where
+        F: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        match tokio::time::timeout(self.cfg.call_timeout, fut).await {
+            Ok(Ok(resp)) => Ok(resp.into_inner()),
+            Ok(Err(status)) => Err(RuntimeError::Containerd {
+                call: name,
+                status: Box::new(status),
+            }),
+            Err(_) => Err(RuntimeError::Timeout {
+                call: name,
+                secs: self.cfg.call_timeout.as_secs(),
+            }),
+        }
+    }
+
+    async fn read_blob(&self, digest: &str) -> Result<Vec<u8>, RuntimeError> {
+        let mut content = self.client.content();
+        let req = self.req(ReadContentRequest {
+            digest: digest.to_string(),
+            offset: 0,
+            size: 0,
+        });
+        let mut stream = self.call("Content.Read", content.read(req)).await?;
+        let mut buf = Vec::new();
+        loop {
+            let next = tokio::time::timeout(self.cfg.call_timeout, stream.next()).await;
+            match next {
+                Ok(Some(Ok(chunk))) => buf.extend_from_slice(&chunk.data),
+                Ok(Some(Err(status))) => {
+                    return Err(RuntimeError::Containerd {
+                        call: "Content.Read",
+                        status: Box::new(status),
+                    })
+                }
+                Ok(None) => return Ok(buf),
+                Err(_) => {
+                    return Err(RuntimeError::Timeout {
+                        call: "Content.Read",
+                        secs: self.cfg.call_timeout.as_secs(),
+                    })
+                }
+            }
+        }
+    }
+
+    /// Image record -> (index ->) manifest -> config, and the chain id of its layers.
+    async fn resolve(&self, name: &str) -> Result<ResolvedImage, RuntimeError> {
+        let bad = |message: String| RuntimeError::BadImage {
+            image: name.to_string(),
+            message,
+        };
+        let mut images = self.client.images();
+        let got = self
+            .call(
+                "Images.Get",
+                images.get(self.req(GetImageRequest {
+                    name: name.to_string(),
+                })),
+            )
+            .await
+            .map_err(|e| {
+                if e.is_not_found() {
+                    RuntimeError::ImageNotFound(name.to_string())
+                } else {
+                    e
+                }
+            })?;
+        let target = got
+            .image
+            .and_then(|i| i.target)
+            .ok_or_else(|| bad("the image record has no target".into()))?;
+        let mut manifest_digest = target.digest;
+        if image::is_index(&target.media_type) {
+            let index = self.read_blob(&manifest_digest).await?;
+            manifest_digest = image::select_manifest(&index, image::host_arch()).map_err(bad)?;
+        }
+        let manifest = self.read_blob(&manifest_digest).await?;
+        let config_digest = image::config_digest(&manifest).map_err(bad)?;
+        let config = self.read_blob(&config_digest).await?;
+        let resolved = image::parse_config(&config).map_err(bad)?;
+        // The layers must be unpacked for our snapshotter; pulling and unpacking is the
+        // image-pull module's job, so here a missing snapshot is a clear error.
+        let mut snapshots = self.client.snapshots();
+        self.call(
+            "Snapshots.Stat",
+            snapshots.stat(self.req(StatSnapshotRequest {
+                snapshotter: self.cfg.snapshotter.clone(),
+                key: resolved.chain_id.clone(),
+            })),
+        )
+        .await
+        .map_err(|e| {
+            if e.is_not_found() {
+                bad(format!(
+                    "not unpacked for the {} snapshotter",
+                    self.cfg.snapshotter
+                ))
+            } else {
+                e
+            }
+        })?;
+        Ok(resolved)
+    }
+
+    async fn prepare_snapshot(&self, key: &str, parent: &str) -> Result<Vec<Mount>, RuntimeError> {
+        let mut snapshots = self.client.snapshots();
+        let prepared = self
+            .call(
+                "Snapshots.Prepare",
+                snapshots.prepare(self.req(PrepareSnapshotRequest {
+                    snapshotter: self.cfg.snapshotter.clone(),
+                    key: key.to_string(),
+                    parent: parent.to_string(),
+                    labels: HashMap::new(),
+                })),
+            )
+            .await;
+        match prepared {
+            Ok(resp) => Ok(resp.mounts),
+            // A leftover from a launch that crashed half-way: remove and prepare afresh.
+            Err(RuntimeError::Containerd { status, .. })
+                if status.code() == tonic::Code::AlreadyExists =>
+            {
+                self.remove_snapshot(key).await?;
+                let resp = self
+                    .call(
+                        "Snapshots.Prepare",
+                        snapshots.prepare(self.req(PrepareSnapshotRequest {
+                            snapshotter: self.cfg.snapshotter.clone(),
+                            key: key.to_string(),
+                            parent: parent.to_string(),
+                            labels: HashMap::new(),
+                        })),
+                    )
+                    .await?;
+                Ok(resp.mounts)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn remove_snapshot(&self, key: &str) -> Result<(), RuntimeError> {
+        let mut snapshots = self.client.snapshots();
+        ignore_not_found(
+            self.call(
+                "Snapshots.Remove",
+                snapshots.remove(self.req(RemoveSnapshotRequest {
+                    snapshotter: self.cfg.snapshotter.clone(),
+                    key: key.to_string(),
+                })),
+            )
+            .await,
+        )
+    }
+
+    async fn delete_task(&self, id: &str) -> Result<(), RuntimeError> {
+        let mut tasks = self.client.tasks();
+        let deleted = self
+            .call(
+                "Tasks.Delete",
+                tasks.delete(self.req(DeleteTaskRequest {
+                    container_id: id.to_string(),
+                })),
+            )
+            .await;
+        match deleted {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_not_found() => Ok(()),
+            // A task that is still running: kill it first (only ever done for leftovers).
+            Err(RuntimeError::Containerd { status, .. })
+                if status.code() == tonic::Code::FailedPrecondition =>
+            {
+                self.signal(id, libc::SIGKILL).await?;
+                for _ in 0..50 {
+                    if let ProcessState::Stopped { .. } | ProcessState::Missing =
+                        self.state(id).await?
+                    {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                ignore_not_found(
+                    self.call(
+                        "Tasks.Delete",
+                        tasks.delete(self.req(DeleteTaskRequest {
+                            container_id: id.to_string(),
+                        })),
+                    )
+                    .await
+                    .map(|_| ()),
+                )
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+fn ignore_not_found<T>(r: Result<T, RuntimeError>) -> Result<(), RuntimeError> {
+    match r {
+        Ok(_) => Ok(()),
+        Err(e) if e.is_not_found() => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+impl Runtime for Containerd {
+    async fn version(&self) -> Result<String, RuntimeError> {
+        let mut v = self.client.version();
+        let resp = self.call("Version", v.version(self.req(()))).await?;
+        Ok(resp.version)
+    }
+
+    async fn resolve_image(&self, image: &str) -> Result<(), RuntimeError> {
+        self.resolve(image).await.map(|_| ())
+    }
+
+    async fn create(&self, req: &CreateRequest) -> Result<(), RuntimeError> {
+        let id = req.runtime_id.as_str();
+        let resolved = self.resolve(&req.container.image).await?;
+        let spec = super::oci::build_spec(req, &resolved.config)?;
+
+        // Replace a leftover of an earlier attempt (the agent may have crashed mid-launch).
+        self.remove(id).await?;
+
+        if let Some(dir) = req.log_path.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| RuntimeError::Io(format!("creating {}: {e}", dir.display())))?;
+        }
+        let mounts = self.prepare_snapshot(id, &resolved.chain_id).await?;
+        let labels = HashMap::from([
+            (LABEL_TASK_ARN.to_string(), req.task_arn.clone()),
+            (LABEL_CONTAINER_NAME.to_string(), req.container.name.clone()),
+        ]);
+        let container = Container {
+            id: id.to_string(),
+            labels,
+            image: req.container.image.clone(),
+            runtime: Some(ContainerRuntime {
+                name: RUNC_V2.to_string(),
+                options: None,
+            }),
+            spec: Some(prost_types::Any {
+                type_url: SPEC_TYPE_URL.to_string(),
+                value: serde_json::to_vec(&spec)
+                    .map_err(|e| RuntimeError::InvalidSpec(e.to_string()))?,
+            }),
+            snapshotter: self.cfg.snapshotter.clone(),
+            snapshot_key: id.to_string(),
+            ..Default::default()
+        };
+        let mut containers = self.client.containers();
+        if let Err(e) = self
+            .call(
+                "Containers.Create",
+                containers.create(self.req(CreateContainerRequest {
+                    container: Some(container),
+                })),
+            )
+            .await
+        {
+            let _ = self.remove_snapshot(id).await;
+            return Err(e);
+        }
+        // The shim writes straight to the file: the agent never holds a pipe it must drain.
+        let log_uri = format!("file://{}", req.log_path.display());
+        let mut tasks = self.client.tasks();
+        let created = self
+            .call(
+                "Tasks.Create",
+                tasks.create(self.req(CreateTaskRequest {
+                    container_id: id.to_string(),
+                    rootfs: mounts,
+                    stdout: log_uri.clone(),
+                    stderr: log_uri,
+                    ..Default::default()
+                })),
+            )
+            .await;
+        if let Err(e) = created {
+            let _ = self.remove(id).await;
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    async fn start(&self, runtime_id: &str) -> Result<(), RuntimeError> {
+        let mut tasks = self.client.tasks();
+        self.call(
+            "Tasks.Start",
+            tasks.start(self.req(StartRequest {
+                container_id: runtime_id.to_string(),
+                exec_id: String::new(),
+            })),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn signal(&self, runtime_id: &str, signal: i32) -> Result<(), RuntimeError> {
+        let mut tasks = self.client.tasks();
+        ignore_not_found(
+            self.call(
+                "Tasks.Kill",
+                tasks.kill(self.req(KillRequest {
+                    container_id: runtime_id.to_string(),
+                    exec_id: String::new(),
+                    signal: signal as u32,
+                    all: true,
+                })),
+            )
+            .await,
+        )
+    }
+
+    async fn state(&self, runtime_id: &str) -> Result<ProcessState, RuntimeError> {
+        let mut tasks = self.client.tasks();
+        let got = self
+            .call(
+                "Tasks.Get",
+                tasks.get(self.req(GetRequest {
+                    container_id: runtime_id.to_string(),
+                    exec_id: String::new(),
+                })),
+            )
+            .await;
+        let process = match got {
+            Ok(resp) => resp.process,
+            Err(e) if e.is_not_found() => return Ok(ProcessState::Missing),
+            Err(e) => return Err(e),
+        };
+        let Some(p) = process else {
+            return Ok(ProcessState::Missing);
+        };
+        Ok(
+            match ProcStatus::try_from(p.status).unwrap_or(ProcStatus::Unknown) {
+                ProcStatus::Created => ProcessState::Created,
+                ProcStatus::Stopped => ProcessState::Stopped {
+                    exit_code: p.exit_status as i32,
+                },
+                ProcStatus::Unknown => ProcessState::Missing,
+                _ => ProcessState::Running,
+            },
+        )
+    }
+
+    async fn remove(&self, runtime_id: &str) -> Result<(), RuntimeError> {
+        self.delete_task(runtime_id).await?;
+        let mut containers = self.client.containers();
+        let exists = self
+            .call(
+                "Containers.Get",
+                containers.get(self.req(GetContainerRequest {
+                    id: runtime_id.to_string(),
+                })),
+            )
+            .await;
+        match exists {
+            Ok(_) => ignore_not_found(
+                self.call(
+                    "Containers.Delete",
+                    containers.delete(self.req(DeleteContainerRequest {
+                        id: runtime_id.to_string(),
+                    })),
+                )
+                .await,
+            )?,
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e),
+        }
+        self.remove_snapshot(runtime_id).await
+    }
+
+    async fn list(&self) -> Result<Vec<ListedContainer>, RuntimeError> {
+        let mut containers = self.client.containers();
+        let resp = self
+            .call(
+                "Containers.List",
+                containers.list(self.req(ListContainersRequest { filters: vec![] })),
+            )
+            .await?;
+        Ok(resp
+            .containers
+            .into_iter()
+            .map(|c| ListedContainer {
+                task_arn: c.labels.get(LABEL_TASK_ARN).cloned(),
+                runtime_id: c.id,
+            })
+            .collect())
+    }
+
+    async fn exits(&self) -> Result<Pin<Box<dyn Stream<Item = ExitEvent> + Send>>, RuntimeError> {
+        let mut events = self.client.events();
+        // A subscription is long-lived: no deadline on the stream, only on opening it.
+        let mut req = Request::new(SubscribeRequest {
+            filters: vec![format!(
+                "topic==\"/tasks/exit\",namespace=={}",
+                self.cfg.namespace
+            )],
+        });
+        if let Ok(ns) = self.cfg.namespace.parse() {
+            req.metadata_mut().insert("containerd-namespace", ns);
+        }
+        let stream = self.call("Events.Subscribe", events.subscribe(req)).await?;
+        let exits = stream
+            .take_while(|item| std::future::ready(item.is_ok()))
+            .filter_map(|item| {
+                std::future::ready(item.ok().and_then(|env| {
+                    let any = env.event?;
+                    let exit =
+                        containerd_client::events::TaskExit::decode(any.value.as_slice()).ok()?;
+                    // Exits of exec'd processes carry their exec id; only main processes count.
+                    (exit.id == exit.container_id).then_some(ExitEvent {
+                        runtime_id: exit.container_id,
+                        exit_code: exit.exit_status as i32,
+                    })
+                }))
+            });
+        Ok(Box::pin(exits))
+    }
+}

@@ -1,0 +1,140 @@
+//! The container runtime boundary. The engine talks to this trait only; `containerd` is the real
+//! implementation, `fake` a scripted one for tests of the engine without root.
+
+pub mod containerd;
+pub mod fake;
+pub mod image;
+pub mod oci;
+
+use std::future::Future;
+use std::path::PathBuf;
+
+use crate::model::{ContainerSpec, NetworkMode};
+
+/// Everything needed to create one container of a task.
+#[derive(Debug, Clone)]
+pub struct CreateRequest {
+    pub runtime_id: String,
+    pub task_arn: String,
+    pub task_id: String,
+    pub container: ContainerSpec,
+    pub network_mode: NetworkMode,
+    /// Where the shim writes the container's stdout and stderr.
+    pub log_path: PathBuf,
+}
+
+/// What a container's main process is doing, as containerd sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProcessState {
+    /// No containerd task (never created, or deleted).
+    Missing,
+    Created,
+    Running,
+    Stopped {
+        exit_code: i32,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExitEvent {
+    pub runtime_id: String,
+    pub exit_code: i32,
+}
+
+/// A container found in the agent's containerd namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedContainer {
+    pub runtime_id: String,
+    pub task_arn: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("image {0} is not present in containerd")]
+    ImageNotFound(String),
+    #[error("image {image}: {message}")]
+    BadImage { image: String, message: String },
+    #[error("{0}")]
+    InvalidSpec(String),
+    #[error("containerd call {call} timed out after {secs}s")]
+    Timeout { call: &'static str, secs: u64 },
+    #[error("containerd {call}: {status}")]
+    Containerd {
+        call: &'static str,
+        status: Box<tonic::Status>,
+    },
+    #[error("cannot connect to containerd at {socket}: {message}")]
+    Connect { socket: String, message: String },
+    #[error("{0}")]
+    Io(String),
+}
+
+impl RuntimeError {
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Self::Containerd { status, .. } if status.code() == tonic::Code::NotFound)
+    }
+}
+
+/// The reason ECS would show for a failure at each stage of a container's start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    Image,
+    Create,
+    Start,
+}
+
+impl Stage {
+    pub fn reason(self, err: &RuntimeError) -> String {
+        let prefix = match self {
+            Stage::Image => "CannotPullContainerError",
+            Stage::Create => "CannotCreateContainerError",
+            Stage::Start => "CannotStartContainerError",
+        };
+        format!("{prefix}: {err}")
+    }
+}
+
+/// The few things the engine asks of a container runtime. Every method is idempotent where it
+/// can be, so that a retry after an agent crash does no harm.
+pub trait Runtime: Send + Sync + 'static {
+    /// The runtime's version, for the control plane and health.
+    fn version(&self) -> impl Future<Output = Result<String, RuntimeError>> + Send;
+
+    /// Checks that the container's image is present and usable.
+    fn resolve_image(&self, image: &str) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+
+    /// Creates the container and its (not yet started) process. A leftover container with the
+    /// same id that is not running is replaced.
+    fn create(&self, req: &CreateRequest) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+
+    fn start(&self, runtime_id: &str) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+
+    /// Sends a signal to every process of the container; a missing container is not an error.
+    fn signal(
+        &self,
+        runtime_id: &str,
+        signal: i32,
+    ) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+
+    fn state(
+        &self,
+        runtime_id: &str,
+    ) -> impl Future<Output = Result<ProcessState, RuntimeError>> + Send;
+
+    /// Deletes the process, the container and its snapshot; missing pieces are skipped.
+    fn remove(&self, runtime_id: &str) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+
+    /// Containers in the agent's namespace, for recovery.
+    fn list(&self) -> impl Future<Output = Result<Vec<ListedContainer>, RuntimeError>> + Send;
+
+    /// Subscribes to exits of containers' main processes. The stream ends when the connection
+    /// to the runtime is lost; the caller resubscribes and re-checks what it waits for.
+    fn exits(
+        &self,
+    ) -> impl Future<
+        Output = Result<
+            std::pin::Pin<Box<dyn futures_util::Stream<Item = ExitEvent> + Send>>,
+            RuntimeError,
+        >,
+    > + Send;
+}

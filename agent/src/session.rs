@@ -1,0 +1,403 @@
+//! The control-plane session: registration, then one long-lived stream that carries payloads
+//! in and state changes out, kept alive with heartbeats and re-established with jittered
+//! exponential backoff. Wire types stop here (`crate::wire` converts).
+//!
+//! Delivery: reports are sent from the durable outbox in sequence order; the control plane acks
+//! each, and tells us in `Welcome` the highest it has applied, so after any reconnect the agent
+//! resends exactly what is missing (at least once on the wire, deduplicated by sequence there).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_proto::v1 as pb;
+use berth_proto::v1::agent_service_client::AgentServiceClient;
+use pb::agent_message::Msg as Out;
+use pb::control_message::Msg as In;
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::{Channel, Endpoint};
+use tracing::{debug, info, info_span, warn, Instrument};
+
+use crate::engine::Engine;
+use crate::host::Registration;
+use crate::runtime::Runtime;
+use crate::store::{Credential, Store, StoreError};
+use crate::wire;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// The control plane said no, and saying the same again will not help.
+    #[error("the control plane refused this agent: {0}")]
+    Refused(String),
+    #[error("no instance credential is stored and no activation code is configured: set activation_code (or BERTH_ACTIVATION_CODE) for the first registration")]
+    NoActivationCode,
+    #[error("control plane unreachable: {0}")]
+    Transport(String),
+    #[error("control plane session: {0}")]
+    Protocol(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl SessionError {
+    fn is_fatal(&self) -> bool {
+        matches!(self, Self::Refused(_) | Self::NoActivationCode)
+    }
+}
+
+fn status_error(s: tonic::Status) -> SessionError {
+    use tonic::Code::*;
+    match s.code() {
+        Unauthenticated | PermissionDenied | InvalidArgument | NotFound | FailedPrecondition => {
+            SessionError::Refused(s.message().to_string())
+        }
+        _ => SessionError::Transport(format!("{}: {}", s.code(), s.message())),
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    pub endpoint: String,
+    pub cluster: String,
+    pub activation_code: Option<String>,
+}
+
+/// Exponential backoff with full jitter: many agents losing one control plane do not come
+/// back in lock-step.
+#[derive(Debug)]
+pub struct Backoff {
+    next: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    pub fn new(max: Duration) -> Self {
+        Self {
+            next: Duration::from_millis(250),
+            max,
+        }
+    }
+
+    pub fn reset(&mut self) {
+        self.next = Duration::from_millis(250);
+    }
+
+    /// The delay to wait now: uniformly random in [delay/2, delay].
+    pub fn next_delay(&mut self) -> Duration {
+        let d = self.next;
+        self.next = (self.next * 2).min(self.max);
+        let half = d.as_millis() as u64 / 2;
+        Duration::from_millis(half + fastrand::u64(0..=half))
+    }
+}
+
+async fn connect(endpoint: &str) -> Result<AgentServiceClient<Channel>, SessionError> {
+    let ep = Endpoint::from_shared(endpoint.to_string())
+        .map_err(|e| SessionError::Transport(format!("endpoint {endpoint:?}: {e}")))?
+        .connect_timeout(Duration::from_secs(5))
+        .tcp_keepalive(Some(Duration::from_secs(30)));
+    let channel = ep
+        .connect()
+        .await
+        .map_err(|e| SessionError::Transport(format!("{endpoint}: {e}")))?;
+    Ok(AgentServiceClient::new(channel))
+}
+
+/// Registers (activation code on first contact, stored credential afterwards), retrying
+/// transient failures until `shutdown`.
+pub async fn register(
+    cfg: &SessionConfig,
+    store: &Store,
+    host: &Registration,
+    containerd_version: &str,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<Credential, SessionError> {
+    let mut backoff = Backoff::new(Duration::from_secs(15));
+    loop {
+        match register_once(cfg, store, host, containerd_version).await {
+            Ok(c) => return Ok(c),
+            Err(e) if e.is_fatal() => return Err(e),
+            Err(e) => warn!(error = %e, "registration failed; retrying"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff.next_delay()) => {}
+            _ = shutdown.changed() => return Err(SessionError::Transport("shutting down".into())),
+        }
+    }
+}
+
+async fn register_once(
+    cfg: &SessionConfig,
+    store: &Store,
+    host: &Registration,
+    containerd_version: &str,
+) -> Result<Credential, SessionError> {
+    let stored = store.credential()?;
+    let auth = match (&stored, &cfg.activation_code) {
+        (Some(c), _) => pb::register_request::Auth::Credential(pb::InstanceCredential {
+            instance_id: c.instance_id.clone(),
+            secret: c.secret.clone(),
+        }),
+        (None, Some(code)) => pb::register_request::Auth::ActivationCode(code.clone()),
+        (None, None) => return Err(SessionError::NoActivationCode),
+    };
+    let mut client = connect(&cfg.endpoint).await?;
+    let req = wire::register_request(&cfg.cluster, auth, host, containerd_version);
+    let resp = client
+        .register(req)
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    let credential = match stored {
+        Some(c) => Credential {
+            container_instance_arn: resp.container_instance_arn,
+            ..c
+        },
+        None => {
+            if resp.secret.is_empty() {
+                return Err(SessionError::Protocol(
+                    "first registration returned no credential".into(),
+                ));
+            }
+            Credential {
+                instance_id: resp.instance_id,
+                secret: resp.secret,
+                container_instance_arn: resp.container_instance_arn,
+            }
+        }
+    };
+    store.set_credential(&credential)?;
+    info!(instance = %credential.container_instance_arn, "registered");
+    Ok(credential)
+}
+
+/// Keeps a session up until `shutdown` turns true; returns early only on a fatal refusal.
+pub async fn run<R: Runtime>(
+    cfg: SessionConfig,
+    credential: Credential,
+    engine: Arc<Engine<R>>,
+    store: Arc<Store>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), SessionError> {
+    let mut backoff = Backoff::new(Duration::from_secs(15));
+    loop {
+        let span = info_span!("session", instance.id = %credential.instance_id);
+        let mut s = Session {
+            engine: Arc::clone(&engine),
+            store: Arc::clone(&store),
+            credential: credential.clone(),
+            welcomed: false,
+        };
+        let result = s
+            .run_once(&cfg.endpoint, &mut shutdown)
+            .instrument(span)
+            .await;
+        if s.welcomed {
+            backoff.reset();
+        }
+        match result {
+            Ok(()) => return Ok(()),
+            Err(e) if e.is_fatal() => return Err(e),
+            Err(e) => warn!(error = %e, "session lost; reconnecting"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff.next_delay()) => {}
+            _ = shutdown.changed() => return Ok(()),
+        }
+    }
+}
+
+struct Session<R: Runtime> {
+    engine: Arc<Engine<R>>,
+    store: Arc<Store>,
+    credential: Credential,
+    welcomed: bool,
+}
+
+const OUTBOX_BATCH: usize = 100;
+
+impl<R: Runtime> Session<R> {
+    async fn run_once(
+        &mut self,
+        endpoint: &str,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<(), SessionError> {
+        let mut client = connect(endpoint).await?;
+        let (tx, rx) = mpsc::channel::<pb::AgentMessage>(OUTBOX_BATCH * 2);
+        let send = |tx: &mpsc::Sender<pb::AgentMessage>, msg: Out| {
+            let tx = tx.clone();
+            async move {
+                tx.send(pb::AgentMessage { msg: Some(msg) })
+                    .await
+                    .map_err(|_| SessionError::Transport("session stream closed".into()))
+            }
+        };
+        send(
+            &tx,
+            Out::Hello(pb::Hello {
+                credential: Some(pb::InstanceCredential {
+                    instance_id: self.credential.instance_id.clone(),
+                    secret: self.credential.secret.clone(),
+                }),
+                last_payload_seq: self.store.last_payload_seq()?,
+                agent_version: env!("CARGO_PKG_VERSION").into(),
+            }),
+        )
+        .await?;
+        let mut inbound = client
+            .session(ReceiverStream::new(rx))
+            .await
+            .map_err(status_error)?
+            .into_inner();
+
+        let welcome = match tokio::time::timeout(Duration::from_secs(10), inbound.message()).await {
+            Ok(Ok(Some(pb::ControlMessage {
+                msg: Some(In::Welcome(w)),
+            }))) => w,
+            Ok(Ok(other)) => {
+                return Err(SessionError::Protocol(format!(
+                    "expected Welcome, got {other:?}"
+                )))
+            }
+            Ok(Err(s)) => return Err(status_error(s)),
+            Err(_) => return Err(SessionError::Transport("no Welcome within 10s".into())),
+        };
+        self.welcomed = true;
+        let heartbeat_every = Duration::from_millis(u64::from(
+            welcome.heartbeat_interval_ms.clamp(1_000, 300_000),
+        ));
+        info!(
+            last_applied = welcome.last_state_change_seq,
+            "session established"
+        );
+        self.store.ack_outbox(welcome.last_state_change_seq)?;
+        let mut sent_upto = welcome.last_state_change_seq;
+        let outbox_ready = Arc::clone(&self.engine.outbox_ready);
+        let mut heartbeat = tokio::time::interval(heartbeat_every);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let silence_limit = heartbeat_every * 3;
+        let mut last_heard = tokio::time::Instant::now();
+
+        loop {
+            // Send whatever the outbox holds beyond what this stream already carried.
+            loop {
+                let batch = self.store.outbox_after(sent_upto, OUTBOX_BATCH)?;
+                if batch.is_empty() {
+                    break;
+                }
+                for entry in batch {
+                    sent_upto = entry.seq;
+                    send(&tx, Out::StateChange(wire::state_change(entry))).await?;
+                }
+            }
+            tokio::select! {
+                msg = inbound.message() => {
+                    last_heard = tokio::time::Instant::now();
+                    match msg {
+                        Ok(Some(m)) => self.handle(m, &tx).await?,
+                        Ok(None) => return Err(SessionError::Transport("the control plane closed the session".into())),
+                        Err(s) => return Err(status_error(s)),
+                    }
+                }
+                _ = outbox_ready.notified() => {}
+                _ = heartbeat.tick() => {
+                    if last_heard.elapsed() > silence_limit {
+                        return Err(SessionError::Transport(format!(
+                            "nothing heard from the control plane for {}s", silence_limit.as_secs()
+                        )));
+                    }
+                    let healthy = tokio::time::timeout(
+                        Duration::from_secs(2), self.engine.runtime().version()
+                    ).await.is_ok_and(|r| r.is_ok());
+                    send(&tx, Out::Heartbeat(pb::Heartbeat {
+                        sent_at_ms: now_ms(),
+                        running_tasks: self.engine.running_tasks() as u32,
+                        containerd_healthy: healthy,
+                    })).await?;
+                }
+                _ = shutdown.changed() => {
+                    self.flush(&mut inbound).await;
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    async fn handle(
+        &mut self,
+        msg: pb::ControlMessage,
+        tx: &mpsc::Sender<pb::AgentMessage>,
+    ) -> Result<(), SessionError> {
+        match msg.msg {
+            Some(In::Payload(p)) => {
+                let tasks = p.tasks.into_iter().map(wire::task_from_wire).collect();
+                let stops = p
+                    .stops
+                    .into_iter()
+                    .map(|s| (s.task_arn, s.reason))
+                    .collect();
+                // Recorded first, acked after: a crash in between means a redelivery, which
+                // is harmless because payloads are idempotent.
+                self.engine.accept_payload(p.seq, tasks, stops)?;
+                debug!(seq = p.seq, "payload recorded");
+                tx.send(pb::AgentMessage {
+                    msg: Some(Out::PayloadAck(pb::PayloadAck { seq: p.seq })),
+                })
+                .await
+                .map_err(|_| SessionError::Transport("session stream closed".into()))?;
+            }
+            Some(In::StateChangeAck(a)) => self.store.ack_outbox(a.seq)?,
+            Some(In::Manifest(m)) => {
+                debug!(tasks = m.task_arns.len(), "task manifest received");
+            }
+            Some(In::HeartbeatAck(_)) | Some(In::Welcome(_)) | None => {}
+        }
+        Ok(())
+    }
+
+    /// On shutdown: give the control plane a moment to ack what is in flight, so that fewer
+    /// reports are sent twice. Nothing is lost either way: the outbox is durable.
+    async fn flush(&mut self, inbound: &mut tonic::Streaming<pb::ControlMessage>) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        while self.store.outbox_len().unwrap_or(0) > 0 {
+            match tokio::time::timeout_at(deadline, inbound.message()).await {
+                Ok(Ok(Some(pb::ControlMessage {
+                    msg: Some(In::StateChangeAck(a)),
+                }))) => {
+                    let _ = self.store.ack_outbox(a.seq);
+                }
+                Ok(Ok(Some(_))) => {}
+                _ => break,
+            }
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_with_jitter_up_to_the_cap() {
+        let mut b = Backoff::new(Duration::from_secs(4));
+        let delays: Vec<u128> = (0..8).map(|_| b.next_delay().as_millis()).collect();
+        assert!((125..=250).contains(&delays[0]), "{delays:?}");
+        assert!((250..=500).contains(&delays[1]), "{delays:?}");
+        assert!(delays[7] <= 4000 && delays[7] >= 2000, "{delays:?}");
+        b.reset();
+        assert!(b.next_delay() <= Duration::from_millis(250));
+    }
+
+    #[test]
+    fn refusals_are_fatal_and_outages_are_not() {
+        assert!(status_error(tonic::Status::unauthenticated("activation code unknown")).is_fatal());
+        assert!(!status_error(tonic::Status::unavailable("down")).is_fatal());
+    }
+}

@@ -1,0 +1,451 @@
+//! The agent's durable state: SQLite (WAL) under the data dir. The only module with SQL.
+//!
+//! Invariants:
+//! - a task's state and the status reports it produced are written in one transaction, so a
+//!   crash can neither lose a report nor report a state that was not saved;
+//! - a payload's tasks and stop requests are written, with the payload's sequence, before the
+//!   payload is acked;
+//! - finished tasks stay recorded, so a payload that is delivered again never reruns one.
+
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::{Deserialize, Serialize};
+
+use crate::model::{ContainerStatus, StopCode, TaskStatus};
+use crate::task_state::{Report, TaskState};
+
+const SCHEMA_VERSION: i32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("state store: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("state store: corrupt record for {what}: {message}")]
+    Corrupt { what: String, message: String },
+    #[error("state store {path}: schema version {found} is newer than this agent ({supported})")]
+    TooNew {
+        path: String,
+        found: i32,
+        supported: i32,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credential {
+    pub instance_id: String,
+    pub secret: String,
+    pub container_instance_arn: String,
+}
+
+/// A status report waiting for the control plane's ack.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxEntry {
+    pub seq: u64,
+    pub task_arn: String,
+    pub at_ms: i64,
+    pub report: StoredReport,
+}
+
+/// `Report` as stored: plain data, independent of the state machine's types.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StoredReport {
+    Container {
+        name: String,
+        runtime_id: String,
+        status: ContainerStatus,
+        exit_code: Option<i32>,
+        reason: Option<String>,
+    },
+    Task {
+        status: TaskStatus,
+        stop_code: Option<StopCode>,
+        stopped_reason: Option<String>,
+    },
+}
+
+impl From<Report> for StoredReport {
+    fn from(r: Report) -> Self {
+        match r {
+            Report::Container {
+                name,
+                runtime_id,
+                status,
+                exit_code,
+                reason,
+            } => Self::Container {
+                name,
+                runtime_id,
+                status,
+                exit_code,
+                reason,
+            },
+            Report::Task {
+                status,
+                stop_code,
+                stopped_reason,
+            } => Self::Task {
+                status,
+                stop_code,
+                stopped_reason,
+            },
+        }
+    }
+}
+
+/// A stop the control plane asked for, recorded apart from the task's state so that the worker
+/// owning the state never races with the session writing it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StopRequest {
+    pub reason: String,
+}
+
+pub struct Store {
+    conn: Mutex<Connection>,
+}
+
+impl Store {
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        // NORMAL in WAL mode survives a crash of the process, which is what we guard against;
+        // FULL would add an fsync to every state change.
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let version: i32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::TooNew {
+                path: path.display().to_string(),
+                found: version,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        if version < 1 {
+            conn.execute_batch(
+                "BEGIN;
+                 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+                 CREATE TABLE IF NOT EXISTS tasks (
+                     arn TEXT PRIMARY KEY,
+                     state TEXT NOT NULL,
+                     stop_reason TEXT,
+                     finished INTEGER NOT NULL DEFAULT 0,
+                     updated_at_ms INTEGER NOT NULL
+                 );
+                 CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY, body TEXT NOT NULL);
+                 PRAGMA user_version = 1;
+                 COMMIT;",
+            )?;
+        }
+        Ok(Self {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        // SQLite keeps its own consistency; a panic elsewhere must not make the store unusable.
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn meta(conn: &Connection, key: &str) -> Result<Option<String>, StoreError> {
+        Ok(conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()?)
+    }
+
+    fn set_meta(conn: &Connection, key: &str, value: &str) -> Result<(), StoreError> {
+        conn.execute(
+            "INSERT INTO meta (key, value) VALUES (?1, ?2)
+             ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            params![key, value],
+        )?;
+        Ok(())
+    }
+
+    fn meta_u64(conn: &Connection, key: &str) -> Result<u64, StoreError> {
+        Ok(Self::meta(conn, key)?
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0))
+    }
+
+    pub fn credential(&self) -> Result<Option<Credential>, StoreError> {
+        let conn = self.conn();
+        let id = Self::meta(&conn, "instance_id")?;
+        let secret = Self::meta(&conn, "secret")?;
+        let arn = Self::meta(&conn, "container_instance_arn")?;
+        Ok(match (id, secret) {
+            (Some(instance_id), Some(secret)) => Some(Credential {
+                instance_id,
+                secret,
+                container_instance_arn: arn.unwrap_or_default(),
+            }),
+            _ => None,
+        })
+    }
+
+    pub fn set_credential(&self, c: &Credential) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        Self::set_meta(&tx, "instance_id", &c.instance_id)?;
+        Self::set_meta(&tx, "secret", &c.secret)?;
+        Self::set_meta(&tx, "container_instance_arn", &c.container_instance_arn)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn last_payload_seq(&self) -> Result<u64, StoreError> {
+        Self::meta_u64(&self.conn(), "last_payload_seq")
+    }
+
+    /// Records a payload: new tasks (known ones are left alone) and stop requests, with the
+    /// payload's sequence. Returns the ARNs whose workers must be told.
+    pub fn record_payload(
+        &self,
+        seq: u64,
+        tasks: &[TaskState],
+        stops: &[(String, String)],
+        now_ms: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let mut touched = Vec::new();
+        for t in tasks {
+            let inserted = tx.execute(
+                "INSERT OR IGNORE INTO tasks (arn, state, updated_at_ms) VALUES (?1, ?2, ?3)",
+                params![t.spec.arn, to_json(t)?, now_ms],
+            )?;
+            if inserted > 0 {
+                touched.push(t.spec.arn.clone());
+            }
+        }
+        for (arn, reason) in stops {
+            let updated = tx.execute(
+                "UPDATE tasks SET stop_reason = ?2 WHERE arn = ?1 AND stop_reason IS NULL
+                 AND finished = 0",
+                params![arn, reason],
+            )?;
+            if updated > 0 {
+                touched.push(arn.clone());
+            }
+        }
+        if seq > Self::meta_u64(&tx, "last_payload_seq")? {
+            Self::set_meta(&tx, "last_payload_seq", &seq.to_string())?;
+        }
+        tx.commit()?;
+        Ok(touched)
+    }
+
+    /// Saves a task's state and queues its reports, atomically.
+    pub fn save_task(
+        &self,
+        state: &TaskState,
+        reports: Vec<Report>,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute(
+            "UPDATE tasks SET state = ?2, finished = ?3, updated_at_ms = ?4 WHERE arn = ?1",
+            params![state.spec.arn, to_json(state)?, state.is_finished(), now_ms],
+        )?;
+        let mut seq = Self::meta_u64(&tx, "next_state_seq")?.max(1);
+        for report in reports {
+            let entry = OutboxEntry {
+                seq,
+                task_arn: state.spec.arn.clone(),
+                at_ms: now_ms,
+                report: report.into(),
+            };
+            tx.execute(
+                "INSERT INTO outbox (seq, body) VALUES (?1, ?2)",
+                params![seq as i64, to_json(&entry)?],
+            )?;
+            seq += 1;
+        }
+        Self::set_meta(&tx, "next_state_seq", &seq.to_string())?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn stop_request(&self, arn: &str) -> Result<Option<StopRequest>, StoreError> {
+        let conn = self.conn();
+        let reason: Option<Option<String>> = conn
+            .query_row("SELECT stop_reason FROM tasks WHERE arn = ?1", [arn], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        Ok(reason.flatten().map(|reason| StopRequest { reason }))
+    }
+
+    /// Tasks that still need a worker.
+    pub fn unfinished_tasks(&self) -> Result<Vec<TaskState>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT arn, state FROM tasks WHERE finished = 0")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (arn, json) = row?;
+            out.push(from_json(&arn, &json)?);
+        }
+        Ok(out)
+    }
+
+    pub fn task(&self, arn: &str) -> Result<Option<TaskState>, StoreError> {
+        let conn = self.conn();
+        let json: Option<String> = conn
+            .query_row("SELECT state FROM tasks WHERE arn = ?1", [arn], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        json.map(|j| from_json(arn, &j)).transpose()
+    }
+
+    /// Reports after `after`, oldest first.
+    pub fn outbox_after(&self, after: u64, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
+        let conn = self.conn();
+        let mut stmt =
+            conn.prepare("SELECT seq, body FROM outbox WHERE seq > ?1 ORDER BY seq LIMIT ?2")?;
+        let rows = stmt.query_map(params![after as i64, limit as i64], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (seq, body) = row?;
+            out.push(from_json(&format!("outbox entry {seq}"), &body)?);
+        }
+        Ok(out)
+    }
+
+    /// The control plane has applied every report up to `seq`.
+    pub fn ack_outbox(&self, seq: u64) -> Result<(), StoreError> {
+        self.conn()
+            .execute("DELETE FROM outbox WHERE seq <= ?1", [seq as i64])?;
+        Ok(())
+    }
+
+    pub fn outbox_len(&self) -> Result<u64, StoreError> {
+        let n: i64 = self
+            .conn()
+            .query_row("SELECT COUNT(*) FROM outbox", [], |r| r.get(0))?;
+        Ok(n as u64)
+    }
+}
+
+fn to_json<T: Serialize>(v: &T) -> Result<String, StoreError> {
+    serde_json::to_string(v).map_err(|e| StoreError::Corrupt {
+        what: "a record being written".into(),
+        message: e.to_string(),
+    })
+}
+
+fn from_json<T: for<'de> Deserialize<'de>>(what: &str, json: &str) -> Result<T, StoreError> {
+    serde_json::from_str(json).map_err(|e| StoreError::Corrupt {
+        what: what.to_string(),
+        message: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{ContainerSpec, NetworkMode, TaskSpec};
+    use crate::task_state::Event;
+
+    fn temp_store() -> (Store, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("berth-store-{}", fastrand::u64(..)));
+        std::fs::create_dir_all(&dir).unwrap();
+        (Store::open(&dir.join("agent.db")).unwrap(), dir)
+    }
+
+    fn state(arn: &str) -> TaskState {
+        TaskState::new(
+            TaskSpec {
+                arn: arn.into(),
+                family: "f".into(),
+                revision: 1,
+                network_mode: NetworkMode::None,
+                cpu: 0,
+                memory_mib: 0,
+                containers: vec![ContainerSpec {
+                    name: "a".into(),
+                    image: "i".into(),
+                    essential: true,
+                    entry_point: None,
+                    command: None,
+                    environment: vec![],
+                    working_directory: None,
+                    user: None,
+                    cpu: 0,
+                    memory_mib: 0,
+                    memory_reservation_mib: 0,
+                    stop_timeout_secs: 1,
+                }],
+            },
+            TaskStatus::Running,
+        )
+    }
+
+    #[test]
+    fn payloads_are_idempotent_and_stops_recorded() {
+        let (store, dir) = temp_store();
+        let t = state("arn:1");
+        assert_eq!(
+            store
+                .record_payload(1, std::slice::from_ref(&t), &[], 0)
+                .unwrap(),
+            ["arn:1"]
+        );
+        assert!(store.record_payload(2, &[t], &[], 0).unwrap().is_empty());
+        assert_eq!(store.last_payload_seq().unwrap(), 2);
+        let touched = store
+            .record_payload(3, &[], &[("arn:1".into(), "bye".into())], 0)
+            .unwrap();
+        assert_eq!(touched, ["arn:1"]);
+        assert_eq!(store.stop_request("arn:1").unwrap().unwrap().reason, "bye");
+        // An older payload delivered late does not move the sequence back.
+        store.record_payload(1, &[], &[], 0).unwrap();
+        assert_eq!(store.last_payload_seq().unwrap(), 3);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn state_and_reports_commit_together_and_survive_reopen() {
+        let (store, dir) = temp_store();
+        let mut t = state("arn:1");
+        store.record_payload(1, &[t.clone()], &[], 0).unwrap();
+        t.apply(Event::ImageResolved {
+            container: "a".into(),
+        });
+        let reports = t.take_reports();
+        store.save_task(&t, reports, 5).unwrap();
+        drop(store);
+        let store = Store::open(&dir.join("agent.db")).unwrap();
+        assert_eq!(store.task("arn:1").unwrap().unwrap(), t);
+        let out = store.outbox_after(0, 10).unwrap();
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].seq, 1);
+        store.ack_outbox(1).unwrap();
+        assert_eq!(store.outbox_len().unwrap(), 0);
+        // Sequences keep increasing after an ack.
+        t.apply(Event::Created {
+            container: "a".into(),
+        });
+        store.save_task(&t, t.clone().take_reports(), 6).unwrap();
+        assert_eq!(store.outbox_after(0, 10).unwrap()[0].seq, 2);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn credential_round_trip() {
+        let (store, dir) = temp_store();
+        assert!(store.credential().unwrap().is_none());
+        let c = Credential {
+            instance_id: "i".into(),
+            secret: "s".into(),
+            container_instance_arn: "arn".into(),
+        };
+        store.set_credential(&c).unwrap();
+        assert_eq!(store.credential().unwrap(), Some(c));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

@@ -1,0 +1,255 @@
+//! Conversions between the wire (`berth_proto::v1`) and the agent's domain types. The agent
+//! validates what it receives as the control plane does: a task it cannot run is still recorded,
+//! and stops at once with a reason, so the control plane hears about it.
+
+use berth_proto::v1 as pb;
+
+use crate::engine::IncomingTask;
+use crate::host::Registration;
+use crate::model::{
+    ContainerSpec, ContainerStatus, NetworkMode, TaskSpec, TaskStatus, DEFAULT_STOP_TIMEOUT_SECS,
+};
+use crate::store::{OutboxEntry, StoredReport};
+
+/// ECS's upper bound for stopTimeout.
+const MAX_STOP_TIMEOUT_SECS: i32 = 120;
+
+/// A task from a payload, and why it cannot run if it cannot.
+pub fn task_from_wire(t: pb::TaskSpec) -> IncomingTask {
+    let mut problems = Vec::new();
+    if t.task_arn.is_empty() {
+        problems.push("task_arn is empty".to_string());
+    }
+    let network_mode = match t.network_mode.as_str() {
+        "" => NetworkMode::None,
+        m => NetworkMode::parse(m).unwrap_or_else(|| {
+            problems.push(format!(
+                "network mode {m:?} is not supported by this agent (supported: {})",
+                NetworkMode::SUPPORTED.join(", ")
+            ));
+            NetworkMode::None
+        }),
+    };
+    if t.containers.is_empty() {
+        problems.push("the task has no containers".into());
+    }
+    let mut seen = std::collections::HashSet::new();
+    let containers: Vec<ContainerSpec> = t
+        .containers
+        .into_iter()
+        .map(|c| {
+            if c.name.is_empty() || !seen.insert(c.name.clone()) {
+                problems.push(format!("container name {:?} is empty or repeated", c.name));
+            }
+            if c.image.is_empty() {
+                problems.push(format!("container {:?} has no image", c.name));
+            }
+            if c.cpu < 0 || c.memory_mib < 0 || c.memory_reservation_mib < 0 {
+                problems.push(format!("container {:?} has a negative limit", c.name));
+            }
+            if !(0..=MAX_STOP_TIMEOUT_SECS).contains(&c.stop_timeout_seconds) {
+                problems.push(format!(
+                    "container {:?}: stopTimeout {} is outside 0-{MAX_STOP_TIMEOUT_SECS}",
+                    c.name, c.stop_timeout_seconds
+                ));
+            }
+            container_from_wire(c)
+        })
+        .collect();
+    if !containers.is_empty() && !containers.iter().any(|c| c.essential) {
+        problems.push("the task has no essential container".into());
+    }
+    let desired = match pb::TaskStatus::try_from(t.desired_status) {
+        Ok(pb::TaskStatus::Stopped) => TaskStatus::Stopped,
+        _ => TaskStatus::Running,
+    };
+    IncomingTask {
+        spec: TaskSpec {
+            arn: t.task_arn,
+            family: t.family,
+            revision: t.revision,
+            network_mode,
+            cpu: t.cpu.max(0) as u32,
+            memory_mib: t.memory_mib.max(0) as u32,
+            containers,
+        },
+        desired,
+        rejection: (!problems.is_empty()).then(|| problems.join("; ")),
+    }
+}
+
+fn container_from_wire(c: pb::ContainerSpec) -> ContainerSpec {
+    let non_empty = |s: String| (!s.is_empty()).then_some(s);
+    ContainerSpec {
+        entry_point: (!c.entry_point.is_empty()).then_some(c.entry_point),
+        command: (c.has_command || !c.command.is_empty()).then_some(c.command),
+        environment: c
+            .environment
+            .into_iter()
+            .map(|kv| (kv.name, kv.value))
+            .collect(),
+        working_directory: non_empty(c.working_directory),
+        user: non_empty(c.user),
+        cpu: c.cpu.max(0) as u32,
+        memory_mib: c.memory_mib.max(0) as u32,
+        memory_reservation_mib: c.memory_reservation_mib.max(0) as u32,
+        stop_timeout_secs: if c.stop_timeout_seconds > 0 {
+            c.stop_timeout_seconds.min(MAX_STOP_TIMEOUT_SECS) as u32
+        } else {
+            DEFAULT_STOP_TIMEOUT_SECS
+        },
+        name: c.name,
+        image: c.image,
+        essential: c.essential,
+    }
+}
+
+fn task_status(s: TaskStatus) -> pb::TaskStatus {
+    match s {
+        TaskStatus::Pending => pb::TaskStatus::Pending,
+        TaskStatus::Running => pb::TaskStatus::Running,
+        TaskStatus::Stopped => pb::TaskStatus::Stopped,
+    }
+}
+
+fn container_status(s: ContainerStatus) -> pb::ContainerStatus {
+    match s {
+        ContainerStatus::None => pb::ContainerStatus::None,
+        ContainerStatus::Pulled => pb::ContainerStatus::Pulled,
+        ContainerStatus::Created => pb::ContainerStatus::Created,
+        ContainerStatus::Running => pb::ContainerStatus::Running,
+        ContainerStatus::Stopped => pb::ContainerStatus::Stopped,
+    }
+}
+
+pub fn state_change(e: OutboxEntry) -> pb::StateChange {
+    let change = match e.report {
+        StoredReport::Task {
+            status,
+            stop_code,
+            stopped_reason,
+        } => pb::state_change::Change::Task(pb::TaskStateChange {
+            task_arn: e.task_arn,
+            status: task_status(status) as i32,
+            stop_code: stop_code
+                .map(|c| c.as_str().to_string())
+                .unwrap_or_default(),
+            stopped_reason: stopped_reason.unwrap_or_default(),
+            at_ms: e.at_ms,
+        }),
+        StoredReport::Container {
+            name,
+            runtime_id,
+            status,
+            exit_code,
+            reason,
+        } => pb::state_change::Change::Container(pb::ContainerStateChange {
+            task_arn: e.task_arn,
+            container_name: name,
+            status: container_status(status) as i32,
+            exit_code,
+            reason: reason.unwrap_or_default(),
+            runtime_id,
+            at_ms: e.at_ms,
+        }),
+    };
+    pb::StateChange {
+        seq: e.seq,
+        change: Some(change),
+    }
+}
+
+pub fn register_request(
+    cluster: &str,
+    auth: pb::register_request::Auth,
+    r: &Registration,
+    containerd_version: &str,
+) -> pb::RegisterRequest {
+    let int = |name: &str, v: i64| pb::Resource {
+        name: name.into(),
+        r#type: "INTEGER".into(),
+        integer_value: v,
+        string_set_value: vec![],
+    };
+    let ports = |name: &str, p: &[u16]| pb::Resource {
+        name: name.into(),
+        r#type: "STRINGSET".into(),
+        integer_value: 0,
+        string_set_value: p.iter().map(|p| p.to_string()).collect(),
+    };
+    pb::RegisterRequest {
+        cluster: cluster.into(),
+        auth: Some(auth),
+        hostname: r.hostname.clone(),
+        resources: vec![
+            int("CPU", r.cpu_units),
+            int("MEMORY", r.memory_mib),
+            ports("PORTS", &r.reserved_tcp_ports),
+            ports("PORTS_UDP", &r.reserved_udp_ports),
+        ],
+        attributes: r
+            .attributes
+            .iter()
+            .map(|(name, value)| pb::Attribute {
+                name: name.clone(),
+                value: value.clone(),
+            })
+            .collect(),
+        version_info: Some(pb::VersionInfo {
+            agent_version: env!("CARGO_PKG_VERSION").into(),
+            agent_hash: String::new(),
+            containerd_version: containerd_version.into(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wire_container(name: &str) -> pb::ContainerSpec {
+        pb::ContainerSpec {
+            name: name.into(),
+            image: "busybox".into(),
+            essential: true,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn converts_a_valid_task() {
+        let mut c = wire_container("web");
+        c.has_command = true;
+        c.stop_timeout_seconds = 0;
+        let t = task_from_wire(pb::TaskSpec {
+            task_arn: "arn:aws:ecs:r:a:task/c/id".into(),
+            network_mode: "host".into(),
+            containers: vec![c],
+            ..Default::default()
+        });
+        assert_eq!(t.rejection, None);
+        assert_eq!(t.spec.network_mode, NetworkMode::Host);
+        let c = &t.spec.containers[0];
+        assert_eq!(c.command, Some(vec![]), "an explicit empty command is kept");
+        assert_eq!(c.entry_point, None);
+        assert_eq!(c.stop_timeout_secs, DEFAULT_STOP_TIMEOUT_SECS);
+        assert_eq!(t.desired, TaskStatus::Running);
+    }
+
+    #[test]
+    fn names_every_problem() {
+        let mut bad = wire_container("a");
+        bad.essential = false;
+        bad.memory_mib = -1;
+        let t = task_from_wire(pb::TaskSpec {
+            task_arn: "arn".into(),
+            network_mode: "bridge".into(),
+            containers: vec![bad.clone(), bad],
+            ..Default::default()
+        });
+        let p = t.rejection.unwrap();
+        for needle in ["bridge", "repeated", "negative", "no essential"] {
+            assert!(p.contains(needle), "{needle} not in {p}");
+        }
+    }
+}
