@@ -6,13 +6,15 @@ use std::collections::HashMap;
 use std::pin::Pin;
 use std::time::Duration;
 
+use containerd_client::events::TaskExit;
 use containerd_client::services::v1::snapshots::{
     PrepareSnapshotRequest, RemoveSnapshotRequest, StatSnapshotRequest,
 };
 use containerd_client::services::v1::{
     container::Runtime as ContainerRuntime, Container, CreateContainerRequest, CreateTaskRequest,
     DeleteContainerRequest, DeleteTaskRequest, GetContainerRequest, GetImageRequest, GetRequest,
-    KillRequest, ListContainersRequest, ReadContentRequest, StartRequest, SubscribeRequest,
+    KillRequest, ListContainersRequest, PublishRequest, ReadContentRequest, StartRequest,
+    SubscribeRequest,
 };
 use containerd_client::tonic::transport::Channel;
 use containerd_client::types::v1::Status as ProcStatus;
@@ -29,6 +31,9 @@ pub const LABEL_TASK_ARN: &str = "berth.task-arn";
 pub const LABEL_CONTAINER_NAME: &str = "berth.container-name";
 const SPEC_TYPE_URL: &str = "types.containerd.io/opencontainers/runtime-spec/1/Spec";
 const RUNC_V2: &str = "io.containerd.runc.v2";
+const TOPIC_EXIT: &str = "/tasks/exit";
+/// Published by the agent to itself; see `exits`.
+const TOPIC_SUBSCRIBED: &str = "/berth/subscribed";
 
 #[derive(Debug, Clone)]
 pub struct ContainerdConfig {
@@ -229,44 +234,47 @@ impl Containerd {
     }
 
     async fn delete_task(&self, id: &str) -> Result<(), RuntimeError> {
+        // containerd refuses to delete a running process: kill it first. Only leftovers and
+        // never-started containers get here running; a task's own stop goes through signal().
+        if self.state(id).await? == ProcessState::Running {
+            self.signal(id, libc::SIGKILL).await?;
+            let deadline = tokio::time::Instant::now() + self.cfg.call_timeout;
+            while self.state(id).await? == ProcessState::Running {
+                if tokio::time::Instant::now() > deadline {
+                    return Err(RuntimeError::Timeout {
+                        call: "waiting for a killed process",
+                        secs: self.cfg.call_timeout.as_secs(),
+                    });
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
         let mut tasks = self.client.tasks();
-        let deleted = self
-            .call(
+        ignore_not_found(
+            self.call(
                 "Tasks.Delete",
                 tasks.delete(self.req(DeleteTaskRequest {
                     container_id: id.to_string(),
                 })),
             )
-            .await;
-        match deleted {
-            Ok(_) => Ok(()),
-            Err(e) if e.is_not_found() => Ok(()),
-            // A task that is still running: kill it first (only ever done for leftovers).
-            Err(RuntimeError::Containerd { status, .. })
-                if status.code() == tonic::Code::FailedPrecondition =>
-            {
-                self.signal(id, libc::SIGKILL).await?;
-                for _ in 0..50 {
-                    if let ProcessState::Stopped { .. } | ProcessState::Missing =
-                        self.state(id).await?
-                    {
-                        break;
-                    }
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                ignore_not_found(
-                    self.call(
-                        "Tasks.Delete",
-                        tasks.delete(self.req(DeleteTaskRequest {
-                            container_id: id.to_string(),
-                        })),
-                    )
-                    .await
-                    .map(|_| ()),
-                )
-            }
-            Err(e) => Err(e),
-        }
+            .await,
+        )
+    }
+
+    async fn publish_marker(&self) -> Result<(), RuntimeError> {
+        let mut events = self.client.events();
+        self.call(
+            "Events.Publish",
+            events.publish(self.req(PublishRequest {
+                topic: TOPIC_SUBSCRIBED.to_string(),
+                event: Some(prost_types::Any {
+                    type_url: "containerd.events.TaskExit".to_string(),
+                    value: TaskExit::default().encode_to_vec(),
+                }),
+            })),
+        )
+        .await
+        .map(|_| ())
     }
 }
 
@@ -464,25 +472,48 @@ impl Runtime for Containerd {
     }
 
     async fn exits(&self) -> Result<Pin<Box<dyn Stream<Item = ExitEvent> + Send>>, RuntimeError> {
-        let mut events = self.client.events();
-        // A subscription is long-lived: no deadline on the stream, only on opening it.
-        let mut req = Request::new(SubscribeRequest {
-            filters: vec![format!(
-                "topic==\"/tasks/exit\",namespace=={}",
-                self.cfg.namespace
-            )],
-        });
+        // containerd sends a subscription's response headers only with its first event, so
+        // the call cannot complete until something is published. We publish a marker event
+        // until it does: once the call returns, the subscription is live and no exit after
+        // this point can be missed.
+        let filters = [TOPIC_EXIT, TOPIC_SUBSCRIBED]
+            .iter()
+            .map(|t| format!("topic==\"{t}\",namespace=={}", self.cfg.namespace))
+            .collect();
+        let mut req = Request::new(SubscribeRequest { filters });
         if let Ok(ns) = self.cfg.namespace.parse() {
             req.metadata_mut().insert("containerd-namespace", ns);
         }
-        let stream = self.call("Events.Subscribe", events.subscribe(req)).await?;
+        let mut events = self.client.events();
+        let subscribe = events.subscribe(req);
+        tokio::pin!(subscribe);
+        let deadline = tokio::time::Instant::now() + self.cfg.call_timeout;
+        let stream = loop {
+            tokio::select! {
+                resp = &mut subscribe => break resp.map_err(|status| RuntimeError::Containerd {
+                    call: "Events.Subscribe",
+                    status: Box::new(status),
+                })?.into_inner(),
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {
+                    if tokio::time::Instant::now() > deadline {
+                        return Err(RuntimeError::Timeout {
+                            call: "Events.Subscribe",
+                            secs: self.cfg.call_timeout.as_secs(),
+                        });
+                    }
+                    self.publish_marker().await?;
+                }
+            }
+        };
         let exits = stream
             .take_while(|item| std::future::ready(item.is_ok()))
             .filter_map(|item| {
                 std::future::ready(item.ok().and_then(|env| {
+                    if env.topic != TOPIC_EXIT {
+                        return None;
+                    }
                     let any = env.event?;
-                    let exit =
-                        containerd_client::events::TaskExit::decode(any.value.as_slice()).ok()?;
+                    let exit = TaskExit::decode(any.value.as_slice()).ok()?;
                     // Exits of exec'd processes carry their exec id; only main processes count.
                     (exit.id == exit.container_id).then_some(ExitEvent {
                         runtime_id: exit.container_id,
