@@ -1,0 +1,80 @@
+//! Offline administration on the data directory: activation codes and instance revocation.
+//! Works while `serve` runs on the same directory (SQLite WAL + busy timeout).
+
+use std::path::Path;
+
+use thiserror::Error;
+
+use crate::control::{now_ms, valid_cluster_name};
+use crate::ids;
+use crate::instance::ActivationCode;
+use crate::store::{Store, StoreError};
+
+#[derive(Debug, Error)]
+pub enum AdminError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("no such {0}")]
+    NotFound(String),
+}
+
+/// Creates the cluster if needed and returns a new code.
+pub fn create_activation(
+    data_dir: &Path,
+    cluster: &str,
+    uses: i64,
+    expires_in_secs: i64,
+) -> Result<String, AdminError> {
+    let mut problems = Vec::new();
+    if !valid_cluster_name(cluster) {
+        problems.push(format!(
+            "--cluster: {cluster:?} must be 1-255 letters, digits, hyphens or underscores"
+        ));
+    }
+    if uses < 1 {
+        problems.push(format!("--uses: {uses} must be at least 1"));
+    }
+    if expires_in_secs < 1 {
+        problems.push(format!(
+            "--expires-in: {expires_in_secs} must be at least 1 second"
+        ));
+    }
+    if !problems.is_empty() {
+        return Err(AdminError::Invalid(problems.join("; ")));
+    }
+    let store = Store::open(data_dir)?;
+    let now = now_ms();
+    store.ensure_cluster(cluster, now)?;
+    let code = ids::new_activation_code();
+    store.insert_activation(
+        &ids::sha256_hex(&code),
+        &ActivationCode {
+            cluster: cluster.to_string(),
+            uses_left: uses,
+            expires_at_ms: now.saturating_add(expires_in_secs.saturating_mul(1000)),
+            revoked: false,
+        },
+        now,
+    )?;
+    Ok(code)
+}
+
+pub fn revoke_activation(data_dir: &Path, code: &str) -> Result<(), AdminError> {
+    let store = Store::open(data_dir)?;
+    if store.revoke_activation(&ids::sha256_hex(code.trim()))? {
+        Ok(())
+    } else {
+        Err(AdminError::NotFound("activation code".into()))
+    }
+}
+
+pub fn revoke_instance(data_dir: &Path, instance: &str) -> Result<(), AdminError> {
+    let store = Store::open(data_dir)?;
+    if store.revoke_instance(ids::resource_id(instance))? {
+        Ok(())
+    } else {
+        Err(AdminError::NotFound(format!("instance {instance}")))
+    }
+}

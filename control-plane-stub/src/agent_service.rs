@@ -1,0 +1,246 @@
+//! The agent-facing gRPC service (berth.agent.v1): registration and the session stream.
+//! Errors become tonic statuses here and nowhere else.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use berth_proto::v1 as pb;
+use berth_proto::v1::agent_service_server::AgentService;
+use futures_util::Stream;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::UnboundedReceiverStream;
+use tokio_stream::StreamExt;
+use tonic::{Request, Response, Status, Streaming};
+use tracing::Instrument;
+
+use crate::control::{ControlPlane, CpError};
+use crate::instance::Refusal;
+use crate::store::ChangeOutcome;
+use crate::wire;
+
+pub struct AgentApi {
+    cp: Arc<ControlPlane>,
+}
+
+impl AgentApi {
+    pub fn new(cp: Arc<ControlPlane>) -> Self {
+        Self { cp }
+    }
+}
+
+fn refusal_status(r: Refusal) -> Status {
+    match r {
+        Refusal::InstanceRevoked | Refusal::CodeRevoked | Refusal::WrongCluster { .. } => {
+            Status::permission_denied(r.to_string())
+        }
+        _ => Status::unauthenticated(r.to_string()),
+    }
+}
+
+fn internal(e: CpError) -> Status {
+    tracing::error!("internal error: {e}");
+    Status::internal(e.to_string())
+}
+
+fn control(msg: pb::control_message::Msg) -> Result<pb::ControlMessage, Status> {
+    Ok(pb::ControlMessage { msg: Some(msg) })
+}
+
+type SessionStream = Pin<Box<dyn Stream<Item = Result<pb::ControlMessage, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl AgentService for AgentApi {
+    async fn register(
+        &self,
+        request: Request<pb::RegisterRequest>,
+    ) -> Result<Response<pb::RegisterResponse>, Status> {
+        let req = request.into_inner();
+        if req.cluster.is_empty() {
+            return Err(Status::invalid_argument("cluster is required"));
+        }
+        let info = wire::instance_info(&req);
+        let outcome = match &req.auth {
+            None => {
+                return Err(Status::invalid_argument(
+                    "activation_code or credential is required",
+                ))
+            }
+            Some(pb::register_request::Auth::ActivationCode(code)) => {
+                self.cp.register_with_code(&req.cluster, code, info)
+            }
+            Some(pb::register_request::Auth::Credential(c)) => {
+                self.cp
+                    .register_with_credential(&req.cluster, &c.instance_id, &c.secret, info)
+            }
+        }
+        .map_err(internal)?;
+        match outcome {
+            Err(refusal) => {
+                tracing::warn!(cluster = %req.cluster, hostname = %req.hostname, "registration refused: {refusal}");
+                Err(refusal_status(refusal))
+            }
+            Ok(reg) => {
+                tracing::info!(instance.id = %reg.instance_id, cluster = %req.cluster, hostname = %req.hostname, first = reg.secret.is_some(), "instance registered");
+                Ok(Response::new(pb::RegisterResponse {
+                    container_instance_arn: self
+                        .cp
+                        .arns
+                        .container_instance(&req.cluster, &reg.instance_id),
+                    instance_id: reg.instance_id,
+                    secret: reg.secret.unwrap_or_default(),
+                    heartbeat_interval_ms: self.cp.heartbeat_interval_ms,
+                }))
+            }
+        }
+    }
+
+    type SessionStream = SessionStream;
+
+    async fn session(
+        &self,
+        request: Request<Streaming<AgentMessage>>,
+    ) -> Result<Response<Self::SessionStream>, Status> {
+        let mut inbound = request.into_inner();
+        let hello = match inbound.next().await {
+            Some(Ok(pb::AgentMessage {
+                msg: Some(pb::agent_message::Msg::Hello(h)),
+            })) => h,
+            Some(Err(e)) => return Err(e),
+            _ => {
+                return Err(Status::unauthenticated(
+                    "the first session message must be a Hello",
+                ))
+            }
+        };
+        let cred = hello
+            .credential
+            .clone()
+            .ok_or_else(|| Status::unauthenticated("Hello carries no credential"))?;
+        let instance = self
+            .cp
+            .authenticate(&cred.instance_id, &cred.secret)
+            .map_err(internal)?
+            .map_err(refusal_status)?;
+
+        let (tx, rx) = mpsc::unbounded_channel();
+        // Welcome and manifest go first; attach then resends the outbox behind them.
+        let _ = tx.send(control(pb::control_message::Msg::Welcome(pb::Welcome {
+            instance_id: instance.id.clone(),
+            last_state_change_seq: instance.last_state_change_seq,
+            heartbeat_interval_ms: self.cp.heartbeat_interval_ms,
+        })));
+        let task_arns = self.cp.manifest(&instance.id).map_err(internal)?;
+        let _ = tx.send(control(pb::control_message::Msg::Manifest(
+            pb::TaskManifest { task_arns },
+        )));
+        let attached = self
+            .cp
+            .sessions
+            .attach(
+                &instance.id,
+                hello.last_payload_seq,
+                tx.clone(),
+                &self.cp.store,
+            )
+            .map_err(|e| internal(e.into()))?;
+
+        let span = tracing::info_span!("session", instance.id = %instance.id);
+        span.in_scope(|| {
+            tracing::info!(
+                agent_version = %hello.agent_version,
+                last_payload_seq = hello.last_payload_seq,
+                "agent connected"
+            )
+        });
+        let cp = self.cp.clone();
+        let instance_id = instance.id.clone();
+        tokio::spawn(
+            async move {
+                let mut replaced = attached.replaced;
+                let end = loop {
+                    let msg = tokio::select! {
+                        _ = &mut replaced => break "replaced by a newer session".to_string(),
+                        msg = inbound.next() => msg,
+                    };
+                    match msg {
+                        None => break "agent closed the stream".to_string(),
+                        Some(Err(e)) => break format!("stream error: {e}"),
+                        Some(Ok(m)) => {
+                            if let Err(status) = handle(&cp, &instance_id, m, &tx) {
+                                let text = status.message().to_string();
+                                let _ = tx.send(Err(status));
+                                break text;
+                            }
+                        }
+                    }
+                };
+                cp.sessions.detach(&instance_id, attached.session_id);
+                tracing::info!("agent disconnected: {end}");
+            }
+            .instrument(span),
+        );
+        Ok(Response::new(
+            Box::pin(UnboundedReceiverStream::new(rx)) as SessionStream
+        ))
+    }
+}
+
+use pb::AgentMessage;
+
+/// One agent message. An Err ends the session with that status.
+fn handle(
+    cp: &ControlPlane,
+    instance_id: &str,
+    m: AgentMessage,
+    tx: &crate::sessions::Outbound,
+) -> Result<(), Status> {
+    // Revocation takes effect at the instance's next message.
+    if !cp.still_allowed(instance_id).map_err(internal)? {
+        return Err(refusal_status(Refusal::InstanceRevoked));
+    }
+    let reply = match m.msg {
+        None | Some(pb::agent_message::Msg::Hello(_)) => {
+            tracing::warn!("ignoring an empty or repeated Hello");
+            return Ok(());
+        }
+        Some(pb::agent_message::Msg::Heartbeat(h)) => {
+            cp.heartbeat(instance_id).map_err(internal)?;
+            pb::control_message::Msg::HeartbeatAck(pb::HeartbeatAck {
+                sent_at_ms: h.sent_at_ms,
+            })
+        }
+        Some(pb::agent_message::Msg::PayloadAck(a)) => {
+            cp.ack_payloads(instance_id, a.seq).map_err(internal)?;
+            return Ok(());
+        }
+        Some(pb::agent_message::Msg::StateChange(sc)) => {
+            let seq = sc.seq;
+            match wire::agent_change(&sc) {
+                Err(e) => return Err(Status::invalid_argument(e.to_string())),
+                Ok((seq, change)) => {
+                    match cp
+                        .apply_change(instance_id, seq, &change)
+                        .map_err(internal)?
+                    {
+                        ChangeOutcome::Applied => {
+                            tracing::debug!(
+                                seq,
+                                task.arn = change.task_arn(),
+                                "state change applied"
+                            )
+                        }
+                        ChangeOutcome::Duplicate => {
+                            tracing::debug!(seq, "state change already applied")
+                        }
+                        ChangeOutcome::Ignored(why) => {
+                            tracing::warn!(seq, "state change ignored: {why}")
+                        }
+                    }
+                }
+            }
+            pb::control_message::Msg::StateChangeAck(pb::StateChangeAck { seq })
+        }
+    };
+    let _ = tx.send(control(reply));
+    Ok(())
+}

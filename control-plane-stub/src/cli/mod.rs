@@ -1,0 +1,272 @@
+//! berthctl: the ECS API of berth-cp for people. Arguments, the HTTP client, and output.
+
+mod table;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use serde_json::{json, Value};
+use thiserror::Error;
+
+use crate::ecs_api::{CONTENT_TYPE, TARGET_PREFIX};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "berthctl",
+    version,
+    about = "Command-line client for berth-cp's ECS API"
+)]
+pub struct Cli {
+    /// berth-cp's ECS API.
+    #[arg(
+        long,
+        env = "BERTH_ENDPOINT",
+        default_value = "http://127.0.0.1:7080",
+        global = true
+    )]
+    pub endpoint: String,
+    #[arg(long, env = "BERTH_CLUSTER", default_value = "default", global = true)]
+    pub cluster: String,
+    #[arg(long, value_enum, default_value_t = Output::Table, global = true)]
+    pub output: Output,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Register an ECS task-definition JSON file (as for aws --cli-input-json).
+    RegisterTaskDefinition {
+        file: PathBuf,
+    },
+    ListTaskDefinitions,
+    DescribeTaskDefinition {
+        /// FAMILY, FAMILY:REV or ARN.
+        task_definition: String,
+    },
+    RunTask {
+        task_definition: String,
+        #[arg(long, default_value_t = 1)]
+        count: i64,
+        #[arg(long)]
+        started_by: Option<String>,
+    },
+    StopTask {
+        /// Task ARN or id.
+        task: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    ListTasks {
+        #[arg(long, value_parser = ["RUNNING", "STOPPED"], default_value = "RUNNING")]
+        desired_status: String,
+    },
+    DescribeTasks {
+        #[arg(required = true)]
+        tasks: Vec<String>,
+    },
+    ListContainerInstances,
+    DescribeContainerInstances {
+        #[arg(required = true)]
+        instances: Vec<String>,
+    },
+    CreateCluster {
+        name: String,
+    },
+    ListClusters,
+}
+
+#[derive(Debug, Error)]
+pub enum CliError {
+    #[error("cannot reach berth-cp at {endpoint}: {source}")]
+    Connect {
+        endpoint: String,
+        source: reqwest::Error,
+    },
+    #[error("{code}: {message}")]
+    Api { code: String, message: String },
+    #[error("reading {path}: {source}")]
+    ReadFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is not JSON: {source}")]
+    BadFile {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("unexpected response from {endpoint}: {message}")]
+    BadResponse { endpoint: String, message: String },
+}
+
+pub struct Client {
+    http: reqwest::Client,
+    endpoint: String,
+}
+
+impl Client {
+    pub fn new(endpoint: &str) -> Self {
+        Self {
+            http: reqwest::Client::new(),
+            endpoint: endpoint.trim_end_matches('/').to_string(),
+        }
+    }
+
+    /// One ECS operation; an ECS error response becomes `CliError::Api`.
+    pub async fn call(&self, operation: &str, body: Value) -> Result<Value, CliError> {
+        let resp = self
+            .http
+            .post(format!("{}/", self.endpoint))
+            .header("X-Amz-Target", format!("{TARGET_PREFIX}{operation}"))
+            .header("Content-Type", CONTENT_TYPE)
+            .body(body.to_string())
+            .send()
+            .await
+            .map_err(|source| CliError::Connect {
+                endpoint: self.endpoint.clone(),
+                source,
+            })?;
+        let status = resp.status();
+        let bad = |message: String| CliError::BadResponse {
+            endpoint: self.endpoint.clone(),
+            message,
+        };
+        let text = resp.text().await.map_err(|e| bad(e.to_string()))?;
+        let value: Value = serde_json::from_str(&text).map_err(|_| {
+            bad(format!(
+                "HTTP {status}: {}",
+                text.chars().take(200).collect::<String>()
+            ))
+        })?;
+        if status.is_success() {
+            return Ok(value);
+        }
+        let code = value["__type"].as_str().unwrap_or("UnknownError");
+        Err(CliError::Api {
+            code: code.rsplit('#').next().unwrap_or(code).to_string(),
+            message: value["message"].as_str().unwrap_or("").to_string(),
+        })
+    }
+}
+
+pub async fn run(cli: Cli) -> ExitCode {
+    match execute(&cli).await {
+        Ok(text) => {
+            println!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Performs the command and returns what to print.
+pub async fn execute(cli: &Cli) -> Result<String, CliError> {
+    let client = Client::new(&cli.endpoint);
+    let cluster = cli.cluster.as_str();
+    let (response, render): (Value, fn(&Value) -> String) = match &cli.command {
+        Command::RegisterTaskDefinition { file } => {
+            let text = std::fs::read_to_string(file).map_err(|source| CliError::ReadFile {
+                path: file.clone(),
+                source,
+            })?;
+            let body: Value = serde_json::from_str(&text).map_err(|source| CliError::BadFile {
+                path: file.clone(),
+                source,
+            })?;
+            (client.call("RegisterTaskDefinition", body).await?, |v| {
+                table::task_definitions(&[v["taskDefinition"].clone()])
+            })
+        }
+        Command::ListTaskDefinitions => {
+            (client.call("ListTaskDefinitions", json!({})).await?, |v| {
+                table::arn_list(v, "taskDefinitionArns", "TASK DEFINITION")
+            })
+        }
+        Command::DescribeTaskDefinition { task_definition } => (
+            client
+                .call(
+                    "DescribeTaskDefinition",
+                    json!({"taskDefinition": task_definition}),
+                )
+                .await?,
+            |v| table::task_definition_detail(&v["taskDefinition"]),
+        ),
+        Command::RunTask {
+            task_definition,
+            count,
+            started_by,
+        } => {
+            let mut body =
+                json!({"cluster": cluster, "taskDefinition": task_definition, "count": count});
+            if let Some(s) = started_by {
+                body["startedBy"] = json!(s);
+            }
+            (
+                client.call("RunTask", body).await?,
+                table::tasks_and_failures,
+            )
+        }
+        Command::StopTask { task, reason } => {
+            let mut body = json!({"cluster": cluster, "task": task});
+            if let Some(r) = reason {
+                body["reason"] = json!(r);
+            }
+            (client.call("StopTask", body).await?, |v| {
+                table::tasks(std::slice::from_ref(&v["task"]))
+            })
+        }
+        Command::ListTasks { desired_status } => (
+            client
+                .call(
+                    "ListTasks",
+                    json!({"cluster": cluster, "desiredStatus": desired_status}),
+                )
+                .await?,
+            |v| table::arn_list(v, "taskArns", "TASK"),
+        ),
+        Command::DescribeTasks { tasks } => (
+            client
+                .call("DescribeTasks", json!({"cluster": cluster, "tasks": tasks}))
+                .await?,
+            table::tasks_and_failures,
+        ),
+        Command::ListContainerInstances => (
+            client
+                .call("ListContainerInstances", json!({"cluster": cluster}))
+                .await?,
+            |v| table::arn_list(v, "containerInstanceArns", "CONTAINER INSTANCE"),
+        ),
+        Command::DescribeContainerInstances { instances } => (
+            client
+                .call(
+                    "DescribeContainerInstances",
+                    json!({"cluster": cluster, "containerInstances": instances}),
+                )
+                .await?,
+            table::container_instances,
+        ),
+        Command::CreateCluster { name } => (
+            client
+                .call("CreateCluster", json!({"clusterName": name}))
+                .await?,
+            |v| table::clusters(std::slice::from_ref(&v["cluster"])),
+        ),
+        Command::ListClusters => (client.call("ListClusters", json!({})).await?, |v| {
+            table::arn_list(v, "clusterArns", "CLUSTER")
+        }),
+    };
+    Ok(match cli.output {
+        Output::Json => serde_json::to_string_pretty(&response).unwrap_or_default(),
+        Output::Table => render(&response),
+    })
+}

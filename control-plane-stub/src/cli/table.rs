@@ -1,0 +1,292 @@
+//! Aligned text tables for berthctl. Pure: JSON response in, text out.
+
+use serde_json::Value;
+
+/// Left-aligned columns separated by two spaces.
+pub fn render(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            if i < widths.len() {
+                widths[i] = widths[i].max(cell.chars().count());
+            }
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let last = cells.len().saturating_sub(1);
+        cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                if i == last {
+                    c.to_string()
+                } else {
+                    format!("{c:<w$}", w = widths[i])
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("  ")
+    };
+    let mut out = vec![line(header.to_vec())];
+    out.extend(
+        rows.iter()
+            .map(|r| line(r.iter().map(String::as_str).collect())),
+    );
+    out.join("\n")
+}
+
+fn s(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".to_string(),
+        other => other.to_string(),
+    }
+}
+
+fn last_segment(arn: &str) -> String {
+    arn.rsplit('/').next().unwrap_or(arn).to_string()
+}
+
+pub fn arn_list(v: &Value, key: &str, header: &str) -> String {
+    let rows: Vec<Vec<String>> = v[key]
+        .as_array()
+        .map(|a| a.iter().map(|x| vec![s(x)]).collect())
+        .unwrap_or_default();
+    render(&[header], &rows)
+}
+
+pub fn task_definitions(defs: &[Value]) -> String {
+    let rows: Vec<Vec<String>> = defs
+        .iter()
+        .map(|d| {
+            vec![
+                format!("{}:{}", s(&d["family"]), s(&d["revision"])),
+                s(&d["status"]),
+                s(&d["networkMode"]),
+                d["containerDefinitions"]
+                    .as_array()
+                    .map(|cs| {
+                        cs.iter()
+                            .map(|c| s(&c["name"]))
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    })
+                    .unwrap_or_default(),
+            ]
+        })
+        .collect();
+    render(&["FAMILY:REV", "STATUS", "NETWORK", "CONTAINERS"], &rows)
+}
+
+pub fn task_definition_detail(d: &Value) -> String {
+    let head = task_definitions(std::slice::from_ref(d));
+    let rows: Vec<Vec<String>> = d["containerDefinitions"]
+        .as_array()
+        .map(|cs| {
+            cs.iter()
+                .map(|c| {
+                    vec![
+                        s(&c["name"]),
+                        s(&c["image"]),
+                        s(&c["cpu"]),
+                        s(&c["memory"]),
+                        s(&c["memoryReservation"]),
+                        c["essential"].as_bool().unwrap_or(true).to_string(),
+                    ]
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    format!(
+        "{head}\n\n{}",
+        render(
+            &[
+                "CONTAINER",
+                "IMAGE",
+                "CPU",
+                "MEMORY",
+                "RESERVATION",
+                "ESSENTIAL"
+            ],
+            &rows
+        )
+    )
+}
+
+pub fn tasks(tasks: &[Value]) -> String {
+    let rows: Vec<Vec<String>> = tasks
+        .iter()
+        .map(|t| {
+            let family_rev = t["taskDefinitionArn"]
+                .as_str()
+                .and_then(|a| a.rsplit('/').next())
+                .unwrap_or("-")
+                .to_string();
+            let containers = t["containers"]
+                .as_array()
+                .map(|cs| {
+                    cs.iter()
+                        .map(|c| match c.get("exitCode") {
+                            Some(code) if !code.is_null() => {
+                                format!("{}={}({})", s(&c["name"]), s(&c["lastStatus"]), code)
+                            }
+                            _ => format!("{}={}", s(&c["name"]), s(&c["lastStatus"])),
+                        })
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
+                .unwrap_or_default();
+            vec![
+                last_segment(t["taskArn"].as_str().unwrap_or("-")),
+                family_rev,
+                s(&t["lastStatus"]),
+                s(&t["desiredStatus"]),
+                t.get("stopCode").map(s).unwrap_or_else(|| "-".into()),
+                containers,
+            ]
+        })
+        .collect();
+    render(
+        &[
+            "TASK",
+            "FAMILY:REV",
+            "LAST",
+            "DESIRED",
+            "STOP CODE",
+            "CONTAINERS",
+        ],
+        &rows,
+    )
+}
+
+fn failures(v: &Value) -> String {
+    let rows: Vec<Vec<String>> = v["failures"]
+        .as_array()
+        .map(|fs| {
+            fs.iter()
+                .map(|f| {
+                    vec![
+                        s(&f["arn"]),
+                        s(&f["reason"]),
+                        f.get("detail").map(s).unwrap_or_default(),
+                    ]
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if rows.is_empty() {
+        String::new()
+    } else {
+        format!("\n\n{}", render(&["FAILED", "REASON", "DETAIL"], &rows))
+    }
+}
+
+pub fn tasks_and_failures(v: &Value) -> String {
+    let list = v["tasks"].as_array().cloned().unwrap_or_default();
+    format!("{}{}", tasks(&list), failures(v))
+}
+
+pub fn container_instances(v: &Value) -> String {
+    let resource = |list: &Value, name: &str| {
+        list.as_array()
+            .and_then(|rs| rs.iter().find(|r| r["name"] == name))
+            .map(|r| s(&r["integerValue"]))
+            .unwrap_or_else(|| "-".into())
+    };
+    let rows: Vec<Vec<String>> = v["containerInstances"]
+        .as_array()
+        .map(|is| {
+            is.iter()
+                .map(|i| {
+                    vec![
+                        last_segment(i["containerInstanceArn"].as_str().unwrap_or("-")),
+                        s(&i["status"]),
+                        s(&i["agentConnected"]),
+                        format!(
+                            "{}/{}",
+                            resource(&i["remainingResources"], "CPU"),
+                            resource(&i["registeredResources"], "CPU")
+                        ),
+                        format!(
+                            "{}/{}",
+                            resource(&i["remainingResources"], "MEMORY"),
+                            resource(&i["registeredResources"], "MEMORY")
+                        ),
+                        s(&i["runningTasksCount"]),
+                        s(&i["pendingTasksCount"]),
+                        s(&i["versionInfo"]["agentVersion"]),
+                    ]
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    format!(
+        "{}{}",
+        render(
+            &[
+                "INSTANCE",
+                "STATUS",
+                "CONNECTED",
+                "CPU FREE/ALL",
+                "MEM FREE/ALL",
+                "RUNNING",
+                "PENDING",
+                "AGENT"
+            ],
+            &rows
+        ),
+        failures(v)
+    )
+}
+
+pub fn clusters(cs: &[Value]) -> String {
+    let rows: Vec<Vec<String>> = cs
+        .iter()
+        .map(|c| {
+            vec![
+                s(&c["clusterName"]),
+                s(&c["status"]),
+                s(&c["registeredContainerInstancesCount"]),
+                s(&c["runningTasksCount"]),
+                s(&c["pendingTasksCount"]),
+            ]
+        })
+        .collect();
+    render(
+        &["CLUSTER", "STATUS", "INSTANCES", "RUNNING", "PENDING"],
+        &rows,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn columns_are_aligned() {
+        let out = render(
+            &["A", "BB"],
+            &[
+                vec!["long".into(), "x".into()],
+                vec!["s".into(), "y".into()],
+            ],
+        );
+        assert_eq!(out, "A     BB\nlong  x\ns     y");
+    }
+
+    #[test]
+    fn task_rows_show_exit_codes() {
+        let t = json!({
+            "taskArn": "arn:aws:ecs:r:a:task/default/abc",
+            "taskDefinitionArn": "arn:aws:ecs:r:a:task-definition/web:2",
+            "lastStatus": "STOPPED", "desiredStatus": "STOPPED", "stopCode": "EssentialContainerExited",
+            "containers": [{"name": "app", "lastStatus": "STOPPED", "exitCode": 1}, {"name": "side", "lastStatus": "RUNNING"}]
+        });
+        let out = tasks(&[t]);
+        let row = out.lines().nth(1).unwrap();
+        assert!(row.starts_with("abc "), "{row}");
+        assert!(row.contains("web:2"));
+        assert!(row.ends_with("app=STOPPED(1) side=RUNNING"), "{row}");
+    }
+}

@@ -1,0 +1,222 @@
+//! berth-cp serve's configuration: TOML file, then flags; every problem reported at once.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use thiserror::Error;
+
+pub const DEFAULT_DATA_DIR: &str = "/var/lib/berth-cp";
+pub const DEFAULT_API_LISTEN: &str = "127.0.0.1:7080";
+pub const DEFAULT_GRPC_LISTEN: &str = "127.0.0.1:7081";
+pub const DEFAULT_REGION: &str = "us-east-1";
+pub const DEFAULT_ACCOUNT: &str = "000000000000";
+pub const DEFAULT_HEARTBEAT_INTERVAL_MS: u64 = 10_000;
+
+/// One layer of settings (the file, or the flags); unset means "not given here".
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub data_dir: Option<PathBuf>,
+    pub api_listen: Option<String>,
+    pub grpc_listen: Option<String>,
+    pub region: Option<String>,
+    pub account: Option<String>,
+    pub heartbeat_interval_ms: Option<u64>,
+    pub allow_non_loopback: Option<bool>,
+    pub ready_file: Option<PathBuf>,
+}
+
+impl Settings {
+    /// `over` wins field by field.
+    pub fn merged_with(self, over: Settings) -> Settings {
+        Settings {
+            data_dir: over.data_dir.or(self.data_dir),
+            api_listen: over.api_listen.or(self.api_listen),
+            grpc_listen: over.grpc_listen.or(self.grpc_listen),
+            region: over.region.or(self.region),
+            account: over.account.or(self.account),
+            heartbeat_interval_ms: over.heartbeat_interval_ms.or(self.heartbeat_interval_ms),
+            allow_non_loopback: over.allow_non_loopback.or(self.allow_non_loopback),
+            ready_file: over.ready_file.or(self.ready_file),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub api_listen: SocketAddr,
+    pub grpc_listen: SocketAddr,
+    pub region: String,
+    pub account: String,
+    pub heartbeat_interval_ms: u32,
+    pub ready_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("reading config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid configuration:\n  - {}", .0.join("\n  - "))]
+    Invalid(Vec<String>),
+}
+
+/// Reads the optional file and layers the flags over it.
+pub fn load(file: Option<&Path>, flags: Settings) -> Result<Config, ConfigError> {
+    let from_file = match file {
+        None => Settings::default(),
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            toml::from_str(&text).map_err(|e| ConfigError::Parse {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            })?
+        }
+    };
+    resolve(from_file.merged_with(flags))
+}
+
+/// Defaults and validation. Pure.
+pub fn resolve(s: Settings) -> Result<Config, ConfigError> {
+    let mut problems = Vec::new();
+    let allow_non_loopback = s.allow_non_loopback.unwrap_or(false);
+    let mut addr = |key: &str, value: Option<String>, default: &str| -> Option<SocketAddr> {
+        let text = value.unwrap_or_else(|| default.to_string());
+        match text.parse::<SocketAddr>() {
+            Err(_) => {
+                problems.push(format!("{key}: {text:?} is not an IP:port address"));
+                None
+            }
+            Ok(a) if !a.ip().is_loopback() && !allow_non_loopback => {
+                problems.push(format!(
+                    "{key}: {a} is not a loopback address; the API can run containers as root, \
+                     so listening beyond this host needs allow_non_loopback = true (or --allow-non-loopback)"
+                ));
+                None
+            }
+            Ok(a) => Some(a),
+        }
+    };
+    let api = addr("api_listen", s.api_listen, DEFAULT_API_LISTEN);
+    let grpc = addr("grpc_listen", s.grpc_listen, DEFAULT_GRPC_LISTEN);
+    if let (Some(a), Some(g)) = (api, grpc) {
+        if a == g && a.port() != 0 {
+            problems.push(format!("api_listen and grpc_listen are both {a}"));
+        }
+    }
+
+    let data_dir = s
+        .data_dir
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+    if data_dir.as_os_str().is_empty() {
+        problems.push("data_dir: must not be empty".into());
+    }
+    let region = s.region.unwrap_or_else(|| DEFAULT_REGION.into());
+    if region.is_empty()
+        || !region
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    {
+        problems.push(format!(
+            "region: {region:?} must be lowercase letters, digits and hyphens"
+        ));
+    }
+    let account = s.account.unwrap_or_else(|| DEFAULT_ACCOUNT.into());
+    if account.len() != 12 || !account.chars().all(|c| c.is_ascii_digit()) {
+        problems.push(format!("account: {account:?} must be 12 digits"));
+    }
+    let heartbeat = s
+        .heartbeat_interval_ms
+        .unwrap_or(DEFAULT_HEARTBEAT_INTERVAL_MS);
+    if !(100..=3_600_000).contains(&heartbeat) {
+        problems.push(format!(
+            "heartbeat_interval_ms: {heartbeat} must be between 100 and 3600000"
+        ));
+    }
+
+    match (api, grpc) {
+        (Some(api_listen), Some(grpc_listen)) if problems.is_empty() => Ok(Config {
+            data_dir,
+            api_listen,
+            grpc_listen,
+            region,
+            account,
+            heartbeat_interval_ms: heartbeat as u32,
+            ready_file: s.ready_file,
+        }),
+        _ => Err(ConfigError::Invalid(problems)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults() {
+        let c = resolve(Settings::default()).unwrap();
+        assert_eq!(c.api_listen.to_string(), DEFAULT_API_LISTEN);
+        assert_eq!(c.grpc_listen.to_string(), DEFAULT_GRPC_LISTEN);
+        assert_eq!(c.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
+        assert_eq!(c.heartbeat_interval_ms, 10_000);
+    }
+
+    #[test]
+    fn flags_override_file() {
+        let file: Settings =
+            toml::from_str("region = \"eu-west-1\"\napi_listen = \"127.0.0.1:1\"").unwrap();
+        let flags = Settings {
+            api_listen: Some("127.0.0.1:2".into()),
+            ..Settings::default()
+        };
+        let c = resolve(file.merged_with(flags)).unwrap();
+        assert_eq!(c.region, "eu-west-1");
+        assert_eq!(c.api_listen.port(), 2);
+    }
+
+    #[test]
+    fn non_loopback_needs_explicit_permission() {
+        let s = Settings {
+            api_listen: Some("0.0.0.0:7080".into()),
+            ..Settings::default()
+        };
+        let ConfigError::Invalid(p) = resolve(s.clone()).unwrap_err() else {
+            panic!()
+        };
+        assert!(p[0].contains("allow_non_loopback"));
+        let allowed = Settings {
+            allow_non_loopback: Some(true),
+            ..s
+        };
+        assert!(resolve(allowed).is_ok());
+    }
+
+    #[test]
+    fn all_problems_reported_together() {
+        let s = Settings {
+            api_listen: Some("nope".into()),
+            account: Some("12".into()),
+            heartbeat_interval_ms: Some(0),
+            region: Some("US East".into()),
+            ..Settings::default()
+        };
+        let ConfigError::Invalid(p) = resolve(s).unwrap_err() else {
+            panic!()
+        };
+        assert_eq!(p.len(), 4, "{p:?}");
+    }
+
+    #[test]
+    fn unknown_file_keys_are_refused() {
+        assert!(toml::from_str::<Settings>("api_listn = \"x\"").is_err());
+    }
+}

@@ -1,0 +1,524 @@
+//! The control plane's operations, shared by the ECS API and the agent service. Domain types in
+//! and out; the two edges translate to JSON and protobuf and map errors in their own single place.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use thiserror::Error;
+
+use crate::ids::{self, Arns};
+use crate::instance::{check_credential, Instance, InstanceInfo, Refusal};
+use crate::placement::{self, Candidate, PlacementFailure};
+use crate::sessions::Sessions;
+use crate::store::{ChangeOutcome, ClusterCounts, Store, StoreError, TaskDefRecord, TaskFilter};
+use crate::task::{AgentChange, Container, ContainerStatus, Task, TaskStatus};
+use crate::taskdef::{self, Needs, TaskDefError, TaskDefSpec};
+
+#[derive(Debug, Error)]
+pub enum CpError {
+    #[error("{0}")]
+    InvalidParameter(String),
+    #[error("{0}")]
+    Client(String),
+    #[error(transparent)]
+    TaskDefinition(#[from] TaskDefError),
+    #[error("Cluster not found: {0}")]
+    ClusterNotFound(String),
+    #[error("Unable to describe task definition: {0} not found")]
+    TaskDefinitionNotFound(String),
+    #[error("TaskDefinition {0} is inactive")]
+    TaskDefinitionInactive(String),
+    #[error("The referenced task was not found: {0}")]
+    TaskNotFound(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+pub struct ControlPlane {
+    pub store: Store,
+    pub sessions: Sessions,
+    pub arns: Arns,
+    pub heartbeat_interval_ms: u32,
+}
+
+pub struct RunTaskInput {
+    pub cluster: String,
+    pub task_definition: String,
+    pub count: i64,
+    pub started_by: Option<String>,
+    pub group: Option<String>,
+    pub overrides: Option<serde_json::Value>,
+}
+
+/// An instance with what the API shows about it beyond the stored record.
+pub struct InstanceView {
+    pub instance: Instance,
+    pub connected: bool,
+    pub used: Needs,
+    pub running_tasks: i64,
+    pub pending_tasks: i64,
+}
+
+/// A successful registration.
+pub struct Registered {
+    pub instance_id: String,
+    /// Only on first registration.
+    pub secret: Option<String>,
+}
+
+impl ControlPlane {
+    pub fn new(store: Store, arns: Arns, heartbeat_interval_ms: u32) -> Arc<Self> {
+        Arc::new(Self {
+            store,
+            sessions: Sessions::default(),
+            arns,
+            heartbeat_interval_ms,
+        })
+    }
+
+    fn require_cluster(&self, name: &str) -> Result<(), CpError> {
+        if self.store.cluster_exists(name)? {
+            Ok(())
+        } else {
+            Err(CpError::ClusterNotFound(name.to_string()))
+        }
+    }
+
+    // ------------------------------------------------------------ clusters
+
+    pub fn create_cluster(&self, name: &str) -> Result<(), CpError> {
+        if !valid_cluster_name(name) {
+            return Err(CpError::InvalidParameter(format!(
+                "clusterName: {name:?} must be 1-255 letters, digits, hyphens or underscores"
+            )));
+        }
+        self.store.ensure_cluster(name, now_ms())?;
+        Ok(())
+    }
+
+    pub fn list_clusters(&self) -> Result<Vec<String>, CpError> {
+        Ok(self.store.list_clusters()?)
+    }
+
+    pub fn cluster_counts(&self, name: &str) -> Result<Option<ClusterCounts>, CpError> {
+        if !self.store.cluster_exists(name)? {
+            return Ok(None);
+        }
+        Ok(Some(self.store.cluster_counts(name)?))
+    }
+
+    // ------------------------------------------------------------ task definitions
+
+    pub fn register_task_definition(
+        &self,
+        raw: &serde_json::Value,
+    ) -> Result<TaskDefRecord, CpError> {
+        let spec = taskdef::parse(raw)?;
+        let record = self
+            .store
+            .insert_task_definition(&spec.family, raw, now_ms())?;
+        if !spec.unsupported_fields.is_empty() {
+            tracing::warn!(
+                family = %spec.family,
+                revision = record.revision,
+                "accepted and kept, but not acted on yet: {}",
+                spec.unsupported_fields.join(", ")
+            );
+        }
+        Ok(record)
+    }
+
+    pub fn task_definition(&self, reference: &str) -> Result<TaskDefRecord, CpError> {
+        let (family, revision) = ids::parse_task_definition_ref(reference).ok_or_else(|| {
+            CpError::Client(format!(
+                "taskDefinition: {reference:?} is not a family, family:revision or task definition ARN"
+            ))
+        })?;
+        self.store
+            .get_task_definition(&family, revision)?
+            .ok_or_else(|| CpError::TaskDefinitionNotFound(reference.to_string()))
+    }
+
+    pub fn list_task_definitions(
+        &self,
+        family_prefix: Option<&str>,
+        active: Option<bool>,
+    ) -> Result<Vec<(String, i64)>, CpError> {
+        Ok(self.store.list_task_definitions(family_prefix, active)?)
+    }
+
+    pub fn deregister_task_definition(&self, reference: &str) -> Result<TaskDefRecord, CpError> {
+        let (family, revision) = ids::parse_task_definition_ref(reference)
+            .and_then(|(f, r)| Some((f, r?)))
+            .ok_or_else(|| {
+                CpError::InvalidParameter(format!(
+                    "taskDefinition: {reference:?} must name a revision (family:revision or ARN)"
+                ))
+            })?;
+        self.store
+            .deregister_task_definition(&family, revision, now_ms())?
+            .ok_or_else(|| CpError::TaskDefinitionNotFound(reference.to_string()))
+    }
+
+    // ------------------------------------------------------------ tasks
+
+    pub fn run_task(
+        &self,
+        input: RunTaskInput,
+    ) -> Result<(Vec<Task>, Vec<PlacementFailure>), CpError> {
+        if !(1..=10).contains(&input.count) {
+            return Err(CpError::InvalidParameter(format!(
+                "count: {} must be between 1 and 10",
+                input.count
+            )));
+        }
+        self.require_cluster(&input.cluster)?;
+        let record = self.task_definition(&input.task_definition)?;
+        let td_arn = self.arns.task_definition(&record.family, record.revision);
+        if !record.active {
+            return Err(CpError::TaskDefinitionInactive(td_arn));
+        }
+        let overrides = taskdef::parse_overrides(input.overrides.as_ref())?;
+        let spec = taskdef::apply_overrides(&taskdef::parse(&record.raw)?, &overrides)?;
+        let needs = spec.needs();
+
+        let candidates = self.candidates(&input.cluster)?;
+        let now = now_ms();
+        let mut tasks = Vec::new();
+        let mut failures = Vec::new();
+        for outcome in placement::place(
+            needs,
+            &spec.network_mode,
+            input.count as usize,
+            &candidates,
+            &td_arn,
+        ) {
+            match outcome {
+                Ok(instance_id) => tasks.push(new_task(&input, &record, &spec, instance_id, now)),
+                Err(f) => failures.push(f),
+            }
+        }
+        if tasks.is_empty() {
+            return Ok((tasks, failures));
+        }
+        let specs: HashMap<&str, berth_proto::v1::TaskSpec> = tasks
+            .iter()
+            .map(|t| {
+                let arn = self.arns.task(&t.cluster, &t.id);
+                (t.id.as_str(), crate::wire::task_spec(&arn, t, &spec))
+            })
+            .collect();
+        self.store.insert_tasks(&tasks, &|seq, group| {
+            crate::wire::start_payload(
+                seq,
+                group.iter().map(|t| specs[t.id.as_str()].clone()).collect(),
+            )
+        })?;
+        let mut instances: Vec<&str> = tasks.iter().map(|t| t.instance_id.as_str()).collect();
+        instances.dedup();
+        for instance in instances {
+            self.sessions.flush(instance, &self.store)?;
+        }
+        for t in &tasks {
+            tracing::info!(task.id = %t.id, instance.id = %t.instance_id, family = %t.family, "task placed");
+        }
+        Ok((tasks, failures))
+    }
+
+    fn candidates(&self, cluster: &str) -> Result<Vec<Candidate>, CpError> {
+        let connected = self.sessions.connected();
+        let active = self.store.list_tasks(&TaskFilter {
+            cluster: Some(cluster.to_string()),
+            not_stopped: true,
+            ..TaskFilter::default()
+        })?;
+        Ok(self
+            .store
+            .list_instances(cluster)?
+            .into_iter()
+            .map(|i| {
+                let used = active.iter().filter(|t| t.instance_id == i.id).fold(
+                    Needs::default(),
+                    |acc, t| Needs {
+                        cpu: acc.cpu + t.needs.cpu,
+                        memory: acc.memory + t.needs.memory,
+                    },
+                );
+                Candidate {
+                    instance_arn: self.arns.container_instance(&i.cluster, &i.id),
+                    connected: connected.contains(&i.id),
+                    active: !i.revoked,
+                    network_modes: i.info.network_modes(),
+                    registered: Needs {
+                        cpu: i.info.integer_resource("CPU"),
+                        memory: i.info.integer_resource("MEMORY"),
+                    },
+                    used,
+                    instance_id: i.id,
+                }
+            })
+            .collect())
+    }
+
+    /// Finds a task of `cluster` by ARN or id.
+    fn find_task(&self, cluster: &str, reference: &str) -> Result<Option<Task>, CpError> {
+        Ok(self
+            .store
+            .get_task(ids::resource_id(reference))?
+            .filter(|t| t.cluster == cluster))
+    }
+
+    pub fn stop_task(
+        &self,
+        cluster: &str,
+        reference: &str,
+        reason: Option<&str>,
+    ) -> Result<Task, CpError> {
+        self.require_cluster(cluster)?;
+        let id = ids::resource_id(reference);
+        if self.find_task(cluster, reference)?.is_none() {
+            return Err(CpError::TaskNotFound(reference.to_string()));
+        }
+        let arn = self.arns.task(cluster, id);
+        let task = self
+            .store
+            .stop_task(id, reason, now_ms(), &|seq, t| {
+                crate::wire::stop_payload(seq, &arn, t.stopped_reason.as_deref().unwrap_or(""))
+            })?
+            .ok_or_else(|| CpError::TaskNotFound(reference.to_string()))?;
+        self.sessions.flush(&task.instance_id, &self.store)?;
+        tracing::info!(task.id = %task.id, instance.id = %task.instance_id, "stop requested");
+        Ok(task)
+    }
+
+    /// Found tasks, and the references that matched nothing.
+    pub fn describe_tasks(
+        &self,
+        cluster: &str,
+        references: &[String],
+    ) -> Result<(Vec<Task>, Vec<String>), CpError> {
+        self.require_cluster(cluster)?;
+        let mut found = Vec::new();
+        let mut missing = Vec::new();
+        for r in references {
+            match self.find_task(cluster, r)? {
+                Some(t) => found.push(t),
+                None => missing.push(r.clone()),
+            }
+        }
+        Ok((found, missing))
+    }
+
+    pub fn list_tasks(&self, filter: TaskFilter) -> Result<Vec<Task>, CpError> {
+        if let Some(c) = &filter.cluster {
+            self.require_cluster(c)?;
+        }
+        Ok(self.store.list_tasks(&filter)?)
+    }
+
+    // ------------------------------------------------------------ container instances
+
+    pub fn instances(&self, cluster: &str) -> Result<Vec<InstanceView>, CpError> {
+        self.require_cluster(cluster)?;
+        let connected = self.sessions.connected();
+        let active = self.store.list_tasks(&TaskFilter {
+            cluster: Some(cluster.to_string()),
+            not_stopped: true,
+            ..TaskFilter::default()
+        })?;
+        Ok(self
+            .store
+            .list_instances(cluster)?
+            .into_iter()
+            .map(|instance| {
+                let mine: Vec<&Task> = active
+                    .iter()
+                    .filter(|t| t.instance_id == instance.id)
+                    .collect();
+                InstanceView {
+                    connected: connected.contains(&instance.id),
+                    used: mine.iter().fold(Needs::default(), |a, t| Needs {
+                        cpu: a.cpu + t.needs.cpu,
+                        memory: a.memory + t.needs.memory,
+                    }),
+                    running_tasks: mine
+                        .iter()
+                        .filter(|t| t.last_status == TaskStatus::Running)
+                        .count() as i64,
+                    pending_tasks: mine
+                        .iter()
+                        .filter(|t| t.last_status != TaskStatus::Running)
+                        .count() as i64,
+                    instance,
+                }
+            })
+            .collect())
+    }
+
+    // ------------------------------------------------------------ agents
+
+    pub fn register_with_code(
+        &self,
+        cluster: &str,
+        code: &str,
+        info: InstanceInfo,
+    ) -> Result<Result<Registered, Refusal>, CpError> {
+        let secret = ids::new_secret();
+        let instance = Instance {
+            id: ids::new_id(),
+            cluster: cluster.to_string(),
+            secret_sha256: ids::sha256_hex(&secret),
+            revoked: false,
+            registered_at_ms: now_ms(),
+            last_heartbeat_ms: None,
+            last_state_change_seq: 0,
+            info,
+        };
+        Ok(self
+            .store
+            .register_with_activation(&ids::sha256_hex(code), &instance, now_ms())?
+            .map(|()| Registered {
+                instance_id: instance.id,
+                secret: Some(secret),
+            }))
+    }
+
+    /// Checks a credential; on success returns the instance.
+    pub fn authenticate(
+        &self,
+        instance_id: &str,
+        secret: &str,
+    ) -> Result<Result<Instance, Refusal>, CpError> {
+        let instance = self.store.get_instance(instance_id)?;
+        Ok(check_credential(instance.as_ref(), secret).map(|()| instance.expect("checked")))
+    }
+
+    pub fn register_with_credential(
+        &self,
+        cluster: &str,
+        instance_id: &str,
+        secret: &str,
+        info: InstanceInfo,
+    ) -> Result<Result<Registered, Refusal>, CpError> {
+        let instance = match self.authenticate(instance_id, secret)? {
+            Ok(i) => i,
+            Err(r) => return Ok(Err(r)),
+        };
+        if instance.cluster != cluster {
+            // The credential is bound to its cluster: moving an instance needs a new activation.
+            return Ok(Err(Refusal::CredentialRejected));
+        }
+        self.store.update_instance_info(&instance.id, &info)?;
+        Ok(Ok(Registered {
+            instance_id: instance.id,
+            secret: None,
+        }))
+    }
+
+    pub fn still_allowed(&self, instance_id: &str) -> Result<bool, CpError> {
+        Ok(self
+            .store
+            .get_instance(instance_id)?
+            .is_some_and(|i| !i.revoked))
+    }
+
+    /// The ARNs of the tasks the instance should know about.
+    pub fn manifest(&self, instance_id: &str) -> Result<Vec<String>, CpError> {
+        Ok(self
+            .store
+            .list_tasks(&TaskFilter {
+                instance_id: Some(instance_id.to_string()),
+                not_stopped: true,
+                ..TaskFilter::default()
+            })?
+            .iter()
+            .map(|t| self.arns.task(&t.cluster, &t.id))
+            .collect())
+    }
+
+    pub fn apply_change(
+        &self,
+        instance_id: &str,
+        seq: u64,
+        change: &AgentChange,
+    ) -> Result<ChangeOutcome, CpError> {
+        Ok(self.store.apply_state_change(instance_id, seq, change)?)
+    }
+
+    pub fn ack_payloads(&self, instance_id: &str, seq: u64) -> Result<(), CpError> {
+        Ok(self.store.ack_payloads(instance_id, seq)?)
+    }
+
+    pub fn heartbeat(&self, instance_id: &str) -> Result<(), CpError> {
+        Ok(self.store.record_heartbeat(instance_id, now_ms())?)
+    }
+}
+
+pub fn valid_cluster_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 255
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+fn new_task(
+    input: &RunTaskInput,
+    record: &TaskDefRecord,
+    spec: &TaskDefSpec,
+    instance_id: String,
+    now: i64,
+) -> Task {
+    Task {
+        id: ids::new_id(),
+        cluster: input.cluster.clone(),
+        instance_id,
+        family: record.family.clone(),
+        revision: record.revision,
+        last_status: TaskStatus::Pending,
+        desired_status: TaskStatus::Running,
+        created_at_ms: now,
+        started_at_ms: None,
+        stopping_at_ms: None,
+        stopped_at_ms: None,
+        execution_stopped_at_ms: None,
+        stop_code: None,
+        stopped_reason: None,
+        group: input
+            .group
+            .clone()
+            .unwrap_or_else(|| format!("family:{}", record.family)),
+        started_by: input.started_by.clone(),
+        cpu: spec.cpu,
+        memory: spec.memory,
+        overrides: input
+            .overrides
+            .clone()
+            .unwrap_or_else(|| serde_json::json!({"containerOverrides": []})),
+        version: 1,
+        needs: spec.needs(),
+        containers: spec
+            .containers
+            .iter()
+            .map(|c| Container {
+                id: uuid::Uuid::new_v4().to_string(),
+                name: c.name.clone(),
+                image: c.image.clone(),
+                runtime_id: None,
+                last_status: ContainerStatus::Pending,
+                exit_code: None,
+                reason: None,
+                cpu: c.cpu,
+                memory: c.memory,
+                memory_reservation: c.memory_reservation,
+            })
+            .collect(),
+    }
+}

@@ -1,0 +1,151 @@
+//! Identifiers, secrets and ARNs. Everything here is pure apart from the random sources.
+
+use sha2::{Digest, Sha256};
+
+/// A new 32-character lowercase hex id (tasks, instances).
+pub fn new_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// A new instance secret: 32 random bytes, hex encoded.
+pub fn new_secret() -> String {
+    let bytes: Vec<u8> = (0..32).map(|_| fastrand::u8(..)).collect();
+    hex::encode(bytes)
+}
+
+/// A new activation code: 24 characters, unambiguous alphabet so people can read it aloud.
+pub fn new_activation_code() -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    (0..24)
+        .map(|_| ALPHABET[fastrand::usize(..ALPHABET.len())] as char)
+        .collect()
+}
+
+/// Secrets and activation codes are stored only as this digest, so a leaked database does not
+/// let anyone register or impersonate an instance.
+pub fn sha256_hex(s: &str) -> String {
+    hex::encode(Sha256::digest(s.as_bytes()))
+}
+
+/// Compares two digests without an early exit, so timing does not reveal a matching prefix.
+pub fn digests_equal(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+/// Builds the ARNs of one region and account.
+#[derive(Debug, Clone)]
+pub struct Arns {
+    prefix: String,
+}
+
+impl Arns {
+    pub fn new(region: &str, account: &str) -> Self {
+        Self {
+            prefix: format!("arn:aws:ecs:{region}:{account}"),
+        }
+    }
+    pub fn cluster(&self, name: &str) -> String {
+        format!("{}:cluster/{name}", self.prefix)
+    }
+    pub fn task(&self, cluster: &str, id: &str) -> String {
+        format!("{}:task/{cluster}/{id}", self.prefix)
+    }
+    pub fn container_instance(&self, cluster: &str, id: &str) -> String {
+        format!("{}:container-instance/{cluster}/{id}", self.prefix)
+    }
+    pub fn task_definition(&self, family: &str, revision: i64) -> String {
+        format!("{}:task-definition/{family}:{revision}", self.prefix)
+    }
+    pub fn container(&self, cluster: &str, task_id: &str, container_id: &str) -> String {
+        format!(
+            "{}:container/{cluster}/{task_id}/{container_id}",
+            self.prefix
+        )
+    }
+}
+
+/// The last path segment of an ARN of the form `...:task/<cluster>/<id>`, or the input itself
+/// when it is a bare id. Both forms are accepted wherever ECS accepts them.
+pub fn resource_id(arn_or_id: &str) -> &str {
+    if arn_or_id.starts_with("arn:") {
+        arn_or_id.rsplit('/').next().unwrap_or(arn_or_id)
+    } else {
+        arn_or_id
+    }
+}
+
+/// The cluster name from a cluster ARN, or the input when it is already a name.
+pub fn cluster_name(arn_or_name: &str) -> &str {
+    if arn_or_name.starts_with("arn:") {
+        arn_or_name.rsplit('/').next().unwrap_or(arn_or_name)
+    } else {
+        arn_or_name
+    }
+}
+
+/// `family`, `family:rev` or a task-definition ARN, split into family and optional revision.
+pub fn parse_task_definition_ref(s: &str) -> Option<(String, Option<i64>)> {
+    let s = match s.strip_prefix("arn:") {
+        Some(_) => s.split_once(":task-definition/")?.1,
+        None => s,
+    };
+    match s.split_once(':') {
+        None if !s.is_empty() => Some((s.to_string(), None)),
+        None => None,
+        Some((family, rev)) => {
+            let rev: i64 = rev.parse().ok().filter(|r| *r > 0)?;
+            (!family.is_empty()).then(|| (family.to_string(), Some(rev)))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_and_secrets_have_the_promised_shape() {
+        let id = new_id();
+        assert_eq!(id.len(), 32);
+        assert!(id
+            .chars()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        assert_eq!(new_secret().len(), 64);
+        assert_eq!(new_activation_code().len(), 24);
+    }
+
+    #[test]
+    fn task_definition_refs() {
+        let arns = Arns::new("us-east-1", "000000000000");
+        assert_eq!(parse_task_definition_ref("web"), Some(("web".into(), None)));
+        assert_eq!(
+            parse_task_definition_ref("web:3"),
+            Some(("web".into(), Some(3)))
+        );
+        assert_eq!(
+            parse_task_definition_ref(&arns.task_definition("web", 7)),
+            Some(("web".into(), Some(7)))
+        );
+        assert_eq!(parse_task_definition_ref("web:x"), None);
+        assert_eq!(parse_task_definition_ref("web:0"), None);
+        assert_eq!(parse_task_definition_ref(""), None);
+    }
+
+    #[test]
+    fn resource_ids_from_arns() {
+        let arns = Arns::new("us-east-1", "1");
+        assert_eq!(resource_id(&arns.task("c", "abc")), "abc");
+        assert_eq!(resource_id("abc"), "abc");
+        assert_eq!(cluster_name(&arns.cluster("prod")), "prod");
+    }
+
+    #[test]
+    fn digest_comparison() {
+        assert!(digests_equal(&sha256_hex("a"), &sha256_hex("a")));
+        assert!(!digests_equal(&sha256_hex("a"), &sha256_hex("b")));
+    }
+}

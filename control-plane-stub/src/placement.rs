@@ -1,0 +1,233 @@
+//! Where a task runs. Pure: the caller gathers the candidates and records the outcome.
+//!
+//! Strategy: spread by memory, i.e. the instance with the most remaining memory wins. A task that
+//! fits nowhere fails at once (never queued), with the reason ECS would give.
+
+use crate::taskdef::Needs;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Candidate {
+    pub instance_id: String,
+    pub instance_arn: String,
+    pub connected: bool,
+    pub active: bool,
+    pub network_modes: Vec<String>,
+    pub registered: Needs,
+    /// Sum of the needs of this instance's tasks that are not STOPPED.
+    pub used: Needs,
+}
+
+impl Candidate {
+    fn remaining(&self) -> Needs {
+        Needs {
+            cpu: self.registered.cpu - self.used.cpu,
+            memory: self.registered.memory - self.used.memory,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlacementFailure {
+    /// An instance ARN when an instance was considered, otherwise the task-definition ARN.
+    pub arn: String,
+    pub reason: &'static str,
+    pub detail: String,
+}
+
+/// Places `count` copies of a task, each seeing the resources taken by the previous ones.
+/// Returns, per copy, the chosen instance id or the failure.
+pub fn place(
+    needs: Needs,
+    network_mode: &str,
+    count: usize,
+    candidates: &[Candidate],
+    task_definition_arn: &str,
+) -> Vec<Result<String, PlacementFailure>> {
+    let mut pool: Vec<Candidate> = candidates.to_vec();
+    (0..count)
+        .map(|_| {
+            let i = choose(needs, network_mode, &pool, task_definition_arn)?;
+            pool[i].used.cpu += needs.cpu;
+            pool[i].used.memory += needs.memory;
+            Ok(pool[i].instance_id.clone())
+        })
+        .collect()
+}
+
+/// The candidate with the most remaining memory; the first one on a tie, so placement is stable.
+fn roomiest<'a>(cands: &[(usize, &'a Candidate)]) -> Option<(usize, &'a Candidate)> {
+    cands
+        .iter()
+        .copied()
+        .max_by_key(|(i, c)| (c.remaining().memory, std::cmp::Reverse(*i)))
+}
+
+fn choose(
+    needs: Needs,
+    network_mode: &str,
+    pool: &[Candidate],
+    task_definition_arn: &str,
+) -> Result<usize, PlacementFailure> {
+    let live: Vec<(usize, &Candidate)> = pool
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.active && c.connected)
+        .collect();
+    if live.is_empty() {
+        return Err(PlacementFailure {
+            arn: task_definition_arn.to_string(),
+            reason: "AGENT",
+            detail: "no container instance with a connected agent in the cluster".to_string(),
+        });
+    }
+    let supporting: Vec<(usize, &Candidate)> = live
+        .iter()
+        .copied()
+        .filter(|(_, c)| c.network_modes.iter().any(|m| m == network_mode))
+        .collect();
+    if supporting.is_empty() {
+        return Err(PlacementFailure {
+            arn: live[0].1.instance_arn.clone(),
+            reason: "ATTRIBUTE",
+            detail: format!(
+                "network mode {network_mode} is not supported by any connected instance \
+                 (attribute {})",
+                crate::instance::NETWORK_MODES_ATTRIBUTE
+            ),
+        });
+    }
+    let with_memory: Vec<(usize, &Candidate)> = supporting
+        .iter()
+        .copied()
+        .filter(|(_, c)| c.remaining().memory >= needs.memory)
+        .collect();
+    if with_memory.is_empty() {
+        let (_, best) = roomiest(&supporting).expect("supporting is not empty");
+        return Err(PlacementFailure {
+            arn: best.instance_arn.clone(),
+            reason: "RESOURCE:MEMORY",
+            detail: format!(
+                "task needs {} MiB, at most {} MiB remaining",
+                needs.memory,
+                best.remaining().memory
+            ),
+        });
+    }
+    let fitting: Vec<(usize, &Candidate)> = with_memory
+        .iter()
+        .copied()
+        .filter(|(_, c)| c.remaining().cpu >= needs.cpu)
+        .collect();
+    match roomiest(&fitting) {
+        Some((i, _)) => Ok(i),
+        None => {
+            let best = with_memory
+                .iter()
+                .map(|(_, c)| c)
+                .max_by_key(|c| c.remaining().cpu)
+                .expect("with_memory is not empty");
+            Err(PlacementFailure {
+                arn: best.instance_arn.clone(),
+                reason: "RESOURCE:CPU",
+                detail: format!(
+                    "task needs {} CPU units, at most {} remaining",
+                    needs.cpu,
+                    best.remaining().cpu
+                ),
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cand(id: &str, memory: i64, used_memory: i64) -> Candidate {
+        Candidate {
+            instance_id: id.into(),
+            instance_arn: format!("arn:{id}"),
+            connected: true,
+            active: true,
+            network_modes: vec!["bridge".into(), "host".into()],
+            registered: Needs { cpu: 2048, memory },
+            used: Needs {
+                cpu: 0,
+                memory: used_memory,
+            },
+        }
+    }
+
+    const NEEDS: Needs = Needs {
+        cpu: 256,
+        memory: 512,
+    };
+
+    #[test]
+    fn spreads_by_remaining_memory() {
+        let c = [cand("a", 2048, 1024), cand("b", 2048, 0)];
+        let r = place(NEEDS, "bridge", 3, &c, "td");
+        let ids: Vec<_> = r.into_iter().map(Result::unwrap).collect();
+        assert_eq!(ids, vec!["b", "b", "a"]);
+    }
+
+    #[test]
+    fn no_connected_agent() {
+        let mut c = cand("a", 2048, 0);
+        c.connected = false;
+        let r = place(NEEDS, "bridge", 1, &[c], "td-arn");
+        let f = r[0].clone().unwrap_err();
+        assert_eq!((f.reason, f.arn.as_str()), ("AGENT", "td-arn"));
+        assert_eq!(
+            place(NEEDS, "bridge", 1, &[], "td")[0]
+                .as_ref()
+                .unwrap_err()
+                .reason,
+            "AGENT"
+        );
+    }
+
+    #[test]
+    fn network_mode_must_be_supported() {
+        let f = place(NEEDS, "awsvpc", 1, &[cand("a", 2048, 0)], "td")[0]
+            .clone()
+            .unwrap_err();
+        assert_eq!(f.reason, "ATTRIBUTE");
+        assert!(f.detail.contains("awsvpc"));
+        let mut silent = cand("a", 2048, 0);
+        silent.network_modes.clear();
+        assert_eq!(
+            place(NEEDS, "bridge", 1, &[silent], "td")[0]
+                .as_ref()
+                .unwrap_err()
+                .reason,
+            "ATTRIBUTE"
+        );
+    }
+
+    #[test]
+    fn memory_then_cpu() {
+        let r = place(NEEDS, "bridge", 2, &[cand("a", 1000, 0)], "td");
+        assert!(r[0].is_ok());
+        assert_eq!(r[1].as_ref().unwrap_err().reason, "RESOURCE:MEMORY");
+        let big_cpu = Needs {
+            cpu: 4096,
+            memory: 1,
+        };
+        assert_eq!(
+            place(big_cpu, "bridge", 1, &[cand("a", 1000, 0)], "td")[0]
+                .as_ref()
+                .unwrap_err()
+                .reason,
+            "RESOURCE:CPU"
+        );
+    }
+
+    #[test]
+    fn inactive_instances_are_skipped() {
+        let mut a = cand("a", 8192, 0);
+        a.active = false;
+        let r = place(NEEDS, "bridge", 1, &[a, cand("b", 1024, 0)], "td");
+        assert_eq!(r[0].as_deref(), Ok("b"));
+    }
+}

@@ -1,0 +1,166 @@
+//! Binds both listeners and runs the ECS API and the agent service until told to stop.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_proto::v1::agent_service_server::AgentServiceServer;
+use thiserror::Error;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::agent_service::AgentApi;
+use crate::config::Config;
+use crate::control::{now_ms, ControlPlane};
+use crate::ids::Arns;
+use crate::store::{Store, StoreError};
+
+/// How long open connections get to finish once shutdown starts.
+const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Error)]
+pub enum ServerError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("binding {what} listener on {addr}: {source}")]
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("writing ready file {path}: {source}")]
+    ReadyFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{what} server: {message}")]
+    Serve { what: &'static str, message: String },
+}
+
+pub struct RunningServer {
+    pub api_addr: SocketAddr,
+    pub grpc_addr: SocketAddr,
+    cp: Arc<ControlPlane>,
+    stop: watch::Sender<bool>,
+    api: JoinHandle<Result<(), ServerError>>,
+    grpc: JoinHandle<Result<(), ServerError>>,
+}
+
+/// Opens the state, binds, announces the real addresses, and starts serving.
+pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
+    let store = Store::open(&config.data_dir)?;
+    // ECS users expect a "default" cluster to exist.
+    store.ensure_cluster("default", now_ms())?;
+    let cp = ControlPlane::new(
+        store,
+        Arns::new(&config.region, &config.account),
+        config.heartbeat_interval_ms,
+    );
+
+    let bind = |what: &'static str, addr: SocketAddr| async move {
+        tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServerError::Bind { what, addr, source })
+    };
+    let api_listener = bind("API", config.api_listen).await?;
+    let grpc_listener = bind("gRPC", config.grpc_listen).await?;
+    let local = |l: &tokio::net::TcpListener, what, addr| {
+        l.local_addr()
+            .map_err(|source| ServerError::Bind { what, addr, source })
+    };
+    let api_addr = local(&api_listener, "API", config.api_listen)?;
+    let grpc_addr = local(&grpc_listener, "gRPC", config.grpc_listen)?;
+
+    let (stop, stopped) = watch::channel(false);
+    let wait = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let router = crate::ecs_api::router(cp.clone());
+    let api_stop = wait(stopped.clone());
+    let api = tokio::spawn(async move {
+        axum::serve(api_listener, router)
+            .with_graceful_shutdown(api_stop)
+            .await
+            .map_err(|e| ServerError::Serve {
+                what: "API",
+                message: e.to_string(),
+            })
+    });
+    let grpc_service = AgentServiceServer::new(AgentApi::new(cp.clone()));
+    let grpc_stop = wait(stopped);
+    let grpc = tokio::spawn(async move {
+        tonic::transport::Server::builder()
+            .add_service(grpc_service)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(grpc_listener), grpc_stop)
+            .await
+            .map_err(|e| ServerError::Serve {
+                what: "gRPC",
+                message: e.to_string(),
+            })
+    });
+
+    tracing::info!(api = %api_addr, grpc = %grpc_addr, data_dir = %config.data_dir.display(), "berth-cp serving");
+    if let Some(path) = &config.ready_file {
+        write_ready_file(path, api_addr, grpc_addr)?;
+    }
+    Ok(RunningServer {
+        api_addr,
+        grpc_addr,
+        cp,
+        stop,
+        api,
+        grpc,
+    })
+}
+
+/// Written atomically so a watcher never reads half a file.
+fn write_ready_file(path: &Path, api: SocketAddr, grpc: SocketAddr) -> Result<(), ServerError> {
+    let err = |source| ServerError::ReadyFile {
+        path: path.to_path_buf(),
+        source,
+    };
+    let body = serde_json::json!({"api": api.to_string(), "grpc": grpc.to_string()}).to_string();
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    std::fs::write(&tmp, body).map_err(err)?;
+    std::fs::rename(&tmp, path).map_err(err)
+}
+
+impl RunningServer {
+    /// Stops accepting, ends the agent sessions (they reconnect to the next instance of us), and
+    /// waits for in-flight requests up to a deadline.
+    pub async fn shutdown(self) -> Result<(), ServerError> {
+        let _ = self.stop.send(true);
+        self.cp.sessions.close_all("berth-cp is shutting down");
+        let join = |h: JoinHandle<Result<(), ServerError>>, what| async move {
+            match tokio::time::timeout(DRAIN_DEADLINE, h).await {
+                Ok(Ok(r)) => r,
+                Ok(Err(e)) => Err(ServerError::Serve {
+                    what,
+                    message: e.to_string(),
+                }),
+                Err(_) => {
+                    tracing::warn!("{what} server did not drain within {DRAIN_DEADLINE:?}");
+                    Ok(())
+                }
+            }
+        };
+        let api = join(self.api, "API").await;
+        let grpc = join(self.grpc, "gRPC").await;
+        tracing::info!("berth-cp stopped");
+        api.and(grpc)
+    }
+}
+
+/// Runs until `shutdown` resolves.
+pub async fn run(
+    config: &Config,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), ServerError> {
+    let server = start(config).await?;
+    shutdown.await;
+    tracing::info!("shutting down");
+    server.shutdown().await
+}

@@ -1,0 +1,677 @@
+//! The SQLite state store: the only SQL in berth-cp.
+//!
+//! WAL and a busy timeout let `berth-cp activation create` write while `serve` runs. Tasks and
+//! instance details are kept as JSON bodies next to the columns we query by, so the domain types
+//! can grow without a migration for every field. Each change that must be atomic (a task and its
+//! payload, a state change and its sequence number) is one IMMEDIATE transaction.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use thiserror::Error;
+
+use crate::instance::{check_activation, ActivationCode, Instance, InstanceInfo, Refusal};
+use crate::task::{AgentChange, Task};
+
+pub const DB_FILE: &str = "berth-cp.db";
+const SCHEMA_VERSION: i64 = 1;
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("creating data directory {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("stored record is not readable: {0}")]
+    Corrupt(#[from] serde_json::Error),
+    #[error("database schema version {found} is newer than this berth-cp ({SCHEMA_VERSION}); upgrade berth-cp")]
+    SchemaTooNew { found: i64 },
+}
+
+type Result<T> = std::result::Result<T, StoreError>;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskDefRecord {
+    pub family: String,
+    pub revision: i64,
+    pub active: bool,
+    pub raw: serde_json::Value,
+    pub registered_at_ms: i64,
+    pub deregistered_at_ms: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClusterCounts {
+    pub instances: i64,
+    pub running_tasks: i64,
+    pub pending_tasks: i64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct TaskFilter {
+    pub cluster: Option<String>,
+    pub instance_id: Option<String>,
+    pub family: Option<String>,
+    pub started_by: Option<String>,
+    pub desired_status: Option<String>,
+    /// Only tasks whose lastStatus is not STOPPED.
+    pub not_stopped: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChangeOutcome {
+    /// Already applied under this sequence number.
+    Duplicate,
+    Applied,
+    /// Recorded as seen but not applied; the reason is for the log.
+    Ignored(String),
+}
+
+/// One outbox entry: the payload body as the session layer encoded it.
+pub type OutboxEntry = (u64, Vec<u8>);
+
+pub struct Store {
+    conn: Mutex<Connection>,
+}
+
+impl Store {
+    pub fn open(data_dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::DataDir {
+            path: data_dir.to_path_buf(),
+            source,
+        })?;
+        let conn = Connection::open(data_dir.join(DB_FILE))?;
+        conn.busy_timeout(Duration::from_secs(10))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        migrate(&conn)?;
+        Ok(Self {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves SQLite consistent (transactions roll back on
+        // drop), so a poisoned lock is safe to keep using.
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    // ------------------------------------------------------------ clusters
+
+    /// Creates the cluster unless it exists; returns whether it was created.
+    pub fn ensure_cluster(&self, name: &str, now_ms: i64) -> Result<bool> {
+        let n = self.conn().execute(
+            "INSERT OR IGNORE INTO clusters (name, created_at_ms) VALUES (?1, ?2)",
+            params![name, now_ms],
+        )?;
+        Ok(n == 1)
+    }
+
+    pub fn cluster_exists(&self, name: &str) -> Result<bool> {
+        Ok(self
+            .conn()
+            .query_row("SELECT 1 FROM clusters WHERE name = ?1", [name], |_| Ok(()))
+            .optional()?
+            .is_some())
+    }
+
+    pub fn list_clusters(&self) -> Result<Vec<String>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT name FROM clusters ORDER BY name")?;
+        let rows = stmt.query_map([], |r| r.get(0))?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
+    pub fn cluster_counts(&self, name: &str) -> Result<ClusterCounts> {
+        let conn = self.conn();
+        let instances = conn.query_row(
+            "SELECT COUNT(*) FROM instances WHERE cluster = ?1 AND revoked = 0",
+            [name],
+            |r| r.get(0),
+        )?;
+        let count = |status: &str| -> Result<i64> {
+            Ok(conn.query_row(
+                "SELECT COUNT(*) FROM tasks WHERE cluster = ?1 AND last_status = ?2",
+                params![name, status],
+                |r| r.get(0),
+            )?)
+        };
+        Ok(ClusterCounts {
+            instances,
+            running_tasks: count("RUNNING")?,
+            pending_tasks: count("PENDING")?,
+        })
+    }
+
+    // ------------------------------------------------------------ task definitions
+
+    /// Stores a new revision of `family` (the next after the highest ever registered).
+    pub fn insert_task_definition(
+        &self,
+        family: &str,
+        raw: &serde_json::Value,
+        now_ms: i64,
+    ) -> Result<TaskDefRecord> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let revision: i64 = tx.query_row(
+            "SELECT COALESCE(MAX(revision), 0) + 1 FROM task_definitions WHERE family = ?1",
+            [family],
+            |r| r.get(0),
+        )?;
+        tx.execute(
+            "INSERT INTO task_definitions (family, revision, active, raw_json, registered_at_ms)
+             VALUES (?1, ?2, 1, ?3, ?4)",
+            params![family, revision, raw.to_string(), now_ms],
+        )?;
+        tx.commit()?;
+        Ok(TaskDefRecord {
+            family: family.to_string(),
+            revision,
+            active: true,
+            raw: raw.clone(),
+            registered_at_ms: now_ms,
+            deregistered_at_ms: None,
+        })
+    }
+
+    /// A given revision, or the latest ACTIVE one.
+    pub fn get_task_definition(
+        &self,
+        family: &str,
+        revision: Option<i64>,
+    ) -> Result<Option<TaskDefRecord>> {
+        let conn = self.conn();
+        let sql_by_rev =
+            "SELECT family, revision, active, raw_json, registered_at_ms, deregistered_at_ms
+             FROM task_definitions WHERE family = ?1 AND revision = ?2";
+        let sql_latest =
+            "SELECT family, revision, active, raw_json, registered_at_ms, deregistered_at_ms
+             FROM task_definitions WHERE family = ?1 AND active = 1 ORDER BY revision DESC LIMIT 1";
+        let row = match revision {
+            Some(rev) => conn
+                .query_row(sql_by_rev, params![family, rev], task_def_row)
+                .optional()?,
+            None => conn
+                .query_row(sql_latest, params![family], task_def_row)
+                .optional()?,
+        };
+        row.map(|(rec, raw)| {
+            Ok(TaskDefRecord {
+                raw: serde_json::from_str(&raw)?,
+                ..rec
+            })
+        })
+        .transpose()
+    }
+
+    /// (family, revision) pairs, sorted by family then revision.
+    pub fn list_task_definitions(
+        &self,
+        family_prefix: Option<&str>,
+        active: Option<bool>,
+    ) -> Result<Vec<(String, i64)>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT family, revision FROM task_definitions
+             WHERE (?1 IS NULL OR substr(family, 1, length(?1)) = ?1)
+               AND (?2 IS NULL OR active = ?2)
+             ORDER BY family, revision",
+        )?;
+        let rows = stmt.query_map(params![family_prefix, active], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
+    pub fn deregister_task_definition(
+        &self,
+        family: &str,
+        revision: i64,
+        now_ms: i64,
+    ) -> Result<Option<TaskDefRecord>> {
+        self.conn().execute(
+            "UPDATE task_definitions SET active = 0, deregistered_at_ms = COALESCE(deregistered_at_ms, ?3)
+             WHERE family = ?1 AND revision = ?2",
+            params![family, revision, now_ms],
+        )?;
+        self.get_task_definition(family, Some(revision))
+    }
+
+    // ------------------------------------------------------------ activation codes
+
+    pub fn insert_activation(
+        &self,
+        code_sha256: &str,
+        code: &ActivationCode,
+        now_ms: i64,
+    ) -> Result<()> {
+        self.conn().execute(
+            "INSERT INTO activation_codes (code_sha256, cluster, uses_left, expires_at_ms, revoked, created_at_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![code_sha256, code.cluster, code.uses_left, code.expires_at_ms, code.revoked, now_ms],
+        )?;
+        Ok(())
+    }
+
+    pub fn revoke_activation(&self, code_sha256: &str) -> Result<bool> {
+        let n = self.conn().execute(
+            "UPDATE activation_codes SET revoked = 1 WHERE code_sha256 = ?1",
+            [code_sha256],
+        )?;
+        Ok(n == 1)
+    }
+
+    /// Checks and spends one use of the code and creates the instance, atomically, so two agents
+    /// racing for the last use cannot both win.
+    pub fn register_with_activation(
+        &self,
+        code_sha256: &str,
+        instance: &Instance,
+        now_ms: i64,
+    ) -> Result<std::result::Result<(), Refusal>> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let code = tx
+            .query_row(
+                "SELECT cluster, uses_left, expires_at_ms, revoked FROM activation_codes WHERE code_sha256 = ?1",
+                [code_sha256],
+                |r| {
+                    Ok(ActivationCode {
+                        cluster: r.get(0)?,
+                        uses_left: r.get(1)?,
+                        expires_at_ms: r.get(2)?,
+                        revoked: r.get(3)?,
+                    })
+                },
+            )
+            .optional()?;
+        if let Err(refusal) = check_activation(code.as_ref(), &instance.cluster, now_ms) {
+            return Ok(Err(refusal));
+        }
+        tx.execute(
+            "UPDATE activation_codes SET uses_left = uses_left - 1 WHERE code_sha256 = ?1",
+            [code_sha256],
+        )?;
+        tx.execute(
+            "INSERT OR IGNORE INTO clusters (name, created_at_ms) VALUES (?1, ?2)",
+            params![instance.cluster, now_ms],
+        )?;
+        tx.execute(
+            "INSERT INTO instances (id, cluster, secret_sha256, revoked, registered_at_ms, info_json)
+             VALUES (?1, ?2, ?3, 0, ?4, ?5)",
+            params![
+                instance.id,
+                instance.cluster,
+                instance.secret_sha256,
+                instance.registered_at_ms,
+                serde_json::to_string(&instance.info)?
+            ],
+        )?;
+        tx.commit()?;
+        Ok(Ok(()))
+    }
+
+    // ------------------------------------------------------------ instances
+
+    pub fn get_instance(&self, id: &str) -> Result<Option<Instance>> {
+        let conn = self.conn();
+        let row = conn
+            .query_row(
+                &format!("{INSTANCE_SELECT} WHERE id = ?1"),
+                [id],
+                instance_row,
+            )
+            .optional()?;
+        row.map(finish_instance).transpose()
+    }
+
+    pub fn list_instances(&self, cluster: &str) -> Result<Vec<Instance>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!(
+            "{INSTANCE_SELECT} WHERE cluster = ?1 ORDER BY registered_at_ms, id"
+        ))?;
+        let rows = stmt.query_map([cluster], instance_row)?;
+        rows.map(|r| finish_instance(r?)).collect()
+    }
+
+    pub fn update_instance_info(&self, id: &str, info: &InstanceInfo) -> Result<()> {
+        self.conn().execute(
+            "UPDATE instances SET info_json = ?2 WHERE id = ?1",
+            params![id, serde_json::to_string(info)?],
+        )?;
+        Ok(())
+    }
+
+    pub fn revoke_instance(&self, id: &str) -> Result<bool> {
+        let n = self
+            .conn()
+            .execute("UPDATE instances SET revoked = 1 WHERE id = ?1", [id])?;
+        Ok(n == 1)
+    }
+
+    pub fn record_heartbeat(&self, id: &str, now_ms: i64) -> Result<()> {
+        self.conn().execute(
+            "UPDATE instances SET last_heartbeat_ms = ?2 WHERE id = ?1",
+            params![id, now_ms],
+        )?;
+        Ok(())
+    }
+
+    // ------------------------------------------------------------ tasks
+
+    /// Inserts placed tasks and, per instance, one payload carrying them, in one transaction, so
+    /// a task is never recorded without the payload that tells its agent.
+    pub fn insert_tasks(
+        &self,
+        tasks: &[Task],
+        encode_payload: &dyn Fn(u64, &[&Task]) -> Vec<u8>,
+    ) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        for t in tasks {
+            tx.execute(
+                "INSERT INTO tasks (id, cluster, instance_id, family, last_status, desired_status, started_by, created_at_ms, body_json)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![
+                    t.id,
+                    t.cluster,
+                    t.instance_id,
+                    t.family,
+                    t.last_status.as_str(),
+                    t.desired_status.as_str(),
+                    t.started_by,
+                    t.created_at_ms,
+                    serde_json::to_string(t)?
+                ],
+            )?;
+        }
+        let mut instances: Vec<&str> = tasks.iter().map(|t| t.instance_id.as_str()).collect();
+        instances.sort();
+        instances.dedup();
+        for instance in instances {
+            let group: Vec<&Task> = tasks.iter().filter(|t| t.instance_id == instance).collect();
+            let seq = next_payload_seq(&tx, instance)?;
+            insert_outbox(&tx, instance, seq, &encode_payload(seq, &group))?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn get_task(&self, id: &str) -> Result<Option<Task>> {
+        let conn = self.conn();
+        load_task(&conn, id)
+    }
+
+    pub fn list_tasks(&self, f: &TaskFilter) -> Result<Vec<Task>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT body_json FROM tasks
+             WHERE (?1 IS NULL OR cluster = ?1)
+               AND (?2 IS NULL OR instance_id = ?2)
+               AND (?3 IS NULL OR family = ?3)
+               AND (?4 IS NULL OR started_by = ?4)
+               AND (?5 IS NULL OR desired_status = ?5)
+               AND (?6 = 0 OR last_status != 'STOPPED')
+             ORDER BY created_at_ms, id",
+        )?;
+        let rows = stmt.query_map(
+            params![
+                f.cluster,
+                f.instance_id,
+                f.family,
+                f.started_by,
+                f.desired_status,
+                f.not_stopped
+            ],
+            |r| r.get::<_, String>(0),
+        )?;
+        rows.map(|r| Ok(serde_json::from_str(&r?)?)).collect()
+    }
+
+    /// A user's stop request: the task change and the payload telling the agent, atomically.
+    /// None when there is no such task.
+    pub fn stop_task(
+        &self,
+        id: &str,
+        reason: Option<&str>,
+        now_ms: i64,
+        encode_payload: &dyn Fn(u64, &Task) -> Vec<u8>,
+    ) -> Result<Option<Task>> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let Some(mut task) = load_task(&tx, id)? else {
+            return Ok(None);
+        };
+        if task.request_stop(reason, now_ms) {
+            save_task(&tx, &task)?;
+            let seq = next_payload_seq(&tx, &task.instance_id)?;
+            insert_outbox(&tx, &task.instance_id, seq, &encode_payload(seq, &task))?;
+        }
+        tx.commit()?;
+        Ok(Some(task))
+    }
+
+    /// Applies an agent state change once: the change and its sequence number are stored in one
+    /// transaction, so a resent change after a crash is recognised as a duplicate.
+    pub fn apply_state_change(
+        &self,
+        instance_id: &str,
+        seq: u64,
+        change: &AgentChange,
+    ) -> Result<ChangeOutcome> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let last: i64 = tx.query_row(
+            "SELECT last_state_change_seq FROM instances WHERE id = ?1",
+            [instance_id],
+            |r| r.get(0),
+        )?;
+        if seq <= last as u64 {
+            return Ok(ChangeOutcome::Duplicate);
+        }
+        let task_id = crate::ids::resource_id(change.task_arn());
+        let outcome = match load_task(&tx, task_id)? {
+            None => ChangeOutcome::Ignored(format!("unknown task {}", change.task_arn())),
+            Some(t) if t.instance_id != instance_id => ChangeOutcome::Ignored(format!(
+                "task {} is not placed on this instance",
+                change.task_arn()
+            )),
+            Some(mut t) => {
+                if t.apply(change) {
+                    save_task(&tx, &t)?;
+                    ChangeOutcome::Applied
+                } else {
+                    ChangeOutcome::Ignored(format!(
+                        "task {} has no such container",
+                        change.task_arn()
+                    ))
+                }
+            }
+        };
+        tx.execute(
+            "UPDATE instances SET last_state_change_seq = ?2 WHERE id = ?1",
+            params![instance_id, seq as i64],
+        )?;
+        tx.commit()?;
+        Ok(outcome)
+    }
+
+    // ------------------------------------------------------------ payload outbox
+
+    pub fn outbox_after(&self, instance_id: &str, seq: u64) -> Result<Vec<OutboxEntry>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT seq, payload FROM outbox WHERE instance_id = ?1 AND seq > ?2 ORDER BY seq",
+        )?;
+        let rows = stmt.query_map(params![instance_id, seq as i64], |r| {
+            Ok((r.get::<_, i64>(0)? as u64, r.get(1)?))
+        })?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
+    /// The agent has recorded every payload up to `seq`: they need never be sent again.
+    pub fn ack_payloads(&self, instance_id: &str, seq: u64) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute(
+            "DELETE FROM outbox WHERE instance_id = ?1 AND seq <= ?2",
+            params![instance_id, seq as i64],
+        )?;
+        tx.execute(
+            "UPDATE instances SET acked_payload_seq = MAX(acked_payload_seq, ?2) WHERE id = ?1",
+            params![instance_id, seq as i64],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+fn migrate(conn: &Connection) -> Result<()> {
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::SchemaTooNew { found: version });
+    }
+    if version < 1 {
+        conn.execute_batch(
+            "BEGIN IMMEDIATE;
+             CREATE TABLE IF NOT EXISTS clusters (
+                 name TEXT PRIMARY KEY,
+                 created_at_ms INTEGER NOT NULL);
+             CREATE TABLE IF NOT EXISTS task_definitions (
+                 family TEXT NOT NULL,
+                 revision INTEGER NOT NULL,
+                 active INTEGER NOT NULL,
+                 raw_json TEXT NOT NULL,
+                 registered_at_ms INTEGER NOT NULL,
+                 deregistered_at_ms INTEGER,
+                 PRIMARY KEY (family, revision));
+             CREATE TABLE IF NOT EXISTS activation_codes (
+                 code_sha256 TEXT PRIMARY KEY,
+                 cluster TEXT NOT NULL,
+                 uses_left INTEGER NOT NULL,
+                 expires_at_ms INTEGER NOT NULL,
+                 revoked INTEGER NOT NULL,
+                 created_at_ms INTEGER NOT NULL);
+             CREATE TABLE IF NOT EXISTS instances (
+                 id TEXT PRIMARY KEY,
+                 cluster TEXT NOT NULL REFERENCES clusters(name),
+                 secret_sha256 TEXT NOT NULL,
+                 revoked INTEGER NOT NULL,
+                 registered_at_ms INTEGER NOT NULL,
+                 last_heartbeat_ms INTEGER,
+                 last_state_change_seq INTEGER NOT NULL DEFAULT 0,
+                 next_payload_seq INTEGER NOT NULL DEFAULT 1,
+                 acked_payload_seq INTEGER NOT NULL DEFAULT 0,
+                 info_json TEXT NOT NULL);
+             CREATE TABLE IF NOT EXISTS tasks (
+                 id TEXT PRIMARY KEY,
+                 cluster TEXT NOT NULL,
+                 instance_id TEXT NOT NULL REFERENCES instances(id),
+                 family TEXT NOT NULL,
+                 last_status TEXT NOT NULL,
+                 desired_status TEXT NOT NULL,
+                 started_by TEXT,
+                 created_at_ms INTEGER NOT NULL,
+                 body_json TEXT NOT NULL);
+             CREATE INDEX IF NOT EXISTS tasks_by_cluster ON tasks (cluster, last_status);
+             CREATE INDEX IF NOT EXISTS tasks_by_instance ON tasks (instance_id, last_status);
+             CREATE TABLE IF NOT EXISTS outbox (
+                 instance_id TEXT NOT NULL REFERENCES instances(id),
+                 seq INTEGER NOT NULL,
+                 payload BLOB NOT NULL,
+                 PRIMARY KEY (instance_id, seq));
+             PRAGMA user_version = 1;
+             COMMIT;",
+        )?;
+    }
+    Ok(())
+}
+
+type TaskDefRow = (TaskDefRecord, String);
+
+fn task_def_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TaskDefRow> {
+    Ok((
+        TaskDefRecord {
+            family: r.get(0)?,
+            revision: r.get(1)?,
+            active: r.get(2)?,
+            raw: serde_json::Value::Null,
+            registered_at_ms: r.get(4)?,
+            deregistered_at_ms: r.get(5)?,
+        },
+        r.get(3)?,
+    ))
+}
+
+const INSTANCE_SELECT: &str = "SELECT id, cluster, secret_sha256, revoked, registered_at_ms,
+    last_heartbeat_ms, last_state_change_seq, info_json FROM instances";
+
+fn instance_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Instance, String)> {
+    Ok((
+        Instance {
+            id: r.get(0)?,
+            cluster: r.get(1)?,
+            secret_sha256: r.get(2)?,
+            revoked: r.get(3)?,
+            registered_at_ms: r.get(4)?,
+            last_heartbeat_ms: r.get(5)?,
+            last_state_change_seq: r.get::<_, i64>(6)? as u64,
+            info: InstanceInfo::default(),
+        },
+        r.get(7)?,
+    ))
+}
+
+fn finish_instance((instance, info): (Instance, String)) -> Result<Instance> {
+    Ok(Instance {
+        info: serde_json::from_str(&info)?,
+        ..instance
+    })
+}
+
+fn load_task(conn: &Connection, id: &str) -> Result<Option<Task>> {
+    let body: Option<String> = conn
+        .query_row("SELECT body_json FROM tasks WHERE id = ?1", [id], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    Ok(body.map(|b| serde_json::from_str(&b)).transpose()?)
+}
+
+fn save_task(conn: &Connection, t: &Task) -> Result<()> {
+    conn.execute(
+        "UPDATE tasks SET last_status = ?2, desired_status = ?3, body_json = ?4 WHERE id = ?1",
+        params![
+            t.id,
+            t.last_status.as_str(),
+            t.desired_status.as_str(),
+            serde_json::to_string(t)?
+        ],
+    )?;
+    Ok(())
+}
+
+fn next_payload_seq(conn: &Connection, instance_id: &str) -> Result<u64> {
+    let seq: i64 = conn.query_row(
+        "UPDATE instances SET next_payload_seq = next_payload_seq + 1 WHERE id = ?1
+         RETURNING next_payload_seq - 1",
+        [instance_id],
+        |r| r.get(0),
+    )?;
+    Ok(seq as u64)
+}
+
+fn insert_outbox(conn: &Connection, instance_id: &str, seq: u64, payload: &[u8]) -> Result<()> {
+    conn.execute(
+        "INSERT INTO outbox (instance_id, seq, payload) VALUES (?1, ?2, ?3)",
+        params![instance_id, seq as i64, payload],
+    )?;
+    Ok(())
+}

@@ -1,0 +1,355 @@
+//! Tasks as the control plane records them, and the pure rules for changing them: a user's stop
+//! request and the agent's reported state changes.
+
+use serde::{Deserialize, Serialize};
+
+use crate::taskdef::Needs;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum TaskStatus {
+    Provisioning,
+    Pending,
+    Running,
+    Stopped,
+}
+
+impl TaskStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskStatus::Provisioning => "PROVISIONING",
+            TaskStatus::Pending => "PENDING",
+            TaskStatus::Running => "RUNNING",
+            TaskStatus::Stopped => "STOPPED",
+        }
+    }
+    fn rank(self) -> u8 {
+        self as u8
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ContainerStatus {
+    /// The agent's NONE: known but nothing done yet. Shown as PENDING, as ECS does.
+    Pending,
+    Pulled,
+    Created,
+    Running,
+    Stopped,
+}
+
+impl ContainerStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ContainerStatus::Pending => "PENDING",
+            ContainerStatus::Pulled => "PULLED",
+            ContainerStatus::Created => "CREATED",
+            ContainerStatus::Running => "RUNNING",
+            ContainerStatus::Stopped => "STOPPED",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Task {
+    pub id: String,
+    pub cluster: String,
+    pub instance_id: String,
+    pub family: String,
+    pub revision: i64,
+    pub last_status: TaskStatus,
+    pub desired_status: TaskStatus,
+    pub created_at_ms: i64,
+    pub started_at_ms: Option<i64>,
+    pub stopping_at_ms: Option<i64>,
+    pub stopped_at_ms: Option<i64>,
+    pub execution_stopped_at_ms: Option<i64>,
+    pub stop_code: Option<String>,
+    pub stopped_reason: Option<String>,
+    pub group: String,
+    pub started_by: Option<String>,
+    /// Task-level CPU units and MiB after overrides, when set.
+    pub cpu: Option<i64>,
+    pub memory: Option<i64>,
+    /// RunTask's overrides as the user gave them, echoed by DescribeTasks.
+    pub overrides: serde_json::Value,
+    /// Incremented on every change, as ECS's task version.
+    pub version: i64,
+    /// What placement reserved on the instance.
+    pub needs: Needs,
+    pub containers: Vec<Container>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Container {
+    pub id: String,
+    pub name: String,
+    pub image: String,
+    pub runtime_id: Option<String>,
+    pub last_status: ContainerStatus,
+    pub exit_code: Option<i32>,
+    pub reason: Option<String>,
+    pub cpu: Option<i64>,
+    pub memory: Option<i64>,
+    pub memory_reservation: Option<i64>,
+}
+
+/// A state change reported by the agent, already converted from the wire.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AgentChange {
+    Task {
+        task_arn: String,
+        status: TaskStatus,
+        stop_code: String,
+        stopped_reason: String,
+        at_ms: i64,
+    },
+    Container {
+        task_arn: String,
+        container_name: String,
+        status: ContainerStatus,
+        exit_code: Option<i32>,
+        reason: String,
+        runtime_id: String,
+        at_ms: i64,
+    },
+}
+
+impl AgentChange {
+    pub fn task_arn(&self) -> &str {
+        match self {
+            AgentChange::Task { task_arn, .. } | AgentChange::Container { task_arn, .. } => {
+                task_arn
+            }
+        }
+    }
+}
+
+pub const USER_STOP_CODE: &str = "UserInitiated";
+pub const DEFAULT_USER_STOP_REASON: &str = "Task stopped by user";
+
+fn non_empty(s: &str) -> Option<String> {
+    (!s.is_empty()).then(|| s.to_string())
+}
+
+impl Task {
+    /// A user's StopTask. Returns whether the agent must be told (false when the task is already
+    /// stopped or already being stopped). The first stop code recorded wins.
+    pub fn request_stop(&mut self, reason: Option<&str>, now_ms: i64) -> bool {
+        if self.last_status == TaskStatus::Stopped || self.desired_status == TaskStatus::Stopped {
+            return false;
+        }
+        self.desired_status = TaskStatus::Stopped;
+        self.stopping_at_ms = Some(now_ms);
+        if self.stop_code.is_none() {
+            self.stop_code = Some(USER_STOP_CODE.to_string());
+            self.stopped_reason = Some(
+                reason
+                    .filter(|r| !r.is_empty())
+                    .unwrap_or(DEFAULT_USER_STOP_REASON)
+                    .to_string(),
+            );
+        }
+        self.version += 1;
+        true
+    }
+
+    /// Applies one agent change. Returns false when the change does not concern this task's
+    /// containers. A stopped task never moves back: late or reordered reports cannot revive it.
+    pub fn apply(&mut self, change: &AgentChange) -> bool {
+        match change {
+            AgentChange::Task {
+                status,
+                stop_code,
+                stopped_reason,
+                at_ms,
+                ..
+            } => {
+                if self.last_status == TaskStatus::Stopped
+                    || status.rank() < self.last_status.rank()
+                {
+                    return true;
+                }
+                self.last_status = *status;
+                match status {
+                    TaskStatus::Running => {
+                        self.started_at_ms.get_or_insert(*at_ms);
+                    }
+                    TaskStatus::Stopped => {
+                        self.stopped_at_ms = Some(*at_ms);
+                        self.execution_stopped_at_ms = Some(*at_ms);
+                        self.desired_status = TaskStatus::Stopped;
+                        self.stopping_at_ms.get_or_insert(*at_ms);
+                        if self.stop_code.is_none() {
+                            self.stop_code = non_empty(stop_code);
+                            self.stopped_reason = non_empty(stopped_reason);
+                        }
+                    }
+                    TaskStatus::Provisioning | TaskStatus::Pending => {}
+                }
+                self.version += 1;
+                true
+            }
+            AgentChange::Container {
+                container_name,
+                status,
+                exit_code,
+                reason,
+                runtime_id,
+                ..
+            } => {
+                let Some(c) = self
+                    .containers
+                    .iter_mut()
+                    .find(|c| &c.name == container_name)
+                else {
+                    return false;
+                };
+                if c.last_status != ContainerStatus::Stopped {
+                    c.last_status = *status;
+                }
+                if exit_code.is_some() {
+                    c.exit_code = *exit_code;
+                }
+                if !reason.is_empty() {
+                    c.reason = Some(reason.clone());
+                }
+                if !runtime_id.is_empty() {
+                    c.runtime_id = Some(runtime_id.clone());
+                }
+                self.version += 1;
+                true
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub fn sample_task() -> Task {
+        Task {
+            id: "t1".into(),
+            cluster: "default".into(),
+            instance_id: "i1".into(),
+            family: "web".into(),
+            revision: 1,
+            last_status: TaskStatus::Pending,
+            desired_status: TaskStatus::Running,
+            created_at_ms: 1,
+            started_at_ms: None,
+            stopping_at_ms: None,
+            stopped_at_ms: None,
+            execution_stopped_at_ms: None,
+            stop_code: None,
+            stopped_reason: None,
+            group: "family:web".into(),
+            started_by: None,
+            cpu: None,
+            memory: None,
+            overrides: serde_json::json!({"containerOverrides": []}),
+            version: 1,
+            needs: Needs {
+                cpu: 0,
+                memory: 128,
+            },
+            containers: vec![Container {
+                id: "c1".into(),
+                name: "app".into(),
+                image: "nginx".into(),
+                runtime_id: None,
+                last_status: ContainerStatus::Pending,
+                exit_code: None,
+                reason: None,
+                cpu: None,
+                memory: Some(128),
+                memory_reservation: None,
+            }],
+        }
+    }
+
+    fn task_change(status: TaskStatus, code: &str, at_ms: i64) -> AgentChange {
+        AgentChange::Task {
+            task_arn: "arn".into(),
+            status,
+            stop_code: code.into(),
+            stopped_reason: format!("{code} reason"),
+            at_ms,
+        }
+    }
+
+    #[test]
+    fn running_then_stopped_records_times_and_code() {
+        let mut t = sample_task();
+        assert!(t.apply(&task_change(TaskStatus::Running, "", 10)));
+        assert_eq!(t.started_at_ms, Some(10));
+        t.apply(&task_change(
+            TaskStatus::Stopped,
+            "EssentialContainerExited",
+            20,
+        ));
+        assert_eq!(t.last_status, TaskStatus::Stopped);
+        assert_eq!(t.desired_status, TaskStatus::Stopped);
+        assert_eq!(t.stopped_at_ms, Some(20));
+        assert_eq!(t.execution_stopped_at_ms, Some(20));
+        assert_eq!(t.stop_code.as_deref(), Some("EssentialContainerExited"));
+        assert_eq!(t.version, 3);
+    }
+
+    #[test]
+    fn user_stop_code_wins_over_agent() {
+        let mut t = sample_task();
+        assert!(t.request_stop(None, 5));
+        assert!(!t.request_stop(Some("again"), 6), "second stop is a no-op");
+        t.apply(&task_change(
+            TaskStatus::Stopped,
+            "EssentialContainerExited",
+            9,
+        ));
+        assert_eq!(t.stop_code.as_deref(), Some(USER_STOP_CODE));
+        assert_eq!(t.stopped_reason.as_deref(), Some(DEFAULT_USER_STOP_REASON));
+        assert_eq!(t.stopping_at_ms, Some(5));
+    }
+
+    #[test]
+    fn stopped_task_does_not_move_back() {
+        let mut t = sample_task();
+        t.apply(&task_change(TaskStatus::Stopped, "TaskFailedToStart", 9));
+        t.apply(&task_change(TaskStatus::Running, "", 10));
+        assert_eq!(t.last_status, TaskStatus::Stopped);
+        assert_eq!(t.started_at_ms, None);
+    }
+
+    #[test]
+    fn container_changes() {
+        let mut t = sample_task();
+        let change = AgentChange::Container {
+            task_arn: "arn".into(),
+            container_name: "app".into(),
+            status: ContainerStatus::Stopped,
+            exit_code: Some(3),
+            reason: "exited".into(),
+            runtime_id: "abc".into(),
+            at_ms: 1,
+        };
+        assert!(t.apply(&change));
+        let c = &t.containers[0];
+        assert_eq!(
+            (c.last_status, c.exit_code),
+            (ContainerStatus::Stopped, Some(3))
+        );
+        assert_eq!(c.runtime_id.as_deref(), Some("abc"));
+        let unknown = AgentChange::Container {
+            task_arn: "arn".into(),
+            container_name: "nope".into(),
+            status: ContainerStatus::Running,
+            exit_code: None,
+            reason: String::new(),
+            runtime_id: String::new(),
+            at_ms: 1,
+        };
+        assert!(!t.apply(&unknown));
+    }
+}

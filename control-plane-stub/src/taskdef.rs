@@ -1,0 +1,733 @@
+//! ECS task-definition JSON -> validated domain types, and RunTask overrides. Pure.
+//!
+//! The raw JSON is what we store and echo back; this module decides whether it is acceptable and
+//! extracts what Berth acts on. Fields Berth does not act on yet are accepted and reported, so a
+//! definition written for ECS keeps working while we catch up.
+
+use serde_json::{Map, Value};
+use thiserror::Error;
+
+use crate::units;
+
+/// Which ECS error code a validation problem maps to: missing/contradictory content is a
+/// ClientException, a value of the wrong type or range an InvalidParameterException (as ECS does).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProblemKind {
+    Client,
+    InvalidParameter,
+}
+
+#[derive(Debug, Error, PartialEq, Eq)]
+#[error("{}", problems.join("; "))]
+pub struct TaskDefError {
+    /// The kind of the first problem: ECS answers with one error code.
+    pub kind: ProblemKind,
+    pub problems: Vec<String>,
+}
+
+pub const NETWORK_MODES: &[&str] = &["bridge", "host", "none", "awsvpc"];
+pub const MAX_STOP_TIMEOUT: i64 = 120;
+
+const SUPPORTED_TASK_FIELDS: &[&str] = &[
+    "family",
+    "containerDefinitions",
+    "networkMode",
+    "cpu",
+    "memory",
+    "requiresCompatibilities",
+    "tags",
+];
+const SUPPORTED_CONTAINER_FIELDS: &[&str] = &[
+    "name",
+    "image",
+    "essential",
+    "entryPoint",
+    "command",
+    "environment",
+    "workingDirectory",
+    "user",
+    "cpu",
+    "memory",
+    "memoryReservation",
+    "stopTimeout",
+];
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskDefSpec {
+    pub family: String,
+    pub network_mode: String,
+    /// Task-level CPU units and MiB, when given.
+    pub cpu: Option<i64>,
+    pub memory: Option<i64>,
+    pub containers: Vec<ContainerDef>,
+    /// Paths of fields that were accepted and kept but are not acted on yet.
+    pub unsupported_fields: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContainerDef {
+    pub name: String,
+    pub image: String,
+    pub essential: bool,
+    pub entry_point: Vec<String>,
+    /// None: use the image's Cmd. Some(empty) is an explicit empty command.
+    pub command: Option<Vec<String>>,
+    pub environment: Vec<(String, String)>,
+    pub working_directory: Option<String>,
+    pub user: Option<String>,
+    pub cpu: Option<i64>,
+    pub memory: Option<i64>,
+    pub memory_reservation: Option<i64>,
+    pub stop_timeout: Option<i64>,
+}
+
+/// What a task asks of an instance.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Needs {
+    pub cpu: i64,
+    pub memory: i64,
+}
+
+impl TaskDefSpec {
+    /// Task-level values win; otherwise the containers' sum (memoryReservation is what the
+    /// scheduler reserves, memory the hard limit).
+    pub fn needs(&self) -> Needs {
+        let memory = self.memory.unwrap_or_else(|| {
+            self.containers
+                .iter()
+                .map(|c| c.memory_reservation.or(c.memory).unwrap_or(0))
+                .sum()
+        });
+        let cpu = self
+            .cpu
+            .unwrap_or_else(|| self.containers.iter().map(|c| c.cpu.unwrap_or(0)).sum());
+        Needs { cpu, memory }
+    }
+}
+
+/// Collects problems so one response lists them all.
+#[derive(Default)]
+struct Problems(Vec<(ProblemKind, String)>);
+
+impl Problems {
+    fn client(&mut self, field: &str, msg: impl std::fmt::Display) {
+        self.0
+            .push((ProblemKind::Client, format!("{field}: {msg}")));
+    }
+    fn invalid(&mut self, field: &str, msg: impl std::fmt::Display) {
+        self.0
+            .push((ProblemKind::InvalidParameter, format!("{field}: {msg}")));
+    }
+    fn finish<T>(self, value: T) -> Result<T, TaskDefError> {
+        match self.0.first() {
+            None => Ok(value),
+            Some((kind, _)) => Err(TaskDefError {
+                kind: *kind,
+                problems: self.0.into_iter().map(|(_, m)| m).collect(),
+            }),
+        }
+    }
+}
+
+fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 255
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+/// Parses and validates a RegisterTaskDefinition request body.
+pub fn parse(raw: &Value) -> Result<TaskDefSpec, TaskDefError> {
+    let mut p = Problems::default();
+    let Some(obj) = raw.as_object() else {
+        p.invalid("request", "must be a JSON object");
+        return Err(p.finish(()).unwrap_err());
+    };
+
+    let family = match obj.get("family") {
+        None | Some(Value::Null) => {
+            p.client("family", "required");
+            String::new()
+        }
+        Some(Value::String(s)) if valid_name(s) => s.clone(),
+        Some(Value::String(_)) => {
+            p.invalid(
+                "family",
+                "must be 1-255 letters, digits, hyphens or underscores",
+            );
+            String::new()
+        }
+        Some(_) => {
+            p.invalid("family", "must be a string");
+            String::new()
+        }
+    };
+
+    let network_mode = match opt_string(&mut p, obj, "networkMode", "networkMode") {
+        None => "bridge".to_string(),
+        Some(m) if NETWORK_MODES.contains(&m.as_str()) => m,
+        Some(m) => {
+            p.invalid(
+                "networkMode",
+                format!("{m:?} is not one of bridge, host, none, awsvpc"),
+            );
+            "bridge".to_string()
+        }
+    };
+    let cpu = opt_units(&mut p, obj, "cpu", units::parse_cpu);
+    let memory = opt_units(&mut p, obj, "memory", units::parse_memory);
+
+    let mut unsupported: Vec<String> = obj
+        .keys()
+        .filter(|k| !SUPPORTED_TASK_FIELDS.contains(&k.as_str()))
+        .cloned()
+        .collect();
+
+    let mut containers = Vec::new();
+    match obj.get("containerDefinitions") {
+        None | Some(Value::Null) => p.client("containerDefinitions", "required"),
+        Some(Value::Array(defs)) if defs.is_empty() => {
+            p.client("containerDefinitions", "at least one container is required")
+        }
+        Some(Value::Array(defs)) => {
+            for (i, def) in defs.iter().enumerate() {
+                let path = format!("containerDefinitions[{i}]");
+                if let Some(c) = parse_container(&mut p, &path, def, &mut unsupported) {
+                    if containers.iter().any(|o: &ContainerDef| o.name == c.name) {
+                        p.client(
+                            &format!("{path}.name"),
+                            format!("duplicate container name {:?}", c.name),
+                        );
+                    }
+                    containers.push(c);
+                }
+            }
+            if !containers.is_empty() && !containers.iter().any(|c| c.essential) {
+                p.client(
+                    "containerDefinitions",
+                    "no essential container: at least one container must be essential",
+                );
+            }
+            if memory.is_none() {
+                for (i, c) in containers.iter().enumerate() {
+                    if c.memory.is_none() && c.memory_reservation.is_none() {
+                        p.client(
+                            &format!("containerDefinitions[{i}].memory"),
+                            "memory or memoryReservation is required when the task has no task-level memory",
+                        );
+                    }
+                }
+            }
+        }
+        Some(_) => p.invalid("containerDefinitions", "must be a list"),
+    }
+
+    p.finish(TaskDefSpec {
+        family,
+        network_mode,
+        cpu,
+        memory,
+        containers,
+        unsupported_fields: unsupported,
+    })
+}
+
+fn parse_container(
+    p: &mut Problems,
+    path: &str,
+    def: &Value,
+    unsupported: &mut Vec<String>,
+) -> Option<ContainerDef> {
+    let Some(obj) = def.as_object() else {
+        p.invalid(path, "must be an object");
+        return None;
+    };
+    let f = |name: &str| format!("{path}.{name}");
+    unsupported.extend(
+        obj.keys()
+            .filter(|k| !SUPPORTED_CONTAINER_FIELDS.contains(&k.as_str()))
+            .map(|k| f(k)),
+    );
+
+    let name = match opt_string(p, obj, "name", &f("name")) {
+        None => {
+            p.client(&f("name"), "required");
+            String::new()
+        }
+        Some(n) if valid_name(&n) => n,
+        Some(n) => {
+            p.invalid(
+                &f("name"),
+                format!("{n:?} must be 1-255 letters, digits, hyphens or underscores"),
+            );
+            n
+        }
+    };
+    let image = match opt_string(p, obj, "image", &f("image")) {
+        Some(i) if !i.trim().is_empty() => i,
+        _ => {
+            p.client(&f("image"), "required");
+            String::new()
+        }
+    };
+    let essential = match obj.get("essential") {
+        None | Some(Value::Null) => true,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => {
+            p.invalid(&f("essential"), "must be true or false");
+            true
+        }
+    };
+    let cpu = opt_non_negative(p, obj, "cpu", &f("cpu"));
+    let memory = opt_non_negative(p, obj, "memory", &f("memory"));
+    let memory_reservation = opt_non_negative(p, obj, "memoryReservation", &f("memoryReservation"));
+    if let (Some(m), Some(r)) = (memory, memory_reservation) {
+        if r > m {
+            p.invalid(
+                &f("memoryReservation"),
+                format!("{r} must not be greater than memory ({m})"),
+            );
+        }
+    }
+    if memory == Some(0) {
+        p.invalid(&f("memory"), "must be greater than 0");
+    }
+    let stop_timeout = opt_non_negative(p, obj, "stopTimeout", &f("stopTimeout"));
+    if let Some(t) = stop_timeout {
+        if t > MAX_STOP_TIMEOUT {
+            p.invalid(
+                &f("stopTimeout"),
+                format!("{t} is more than the maximum of {MAX_STOP_TIMEOUT} seconds"),
+            );
+        }
+    }
+
+    Some(ContainerDef {
+        name,
+        image,
+        essential,
+        entry_point: opt_string_list(p, obj, "entryPoint", &f("entryPoint")).unwrap_or_default(),
+        command: opt_string_list(p, obj, "command", &f("command")),
+        environment: key_values(p, obj.get("environment"), &f("environment")),
+        working_directory: opt_string(p, obj, "workingDirectory", &f("workingDirectory")),
+        user: opt_string(p, obj, "user", &f("user")),
+        cpu,
+        memory,
+        memory_reservation,
+        stop_timeout,
+    })
+}
+
+fn opt_string(p: &mut Problems, obj: &Map<String, Value>, key: &str, path: &str) -> Option<String> {
+    match obj.get(key) {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => {
+            p.invalid(path, "must be a string");
+            None
+        }
+    }
+}
+
+fn opt_string_list(
+    p: &mut Problems,
+    obj: &Map<String, Value>,
+    key: &str,
+    path: &str,
+) -> Option<Vec<String>> {
+    match obj.get(key) {
+        None | Some(Value::Null) => None,
+        Some(Value::Array(items)) if items.iter().all(Value::is_string) => Some(
+            items
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect(),
+        ),
+        Some(_) => {
+            p.invalid(path, "must be a list of strings");
+            None
+        }
+    }
+}
+
+fn key_values(p: &mut Problems, v: Option<&Value>, path: &str) -> Vec<(String, String)> {
+    let items = match v {
+        None | Some(Value::Null) => return Vec::new(),
+        Some(Value::Array(items)) => items,
+        Some(_) => {
+            p.invalid(path, "must be a list of {name, value}");
+            return Vec::new();
+        }
+    };
+    let mut out = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let name = item.get("name").and_then(Value::as_str);
+        let value = item.get("value").and_then(Value::as_str).unwrap_or("");
+        match name {
+            Some(n) if !n.is_empty() => out.push((n.to_string(), value.to_string())),
+            _ => p.invalid(&format!("{path}[{i}].name"), "required"),
+        }
+    }
+    out
+}
+
+fn opt_non_negative(
+    p: &mut Problems,
+    obj: &Map<String, Value>,
+    key: &str,
+    path: &str,
+) -> Option<i64> {
+    match obj.get(key) {
+        None | Some(Value::Null) => None,
+        Some(v) => match v.as_i64() {
+            Some(n) if (0..=i32::MAX as i64).contains(&n) => Some(n),
+            Some(n) => {
+                p.invalid(path, format!("{n} must be a non-negative integer"));
+                None
+            }
+            None => {
+                p.invalid(path, format!("{v} must be a non-negative integer"));
+                None
+            }
+        },
+    }
+}
+
+/// Task-level cpu/memory: ECS sends strings; numbers are accepted too since people write them.
+fn opt_units(
+    p: &mut Problems,
+    obj: &Map<String, Value>,
+    key: &str,
+    parse: fn(&str) -> Result<i64, units::UnitError>,
+) -> Option<i64> {
+    let text = match obj.get(key) {
+        None | Some(Value::Null) => return None,
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        Some(_) => {
+            p.invalid(key, "must be a string");
+            return None;
+        }
+    };
+    match parse(&text) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            p.invalid(key, e);
+            None
+        }
+    }
+}
+
+// ---------------------------------------------------------------- RunTask overrides
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Overrides {
+    pub containers: Vec<ContainerOverride>,
+    pub cpu: Option<i64>,
+    pub memory: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ContainerOverride {
+    pub name: String,
+    pub command: Option<Vec<String>>,
+    pub environment: Vec<(String, String)>,
+    pub cpu: Option<i64>,
+    pub memory: Option<i64>,
+    pub memory_reservation: Option<i64>,
+}
+
+/// Parses RunTask's `overrides` member.
+pub fn parse_overrides(raw: Option<&Value>) -> Result<Overrides, TaskDefError> {
+    let mut p = Problems::default();
+    let obj = match raw {
+        None | Some(Value::Null) => return Ok(Overrides::default()),
+        Some(Value::Object(o)) => o,
+        Some(_) => {
+            p.invalid("overrides", "must be an object");
+            return p.finish(Overrides::default());
+        }
+    };
+    let cpu = opt_units(&mut p, obj, "cpu", units::parse_cpu);
+    let memory = opt_units(&mut p, obj, "memory", units::parse_memory);
+    let mut containers = Vec::new();
+    match obj.get("containerOverrides") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(items)) => {
+            for (i, item) in items.iter().enumerate() {
+                let path = format!("overrides.containerOverrides[{i}]");
+                let Some(o) = item.as_object() else {
+                    p.invalid(&path, "must be an object");
+                    continue;
+                };
+                let f = |k: &str| format!("{path}.{k}");
+                let name = opt_string(&mut p, o, "name", &f("name")).unwrap_or_default();
+                if name.is_empty() {
+                    p.invalid(&f("name"), "required");
+                }
+                containers.push(ContainerOverride {
+                    name,
+                    command: opt_string_list(&mut p, o, "command", &f("command")),
+                    environment: key_values(&mut p, o.get("environment"), &f("environment")),
+                    cpu: opt_non_negative(&mut p, o, "cpu", &f("cpu")),
+                    memory: opt_non_negative(&mut p, o, "memory", &f("memory")),
+                    memory_reservation: opt_non_negative(
+                        &mut p,
+                        o,
+                        "memoryReservation",
+                        &f("memoryReservation"),
+                    ),
+                });
+            }
+        }
+        Some(_) => p.invalid("overrides.containerOverrides", "must be a list"),
+    }
+    p.finish(Overrides {
+        containers,
+        cpu,
+        memory,
+    })
+}
+
+/// The definition as this task will run it: overrides applied, environment merged by name.
+pub fn apply_overrides(def: &TaskDefSpec, o: &Overrides) -> Result<TaskDefSpec, TaskDefError> {
+    let mut p = Problems::default();
+    let mut out = def.clone();
+    out.cpu = o.cpu.or(def.cpu);
+    out.memory = o.memory.or(def.memory);
+    for (i, co) in o.containers.iter().enumerate() {
+        let Some(c) = out.containers.iter_mut().find(|c| c.name == co.name) else {
+            p.invalid(
+                &format!("overrides.containerOverrides[{i}].name"),
+                format!("no container named {:?} in {}", co.name, def.family),
+            );
+            continue;
+        };
+        if co.command.is_some() {
+            c.command = co.command.clone();
+        }
+        for (name, value) in &co.environment {
+            match c.environment.iter_mut().find(|(n, _)| n == name) {
+                Some(kv) => kv.1 = value.clone(),
+                None => c.environment.push((name.clone(), value.clone())),
+            }
+        }
+        c.cpu = co.cpu.or(c.cpu);
+        c.memory = co.memory.or(c.memory);
+        c.memory_reservation = co.memory_reservation.or(c.memory_reservation);
+    }
+    p.finish(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn ok_def() -> Value {
+        json!({
+            "family": "web",
+            "containerDefinitions": [
+                {"name": "app", "image": "nginx", "memory": 128},
+                {"name": "side", "image": "busybox", "memoryReservation": 64, "essential": false}
+            ]
+        })
+    }
+
+    fn err(v: Value) -> TaskDefError {
+        parse(&v).expect_err("should be refused")
+    }
+
+    #[test]
+    fn accepts_a_plain_definition_with_defaults() {
+        let d = parse(&ok_def()).unwrap();
+        assert_eq!(d.family, "web");
+        assert_eq!(d.network_mode, "bridge");
+        assert!(d.containers[0].essential);
+        assert!(!d.containers[1].essential);
+        assert_eq!(
+            d.needs(),
+            Needs {
+                cpu: 0,
+                memory: 192
+            }
+        );
+        assert!(d.unsupported_fields.is_empty());
+    }
+
+    #[test]
+    fn task_level_units_win() {
+        let mut v = ok_def();
+        v["cpu"] = json!("0.5 vCPU");
+        v["memory"] = json!("1 GB");
+        let d = parse(&v).unwrap();
+        assert_eq!(
+            d.needs(),
+            Needs {
+                cpu: 512,
+                memory: 1024
+            }
+        );
+    }
+
+    #[test]
+    fn lists_unsupported_fields() {
+        let mut v = ok_def();
+        v["volumes"] = json!([]);
+        v["containerDefinitions"][0]["portMappings"] = json!([]);
+        let d = parse(&v).unwrap();
+        assert_eq!(
+            d.unsupported_fields,
+            vec!["volumes", "containerDefinitions[0].portMappings"]
+        );
+    }
+
+    #[test]
+    fn family_required_and_well_formed() {
+        let mut v = ok_def();
+        v.as_object_mut().unwrap().remove("family");
+        let e = err(v);
+        assert_eq!(e.kind, ProblemKind::Client);
+        assert_eq!(e.problems, vec!["family: required"]);
+        let mut v = ok_def();
+        v["family"] = json!("bad name!");
+        assert!(err(v).problems[0].starts_with("family:"));
+    }
+
+    #[test]
+    fn containers_required() {
+        let e = err(json!({"family": "x", "containerDefinitions": []}));
+        assert!(e.problems[0].starts_with("containerDefinitions:"));
+        let e = err(json!({"family": "x"}));
+        assert_eq!(e.problems, vec!["containerDefinitions: required"]);
+    }
+
+    #[test]
+    fn image_and_name_required() {
+        let mut v = ok_def();
+        v["containerDefinitions"][1]
+            .as_object_mut()
+            .unwrap()
+            .remove("image");
+        assert_eq!(
+            err(v).problems,
+            vec!["containerDefinitions[1].image: required"]
+        );
+        let mut v = ok_def();
+        v["containerDefinitions"][0]
+            .as_object_mut()
+            .unwrap()
+            .remove("name");
+        assert_eq!(
+            err(v).problems,
+            vec!["containerDefinitions[0].name: required"]
+        );
+    }
+
+    #[test]
+    fn duplicate_names_refused() {
+        let mut v = ok_def();
+        v["containerDefinitions"][1]["name"] = json!("app");
+        assert_eq!(
+            err(v).problems,
+            vec!["containerDefinitions[1].name: duplicate container name \"app\""]
+        );
+    }
+
+    #[test]
+    fn negative_memory_is_an_invalid_parameter() {
+        let mut v = ok_def();
+        v["containerDefinitions"][0]["memory"] = json!(-5);
+        let e = err(v);
+        assert_eq!(e.kind, ProblemKind::InvalidParameter);
+        assert!(e.problems[0].starts_with("containerDefinitions[0].memory:"));
+    }
+
+    #[test]
+    fn non_integer_cpu_refused() {
+        let mut v = ok_def();
+        v["containerDefinitions"][0]["cpu"] = json!("lots");
+        assert!(err(v).problems[0].starts_with("containerDefinitions[0].cpu:"));
+    }
+
+    #[test]
+    fn needs_an_essential_container() {
+        let mut v = ok_def();
+        v["containerDefinitions"][0]["essential"] = json!(false);
+        assert!(err(v).problems[0].contains("no essential container"));
+    }
+
+    #[test]
+    fn reservation_not_above_memory() {
+        let mut v = ok_def();
+        v["containerDefinitions"][0]["memoryReservation"] = json!(256);
+        assert!(err(v).problems[0].starts_with("containerDefinitions[0].memoryReservation:"));
+    }
+
+    #[test]
+    fn memory_required_somewhere() {
+        let mut v = ok_def();
+        v["containerDefinitions"][0]
+            .as_object_mut()
+            .unwrap()
+            .remove("memory");
+        assert!(err(v.clone()).problems[0].starts_with("containerDefinitions[0].memory:"));
+        v["memory"] = json!("512");
+        assert!(parse(&v).is_ok());
+    }
+
+    #[test]
+    fn network_mode_and_stop_timeout_checked() {
+        let mut v = ok_def();
+        v["networkMode"] = json!("overlay");
+        assert!(err(v).problems[0].starts_with("networkMode:"));
+        let mut v = ok_def();
+        v["containerDefinitions"][0]["stopTimeout"] = json!(121);
+        assert!(err(v).problems[0].starts_with("containerDefinitions[0].stopTimeout:"));
+    }
+
+    #[test]
+    fn bad_task_memory_units() {
+        let mut v = ok_def();
+        v["memory"] = json!("2 parsecs");
+        let e = err(v);
+        assert_eq!(e.kind, ProblemKind::InvalidParameter);
+        assert!(e.problems[0].starts_with("memory:"));
+    }
+
+    #[test]
+    fn all_problems_reported_together() {
+        let e = err(json!({"containerDefinitions": [{"name": "a"}]}));
+        assert_eq!(e.problems.len(), 3, "{:?}", e.problems);
+    }
+
+    #[test]
+    fn overrides_apply_and_merge_environment() {
+        let mut v = ok_def();
+        v["containerDefinitions"][0]["environment"] =
+            json!([{"name": "A", "value": "1"}, {"name": "B", "value": "2"}]);
+        let d = parse(&v).unwrap();
+        let o = parse_overrides(Some(&json!({
+            "containerOverrides": [{"name": "app", "command": [], "memory": 256,
+                "environment": [{"name": "B", "value": "x"}, {"name": "C", "value": "3"}]}],
+            "cpu": "1 vCPU"
+        })))
+        .unwrap();
+        let e = apply_overrides(&d, &o).unwrap();
+        let app = &e.containers[0];
+        assert_eq!(app.command, Some(vec![]));
+        assert_eq!(app.memory, Some(256));
+        assert_eq!(
+            app.environment,
+            vec![
+                ("A".into(), "1".into()),
+                ("B".into(), "x".into()),
+                ("C".into(), "3".into())
+            ]
+        );
+        assert_eq!(e.cpu, Some(1024));
+        let bad =
+            parse_overrides(Some(&json!({"containerOverrides": [{"name": "nope"}]}))).unwrap();
+        assert!(apply_overrides(&d, &bad).is_err());
+    }
+}

@@ -1,0 +1,196 @@
+//! Domain <-> berth_proto conversion. The protobuf types stop here and at the session edge.
+
+use berth_proto::v1 as pb;
+use prost::Message;
+use thiserror::Error;
+
+use crate::instance::{InstanceInfo, Resource};
+use crate::task::{AgentChange, ContainerStatus, Task, TaskStatus};
+use crate::taskdef::TaskDefSpec;
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum WireError {
+    #[error("state change {seq} carries no change")]
+    EmptyChange { seq: u64 },
+    #[error("state change {seq}: task status {value} is not a status")]
+    BadTaskStatus { seq: u64, value: i32 },
+    #[error("state change {seq}: container status {value} is not a status")]
+    BadContainerStatus { seq: u64, value: i32 },
+    #[error("stored payload is not decodable: {0}")]
+    Payload(String),
+}
+
+pub fn instance_info(req: &pb::RegisterRequest) -> InstanceInfo {
+    let version = req.version_info.clone().unwrap_or_default();
+    InstanceInfo {
+        hostname: req.hostname.clone(),
+        resources: req
+            .resources
+            .iter()
+            .map(|r| Resource {
+                name: r.name.clone(),
+                kind: r.r#type.clone(),
+                integer_value: r.integer_value,
+                string_set_value: r.string_set_value.clone(),
+            })
+            .collect(),
+        attributes: req
+            .attributes
+            .iter()
+            .map(|a| (a.name.clone(), a.value.clone()))
+            .collect(),
+        agent_version: version.agent_version,
+        agent_hash: version.agent_hash,
+        containerd_version: version.containerd_version,
+    }
+}
+
+/// The agent's sequence number and its change in domain terms.
+pub fn agent_change(sc: &pb::StateChange) -> Result<(u64, AgentChange), WireError> {
+    let seq = sc.seq;
+    let change = match &sc.change {
+        None => return Err(WireError::EmptyChange { seq }),
+        Some(pb::state_change::Change::Task(t)) => AgentChange::Task {
+            task_arn: t.task_arn.clone(),
+            status: match pb::TaskStatus::try_from(t.status) {
+                Ok(pb::TaskStatus::Provisioning) => TaskStatus::Provisioning,
+                Ok(pb::TaskStatus::Pending) => TaskStatus::Pending,
+                Ok(pb::TaskStatus::Running) => TaskStatus::Running,
+                Ok(pb::TaskStatus::Stopped) => TaskStatus::Stopped,
+                Ok(pb::TaskStatus::Unspecified) | Err(_) => {
+                    return Err(WireError::BadTaskStatus {
+                        seq,
+                        value: t.status,
+                    })
+                }
+            },
+            stop_code: t.stop_code.clone(),
+            stopped_reason: t.stopped_reason.clone(),
+            at_ms: t.at_ms,
+        },
+        Some(pb::state_change::Change::Container(c)) => AgentChange::Container {
+            task_arn: c.task_arn.clone(),
+            container_name: c.container_name.clone(),
+            status: match pb::ContainerStatus::try_from(c.status) {
+                Ok(pb::ContainerStatus::None) => ContainerStatus::Pending,
+                Ok(pb::ContainerStatus::Pulled) => ContainerStatus::Pulled,
+                Ok(pb::ContainerStatus::Created) => ContainerStatus::Created,
+                Ok(pb::ContainerStatus::Running) => ContainerStatus::Running,
+                Ok(pb::ContainerStatus::Stopped) => ContainerStatus::Stopped,
+                Err(_) => {
+                    return Err(WireError::BadContainerStatus {
+                        seq,
+                        value: c.status,
+                    })
+                }
+            },
+            exit_code: c.exit_code,
+            reason: c.reason.clone(),
+            runtime_id: c.runtime_id.clone(),
+            at_ms: c.at_ms,
+        },
+    };
+    Ok((seq, change))
+}
+
+fn to_i32(v: Option<i64>) -> i32 {
+    v.unwrap_or(0).clamp(0, i32::MAX as i64) as i32
+}
+
+/// The spec the agent runs: `spec` is the definition with the task's overrides applied.
+pub fn task_spec(task_arn: &str, task: &Task, spec: &TaskDefSpec) -> pb::TaskSpec {
+    pb::TaskSpec {
+        task_arn: task_arn.to_string(),
+        family: task.family.clone(),
+        revision: task.revision as i32,
+        desired_status: pb::TaskStatus::Running as i32,
+        network_mode: spec.network_mode.clone(),
+        cpu: to_i32(spec.cpu),
+        memory_mib: to_i32(spec.memory),
+        created_at_ms: task.created_at_ms,
+        containers: spec
+            .containers
+            .iter()
+            .map(|c| pb::ContainerSpec {
+                name: c.name.clone(),
+                image: c.image.clone(),
+                essential: c.essential,
+                entry_point: c.entry_point.clone(),
+                command: c.command.clone().unwrap_or_default(),
+                has_command: c.command.is_some(),
+                environment: c
+                    .environment
+                    .iter()
+                    .map(|(name, value)| pb::KeyValue {
+                        name: name.clone(),
+                        value: value.clone(),
+                    })
+                    .collect(),
+                working_directory: c.working_directory.clone().unwrap_or_default(),
+                user: c.user.clone().unwrap_or_default(),
+                cpu: to_i32(c.cpu),
+                memory_mib: to_i32(c.memory),
+                memory_reservation_mib: to_i32(c.memory_reservation),
+                stop_timeout_seconds: to_i32(c.stop_timeout),
+            })
+            .collect(),
+    }
+}
+
+pub fn start_payload(seq: u64, specs: Vec<pb::TaskSpec>) -> Vec<u8> {
+    pb::TaskPayload {
+        seq,
+        tasks: specs,
+        stops: Vec::new(),
+    }
+    .encode_to_vec()
+}
+
+pub fn stop_payload(seq: u64, task_arn: &str, reason: &str) -> Vec<u8> {
+    pb::TaskPayload {
+        seq,
+        tasks: Vec::new(),
+        stops: vec![pb::StopTask {
+            task_arn: task_arn.to_string(),
+            reason: reason.to_string(),
+        }],
+    }
+    .encode_to_vec()
+}
+
+pub fn payload_message(bytes: &[u8]) -> Result<pb::ControlMessage, WireError> {
+    let payload = pb::TaskPayload::decode(bytes).map_err(|e| WireError::Payload(e.to_string()))?;
+    Ok(pb::ControlMessage {
+        msg: Some(pb::control_message::Msg::Payload(payload)),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unspecified_task_status_is_refused() {
+        let sc = pb::StateChange {
+            seq: 4,
+            change: Some(pb::state_change::Change::Task(
+                pb::TaskStateChange::default(),
+            )),
+        };
+        assert_eq!(
+            agent_change(&sc),
+            Err(WireError::BadTaskStatus { seq: 4, value: 0 })
+        );
+    }
+
+    #[test]
+    fn payload_round_trip() {
+        let bytes = stop_payload(7, "arn", "because");
+        let Some(pb::control_message::Msg::Payload(p)) = payload_message(&bytes).unwrap().msg
+        else {
+            panic!("not a payload")
+        };
+        assert_eq!(p.seq, 7);
+        assert_eq!(p.stops[0].reason, "because");
+    }
+}

@@ -1,0 +1,362 @@
+//! The ECS JSON API without agents.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+
+#[tokio::test]
+async fn task_definitions_register_describe_list_deregister() {
+    let dir = TempDir::new("taskdefs");
+    let server = start(dir.path()).await;
+    let api = server.api_addr;
+
+    let ready: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("ready.json")).unwrap())
+            .unwrap();
+    assert_eq!(ready["api"], api.to_string());
+    assert_eq!(ready["grpc"], server.grpc_addr.to_string());
+
+    let mut def = sample_task_definition("web");
+    def["cpu"] = json!("0.5 vCPU");
+    def["tags"] = json!([{"key": "team", "value": "a"}]);
+    let r1 = ecs_ok(api, "RegisterTaskDefinition", def.clone()).await;
+    let td = &r1["taskDefinition"];
+    assert_eq!(
+        td["taskDefinitionArn"],
+        "arn:aws:ecs:us-east-1:000000000000:task-definition/web:1"
+    );
+    assert_eq!(td["revision"], 1);
+    assert_eq!(td["status"], "ACTIVE");
+    assert_eq!(td["networkMode"], "bridge");
+    assert_eq!(td["compatibilities"], json!(["EC2"]));
+    assert_eq!(
+        td["containerDefinitions"][0]["portMappings"],
+        json!([{"containerPort": 80}])
+    );
+    assert!(td["registeredAt"].is_number());
+    assert!(td.get("tags").is_none());
+    assert_eq!(r1["tags"], json!([{"key": "team", "value": "a"}]));
+    let r2 = ecs_ok(api, "RegisterTaskDefinition", def).await;
+    assert_eq!(r2["taskDefinition"]["revision"], 2);
+
+    let latest = ecs_ok(
+        api,
+        "DescribeTaskDefinition",
+        json!({"taskDefinition": "web"}),
+    )
+    .await;
+    assert_eq!(latest["taskDefinition"]["revision"], 2);
+    let by_rev = ecs_ok(
+        api,
+        "DescribeTaskDefinition",
+        json!({"taskDefinition": "web:1"}),
+    )
+    .await;
+    assert_eq!(by_rev["taskDefinition"]["cpu"], "0.5 vCPU");
+    let by_arn = ecs_ok(
+        api,
+        "DescribeTaskDefinition",
+        json!({"taskDefinition": "arn:aws:ecs:us-east-1:000000000000:task-definition/web:1"}),
+    )
+    .await;
+    assert_eq!(by_arn["taskDefinition"]["revision"], 1);
+
+    let (status, missing) = ecs(
+        api,
+        "DescribeTaskDefinition",
+        json!({"taskDefinition": "nope"}),
+    )
+    .await;
+    assert_eq!(
+        (status, missing["__type"].as_str()),
+        (400, Some("ClientException"))
+    );
+
+    let dereg = ecs_ok(
+        api,
+        "DeregisterTaskDefinition",
+        json!({"taskDefinition": "web:2"}),
+    )
+    .await;
+    assert_eq!(dereg["taskDefinition"]["status"], "INACTIVE");
+    let latest = ecs_ok(
+        api,
+        "DescribeTaskDefinition",
+        json!({"taskDefinition": "web"}),
+    )
+    .await;
+    assert_eq!(
+        latest["taskDefinition"]["revision"], 1,
+        "latest ACTIVE revision"
+    );
+
+    let list = ecs_ok(api, "ListTaskDefinitions", json!({})).await;
+    assert_eq!(
+        list["taskDefinitionArns"],
+        json!(["arn:aws:ecs:us-east-1:000000000000:task-definition/web:1"])
+    );
+    let inactive = ecs_ok(api, "ListTaskDefinitions", json!({"status": "INACTIVE"})).await;
+    assert_eq!(inactive["taskDefinitionArns"].as_array().unwrap().len(), 1);
+    ecs_ok(
+        api,
+        "RegisterTaskDefinition",
+        sample_task_definition("worker"),
+    )
+    .await;
+    let prefixed = ecs_ok(
+        api,
+        "ListTaskDefinitions",
+        json!({"familyPrefix": "wor", "sort": "DESC"}),
+    )
+    .await;
+    assert_eq!(prefixed["taskDefinitionArns"].as_array().unwrap().len(), 1);
+
+    let (status, run) = ecs(api, "RunTask", json!({"taskDefinition": "web:2"})).await;
+    assert_eq!(
+        (status, run["__type"].as_str()),
+        (400, Some("ClientException")),
+        "{run}"
+    );
+
+    server.shutdown().await.unwrap();
+}
+
+/// Breaks a valid definition in one way.
+type Mutation = Box<dyn Fn(&mut serde_json::Value)>;
+
+#[tokio::test]
+async fn malformed_task_definitions_are_refused_with_the_field_named() {
+    let dir = TempDir::new("malformed");
+    let server = start(dir.path()).await;
+    let api = server.api_addr;
+    let base = sample_task_definition("bad");
+
+    let cases: Vec<(&str, Mutation, &str, &str)> = vec![
+        (
+            "no family",
+            Box::new(|d| {
+                d.as_object_mut().unwrap().remove("family");
+            }),
+            "ClientException",
+            "family: required",
+        ),
+        (
+            "bad family",
+            Box::new(|d| d["family"] = json!("a b")),
+            "InvalidParameterException",
+            "family:",
+        ),
+        (
+            "no containers",
+            Box::new(|d| d["containerDefinitions"] = json!([])),
+            "ClientException",
+            "containerDefinitions:",
+        ),
+        (
+            "no image",
+            Box::new(|d| {
+                d["containerDefinitions"][0]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("image");
+            }),
+            "ClientException",
+            "containerDefinitions[0].image: required",
+        ),
+        (
+            "duplicate name",
+            Box::new(|d| {
+                let c = d["containerDefinitions"][0].clone();
+                d["containerDefinitions"].as_array_mut().unwrap().push(c);
+            }),
+            "ClientException",
+            "containerDefinitions[1].name: duplicate container name \"app\"",
+        ),
+        (
+            "negative memory",
+            Box::new(|d| d["containerDefinitions"][0]["memory"] = json!(-1)),
+            "InvalidParameterException",
+            "containerDefinitions[0].memory:",
+        ),
+        (
+            "no essential",
+            Box::new(|d| d["containerDefinitions"][0]["essential"] = json!(false)),
+            "ClientException",
+            "no essential container",
+        ),
+        (
+            "no memory",
+            Box::new(|d| {
+                d["containerDefinitions"][0]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("memory");
+            }),
+            "ClientException",
+            "containerDefinitions[0].memory:",
+        ),
+        (
+            "reservation above memory",
+            Box::new(|d| d["containerDefinitions"][0]["memoryReservation"] = json!(512)),
+            "InvalidParameterException",
+            "containerDefinitions[0].memoryReservation:",
+        ),
+        (
+            "network mode",
+            Box::new(|d| d["networkMode"] = json!("overlay")),
+            "InvalidParameterException",
+            "networkMode:",
+        ),
+        (
+            "stop timeout",
+            Box::new(|d| d["containerDefinitions"][0]["stopTimeout"] = json!(500)),
+            "InvalidParameterException",
+            "containerDefinitions[0].stopTimeout:",
+        ),
+        (
+            "task memory units",
+            Box::new(|d| d["memory"] = json!("3 bananas")),
+            "InvalidParameterException",
+            "memory:",
+        ),
+    ];
+    for (what, mutate, code, text) in cases {
+        let mut def = base.clone();
+        mutate(&mut def);
+        let (status, body) = ecs(api, "RegisterTaskDefinition", def).await;
+        assert_eq!(status, 400, "{what}: {body}");
+        assert_eq!(body["__type"], code, "{what}: {body}");
+        assert!(
+            body["message"].as_str().unwrap().contains(text),
+            "{what}: {body}"
+        );
+    }
+
+    let list = ecs_ok(api, "ListTaskDefinitions", json!({})).await;
+    assert_eq!(
+        list["taskDefinitionArns"],
+        json!([]),
+        "nothing was registered"
+    );
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn bad_requests_are_400s() {
+    let dir = TempDir::new("badreq");
+    let server = start(dir.path()).await;
+    let api = server.api_addr;
+    let client = reqwest::Client::new();
+
+    let resp = client
+        .post(format!("http://{api}/"))
+        .header(
+            "X-Amz-Target",
+            "AmazonEC2ContainerServiceV20141113.ListClusters",
+        )
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["__type"], "SerializationException");
+
+    let (status, body) = ecs(api, "CreateService", json!({})).await;
+    assert_eq!(
+        (status, body["__type"].as_str()),
+        (400, Some("UnknownOperationException"))
+    );
+
+    let (status, body) = ecs(api, "DescribeTasks", json!({"tasks": "not-a-list"})).await;
+    assert_eq!(
+        (status, body["__type"].as_str()),
+        (400, Some("SerializationException"))
+    );
+
+    let (status, body) = ecs(api, "ListTasks", json!({"cluster": "ghost"})).await;
+    assert_eq!(
+        (status, body["__type"].as_str()),
+        (400, Some("ClusterNotFoundException"))
+    );
+
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn clusters_and_run_task_without_instances() {
+    let dir = TempDir::new("clusters");
+    let server = start(dir.path()).await;
+    let api = server.api_addr;
+
+    let created = ecs_ok(api, "CreateCluster", json!({"clusterName": "prod"})).await;
+    assert_eq!(
+        created["cluster"]["clusterArn"],
+        "arn:aws:ecs:us-east-1:000000000000:cluster/prod"
+    );
+    let list = ecs_ok(api, "ListClusters", json!({})).await;
+    assert_eq!(
+        list["clusterArns"].as_array().unwrap().len(),
+        2,
+        "default and prod: {list}"
+    );
+    let described = ecs_ok(
+        api,
+        "DescribeClusters",
+        json!({"clusters": ["prod", "ghost"]}),
+    )
+    .await;
+    assert_eq!(described["clusters"][0]["status"], "ACTIVE");
+    assert_eq!(
+        described["clusters"][0]["registeredContainerInstancesCount"],
+        0
+    );
+    assert_eq!(described["failures"][0]["reason"], "MISSING");
+
+    ecs_ok(api, "RegisterTaskDefinition", sample_task_definition("web")).await;
+    let run = ecs_ok(
+        api,
+        "RunTask",
+        json!({"cluster": "prod", "taskDefinition": "web", "count": 2}),
+    )
+    .await;
+    assert_eq!(run["tasks"], json!([]));
+    let failures = run["failures"].as_array().unwrap();
+    assert_eq!(failures.len(), 2);
+    assert_eq!(failures[0]["reason"], "AGENT");
+    assert_eq!(
+        failures[0]["arn"],
+        "arn:aws:ecs:us-east-1:000000000000:task-definition/web:1"
+    );
+
+    let (status, body) = ecs(
+        api,
+        "RunTask",
+        json!({"taskDefinition": "web", "count": 11}),
+    )
+    .await;
+    assert_eq!(
+        (status, body["__type"].as_str()),
+        (400, Some("InvalidParameterException"))
+    );
+    let (status, body) = ecs(
+        api,
+        "RunTask",
+        json!({"cluster": "ghost", "taskDefinition": "web"}),
+    )
+    .await;
+    assert_eq!(
+        (status, body["__type"].as_str()),
+        (400, Some("ClusterNotFoundException"))
+    );
+
+    let described = ecs_ok(
+        api,
+        "DescribeTasks",
+        json!({"tasks": ["0123456789abcdef0123456789abcdef"]}),
+    )
+    .await;
+    assert_eq!(described["failures"][0]["reason"], "MISSING");
+    server.shutdown().await.unwrap();
+}
