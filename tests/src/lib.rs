@@ -1,1 +1,31 @@
-//! Helpers shared by the end-to-end tests.
+//! Helpers shared by the end-to-end tests: build and find the binaries, run berth-cp and
+//! berth-agent as child processes against the host's containerd, talk to the ECS API (directly or
+//! through the AWS CLI), wait for conditions, and clean everything up again, also when a test
+//! panics.
+//!
+//! The tests need root, a running containerd and the test image built by
+//! `tests/images/build-busybox-image.sh` (built on demand when missing). `.ci/run` sets all of
+//! that up on a fresh machine.
+//!
+//! Environment knobs:
+//! - `BERTH_E2E_NO_BUILD=1`: do not run `cargo build` for the binaries (they are already built).
+//! - `BERTH_E2E_TIMEOUT_SCALE=N`: multiply every deadline by N (slow machines, emulated guests).
+//! - `BERTH_E2E_KEEP=1`: keep each test's temp dir (logs, data dirs) after the test.
+//! - `BERTH_E2E_LOG`: the `RUST_LOG` given to berth-cp and berth-agent.
+//! - `BERTH_AWS_CLI`: the `aws` executable for the AWS CLI tests (default: `aws` on PATH).
+
+mod aws;
+mod bins;
+mod containerd;
+mod ecs;
+mod env;
+mod process;
+mod wait;
+
+pub use aws::AwsCli;
+pub use bins::{bin, workspace_root};
+pub use containerd::{ctr, TEST_IMAGE};
+pub use ecs::{container, ApiError, EcsClient};
+pub use env::{CpAddrs, TestEnv};
+pub use process::Proc;
+pub use wait::{timeout, wait_until};

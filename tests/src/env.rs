@@ -1,0 +1,342 @@
+//! One test's world: a unique id, a temp dir, a containerd namespace, a berth-cp and any number
+//! of berth-agents. Dropping it stops the processes, empties and removes the namespace and
+//! deletes the temp dir; unless the test reached [`TestEnv::pass`], it also prints the logs.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use serde_json::{json, Value};
+
+use crate::bins::bin;
+use crate::containerd;
+use crate::ecs::EcsClient;
+use crate::process::Proc;
+use crate::wait::{timeout, wait_until};
+
+/// The addresses berth-cp listens on, from its ready file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CpAddrs {
+    pub api: SocketAddr,
+    pub grpc: SocketAddr,
+}
+
+pub struct TestEnv {
+    /// Short and unique; part of every name below.
+    pub id: String,
+    pub cluster: String,
+    pub namespace: String,
+    dir: PathBuf,
+    cp: Option<Proc>,
+    cp_addrs: Option<CpAddrs>,
+    cp_runs: usize,
+    agents: Vec<Proc>,
+    image_imported: bool,
+    passed: bool,
+}
+
+impl TestEnv {
+    /// A fresh world with nothing running yet. `name` only makes the temp dir recognisable.
+    pub fn new(name: &str) -> Result<TestEnv> {
+        let id = uuid::Uuid::new_v4().simple().to_string()[..10].to_owned();
+        let dir = std::env::temp_dir().join(format!("berth-e2e-{name}-{id}"));
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        Ok(TestEnv {
+            cluster: format!("e2e-{id}"),
+            namespace: format!("berth-e2e-{id}"),
+            id,
+            dir,
+            cp: None,
+            cp_addrs: None,
+            cp_runs: 0,
+            agents: Vec::new(),
+            image_imported: false,
+            passed: false,
+        })
+    }
+
+    /// berth-cp, one activated berth-agent, and the agent's container instance connected.
+    pub async fn with_agent(name: &str) -> Result<TestEnv> {
+        let mut env = TestEnv::new(name)?;
+        env.start_cp().await?;
+        let code = env.create_activation(1)?;
+        env.start_agent(Some(&code))?;
+        env.wait_agent_connected().await?;
+        Ok(env)
+    }
+
+    /// The test's temp dir (logs, data dirs, scratch files).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn cp_data_dir(&self) -> PathBuf {
+        self.dir.join("cp-data")
+    }
+
+    /// Starts berth-cp and waits for its ready file. The first run listens on free ports; a
+    /// later run (a restart) listens on the same ports as the first, with the same data dir.
+    pub async fn start_cp(&mut self) -> Result<CpAddrs> {
+        if self.cp.as_mut().is_some_and(|cp| cp.exited().is_none()) {
+            bail!("berth-cp is already running");
+        }
+        self.cp_runs += 1;
+        let ready = self.dir.join("cp-ready.json");
+        let _ = std::fs::remove_file(&ready);
+        let (api, grpc) = match self.cp_addrs {
+            Some(a) => (a.api.to_string(), a.grpc.to_string()),
+            None => ("127.0.0.1:0".to_owned(), "127.0.0.1:0".to_owned()),
+        };
+        let mut cmd = Command::new(bin("berth-cp"));
+        cmd.arg("serve")
+            .arg("--data-dir")
+            .arg(self.cp_data_dir())
+            .args(["--api-listen", &api, "--grpc-listen", &grpc])
+            .arg("--ready-file")
+            .arg(&ready)
+            .env("RUST_LOG", log_filter())
+            .env("NO_COLOR", "1");
+        let log = self.dir.join(format!("cp-{}.log", self.cp_runs));
+        self.cp = Some(Proc::spawn("berth-cp", cmd, &log)?);
+        let cp = self.cp.as_mut().expect("just set");
+
+        let limit = timeout(60);
+        let deadline = std::time::Instant::now() + limit;
+        let addrs = loop {
+            if let Some(status) = cp.exited() {
+                bail!(
+                    "berth-cp exited ({status}) before it was ready:\n{}",
+                    cp.log()
+                );
+            }
+            if let Some(addrs) = read_ready_file(&ready) {
+                break addrs;
+            }
+            if std::time::Instant::now() >= deadline {
+                bail!("berth-cp wrote no ready file in {limit:?}:\n{}", cp.log());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        if let Some(first) = self.cp_addrs {
+            if first != addrs {
+                bail!("berth-cp restarted on {addrs:?}, not on the ports it was given ({first:?})");
+            }
+        }
+        self.cp_addrs = Some(addrs);
+        Ok(addrs)
+    }
+
+    /// Stops berth-cp (SIGTERM, then SIGKILL after a grace period).
+    pub fn stop_cp(&mut self) -> Option<ExitStatus> {
+        self.cp.as_mut().map(|cp| cp.stop(timeout(10)))
+    }
+
+    pub fn cp(&mut self) -> &mut Proc {
+        self.cp.as_mut().expect("berth-cp was started")
+    }
+
+    pub fn cp_addrs(&self) -> CpAddrs {
+        self.cp_addrs.expect("berth-cp was started")
+    }
+
+    /// The URL of the ECS API, for the AWS CLI's --endpoint-url.
+    pub fn api_url(&self) -> String {
+        format!("http://{}", self.cp_addrs().api)
+    }
+
+    pub fn api(&self) -> EcsClient {
+        EcsClient::new(self.api_url())
+    }
+
+    /// `berth-cp activation create` for this env's cluster; returns the code.
+    pub fn create_activation(&self, uses: u32) -> Result<String> {
+        let out = Command::new(bin("berth-cp"))
+            .args(["activation", "create", "--data-dir"])
+            .arg(self.cp_data_dir())
+            .args(["--cluster", &self.cluster, "--uses", &uses.to_string()])
+            .env("RUST_LOG", "warn")
+            .output()
+            .context("cannot run berth-cp activation create")?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        if !out.status.success() {
+            bail!(
+                "berth-cp activation create failed ({}): {}{}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr),
+                stdout
+            );
+        }
+        let code = stdout.trim();
+        if code.is_empty() || code.contains(char::is_whitespace) {
+            bail!("berth-cp activation create printed {stdout:?}, not one activation code");
+        }
+        Ok(code.to_owned())
+    }
+
+    /// Writes an agent config for this env (its own data dir, the env's namespace) and starts
+    /// berth-agent with it; returns the agent's index for [`TestEnv::agent`]. The test image
+    /// is imported into the namespace first.
+    pub fn start_agent(&mut self, activation_code: Option<&str>) -> Result<usize> {
+        if !self.image_imported {
+            containerd::import_test_image(&self.namespace)?;
+            self.image_imported = true;
+        }
+        let n = self.agents.len() + 1;
+        let config = self.dir.join(format!("agent-{n}.toml"));
+        std::fs::write(&config, self.agent_config(n, activation_code))?;
+        let mut cmd = Command::new(bin("berth-agent"));
+        cmd.arg("--config")
+            .arg(&config)
+            .env("RUST_LOG", log_filter());
+        // The config file is the whole truth: nothing from the caller's environment may
+        // override it.
+        for var in [
+            "BERTH_CLUSTER",
+            "BERTH_ENDPOINT",
+            "BERTH_DATA_DIR",
+            "BERTH_ACTIVATION_CODE",
+            "BERTH_CONTAINERD_SOCKET",
+            "BERTH_CONTAINERD_NAMESPACE",
+            "BERTH_RESERVED_MEMORY_MIB",
+            "BERTH_LOG",
+        ] {
+            cmd.env_remove(var);
+        }
+        let log = self.dir.join(format!("agent-{n}.log"));
+        self.agents
+            .push(Proc::spawn(&format!("berth-agent-{n}"), cmd, &log)?);
+        Ok(n - 1)
+    }
+
+    fn agent_config(&self, n: usize, activation_code: Option<&str>) -> String {
+        let data_dir = self.dir.join(format!("agent-{n}-data"));
+        let mut toml = format!(
+            "cluster = {cluster:?}\nendpoint = \"http://{grpc}\"\ndata_dir = {data_dir:?}\n",
+            cluster = self.cluster,
+            grpc = self.cp_addrs().grpc,
+            data_dir = data_dir.display().to_string(),
+        );
+        if let Some(code) = activation_code {
+            toml.push_str(&format!("activation_code = {code:?}\n"));
+        }
+        toml.push_str(&format!(
+            "\n[containerd]\nsocket = {socket:?}\nnamespace = {ns:?}\nsnapshotter = \"overlayfs\"\n\
+             \n[resources]\nreserved_memory_mib = 256\n",
+            socket = containerd::socket(),
+            ns = self.namespace,
+        ));
+        toml
+    }
+
+    pub fn agent(&mut self, index: usize) -> &mut Proc {
+        &mut self.agents[index]
+    }
+
+    /// Waits until the cluster has a container instance whose agent is connected; returns its
+    /// ARN.
+    pub async fn wait_agent_connected(&self) -> Result<String> {
+        let api = self.api();
+        let cluster = self.cluster.as_str();
+        wait_until("a connected container instance", timeout(60), || {
+            let api = api.clone();
+            async move {
+                let list = api
+                    .call("ListContainerInstances", json!({"cluster": cluster}))
+                    .await?;
+                let arns: Vec<Value> = list["containerInstanceArns"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
+                if arns.is_empty() {
+                    return Ok(None);
+                }
+                let described = api
+                    .call(
+                        "DescribeContainerInstances",
+                        json!({"cluster": cluster, "containerInstances": arns}),
+                    )
+                    .await?;
+                let connected = described["containerInstances"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find(|ci| ci["agentConnected"] == Value::Bool(true));
+                Ok(connected.and_then(|ci| ci["containerInstanceArn"].as_str().map(str::to_owned)))
+            }
+        })
+        .await
+    }
+
+    /// The containers in this env's containerd namespace.
+    pub fn containerd_containers(&self) -> Result<Vec<String>> {
+        containerd::containers(&self.namespace)
+    }
+
+    /// Marks the test as passed: the logs are not printed when the env is dropped.
+    pub fn pass(mut self) {
+        self.passed = true;
+    }
+
+    fn print_logs(&self) {
+        let mut logs: Vec<PathBuf> = std::fs::read_dir(&self.dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "log"))
+            .collect();
+        logs.sort();
+        for path in logs {
+            let text = std::fs::read(&path)
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            let skip = lines.len().saturating_sub(LOG_TAIL_LINES);
+            eprintln!("----- {} ({} lines) -----", path.display(), lines.len());
+            if skip > 0 {
+                eprintln!("[... {skip} earlier lines ...]");
+            }
+            for line in &lines[skip..] {
+                eprintln!("{line}");
+            }
+        }
+    }
+}
+
+const LOG_TAIL_LINES: usize = 400;
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        for agent in &mut self.agents {
+            agent.stop(Duration::from_secs(10));
+        }
+        self.stop_cp();
+        if !self.passed {
+            self.print_logs();
+        }
+        if let Err(e) = containerd::purge_namespace(&self.namespace, Duration::from_secs(30)) {
+            eprintln!("cleanup: {e:#}");
+        }
+        if std::env::var_os("BERTH_E2E_KEEP").is_some() {
+            eprintln!("kept {}", self.dir.display());
+        } else if let Err(e) = std::fs::remove_dir_all(&self.dir) {
+            eprintln!("cleanup: cannot remove {}: {e}", self.dir.display());
+        }
+    }
+}
+
+fn log_filter() -> String {
+    std::env::var("BERTH_E2E_LOG")
+        .unwrap_or_else(|_| "info,berth_agent=debug,berth_cp=debug".to_owned())
+}
+
+fn read_ready_file(path: &Path) -> Option<CpAddrs> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let v: Value = serde_json::from_str(&text).ok()?;
+    Some(CpAddrs {
+        api: v["api"].as_str()?.parse().ok()?,
+        grpc: v["grpc"].as_str()?.parse().ok()?,
+    })
+}
