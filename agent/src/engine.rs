@@ -505,6 +505,7 @@ mod tests {
             memory_mib: 0,
             memory_reservation_mib: 0,
             stop_timeout_secs: 1,
+            extra: Default::default(),
         }
     }
 
@@ -518,6 +519,7 @@ mod tests {
                 cpu: 0,
                 memory_mib: 0,
                 containers,
+                volumes: vec![],
             },
             desired: TaskStatus::Running,
             rejection: None,

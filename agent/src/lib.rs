@@ -5,6 +5,7 @@
 //! containerd boundary; `store` is the durable state. `main.rs` only wires these together.
 
 pub mod config;
+pub mod ecs_json;
 pub mod engine;
 pub mod host;
 pub mod model;

@@ -51,6 +51,24 @@ pub struct TaskSpec {
     pub cpu: u32,
     pub memory_mib: u32,
     pub containers: Vec<ContainerSpec>,
+    #[serde(default)]
+    pub volumes: Vec<Volume>,
+}
+
+/// A task definition's volume.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Volume {
+    pub name: String,
+    pub kind: VolumeKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum VolumeKind {
+    /// `host.sourcePath`: a bind mount of a host path.
+    Host { source_path: String },
+    /// No host path: an empty directory owned by the task, shared by its containers and
+    /// removed with it.
+    Task,
 }
 
 impl TaskSpec {
@@ -74,6 +92,105 @@ pub struct ContainerSpec {
     pub memory_mib: u32,
     pub memory_reservation_mib: u32,
     pub stop_timeout_secs: u32,
+    /// Everything else a container definition can say; defaults mean "not set".
+    #[serde(default)]
+    pub extra: ContainerExtra,
+}
+
+/// The container-definition fields beyond the basics, parsed from the ECS JSON the control plane
+/// sends (see `crate::ecs_json`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ContainerExtra {
+    pub hostname: Option<String>,
+    pub readonly_root_filesystem: bool,
+    pub privileged: bool,
+    pub ulimits: Vec<Ulimit>,
+    /// dockerLabels, applied as container labels.
+    pub labels: Vec<(String, String)>,
+    pub linux: LinuxParameters,
+    pub mount_points: Vec<MountPoint>,
+    pub volumes_from: Vec<VolumeFrom>,
+    pub depends_on: Vec<Dependency>,
+    /// Seconds a dependency may take to reach its condition before this container gives up.
+    pub start_timeout_secs: Option<u32>,
+    pub restart_policy: Option<RestartPolicy>,
+    /// logConfiguration.logDriver as given; logs always go to the agent's local files.
+    pub log_driver: Option<String>,
+    pub log_options: Vec<(String, String)>,
+    /// Fields present in the definition that have no meaning on this host.
+    pub ignored_fields: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ulimit {
+    /// ECS name, e.g. "nofile".
+    pub name: String,
+    pub soft: i64,
+    pub hard: i64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LinuxParameters {
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    pub init_process_enabled: bool,
+    pub shared_memory_size_mib: Option<u32>,
+    pub tmpfs: Vec<Tmpfs>,
+    pub devices: Vec<Device>,
+    pub max_swap_mib: Option<i64>,
+    pub swappiness: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tmpfs {
+    pub container_path: String,
+    pub size_mib: u32,
+    pub mount_options: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Device {
+    pub host_path: String,
+    pub container_path: Option<String>,
+    /// "read", "write", "mknod"; empty means all three.
+    pub permissions: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MountPoint {
+    pub source_volume: String,
+    pub container_path: String,
+    pub read_only: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeFrom {
+    pub source_container: String,
+    pub read_only: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DependencyCondition {
+    Start,
+    Complete,
+    Success,
+    Healthy,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dependency {
+    pub container_name: String,
+    pub condition: DependencyCondition,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestartPolicy {
+    pub enabled: bool,
+    pub ignored_exit_codes: Vec<i32>,
+    /// A container must run this long before it may be restarted again (ECS default 300 s).
+    pub restart_attempt_period_secs: u32,
 }
 
 /// ECS stop codes that Berth reports.

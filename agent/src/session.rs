@@ -350,6 +350,20 @@ impl<R: Runtime> Session<R> {
             Some(In::Manifest(m)) => {
                 debug!(tasks = m.task_arns.len(), "task manifest received");
             }
+            Some(In::LogRequest(r)) => {
+                // Logs are served by a later change; say so rather than leave the caller waiting.
+                let chunk = pb::LogChunk {
+                    request_id: r.request_id,
+                    data: Vec::new(),
+                    eof: true,
+                    error: "this agent does not serve logs yet".into(),
+                };
+                tx.send(pb::AgentMessage {
+                    msg: Some(Out::LogChunk(chunk)),
+                })
+                .await
+                .map_err(|_| SessionError::Transport("session stream closed".into()))?;
+            }
             Some(In::HeartbeatAck(_)) | Some(In::Welcome(_)) | None => {}
         }
         Ok(())

@@ -379,7 +379,9 @@ mod tests {
                     memory_mib: 0,
                     memory_reservation_mib: 0,
                     stop_timeout_secs: 1,
+                    extra: Default::default(),
                 }],
+                volumes: vec![],
             },
             TaskStatus::Running,
         )

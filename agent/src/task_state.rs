@@ -401,6 +401,7 @@ mod tests {
             memory_mib: 64,
             memory_reservation_mib: 0,
             stop_timeout_secs: 2,
+            extra: Default::default(),
         }
     }
 
@@ -414,6 +415,7 @@ mod tests {
                 cpu: 0,
                 memory_mib: 0,
                 containers,
+                volumes: vec![],
             },
             TaskStatus::Running,
         )

@@ -4,10 +4,12 @@
 
 use berth_proto::v1 as pb;
 
+use crate::ecs_json;
 use crate::engine::IncomingTask;
 use crate::host::Registration;
 use crate::model::{
-    ContainerSpec, ContainerStatus, NetworkMode, TaskSpec, TaskStatus, DEFAULT_STOP_TIMEOUT_SECS,
+    ContainerSpec, ContainerStatus, NetworkMode, TaskSpec, TaskStatus, Volume,
+    DEFAULT_STOP_TIMEOUT_SECS,
 };
 use crate::store::{OutboxEntry, StoredReport};
 
@@ -33,11 +35,30 @@ pub fn task_from_wire(t: pb::TaskSpec) -> IncomingTask {
     if t.containers.is_empty() {
         problems.push("the task has no containers".into());
     }
+    let volumes = ecs_json::volumes(&t.volumes_json, &mut problems);
     let mut seen = std::collections::HashSet::new();
     let containers: Vec<ContainerSpec> = t
         .containers
         .into_iter()
         .map(|c| {
+            if !c.definition_json.is_empty() {
+                let name = c.name.clone();
+                if let Some(spec) = ecs_json::container(&c.definition_json, &mut problems) {
+                    if !seen.insert(spec.name.clone()) || spec.name.is_empty() {
+                        problems.push(format!(
+                            "container name {:?} is empty or repeated",
+                            spec.name
+                        ));
+                    }
+                    if spec.image.is_empty() {
+                        problems.push(format!("container {:?} has no image", spec.name));
+                    }
+                    return spec;
+                }
+                // Unreadable definition: fall back to the typed fields so the task can still
+                // be recorded and reported as failed.
+                problems.push(format!("container {name:?}: unreadable definition"));
+            }
             if c.name.is_empty() || !seen.insert(c.name.clone()) {
                 problems.push(format!("container name {:?} is empty or repeated", c.name));
             }
@@ -59,6 +80,7 @@ pub fn task_from_wire(t: pb::TaskSpec) -> IncomingTask {
     if !containers.is_empty() && !containers.iter().any(|c| c.essential) {
         problems.push("the task has no essential container".into());
     }
+    check_references(&containers, &volumes, &mut problems);
     let desired = match pb::TaskStatus::try_from(t.desired_status) {
         Ok(pb::TaskStatus::Stopped) => TaskStatus::Stopped,
         _ => TaskStatus::Running,
@@ -72,6 +94,7 @@ pub fn task_from_wire(t: pb::TaskSpec) -> IncomingTask {
             cpu: t.cpu.max(0) as u32,
             memory_mib: t.memory_mib.max(0) as u32,
             containers,
+            volumes,
         },
         desired,
         rejection: (!problems.is_empty()).then(|| problems.join("; ")),
@@ -101,6 +124,45 @@ fn container_from_wire(c: pb::ContainerSpec) -> ContainerSpec {
         name: c.name,
         image: c.image,
         essential: c.essential,
+        extra: Default::default(),
+    }
+}
+
+/// Names that must exist within the task: volumes of mount points, containers of volumesFrom
+/// and dependsOn.
+fn check_references(containers: &[ContainerSpec], volumes: &[Volume], problems: &mut Vec<String>) {
+    let has_container = |n: &str| containers.iter().any(|c| c.name == n);
+    for c in containers {
+        for m in &c.extra.mount_points {
+            if !volumes.iter().any(|v| v.name == m.source_volume) {
+                problems.push(format!(
+                    "container {:?}: mountPoints sourceVolume {:?} is not a volume of the task",
+                    c.name, m.source_volume
+                ));
+            }
+            if !m.container_path.starts_with('/') {
+                problems.push(format!(
+                    "container {:?}: mountPoints containerPath {:?} must be absolute",
+                    c.name, m.container_path
+                ));
+            }
+        }
+        for v in &c.extra.volumes_from {
+            if v.source_container == c.name || !has_container(&v.source_container) {
+                problems.push(format!(
+                    "container {:?}: volumesFrom sourceContainer {:?} is not another container of the task",
+                    c.name, v.source_container
+                ));
+            }
+        }
+        for d in &c.extra.depends_on {
+            if d.container_name == c.name || !has_container(&d.container_name) {
+                problems.push(format!(
+                    "container {:?}: dependsOn containerName {:?} is not another container of the task",
+                    c.name, d.container_name
+                ));
+            }
+        }
     }
 }
 
@@ -151,6 +213,7 @@ pub fn state_change(e: OutboxEntry) -> pb::StateChange {
             reason: reason.unwrap_or_default(),
             runtime_id,
             at_ms: e.at_ms,
+            restart_count: 0,
         }),
     };
     pb::StateChange {

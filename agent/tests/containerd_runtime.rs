@@ -92,6 +92,7 @@ impl Scratch {
                 memory_mib: 0,
                 memory_reservation_mib: 0,
                 stop_timeout_secs: 1,
+                extra: Default::default(),
             },
             network_mode: mode,
             log_path: self.dir.join(format!("{name}.log")),

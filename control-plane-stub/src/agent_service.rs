@@ -213,6 +213,11 @@ fn handle(
             cp.ack_payloads(instance_id, a.seq).map_err(internal)?;
             return Ok(());
         }
+        Some(pb::agent_message::Msg::LogChunk(c)) => {
+            // Nobody asks for logs yet (no LogRequest is sent): drop what arrives.
+            tracing::debug!(request = %c.request_id, "ignoring an unrequested log chunk");
+            return Ok(());
+        }
         Some(pb::agent_message::Msg::StateChange(sc)) => {
             let seq = sc.seq;
             match wire::agent_change(&sc) {

@@ -60,6 +60,8 @@ pub struct TaskDefSpec {
     pub cpu: Option<i64>,
     pub memory: Option<i64>,
     pub containers: Vec<ContainerDef>,
+    /// The definition's `volumes`, as given (a JSON list, or null).
+    pub volumes: Value,
     /// Paths of fields that were accepted and kept but are not acted on yet.
     pub unsupported_fields: Vec<String>,
 }
@@ -79,6 +81,9 @@ pub struct ContainerDef {
     pub memory: Option<i64>,
     pub memory_reservation: Option<i64>,
     pub stop_timeout: Option<i64>,
+    /// The container definition as given, with overrides applied by `apply_overrides`: the
+    /// agent reads every field it supports from this.
+    pub raw: Value,
 }
 
 /// What a task asks of an instance.
@@ -228,6 +233,7 @@ pub fn parse(raw: &Value) -> Result<TaskDefSpec, TaskDefError> {
         cpu,
         memory,
         containers,
+        volumes: obj.get("volumes").cloned().unwrap_or(Value::Null),
         unsupported_fields: unsupported,
     })
 }
@@ -315,6 +321,7 @@ fn parse_container(
         memory,
         memory_reservation,
         stop_timeout,
+        raw: def.clone(),
     })
 }
 
@@ -515,8 +522,34 @@ pub fn apply_overrides(def: &TaskDefSpec, o: &Overrides) -> Result<TaskDefSpec, 
         c.cpu = co.cpu.or(c.cpu);
         c.memory = co.memory.or(c.memory);
         c.memory_reservation = co.memory_reservation.or(c.memory_reservation);
+        sync_raw(c);
     }
     p.finish(out)
+}
+
+/// Writes the overridable fields back into the raw definition the agent receives.
+fn sync_raw(c: &mut ContainerDef) {
+    let Some(obj) = c.raw.as_object_mut() else {
+        return;
+    };
+    if let Some(cmd) = &c.command {
+        obj.insert("command".into(), serde_json::json!(cmd));
+    }
+    let env: Vec<Value> = c
+        .environment
+        .iter()
+        .map(|(name, value)| serde_json::json!({"name": name, "value": value}))
+        .collect();
+    obj.insert("environment".into(), Value::Array(env));
+    for (key, v) in [
+        ("cpu", c.cpu),
+        ("memory", c.memory),
+        ("memoryReservation", c.memory_reservation),
+    ] {
+        if let Some(v) = v {
+            obj.insert(key.into(), serde_json::json!(v));
+        }
+    }
 }
 
 #[cfg(test)]

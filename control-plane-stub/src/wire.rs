@@ -108,6 +108,11 @@ pub fn task_spec(task_arn: &str, task: &Task, spec: &TaskDefSpec) -> pb::TaskSpe
         cpu: to_i32(spec.cpu),
         memory_mib: to_i32(spec.memory),
         created_at_ms: task.created_at_ms,
+        volumes_json: if spec.volumes.is_null() {
+            String::new()
+        } else {
+            spec.volumes.to_string()
+        },
         containers: spec
             .containers
             .iter()
@@ -132,6 +137,7 @@ pub fn task_spec(task_arn: &str, task: &Task, spec: &TaskDefSpec) -> pb::TaskSpe
                 memory_mib: to_i32(c.memory),
                 memory_reservation_mib: to_i32(c.memory_reservation),
                 stop_timeout_seconds: to_i32(c.stop_timeout),
+                definition_json: c.raw.to_string(),
             })
             .collect(),
     }

@@ -224,6 +224,7 @@ mod tests {
                 memory_mib: 0,
                 memory_reservation_mib: 0,
                 stop_timeout_secs: 30,
+                extra: Default::default(),
             },
             network_mode: NetworkMode::None,
             log_path: "/tmp/x.log".into(),
