@@ -23,6 +23,8 @@ use crate::task_state::{Action, Event, TaskState};
 pub struct EngineConfig {
     /// Container logs go to `<logs_dir>/<task id>/<container name>.log`.
     pub logs_dir: PathBuf,
+    /// Task-scoped volumes live in `<volumes_dir>/<task id>/<volume name>`.
+    pub volumes_dir: PathBuf,
 }
 
 #[derive(Debug)]
@@ -451,9 +453,11 @@ impl<R: Runtime> Worker<R> {
                 .logs_dir
                 .join(&task_id)
                 .join(format!("{name}.log")),
+            task_volumes_dir: self.engine.cfg.volumes_dir.join(&task_id),
             task_id,
             network_mode: self.state.spec.network_mode,
             container: spec,
+            task: self.state.spec.clone(),
         })
     }
 }
@@ -486,6 +490,7 @@ mod tests {
             Arc::clone(&store),
             EngineConfig {
                 logs_dir: dir.join("logs"),
+                volumes_dir: dir.join("volumes"),
             },
         );
         Harness { engine, store, dir }
@@ -691,6 +696,8 @@ mod tests {
                 container: t.spec.containers[0].clone(),
                 network_mode: NetworkMode::None,
                 log_path: h.dir.join("x.log"),
+                task: t.spec.clone(),
+                task_volumes_dir: h.dir.join("volumes"),
             };
             rt.create(&req).await.unwrap();
             rt.start(&format!("t4-{c}")).await.unwrap();

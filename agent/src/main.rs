@@ -123,6 +123,7 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         Arc::clone(&store),
         EngineConfig {
             logs_dir: cfg.data_dir.join("logs"),
+            volumes_dir: cfg.data_dir.join("volumes"),
         },
     );
     engine.start().await?;

@@ -96,6 +96,17 @@ impl Scratch {
             },
             network_mode: mode,
             log_path: self.dir.join(format!("{name}.log")),
+            task: berth_agent::model::TaskSpec {
+                arn: "arn:aws:ecs:us-east-1:0:task/c/task1".into(),
+                family: "f".into(),
+                revision: 1,
+                network_mode: mode,
+                cpu: 0,
+                memory_mib: 0,
+                containers: vec![],
+                volumes: vec![],
+            },
+            task_volumes_dir: self.dir.join("volumes"),
         }
     }
 }

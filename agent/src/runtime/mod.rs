@@ -9,7 +9,7 @@ pub mod oci;
 use std::future::Future;
 use std::path::PathBuf;
 
-use crate::model::{ContainerSpec, NetworkMode};
+use crate::model::{ContainerSpec, NetworkMode, TaskSpec};
 
 /// Everything needed to create one container of a task.
 #[derive(Debug, Clone)]
@@ -21,6 +21,11 @@ pub struct CreateRequest {
     pub network_mode: NetworkMode,
     /// Where the shim writes the container's stdout and stderr.
     pub log_path: PathBuf,
+    /// The whole task: volumes, and the mount points of containers named in volumesFrom.
+    pub task: TaskSpec,
+    /// This task's own directory for task-scoped volumes (`<dir>/<volume name>`), created by
+    /// the runtime when needed and removed when the task is cleaned up.
+    pub task_volumes_dir: PathBuf,
 }
 
 /// What a container's main process is doing, as containerd sees it.

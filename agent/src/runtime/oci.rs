@@ -228,6 +228,17 @@ mod tests {
             },
             network_mode: NetworkMode::None,
             log_path: "/tmp/x.log".into(),
+            task: crate::model::TaskSpec {
+                arn: "arn".into(),
+                family: "f".into(),
+                revision: 1,
+                network_mode: NetworkMode::None,
+                cpu: 0,
+                memory_mib: 0,
+                containers: vec![],
+                volumes: vec![],
+            },
+            task_volumes_dir: "/tmp/volumes".into(),
         }
     }
 
