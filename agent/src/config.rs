@@ -24,6 +24,38 @@ pub struct Config {
     pub reserved_memory_mib: u64,
     pub reserved_tcp_ports: Vec<u16>,
     pub reserved_udp_ports: Vec<u16>,
+    pub logs: LogsSection,
+    /// Seconds a stopped task's containers, volumes and logs are kept before cleanup.
+    pub task_cleanup_wait_secs: u64,
+}
+
+/// ECS_ENGINE_TASK_CLEANUP_WAIT_DURATION's default: 3 hours.
+pub const DEFAULT_TASK_CLEANUP_WAIT_SECS: u64 = 3 * 3600;
+/// A week: beyond that a stopped task's leftovers are forgotten rather than kept.
+const MAX_TASK_CLEANUP_WAIT_SECS: u64 = 7 * 24 * 3600;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TasksSection {
+    task_cleanup_wait_secs: Option<u64>,
+}
+
+/// Container log rotation: each container's log is rotated at `max_size_mib`, keeping at most
+/// `max_files` files (the live one included).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogsSection {
+    pub max_size_mib: u64,
+    pub max_files: u32,
+}
+
+impl Default for LogsSection {
+    fn default() -> Self {
+        Self {
+            max_size_mib: crate::logs::DEFAULT_MAX_SIZE_MIB,
+            max_files: crate::logs::DEFAULT_MAX_FILES,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -63,6 +95,12 @@ struct FileConfig {
     containerd: ContainerdSection,
     #[serde(default)]
     resources: ResourcesSection,
+    #[serde(default)]
+    logs: LogsSection,
+    /// Accepted at the top level or in `[tasks]`.
+    task_cleanup_wait_secs: Option<u64>,
+    #[serde(default)]
+    tasks: TasksSection,
 }
 
 #[derive(Debug, Deserialize)]
@@ -131,6 +169,43 @@ fn resolve(
             )),
         }
     }
+    let mut logs = file.logs;
+    if let Some(v) = var("BERTH_LOG_MAX_SIZE_MIB") {
+        match v.parse() {
+            Ok(n) => logs.max_size_mib = n,
+            Err(_) => errors.push(format!(
+                "BERTH_LOG_MAX_SIZE_MIB: {v:?} is not a whole number of MiB"
+            )),
+        }
+    }
+    if let Some(v) = var("BERTH_LOG_MAX_FILES") {
+        match v.parse() {
+            Ok(n) => logs.max_files = n,
+            Err(_) => errors.push(format!("BERTH_LOG_MAX_FILES: {v:?} is not a whole number")),
+        }
+    }
+    if let (Some(top), Some(section)) = (
+        file.task_cleanup_wait_secs,
+        file.tasks.task_cleanup_wait_secs,
+    ) {
+        if top != section {
+            errors.push(format!(
+                "task_cleanup_wait_secs is set twice ({top} at the top level, {section} in [tasks])"
+            ));
+        }
+    }
+    let mut task_cleanup_wait_secs = file
+        .task_cleanup_wait_secs
+        .or(file.tasks.task_cleanup_wait_secs)
+        .unwrap_or(DEFAULT_TASK_CLEANUP_WAIT_SECS);
+    if let Some(v) = var("BERTH_TASK_CLEANUP_WAIT_SECS") {
+        match v.parse() {
+            Ok(n) => task_cleanup_wait_secs = n,
+            Err(_) => errors.push(format!(
+                "BERTH_TASK_CLEANUP_WAIT_SECS: {v:?} is not a whole number of seconds"
+            )),
+        }
+    }
     let cfg = Config {
         cluster: var("BERTH_CLUSTER")
             .or(file.cluster)
@@ -147,6 +222,8 @@ fn resolve(
         reserved_memory_mib,
         reserved_tcp_ports: file.resources.reserved_tcp_ports,
         reserved_udp_ports: file.resources.reserved_udp_ports,
+        logs,
+        task_cleanup_wait_secs,
     };
     validate(&cfg, &mut errors);
     if errors.is_empty() {
@@ -207,6 +284,24 @@ fn validate(cfg: &Config, errors: &mut Vec<String>) {
             cfg.containerd.call_timeout_secs
         ));
     }
+    if !(1..=10_240).contains(&cfg.logs.max_size_mib) {
+        errors.push(format!(
+            "logs.max_size_mib {}: must be between 1 and 10240",
+            cfg.logs.max_size_mib
+        ));
+    }
+    if !(1..=100).contains(&cfg.logs.max_files) {
+        errors.push(format!(
+            "logs.max_files {}: must be between 1 and 100",
+            cfg.logs.max_files
+        ));
+    }
+    if cfg.task_cleanup_wait_secs > MAX_TASK_CLEANUP_WAIT_SECS {
+        errors.push(format!(
+            "task_cleanup_wait_secs {}: must be at most {MAX_TASK_CLEANUP_WAIT_SECS} (a week)",
+            cfg.task_cleanup_wait_secs
+        ));
+    }
     if let Some(code) = &cfg.activation_code {
         if code.trim() != code || code.is_empty() {
             errors.push("activation_code: must not be empty or carry surrounding spaces".into());
@@ -262,6 +357,58 @@ mod tests {
         ] {
             assert!(text.contains(field), "{field} missing from {text}");
         }
+    }
+
+    #[test]
+    fn log_limits_from_file_and_environment() {
+        let cfg = parse("", &[]).unwrap();
+        assert_eq!(cfg.logs, LogsSection::default());
+        let cfg = parse(
+            "[logs]\nmax_size_mib = 1\nmax_files = 3\n",
+            &[("BERTH_LOG_MAX_FILES", "7")],
+        )
+        .unwrap();
+        assert_eq!((cfg.logs.max_size_mib, cfg.logs.max_files), (1, 7));
+        let err = parse(
+            "[logs]\nmax_size_mib = 0\n",
+            &[("BERTH_LOG_MAX_FILES", "many")],
+        )
+        .unwrap_err();
+        assert_eq!(err.0.len(), 2, "{err}");
+        assert!(
+            err.0.iter().any(|e| e.contains("logs.max_size_mib")),
+            "{err}"
+        );
+        assert!(
+            err.0.iter().any(|e| e.contains("BERTH_LOG_MAX_FILES")),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn task_cleanup_wait_from_either_place_and_the_environment() {
+        assert_eq!(
+            parse("", &[]).unwrap().task_cleanup_wait_secs,
+            DEFAULT_TASK_CLEANUP_WAIT_SECS
+        );
+        assert_eq!(
+            parse("task_cleanup_wait_secs = 0\n", &[])
+                .unwrap()
+                .task_cleanup_wait_secs,
+            0
+        );
+        let cfg = parse("[tasks]\ntask_cleanup_wait_secs = 60\n", &[]).unwrap();
+        assert_eq!(cfg.task_cleanup_wait_secs, 60);
+        let cfg = parse("", &[("BERTH_TASK_CLEANUP_WAIT_SECS", "5")]).unwrap();
+        assert_eq!(cfg.task_cleanup_wait_secs, 5);
+        let err = parse(
+            "task_cleanup_wait_secs = 1\n[tasks]\ntask_cleanup_wait_secs = 2\n",
+            &[("BERTH_TASK_CLEANUP_WAIT_SECS", "soon")],
+        )
+        .unwrap_err();
+        assert_eq!(err.0.len(), 2, "{err}");
+        let err = parse("task_cleanup_wait_secs = 99999999\n", &[]).unwrap_err();
+        assert!(err.to_string().contains("task_cleanup_wait_secs"), "{err}");
     }
 
     #[test]

@@ -25,6 +25,9 @@ pub struct EngineConfig {
     pub logs_dir: PathBuf,
     /// Task-scoped volumes live in `<volumes_dir>/<task id>/<volume name>`.
     pub volumes_dir: PathBuf,
+    /// How long a stopped task's containers, snapshots, volumes and logs are kept, for
+    /// inspection, before they are removed (ECS_ENGINE_TASK_CLEANUP_WAIT_DURATION).
+    pub task_cleanup_wait: Duration,
 }
 
 #[derive(Debug)]
@@ -108,13 +111,17 @@ impl<R: Runtime> Engine<R> {
         let states: Vec<TaskState> = tasks
             .into_iter()
             .map(|t| {
-                let mut state = TaskState::new(t.spec, t.desired);
+                let now = now_ms();
+                let mut state = TaskState::new(t.spec, t.desired, now);
                 if let Some(reason) = t.rejection {
                     let first = state.containers.first().map(|c| c.name.clone());
-                    state.apply(Event::Failed {
-                        container: first.unwrap_or_default(),
-                        reason: format!("invalid task: {reason}"),
-                    });
+                    state.apply(
+                        Event::Failed {
+                            container: first.unwrap_or_default(),
+                            reason: format!("invalid task: {reason}"),
+                        },
+                        now,
+                    );
                 }
                 state
             })
@@ -246,15 +253,24 @@ impl<R: Runtime> Worker<R> {
                 );
                 return;
             }
-            if let Some(action) = self.state.plan(now_ms()).into_iter().next() {
+            if let Some(action) = self
+                .state
+                .plan(now_ms(), self.cleanup_wait_ms())
+                .into_iter()
+                .next()
+            {
                 let event = self.execute(action).await;
                 if let Some(event) = event {
-                    self.state.apply(event);
+                    self.state.apply(event, now_ms());
                 }
                 continue;
             }
             self.wait().await;
         }
+    }
+
+    fn cleanup_wait_ms(&self) -> u64 {
+        self.engine.cfg.task_cleanup_wait.as_millis() as u64
     }
 
     fn persist(&mut self) -> Result<(), StoreError> {
@@ -273,10 +289,13 @@ impl<R: Runtime> Worker<R> {
 
     fn check_stop_request(&mut self) {
         match self.engine.store.stop_request(&self.state.spec.arn) {
-            Ok(Some(stop)) => self.state.apply(Event::StopRequested {
-                code: StopCode::UserInitiated,
-                reason: stop.reason,
-            }),
+            Ok(Some(stop)) => self.state.apply(
+                Event::StopRequested {
+                    code: StopCode::UserInitiated,
+                    reason: stop.reason,
+                },
+                now_ms(),
+            ),
             Ok(None) => {}
             Err(e) => warn!(error = %e, "cannot read the task's stop request"),
         }
@@ -295,12 +314,17 @@ impl<R: Runtime> Worker<R> {
         for (name, id, known) in expected {
             match self.engine.runtime.state(&id).await {
                 Ok(ProcessState::Stopped { exit_code }) if known == ContainerStatus::Running => {
-                    self.state.apply(Event::Exited {
-                        container: name,
-                        exit_code,
-                    })
+                    self.state.apply(
+                        Event::Exited {
+                            container: name,
+                            exit_code,
+                        },
+                        now_ms(),
+                    )
                 }
-                Ok(ProcessState::Missing) => self.state.apply(Event::Vanished { container: name }),
+                Ok(ProcessState::Missing) => self
+                    .state
+                    .apply(Event::Vanished { container: name }, now_ms()),
                 Ok(_) => {}
                 Err(e) => warn!(container.name = %name, error = %e, "cannot check container"),
             }
@@ -317,7 +341,7 @@ impl<R: Runtime> Worker<R> {
             .any(|c| c.known == ContainerStatus::Running && c.kill_sent);
         let deadline = self
             .state
-            .next_deadline_ms()
+            .next_deadline_ms(self.cleanup_wait_ms())
             .map(|d| d.saturating_sub(now))
             .or(poll_killed.then_some(2000))
             .unwrap_or(3_600_000);
@@ -343,10 +367,13 @@ impl<R: Runtime> Worker<R> {
                     .map(|c| c.name.clone());
                 if let Some(name) = name {
                     info!(container.name = %name, exit_code, "container exited");
-                    self.state.apply(Event::Exited {
-                        container: name,
-                        exit_code,
-                    });
+                    self.state.apply(
+                        Event::Exited {
+                            container: name,
+                            exit_code,
+                        },
+                        now_ms(),
+                    );
                 }
             }
             Some(WorkerMsg::StopRequested) => self.check_stop_request(),
@@ -395,6 +422,25 @@ impl<R: Runtime> Worker<R> {
                     }),
                 }
             }
+            Action::Restart(name) => {
+                let id = self.state.container(&name)?.runtime_id.clone();
+                let log_path = self.log_path(&name);
+                let span = info_span!("container", container.name = %name);
+                match runtime.restart(&id, &log_path).instrument(span).await {
+                    Ok(()) => {
+                        info!(container.name = %name, "container restarted by its restart policy");
+                        Some(Event::Restarted { container: name })
+                    }
+                    Err(e) => Some(Event::RestartFailed {
+                        container: name,
+                        reason: Stage::Start.reason(&e),
+                    }),
+                }
+            }
+            Action::Fail { container, reason } => {
+                warn!(container.name = %container, %reason, "container cannot start");
+                Some(Event::Failed { container, reason })
+            }
             Action::Stop {
                 container,
                 timeout_secs,
@@ -404,10 +450,7 @@ impl<R: Runtime> Worker<R> {
                 if let Err(e) = runtime.signal(&id, libc::SIGTERM).await {
                     warn!(container.name = %container, error = %e, "SIGTERM failed; SIGKILL follows after the timeout");
                 }
-                Some(Event::StopSignalSent {
-                    container,
-                    at_ms: now_ms(),
-                })
+                Some(Event::StopSignalSent { container })
             }
             Action::Kill(container) => {
                 let id = self.state.container(&container)?.runtime_id.clone();
@@ -431,9 +474,27 @@ impl<R: Runtime> Worker<R> {
                         return None;
                     }
                 }
+                // The logs go with the containers: the wait was the time to read them.
+                let logs = self.engine.cfg.logs_dir.join(self.state.spec.id());
+                if let Err(e) = std::fs::remove_dir_all(&logs) {
+                    if e.kind() != std::io::ErrorKind::NotFound {
+                        warn!(path = %logs.display(), error = %e, "cannot remove the task's logs");
+                    }
+                }
+                // Task-scoped volumes live exactly as long as the task's containers.
+                let volumes = self.engine.cfg.volumes_dir.join(self.state.spec.id());
+                if let Err(e) = std::fs::remove_dir_all(&volumes) {
+                    if e.kind() != std::io::ErrorKind::NotFound {
+                        warn!(path = %volumes.display(), error = %e, "cannot remove the task's volumes");
+                    }
+                }
                 Some(Event::CleanedUp)
             }
         }
+    }
+
+    fn log_path(&self, name: &str) -> PathBuf {
+        crate::logs::log_path(&self.engine.cfg.logs_dir, self.state.spec.id(), name)
     }
 
     fn spec_of(&self, name: &str) -> Option<&crate::model::ContainerSpec> {
@@ -447,12 +508,7 @@ impl<R: Runtime> Worker<R> {
         Some(CreateRequest {
             runtime_id: c.runtime_id.clone(),
             task_arn: self.state.spec.arn.clone(),
-            log_path: self
-                .engine
-                .cfg
-                .logs_dir
-                .join(&task_id)
-                .join(format!("{name}.log")),
+            log_path: self.log_path(name),
             task_volumes_dir: self.engine.cfg.volumes_dir.join(&task_id),
             task_id,
             network_mode: self.state.spec.network_mode,
@@ -482,6 +538,10 @@ mod tests {
     }
 
     fn harness(images: &[&str]) -> Harness {
+        harness_with_wait(images, Duration::ZERO)
+    }
+
+    fn harness_with_wait(images: &[&str], task_cleanup_wait: Duration) -> Harness {
         let dir = std::env::temp_dir().join(format!("berth-engine-{}", fastrand::u64(..)));
         std::fs::create_dir_all(&dir).unwrap();
         let store = Arc::new(Store::open(&dir.join("agent.db")).unwrap());
@@ -491,6 +551,7 @@ mod tests {
             EngineConfig {
                 logs_dir: dir.join("logs"),
                 volumes_dir: dir.join("volumes"),
+                task_cleanup_wait,
             },
         );
         Harness { engine, store, dir }
@@ -673,7 +734,7 @@ mod tests {
             vec![container("a", "img", true), container("b", "img", true)],
         );
         // What a previous agent left: both containers started and recorded RUNNING.
-        let mut state = TaskState::new(t.spec.clone(), TaskStatus::Running);
+        let mut state = TaskState::new(t.spec.clone(), TaskStatus::Running, 0);
         let rt = h.engine.runtime();
         for c in ["a", "b"] {
             for e in [
@@ -687,7 +748,7 @@ mod tests {
                     container: c.into(),
                 },
             ] {
-                state.apply(e);
+                state.apply(e, 0);
             }
             let req = CreateRequest {
                 runtime_id: format!("t4-{c}"),
@@ -724,5 +785,182 @@ mod tests {
         assert_eq!(s.container("a").unwrap().exit_code, Some(0));
         assert_eq!(s.container("b").unwrap().exit_code, Some(137));
         assert_eq!(s.stop_code, Some(StopCode::EssentialContainerExited));
+    }
+
+    fn finished(h: &Harness, arn: &str) -> bool {
+        h.store.task(arn).unwrap().is_some_and(|s| s.is_finished())
+    }
+
+    #[tokio::test]
+    async fn a_success_dependency_is_waited_for_and_shutdown_is_in_reverse_order() {
+        use crate::model::{Dependency, DependencyCondition};
+        let h = harness(&["img"]);
+        h.engine.start().await.unwrap();
+        let mut app = container("app", "img", true);
+        app.extra.depends_on = vec![
+            Dependency {
+                container_name: "init".into(),
+                condition: DependencyCondition::Success,
+            },
+            Dependency {
+                container_name: "db".into(),
+                condition: DependencyCondition::Start,
+            },
+        ];
+        let t = task(
+            "d1",
+            vec![
+                app,
+                container("init", "img", false),
+                container("db", "img", true),
+            ],
+        );
+        h.engine.accept_payload(1, vec![t.clone()], vec![]).unwrap();
+        let rt = h.engine.runtime();
+        eventually("init running", || {
+            rt.state_of("d1-init") == Some(ProcessState::Running)
+                && rt.state_of("d1-db") == Some(ProcessState::Running)
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(rt.state_of("d1-app"), None, "app waits for init to succeed");
+        rt.exit("d1-init", 0);
+        eventually("app running", || {
+            rt.state_of("d1-app") == Some(ProcessState::Running)
+        })
+        .await;
+        rt.obey_sigterm("d1-app");
+        rt.obey_sigterm("d1-db");
+        h.engine
+            .accept_payload(2, vec![], vec![(t.spec.arn.clone(), "bye".into())])
+            .unwrap();
+        eventually("finished", || finished(&h, &t.spec.arn)).await;
+        let calls = rt.calls();
+        let at = |c: &str| {
+            calls
+                .iter()
+                .position(|x| x == c)
+                .unwrap_or_else(|| panic!("{c} not in {calls:?}"))
+        };
+        assert!(at("start d1-init") < at("create d1-app"));
+        assert!(
+            at(&format!("signal d1-app {}", libc::SIGTERM))
+                < at(&format!("signal d1-db {}", libc::SIGTERM)),
+            "{calls:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failed_success_dependency_stops_the_task_before_the_dependent_starts() {
+        use crate::model::{Dependency, DependencyCondition};
+        let h = harness(&["img"]);
+        h.engine.start().await.unwrap();
+        let mut app = container("app", "img", true);
+        app.extra.depends_on = vec![Dependency {
+            container_name: "init".into(),
+            condition: DependencyCondition::Success,
+        }];
+        let t = task("d2", vec![container("init", "img", false), app]);
+        h.engine.accept_payload(1, vec![t.clone()], vec![]).unwrap();
+        let rt = h.engine.runtime();
+        eventually("init running", || {
+            rt.state_of("d2-init") == Some(ProcessState::Running)
+        })
+        .await;
+        rt.exit("d2-init", 2);
+        eventually("finished", || finished(&h, &t.spec.arn)).await;
+        let s = h.store.task(&t.spec.arn).unwrap().unwrap();
+        assert_eq!(s.stop_code, Some(StopCode::TaskFailedToStart));
+        let reason = s.stopped_reason.unwrap();
+        assert!(
+            reason.contains("init") && reason.contains("app") && reason.contains("SUCCESS"),
+            "{reason}"
+        );
+        assert!(!rt.calls().contains(&"create d2-app".to_string()));
+    }
+
+    #[tokio::test]
+    async fn a_restart_policy_restarts_in_place_and_reports_the_count() {
+        use crate::model::RestartPolicy;
+        let h = harness(&["img"]);
+        h.engine.start().await.unwrap();
+        let mut app = container("app", "img", true);
+        // No attempt period, so the fake's instant exit qualifies (the control plane and the
+        // ECS JSON parser enforce 60-1800 s).
+        app.extra.restart_policy = Some(RestartPolicy {
+            enabled: true,
+            ignored_exit_codes: vec![0],
+            restart_attempt_period_secs: 0,
+        });
+        let t = task("r1", vec![app]);
+        h.engine.accept_payload(1, vec![t.clone()], vec![]).unwrap();
+        let rt = h.engine.runtime();
+        eventually("running", || {
+            rt.state_of("r1-app") == Some(ProcessState::Running)
+        })
+        .await;
+        rt.exit("r1-app", 1);
+        eventually("restarted", || {
+            rt.calls().contains(&"restart r1-app".to_string())
+                && rt.state_of("r1-app") == Some(ProcessState::Running)
+        })
+        .await;
+        eventually("count persisted", || {
+            h.store
+                .task(&t.spec.arn)
+                .unwrap()
+                .is_some_and(|s| s.container("app").unwrap().restart_count == 1)
+        })
+        .await;
+        let s = h.store.task(&t.spec.arn).unwrap().unwrap();
+        assert_eq!(s.desired, TaskStatus::Running);
+        assert!(task_reports(&h.store).iter().any(|r| matches!(
+            r,
+            StoredReport::Container {
+                restart_count: 1,
+                status: ContainerStatus::Running,
+                ..
+            }
+        )));
+        // An ignored exit code is final.
+        rt.exit("r1-app", 0);
+        eventually("finished", || finished(&h, &t.spec.arn)).await;
+        let s = h.store.task(&t.spec.arn).unwrap().unwrap();
+        assert_eq!(s.stop_code, Some(StopCode::EssentialContainerExited));
+        assert_eq!(s.container("app").unwrap().exit_code, Some(0));
+    }
+
+    #[tokio::test]
+    async fn cleanup_waits_and_removes_the_logs_too() {
+        let h = harness_with_wait(&["img"], Duration::from_millis(700));
+        h.engine.start().await.unwrap();
+        let t = task("c1", vec![container("a", "img", true)]);
+        h.engine.accept_payload(1, vec![t.clone()], vec![]).unwrap();
+        let rt = h.engine.runtime();
+        eventually("running", || {
+            rt.state_of("c1-a") == Some(ProcessState::Running)
+        })
+        .await;
+        let logs = h.dir.join("logs").join("c1");
+        std::fs::create_dir_all(&logs).unwrap();
+        std::fs::write(logs.join("a.log"), "hello").unwrap();
+        rt.exit("c1-a", 0);
+        eventually("stopped", || {
+            h.store
+                .task(&t.spec.arn)
+                .unwrap()
+                .is_some_and(|s| s.known == TaskStatus::Stopped)
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(
+            rt.container_ids(),
+            vec!["c1-a".to_string()],
+            "kept during the wait"
+        );
+        assert!(logs.exists());
+        eventually("finished", || finished(&h, &t.spec.arn)).await;
+        assert!(rt.container_ids().is_empty());
+        assert!(!logs.exists());
     }
 }

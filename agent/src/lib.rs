@@ -8,6 +8,7 @@ pub mod config;
 pub mod ecs_json;
 pub mod engine;
 pub mod host;
+pub mod logs;
 pub mod model;
 pub mod runtime;
 pub mod session;

@@ -10,6 +10,7 @@ use anyhow::Context;
 use berth_agent::config::{self, Config, EXIT_BAD_CONFIG};
 use berth_agent::engine::{Engine, EngineConfig};
 use berth_agent::host;
+use berth_agent::logs;
 use berth_agent::runtime::containerd::{Containerd, ContainerdConfig};
 use berth_agent::runtime::Runtime;
 use berth_agent::session::{self, SessionConfig, SessionError};
@@ -22,6 +23,11 @@ const USAGE: &str = "usage: berth-agent [--config FILE]\n\
     environment variables. Logging: RUST_LOG or BERTH_LOG (default info).";
 
 fn main() -> ExitCode {
+    // Started by containerd's shim as a container's logger (see `berth_agent::logs`).
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if logs::logger::is_logger_invocation(&args) {
+        return ExitCode::from(logs::logger::run(&args) as u8);
+    }
     let filter = std::env::var("BERTH_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
         .unwrap_or_else(|_| "info".into());
@@ -118,16 +124,29 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     let credential =
         session::register(&session_cfg, &store, &host, &version, shutdown.clone()).await?;
 
+    // Before the engine: recovered tasks may create containers at once.
+    let stdio = logs::init_stdio(cfg.logs.max_size_mib, cfg.logs.max_files);
+    info!(?stdio, "container logs");
     let engine = Engine::new(
         containerd,
         Arc::clone(&store),
         EngineConfig {
             logs_dir: cfg.data_dir.join("logs"),
             volumes_dir: cfg.data_dir.join("volumes"),
+            task_cleanup_wait: Duration::from_secs(cfg.task_cleanup_wait_secs),
         },
     );
     engine.start().await?;
-    session::run(session_cfg, credential, engine, store, shutdown).await?;
+    let log_service = logs::serve::LogService::new(Arc::clone(&store), cfg.data_dir.join("logs"));
+    session::run(
+        session_cfg,
+        credential,
+        engine,
+        store,
+        log_service,
+        shutdown,
+    )
+    .await?;
     info!("stopped");
     Ok(())
 }

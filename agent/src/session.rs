@@ -6,6 +6,7 @@
 //! each, and tells us in `Welcome` the highest it has applied, so after any reconnect the agent
 //! resends exactly what is missing (at least once on the wire, deduplicated by sequence there).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,6 +21,7 @@ use tracing::{debug, info, info_span, warn, Instrument};
 
 use crate::engine::Engine;
 use crate::host::Registration;
+use crate::logs::serve::{Chunk, LogQuery, LogService, Sink};
 use crate::runtime::Runtime;
 use crate::store::{Credential, Store, StoreError};
 use crate::wire;
@@ -177,6 +179,7 @@ pub async fn run<R: Runtime>(
     credential: Credential,
     engine: Arc<Engine<R>>,
     store: Arc<Store>,
+    logs: Arc<LogService>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), SessionError> {
     let mut backoff = Backoff::new(Duration::from_secs(15));
@@ -185,6 +188,8 @@ pub async fn run<R: Runtime>(
         let mut s = Session {
             engine: Arc::clone(&engine),
             store: Arc::clone(&store),
+            logs: Arc::clone(&logs),
+            alive: Arc::new(AtomicBool::new(true)),
             credential: credential.clone(),
             welcomed: false,
         };
@@ -210,8 +215,17 @@ pub async fn run<R: Runtime>(
 struct Session<R: Runtime> {
     engine: Arc<Engine<R>>,
     store: Arc<Store>,
+    logs: Arc<LogService>,
+    /// Cleared when this session ends, so log requests still reading stop sending into it.
+    alive: Arc<AtomicBool>,
     credential: Credential,
     welcomed: bool,
+}
+
+impl<R: Runtime> Drop for Session<R> {
+    fn drop(&mut self) {
+        self.alive.store(false, Ordering::Relaxed);
+    }
 }
 
 const OUTBOX_BATCH: usize = 100;
@@ -350,23 +364,62 @@ impl<R: Runtime> Session<R> {
             Some(In::Manifest(m)) => {
                 debug!(tasks = m.task_arns.len(), "task manifest received");
             }
-            Some(In::LogRequest(r)) => {
-                // Logs are served by a later change; say so rather than leave the caller waiting.
-                let chunk = pb::LogChunk {
-                    request_id: r.request_id,
-                    data: Vec::new(),
-                    eof: true,
-                    error: "this agent does not serve logs yet".into(),
-                };
-                tx.send(pb::AgentMessage {
-                    msg: Some(Out::LogChunk(chunk)),
-                })
-                .await
-                .map_err(|_| SessionError::Transport("session stream closed".into()))?;
-            }
+            Some(In::LogRequest(r)) => self.log_request(r, tx),
             Some(In::HeartbeatAck(_)) | Some(In::Welcome(_)) | None => {}
         }
         Ok(())
+    }
+
+    /// Starts serving a log request off the session loop, or cancels one that is following.
+    fn log_request(&self, r: pb::LogRequest, tx: &mpsc::Sender<pb::AgentMessage>) {
+        if r.cancel {
+            debug!(request = %r.request_id, "log request cancelled");
+            self.logs.cancel(&r.request_id);
+            return;
+        }
+        debug!(request = %r.request_id, task.arn = %r.task_arn, container.name = %r.container_name, "log request");
+        let request_id = r.request_id.clone();
+        let (send_tx, closed_tx) = (tx.clone(), tx.clone());
+        let (send_alive, closed_alive) = (Arc::clone(&self.alive), Arc::clone(&self.alive));
+        let sink = Sink {
+            // Not blocking_send: a stream nobody polls any more must not hold this thread.
+            send: Box::new(move |c: Chunk| {
+                let mut msg = pb::AgentMessage {
+                    msg: Some(Out::LogChunk(pb::LogChunk {
+                        request_id: request_id.clone(),
+                        data: c.data,
+                        eof: c.eof,
+                        error: c.error,
+                    })),
+                };
+                loop {
+                    if !send_alive.load(Ordering::Relaxed) {
+                        return false;
+                    }
+                    match send_tx.try_send(msg) {
+                        Ok(()) => return true,
+                        Err(mpsc::error::TrySendError::Full(m)) => {
+                            msg = m;
+                            std::thread::sleep(Duration::from_millis(20));
+                        }
+                        Err(mpsc::error::TrySendError::Closed(_)) => return false,
+                    }
+                }
+            }),
+            closed: Box::new(move || {
+                closed_tx.is_closed() || !closed_alive.load(Ordering::Relaxed)
+            }),
+        };
+        self.logs.start(
+            LogQuery {
+                request_id: r.request_id,
+                task_arn: r.task_arn,
+                container: r.container_name,
+                tail_lines: r.tail_lines as usize,
+                follow: r.follow,
+            },
+            sink,
+        );
     }
 
     /// On shutdown: give the control plane a moment to ack what is in flight, so that fewer

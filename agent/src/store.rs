@@ -57,6 +57,9 @@ pub enum StoredReport {
         status: ContainerStatus,
         exit_code: Option<i32>,
         reason: Option<String>,
+        /// Absent in entries written by older agents.
+        #[serde(default)]
+        restart_count: u32,
     },
     Task {
         status: TaskStatus,
@@ -74,12 +77,14 @@ impl From<Report> for StoredReport {
                 status,
                 exit_code,
                 reason,
+                restart_count,
             } => Self::Container {
                 name,
                 runtime_id,
                 status,
                 exit_code,
                 reason,
+                restart_count,
             },
             Report::Task {
                 status,
@@ -384,6 +389,7 @@ mod tests {
                 volumes: vec![],
             },
             TaskStatus::Running,
+            0,
         )
     }
 
@@ -415,9 +421,12 @@ mod tests {
         let (store, dir) = temp_store();
         let mut t = state("arn:1");
         store.record_payload(1, &[t.clone()], &[], 0).unwrap();
-        t.apply(Event::ImageResolved {
-            container: "a".into(),
-        });
+        t.apply(
+            Event::ImageResolved {
+                container: "a".into(),
+            },
+            0,
+        );
         let reports = t.take_reports();
         store.save_task(&t, reports, 5).unwrap();
         drop(store);
@@ -429,9 +438,12 @@ mod tests {
         store.ack_outbox(1).unwrap();
         assert_eq!(store.outbox_len().unwrap(), 0);
         // Sequences keep increasing after an ack.
-        t.apply(Event::Created {
-            container: "a".into(),
-        });
+        t.apply(
+            Event::Created {
+                container: "a".into(),
+            },
+            0,
+        );
         store.save_task(&t, t.clone().take_reports(), 6).unwrap();
         assert_eq!(store.outbox_after(0, 10).unwrap()[0].seq, 2);
         std::fs::remove_dir_all(dir).unwrap();

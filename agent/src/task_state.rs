@@ -1,13 +1,28 @@
 //! The task state machine: pure, no I/O.
 //!
-//! `TaskState::apply` folds an event into the state; `TaskState::plan` says what the worker must
-//! do next; `TaskState::take_reports` yields the status changes not yet reported. The worker
-//! (`crate::engine`) carries out one action at a time, feeds the outcome back as an event, and
-//! persists the state together with its reports before anything is sent.
+//! `TaskState::apply` folds an event, stamped with the time the worker saw it, into the state;
+//! `TaskState::plan` says what the worker must do next; `TaskState::take_reports` yields the
+//! status changes not yet reported. The worker (`crate::engine`) carries out one action at a
+//! time, feeds the outcome back as an event, and persists the state together with its reports
+//! before anything is sent.
+//!
+//! Lifecycle rules beyond the basics, as the Amazon ECS agent has them:
+//! - dependsOn: a container is created only once every dependency meets its condition; a
+//!   dependency that can no longer meet it (or takes longer than the dependency's
+//!   startTimeout) stops the task as TaskFailedToStart;
+//! - shutdown in reverse dependency order: a container is signalled only after every container
+//!   that depends on it has stopped;
+//! - restartPolicy: an exit the policy covers restarts the container in place instead of
+//!   stopping it, and does not stop the task even when the container is essential;
+//! - cleanup waits `cleanup_wait_ms` after the task stopped, counted from the persisted stop
+//!   time so an agent restart does not reset it.
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{ContainerStatus, StopCode, TaskSpec, TaskStatus};
+use crate::model::{
+    ContainerSpec, ContainerStatus, Dependency, DependencyCondition, RestartPolicy, StopCode,
+    TaskSpec, TaskStatus,
+};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskState {
@@ -21,6 +36,10 @@ pub struct TaskState {
     pub containers: Vec<ContainerState>,
     /// Containers, tasks and snapshots removed from containerd.
     pub cleaned_up: bool,
+    /// When the task became STOPPED (ms since the epoch); cleanup waits from here. None in
+    /// states written by older agents, which are cleaned up at once.
+    #[serde(default)]
+    pub stopped_at_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,6 +54,20 @@ pub struct ContainerState {
     /// When SIGTERM was sent (ms since the epoch); SIGKILL follows after the stop timeout.
     pub stop_sent_at_ms: Option<u64>,
     pub kill_sent: bool,
+    /// When the container first started: START dependencies, startTimeout and the restart
+    /// policy's attempt period count from here.
+    #[serde(default)]
+    pub started_at_ms: Option<u64>,
+    #[serde(default)]
+    pub restart_count: u32,
+    #[serde(default)]
+    pub reported_restart_count: u32,
+    #[serde(default)]
+    pub last_restart_at_ms: Option<u64>,
+    /// The exit code of an exit the restart policy will undo. The container stays RUNNING to
+    /// the control plane meanwhile, as in ECS.
+    #[serde(default)]
+    pub restart_pending: Option<i32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,9 +85,17 @@ pub enum Event {
         container: String,
         exit_code: i32,
     },
-    /// The container could not be prepared, created or started; `reason` is ECS-style
-    /// (`CannotStartContainerError: ...`).
+    /// The container could not be prepared, created or started, or its dependencies can no
+    /// longer be met; `reason` is ECS-style (`CannotStartContainerError: ...`).
     Failed {
+        container: String,
+        reason: String,
+    },
+    /// The container's process was started again after an exit its restart policy covers.
+    Restarted {
+        container: String,
+    },
+    RestartFailed {
         container: String,
         reason: String,
     },
@@ -64,7 +105,6 @@ pub enum Event {
     },
     StopSignalSent {
         container: String,
-        at_ms: u64,
     },
     /// Recovery found no process where the state expected one (the agent was down).
     Vanished {
@@ -81,6 +121,14 @@ pub enum Action {
     ResolveImage(String),
     Create(String),
     Start(String),
+    /// A new process in the same container (same writable layer).
+    Restart(String),
+    /// Nothing to do in the runtime: the container cannot start (its dependencies can no
+    /// longer be met). The worker feeds it back as [`Event::Failed`].
+    Fail {
+        container: String,
+        reason: String,
+    },
     /// SIGTERM now, SIGKILL after `timeout_secs`.
     Stop {
         container: String,
@@ -99,6 +147,7 @@ pub enum Report {
         status: ContainerStatus,
         exit_code: Option<i32>,
         reason: Option<String>,
+        restart_count: u32,
     },
     Task {
         status: TaskStatus,
@@ -107,10 +156,49 @@ pub enum Report {
     },
 }
 
+/// Where a dependency stands for the container waiting on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DependencyState {
+    Met,
+    Waiting,
+    /// It can no longer be met; the reason names both containers and the condition.
+    Impossible(String),
+}
+
+/// ECS's restart tracker rule: restart unless the policy is off, the exit code is ignored, or
+/// the container ran less than the attempt period since its last restart (or its start).
+pub fn should_restart(
+    policy: Option<&RestartPolicy>,
+    exit_code: i32,
+    started_at_ms: Option<u64>,
+    last_restart_at_ms: Option<u64>,
+    now_ms: u64,
+) -> bool {
+    let Some(p) = policy.filter(|p| p.enabled) else {
+        return false;
+    };
+    if p.ignored_exit_codes.contains(&exit_code) {
+        return false;
+    }
+    let Some(since) = last_restart_at_ms.or(started_at_ms) else {
+        return false;
+    };
+    now_ms.saturating_sub(since) >= u64::from(p.restart_attempt_period_secs) * 1000
+}
+
+pub fn condition_name(c: DependencyCondition) -> &'static str {
+    match c {
+        DependencyCondition::Start => "START",
+        DependencyCondition::Complete => "COMPLETE",
+        DependencyCondition::Success => "SUCCESS",
+        DependencyCondition::Healthy => "HEALTHY",
+    }
+}
+
 impl TaskState {
     /// A task as received from the control plane. `runtime_id` names each container in
     /// containerd; see [`runtime_id`].
-    pub fn new(spec: TaskSpec, desired: TaskStatus) -> Self {
+    pub fn new(spec: TaskSpec, desired: TaskStatus, now_ms: u64) -> Self {
         let containers = spec
             .containers
             .iter()
@@ -124,6 +212,11 @@ impl TaskState {
                 reason: None,
                 stop_sent_at_ms: None,
                 kill_sent: false,
+                started_at_ms: None,
+                restart_count: 0,
+                reported_restart_count: 0,
+                last_restart_at_ms: None,
+                restart_pending: None,
             })
             .collect();
         let mut state = TaskState {
@@ -135,12 +228,16 @@ impl TaskState {
             stopped_reason: None,
             containers,
             cleaned_up: false,
+            stopped_at_ms: None,
         };
         if desired == TaskStatus::Stopped {
-            state.apply(Event::StopRequested {
-                code: StopCode::UserInitiated,
-                reason: "Task stopped before it started".into(),
-            });
+            state.apply(
+                Event::StopRequested {
+                    code: StopCode::UserInitiated,
+                    reason: "Task stopped before it started".into(),
+                },
+                now_ms,
+            );
         }
         state
     }
@@ -157,62 +254,77 @@ impl TaskState {
         self.containers.iter_mut().find(|c| c.name == name)
     }
 
+    fn spec_of(&self, name: &str) -> Option<&ContainerSpec> {
+        self.spec.containers.iter().find(|c| c.name == name)
+    }
+
     fn is_essential(&self, name: &str) -> bool {
-        self.spec
-            .containers
-            .iter()
-            .any(|c| c.name == name && c.essential)
+        self.spec_of(name).is_some_and(|c| c.essential)
     }
 
     fn stop_timeout_secs(&self, name: &str) -> u32 {
-        self.spec
-            .containers
-            .iter()
-            .find(|c| c.name == name)
+        self.spec_of(name)
             .map_or(crate::model::DEFAULT_STOP_TIMEOUT_SECS, |c| {
                 c.stop_timeout_secs
             })
     }
 
-    /// Folds one event into the state. Events about unknown containers are ignored: they can
-    /// only come from a stale runtime event, and must not disturb a task.
-    pub fn apply(&mut self, event: Event) {
+    /// Folds one event, seen by the worker at `now_ms`, into the state. Events about unknown
+    /// containers are ignored: they can only come from a stale runtime event, and must not
+    /// disturb a task.
+    pub fn apply(&mut self, event: Event, now_ms: u64) {
         match event {
             Event::ImageResolved { container } => self.advance(&container, ContainerStatus::Pulled),
             Event::Created { container } => self.advance(&container, ContainerStatus::Created),
-            Event::Started { container } => self.advance(&container, ContainerStatus::Running),
+            Event::Started { container } => {
+                self.advance(&container, ContainerStatus::Running);
+                if let Some(c) = self.container_mut(&container) {
+                    if c.known == ContainerStatus::Running {
+                        c.started_at_ms.get_or_insert(now_ms);
+                    }
+                }
+            }
             Event::Exited {
                 container,
                 exit_code,
-            } => {
-                let Some(c) = self.container_mut(&container) else {
-                    return;
-                };
-                if c.known == ContainerStatus::Stopped {
-                    return;
-                }
-                c.known = ContainerStatus::Stopped;
-                c.exit_code = Some(exit_code);
-                if self.desired == TaskStatus::Running && self.is_essential(&container) {
-                    self.request_stop(
-                        StopCode::EssentialContainerExited,
-                        format!(
-                            "Essential container in task exited: {container} exited with code {exit_code}"
-                        ),
-                    );
-                }
-            }
+            } => self.exited(&container, exit_code, now_ms),
             Event::Failed { container, reason } => {
                 if let Some(c) = self.container_mut(&container) {
                     c.known = ContainerStatus::Stopped;
+                    c.restart_pending = None;
                     c.reason = Some(reason.clone());
                 }
                 self.request_stop(StopCode::TaskFailedToStart, reason);
             }
-            Event::StopRequested { code, reason } => self.request_stop(code, reason),
-            Event::StopSignalSent { container, at_ms } => {
+            Event::Restarted { container } => {
                 if let Some(c) = self.container_mut(&container) {
-                    c.stop_sent_at_ms = Some(at_ms);
+                    if c.restart_pending.take().is_some() {
+                        c.restart_count += 1;
+                        c.last_restart_at_ms = Some(now_ms);
+                    }
+                }
+            }
+            Event::RestartFailed { container, reason } => {
+                let Some(c) = self.container_mut(&container) else {
+                    return;
+                };
+                let Some(code) = c.restart_pending.take() else {
+                    return;
+                };
+                c.known = ContainerStatus::Stopped;
+                c.exit_code = Some(code);
+                c.reason = Some(reason.clone());
+                if self.desired == TaskStatus::Running && self.is_essential(&container) {
+                    self.request_stop(
+                        StopCode::EssentialContainerExited,
+                        format!("Essential container in task exited: {container} could not be restarted: {reason}"),
+                    );
+                }
+            }
+            Event::StopRequested { code, reason } => self.request_stop(code, reason),
+            Event::StopSignalSent { container } => {
+                if let Some(c) = self.container_mut(&container) {
+                    c.stop_sent_at_ms = Some(now_ms);
                 }
             }
             Event::KillSent { container } => {
@@ -227,6 +339,8 @@ impl TaskState {
                 match c.known {
                     // Created but never started: create it again.
                     ContainerStatus::Created => c.known = ContainerStatus::Pulled,
+                    // A pending restart creates a new process anyway.
+                    ContainerStatus::Running if c.restart_pending.is_some() => {}
                     ContainerStatus::Running => {
                         c.known = ContainerStatus::Stopped;
                         c.reason = Some(
@@ -244,7 +358,41 @@ impl TaskState {
             }
             Event::CleanedUp => self.cleaned_up = true,
         }
-        self.refresh_task_status();
+        self.refresh_task_status(now_ms);
+    }
+
+    fn exited(&mut self, name: &str, exit_code: i32, now_ms: u64) {
+        let desired = self.desired;
+        let policy = self
+            .spec_of(name)
+            .and_then(|s| s.extra.restart_policy.clone());
+        let Some(c) = self.container_mut(name) else {
+            return;
+        };
+        // A second report of the same exit (a recheck) changes nothing.
+        if c.known == ContainerStatus::Stopped || c.restart_pending.is_some() {
+            return;
+        }
+        if desired == TaskStatus::Running
+            && should_restart(
+                policy.as_ref(),
+                exit_code,
+                c.started_at_ms,
+                c.last_restart_at_ms,
+                now_ms,
+            )
+        {
+            c.restart_pending = Some(exit_code);
+            return;
+        }
+        c.known = ContainerStatus::Stopped;
+        c.exit_code = Some(exit_code);
+        if desired == TaskStatus::Running && self.is_essential(name) {
+            self.request_stop(
+                StopCode::EssentialContainerExited,
+                format!("Essential container in task exited: {name} exited with code {exit_code}"),
+            );
+        }
     }
 
     fn advance(&mut self, name: &str, to: ContainerStatus) {
@@ -264,21 +412,26 @@ impl TaskState {
         self.desired = TaskStatus::Stopped;
         self.stop_code = Some(code);
         self.stopped_reason = Some(reason);
-        // Containers that never started have nothing to stop.
         for c in &mut self.containers {
+            // Containers that never started have nothing to stop; an exit awaiting its
+            // restart becomes final.
             if c.known < ContainerStatus::Running {
                 c.known = ContainerStatus::Stopped;
+            } else if let Some(code) = c.restart_pending.take() {
+                c.known = ContainerStatus::Stopped;
+                c.exit_code = Some(code);
             }
         }
     }
 
-    fn refresh_task_status(&mut self) {
+    fn refresh_task_status(&mut self, now_ms: u64) {
         if self
             .containers
             .iter()
             .all(|c| c.known == ContainerStatus::Stopped)
         {
             self.known = TaskStatus::Stopped;
+            self.stopped_at_ms.get_or_insert(now_ms);
         } else if self.desired == TaskStatus::Running
             && self.known == TaskStatus::Pending
             && self
@@ -290,11 +443,112 @@ impl TaskState {
         }
     }
 
+    /// Where `dep` of container `dependent` stands at `now_ms`. ECS's rules: START needs the
+    /// dependency started; COMPLETE needs it exited; SUCCESS exited with 0. The dependency's
+    /// own startTimeout bounds how long COMPLETE and SUCCESS are waited for, from its start.
+    pub fn dependency_state(
+        &self,
+        dependent: &str,
+        dep: &Dependency,
+        now_ms: u64,
+    ) -> DependencyState {
+        let name = &dep.container_name;
+        let cond = condition_name(dep.condition);
+        let impossible = |why: String| {
+            DependencyState::Impossible(format!(
+                "Dependency condition not satisfied: container {dependent} depends on {name} \
+                 reaching {cond}, but {name} {why}"
+            ))
+        };
+        let Some(d) = self.container(name) else {
+            return impossible("is not a container of the task".into());
+        };
+        let stopped = d.known == ContainerStatus::Stopped;
+        let exited = if stopped { d.exit_code } else { None };
+        match dep.condition {
+            DependencyCondition::Start if d.started_at_ms.is_some() => return DependencyState::Met,
+            DependencyCondition::Complete if exited.is_some() => return DependencyState::Met,
+            DependencyCondition::Success if exited == Some(0) => return DependencyState::Met,
+            DependencyCondition::Success if exited.is_some() => {
+                return impossible(format!("exited with code {}", exited.unwrap_or_default()))
+            }
+            DependencyCondition::Healthy => {
+                return impossible(
+                    "cannot report health: health checks are not supported yet".into(),
+                )
+            }
+            _ => {}
+        }
+        if stopped {
+            return impossible("stopped without running".into());
+        }
+        match self.dependency_deadline_ms(dep) {
+            Some(deadline) if now_ms >= deadline => impossible(format!(
+                "did not reach it within its startTimeout of {}s",
+                self.spec_of(name)
+                    .and_then(|s| s.extra.start_timeout_secs)
+                    .unwrap_or_default()
+            )),
+            _ => DependencyState::Waiting,
+        }
+    }
+
+    /// When waiting for `dep` ends: its startTimeout after it started (COMPLETE and SUCCESS
+    /// only; a START dependency either starts or fails).
+    fn dependency_deadline_ms(&self, dep: &Dependency) -> Option<u64> {
+        if dep.condition == DependencyCondition::Start {
+            return None;
+        }
+        let timeout = self
+            .spec_of(&dep.container_name)?
+            .extra
+            .start_timeout_secs
+            .filter(|t| *t > 0)?;
+        let started = self.container(&dep.container_name)?.started_at_ms?;
+        Some(started + u64::from(timeout) * 1000)
+    }
+
+    fn dependencies_of(&self, name: &str) -> &[Dependency] {
+        self.spec_of(name).map_or(&[], |s| &s.extra.depends_on)
+    }
+
+    /// Met only when every dependency is; the first impossible one wins.
+    fn dependencies_state(&self, name: &str, now_ms: u64) -> DependencyState {
+        let mut all_met = true;
+        for dep in self.dependencies_of(name) {
+            match self.dependency_state(name, dep, now_ms) {
+                DependencyState::Met => {}
+                DependencyState::Waiting => all_met = false,
+                impossible @ DependencyState::Impossible(_) => return impossible,
+            }
+        }
+        if all_met {
+            DependencyState::Met
+        } else {
+            DependencyState::Waiting
+        }
+    }
+
+    /// Reverse dependency order: a container stops only after everything depending on it did.
+    fn dependents_stopped(&self, name: &str) -> bool {
+        self.containers.iter().all(|c| {
+            c.known == ContainerStatus::Stopped
+                || !self
+                    .dependencies_of(&c.name)
+                    .iter()
+                    .any(|d| d.container_name == name)
+        })
+    }
+
+    fn cleanup_at_ms(&self, cleanup_wait_ms: u64) -> u64 {
+        self.stopped_at_ms.map_or(0, |s| s + cleanup_wait_ms)
+    }
+
     /// What to do next, in order. The worker runs the first action, applies its outcome and
     /// plans again, so a plan never needs to remember what is in flight.
-    pub fn plan(&self, now_ms: u64) -> Vec<Action> {
+    pub fn plan(&self, now_ms: u64, cleanup_wait_ms: u64) -> Vec<Action> {
         if self.known == TaskStatus::Stopped {
-            return if self.cleaned_up {
+            return if self.cleaned_up || now_ms < self.cleanup_at_ms(cleanup_wait_ms) {
                 vec![]
             } else {
                 vec![Action::Cleanup]
@@ -302,26 +556,41 @@ impl TaskState {
         }
         let mut actions = Vec::new();
         for c in &self.containers {
+            let name = c.name.clone();
             match (self.desired, c.known) {
                 (TaskStatus::Running, ContainerStatus::None) => {
-                    actions.push(Action::ResolveImage(c.name.clone()))
+                    actions.push(Action::ResolveImage(name))
                 }
                 (TaskStatus::Running, ContainerStatus::Pulled) => {
-                    actions.push(Action::Create(c.name.clone()))
+                    match self.dependencies_state(&name, now_ms) {
+                        DependencyState::Met => actions.push(Action::Create(name)),
+                        DependencyState::Waiting => {}
+                        DependencyState::Impossible(reason) => actions.push(Action::Fail {
+                            container: name,
+                            reason,
+                        }),
+                    }
                 }
                 (TaskStatus::Running, ContainerStatus::Created) => {
-                    actions.push(Action::Start(c.name.clone()))
+                    actions.push(Action::Start(name))
                 }
-                (TaskStatus::Stopped, ContainerStatus::Running) => match c.stop_sent_at_ms {
-                    None => actions.push(Action::Stop {
-                        container: c.name.clone(),
-                        timeout_secs: self.stop_timeout_secs(&c.name),
-                    }),
-                    Some(sent) if !c.kill_sent && now_ms >= self.kill_at(c, sent) => {
-                        actions.push(Action::Kill(c.name.clone()))
+                (TaskStatus::Running, ContainerStatus::Running) if c.restart_pending.is_some() => {
+                    actions.push(Action::Restart(name))
+                }
+                (TaskStatus::Stopped, ContainerStatus::Running)
+                    if self.dependents_stopped(&name) =>
+                {
+                    match c.stop_sent_at_ms {
+                        None => actions.push(Action::Stop {
+                            timeout_secs: self.stop_timeout_secs(&name),
+                            container: name,
+                        }),
+                        Some(sent) if !c.kill_sent && now_ms >= self.kill_at(c, sent) => {
+                            actions.push(Action::Kill(name))
+                        }
+                        Some(_) => {}
                     }
-                    Some(_) => {}
-                },
+                }
                 _ => {}
             }
         }
@@ -332,13 +601,24 @@ impl TaskState {
         stop_sent_at_ms + u64::from(self.stop_timeout_secs(&c.name)) * 1000
     }
 
-    /// When the worker must wake up to SIGKILL a container that ignored SIGTERM.
-    pub fn next_deadline_ms(&self) -> Option<u64> {
-        self.containers
+    /// When the worker must wake up without an event: to SIGKILL a container that ignored
+    /// SIGTERM, to give up on a dependency's startTimeout, or to clean up a stopped task.
+    pub fn next_deadline_ms(&self, cleanup_wait_ms: u64) -> Option<u64> {
+        if self.known == TaskStatus::Stopped {
+            return (!self.cleaned_up).then(|| self.cleanup_at_ms(cleanup_wait_ms));
+        }
+        let kills = self
+            .containers
             .iter()
             .filter(|c| c.known == ContainerStatus::Running && !c.kill_sent)
-            .filter_map(|c| c.stop_sent_at_ms.map(|sent| self.kill_at(c, sent)))
-            .min()
+            .filter_map(|c| c.stop_sent_at_ms.map(|sent| self.kill_at(c, sent)));
+        let waits = self
+            .containers
+            .iter()
+            .filter(|c| self.desired == TaskStatus::Running && c.known == ContainerStatus::Pulled)
+            .flat_map(|c| self.dependencies_of(&c.name))
+            .filter_map(|d| self.dependency_deadline_ms(d));
+        kills.chain(waits).min()
     }
 
     /// The changes not yet reported, containers before the task so that a STOPPED task never
@@ -346,14 +626,16 @@ impl TaskState {
     pub fn take_reports(&mut self) -> Vec<Report> {
         let mut reports = Vec::new();
         for c in &mut self.containers {
-            if c.known != c.reported {
+            if c.known != c.reported || c.restart_count != c.reported_restart_count {
                 c.reported = c.known;
+                c.reported_restart_count = c.restart_count;
                 reports.push(Report::Container {
                     name: c.name.clone(),
                     runtime_id: c.runtime_id.clone(),
                     status: c.known,
                     exit_code: c.exit_code,
                     reason: c.reason.clone(),
+                    restart_count: c.restart_count,
                 });
             }
         }
@@ -386,6 +668,7 @@ pub fn runtime_id(task_id: &str, index: usize, name: &str) -> String {
 mod tests {
     use super::*;
     use crate::model::{ContainerSpec, NetworkMode};
+    use crate::model::{Dependency, DependencyCondition as Cond, RestartPolicy};
 
     fn container(name: &str, essential: bool) -> ContainerSpec {
         ContainerSpec {
@@ -418,6 +701,7 @@ mod tests {
                 volumes: vec![],
             },
             TaskStatus::Running,
+            0,
         )
     }
 
@@ -428,81 +712,110 @@ mod tests {
             .map(|c| c.name.clone())
             .collect::<Vec<_>>()
         {
-            t.apply(Event::ImageResolved {
-                container: name.clone(),
-            });
-            t.apply(Event::Created {
-                container: name.clone(),
-            });
-            t.apply(Event::Started { container: name });
+            t.apply(
+                Event::ImageResolved {
+                    container: name.clone(),
+                },
+                0,
+            );
+            t.apply(
+                Event::Created {
+                    container: name.clone(),
+                },
+                0,
+            );
+            t.apply(Event::Started { container: name }, 0);
         }
     }
 
     #[test]
     fn plans_the_lifecycle_in_order() {
         let mut t = task(vec![container("a", true)]);
-        assert_eq!(t.plan(0), vec![Action::ResolveImage("a".into())]);
-        t.apply(Event::ImageResolved {
-            container: "a".into(),
-        });
-        assert_eq!(t.plan(0), vec![Action::Create("a".into())]);
-        t.apply(Event::Created {
-            container: "a".into(),
-        });
-        assert_eq!(t.plan(0), vec![Action::Start("a".into())]);
-        t.apply(Event::Started {
-            container: "a".into(),
-        });
+        assert_eq!(t.plan(0, 0), vec![Action::ResolveImage("a".into())]);
+        t.apply(
+            Event::ImageResolved {
+                container: "a".into(),
+            },
+            0,
+        );
+        assert_eq!(t.plan(0, 0), vec![Action::Create("a".into())]);
+        t.apply(
+            Event::Created {
+                container: "a".into(),
+            },
+            0,
+        );
+        assert_eq!(t.plan(0, 0), vec![Action::Start("a".into())]);
+        t.apply(
+            Event::Started {
+                container: "a".into(),
+            },
+            0,
+        );
         assert_eq!(t.known, TaskStatus::Running);
-        assert!(t.plan(0).is_empty());
+        assert!(t.plan(0, 0).is_empty());
     }
 
     #[test]
     fn essential_exit_stops_the_task_and_names_the_container() {
         let mut t = task(vec![container("main", true), container("sleeper", false)]);
         run_to_running(&mut t);
-        t.apply(Event::Exited {
-            container: "main".into(),
-            exit_code: 3,
-        });
+        t.apply(
+            Event::Exited {
+                container: "main".into(),
+                exit_code: 3,
+            },
+            0,
+        );
         assert_eq!(t.desired, TaskStatus::Stopped);
         assert_eq!(t.stop_code, Some(StopCode::EssentialContainerExited));
         assert!(t.stopped_reason.as_deref().unwrap().contains("main"));
         assert_eq!(
-            t.plan(1000),
+            t.plan(1000, 0),
             vec![Action::Stop {
                 container: "sleeper".into(),
                 timeout_secs: 2
             }]
         );
-        t.apply(Event::StopSignalSent {
-            container: "sleeper".into(),
-            at_ms: 1000,
-        });
-        assert!(t.plan(2999).is_empty());
-        assert_eq!(t.next_deadline_ms(), Some(3000));
-        assert_eq!(t.plan(3000), vec![Action::Kill("sleeper".into())]);
-        t.apply(Event::KillSent {
-            container: "sleeper".into(),
-        });
-        t.apply(Event::Exited {
-            container: "sleeper".into(),
-            exit_code: 137,
-        });
+        t.apply(
+            Event::StopSignalSent {
+                container: "sleeper".into(),
+            },
+            1000,
+        );
+        assert!(t.plan(2999, 0).is_empty());
+        assert_eq!(t.next_deadline_ms(0), Some(3000));
+        assert_eq!(t.plan(3000, 0), vec![Action::Kill("sleeper".into())]);
+        t.apply(
+            Event::KillSent {
+                container: "sleeper".into(),
+            },
+            0,
+        );
+        t.apply(
+            Event::Exited {
+                container: "sleeper".into(),
+                exit_code: 137,
+            },
+            0,
+        );
         assert_eq!(t.known, TaskStatus::Stopped);
-        assert_eq!(t.plan(4000), vec![Action::Cleanup]);
-        t.apply(Event::CleanedUp);
-        assert!(t.plan(4000).is_empty());
+        assert_eq!(t.plan(4000, 0), vec![Action::Cleanup]);
+        t.apply(Event::CleanedUp, 0);
+        assert!(t.plan(4000, 0).is_empty());
     }
 
     #[test]
     fn non_essential_exit_keeps_the_task_running() {
         let mut t = task(vec![container("main", true), container("side", false)]);
         run_to_running(&mut t);
-        t.apply(Event::Exited {
-            container: "side".into(),
-            exit_code: 0,
-        });
+        t.apply(
+            Event::Exited {
+                container: "side".into(),
+                exit_code: 0,
+            },
+            0,
+        );
         assert_eq!(t.desired, TaskStatus::Running);
         assert_eq!(t.known, TaskStatus::Running);
     }
@@ -511,14 +824,20 @@ mod tests {
     fn the_first_stop_reason_wins() {
         let mut t = task(vec![container("main", true)]);
         run_to_running(&mut t);
-        t.apply(Event::StopRequested {
-            code: StopCode::UserInitiated,
-            reason: "by hand".into(),
-        });
-        t.apply(Event::Exited {
-            container: "main".into(),
-            exit_code: 143,
-        });
+        t.apply(
+            Event::StopRequested {
+                code: StopCode::UserInitiated,
+                reason: "by hand".into(),
+            },
+            0,
+        );
+        t.apply(
+            Event::Exited {
+                container: "main".into(),
+                exit_code: 143,
+            },
+            0,
+        );
         assert_eq!(t.stop_code, Some(StopCode::UserInitiated));
         assert_eq!(t.stopped_reason.as_deref(), Some("by hand"));
     }
@@ -526,13 +845,16 @@ mod tests {
     #[test]
     fn a_failure_to_start_stops_the_task_and_skips_unstarted_containers() {
         let mut t = task(vec![container("a", true), container("b", true)]);
-        t.apply(Event::Failed {
-            container: "a".into(),
-            reason: "CannotPullContainerError: no such image".into(),
-        });
+        t.apply(
+            Event::Failed {
+                container: "a".into(),
+                reason: "CannotPullContainerError: no such image".into(),
+            },
+            0,
+        );
         assert_eq!(t.known, TaskStatus::Stopped);
         assert_eq!(t.stop_code, Some(StopCode::TaskFailedToStart));
-        assert_eq!(t.plan(0), vec![Action::Cleanup]);
+        assert_eq!(t.plan(0, 0), vec![Action::Cleanup]);
         let reports = t.take_reports();
         assert_eq!(reports.len(), 3, "{reports:?}");
         assert!(matches!(
@@ -573,17 +895,26 @@ mod tests {
     fn late_events_do_not_move_a_container_backwards() {
         let mut t = task(vec![container("a", true)]);
         run_to_running(&mut t);
-        t.apply(Event::Exited {
-            container: "a".into(),
-            exit_code: 0,
-        });
-        t.apply(Event::Started {
-            container: "a".into(),
-        });
-        t.apply(Event::Exited {
-            container: "a".into(),
-            exit_code: 9,
-        });
+        t.apply(
+            Event::Exited {
+                container: "a".into(),
+                exit_code: 0,
+            },
+            0,
+        );
+        t.apply(
+            Event::Started {
+                container: "a".into(),
+            },
+            0,
+        );
+        t.apply(
+            Event::Exited {
+                container: "a".into(),
+                exit_code: 9,
+            },
+            0,
+        );
         assert_eq!(t.container("a").unwrap().known, ContainerStatus::Stopped);
         assert_eq!(t.container("a").unwrap().exit_code, Some(0));
     }
@@ -591,9 +922,9 @@ mod tests {
     #[test]
     fn a_task_received_as_stopped_never_starts() {
         let mut t = task(vec![container("a", true)]);
-        t = TaskState::new(t.spec.clone(), TaskStatus::Stopped);
+        t = TaskState::new(t.spec.clone(), TaskStatus::Stopped, 0);
         assert_eq!(t.known, TaskStatus::Stopped);
-        assert_eq!(t.plan(0), vec![Action::Cleanup]);
+        assert_eq!(t.plan(0, 0), vec![Action::Cleanup]);
     }
 
     #[test]
@@ -603,5 +934,384 @@ mod tests {
         let long = runtime_id(id, 7, &"x".repeat(200));
         assert!(long.len() <= 76, "{}", long.len());
         assert!(long.starts_with(&format!("{id}-007")));
+    }
+
+    fn depends(mut c: ContainerSpec, on: &str, condition: Cond) -> ContainerSpec {
+        c.extra.depends_on.push(Dependency {
+            container_name: on.into(),
+            condition,
+        });
+        c
+    }
+
+    fn step(t: &mut TaskState, name: &str, now: u64) {
+        let name = name.to_string();
+        for e in [
+            Event::ImageResolved {
+                container: name.clone(),
+            },
+            Event::Created {
+                container: name.clone(),
+            },
+            Event::Started { container: name },
+        ] {
+            t.apply(e, now);
+        }
+    }
+
+    fn pull_all(t: &mut TaskState) {
+        for name in t
+            .spec
+            .containers
+            .iter()
+            .map(|c| c.name.clone())
+            .collect::<Vec<_>>()
+        {
+            t.apply(Event::ImageResolved { container: name }, 0);
+        }
+    }
+
+    #[test]
+    fn start_dependency_is_created_only_after_its_dependency_started() {
+        let mut t = task(vec![
+            depends(container("app", true), "db", Cond::Start),
+            container("db", true),
+        ]);
+        pull_all(&mut t);
+        assert_eq!(t.plan(0, 0), vec![Action::Create("db".into())]);
+        t.apply(
+            Event::Created {
+                container: "db".into(),
+            },
+            0,
+        );
+        assert_eq!(t.plan(0, 0), vec![Action::Start("db".into())]);
+        t.apply(
+            Event::Started {
+                container: "db".into(),
+            },
+            5,
+        );
+        assert_eq!(t.plan(5, 0), vec![Action::Create("app".into())]);
+    }
+
+    #[test]
+    fn complete_and_success_wait_for_the_exit() {
+        let mut t = task(vec![
+            container("init", false),
+            depends(container("any", false), "init", Cond::Complete),
+            depends(container("app", true), "init", Cond::Success),
+        ]);
+        step(&mut t, "init", 0);
+        pull_all(&mut t);
+        assert!(t.plan(1, 0).is_empty(), "{:?}", t.plan(1, 0));
+        assert_eq!(
+            t.next_deadline_ms(0),
+            None,
+            "no startTimeout: wait as long as it runs"
+        );
+        t.apply(
+            Event::Exited {
+                container: "init".into(),
+                exit_code: 0,
+            },
+            2,
+        );
+        assert_eq!(
+            t.plan(2, 0),
+            vec![Action::Create("any".into()), Action::Create("app".into())]
+        );
+        assert_eq!(t.desired, TaskStatus::Running);
+    }
+
+    #[test]
+    fn a_failed_success_dependency_stops_the_task_and_names_both() {
+        let mut t = task(vec![
+            container("init", false),
+            depends(container("app", true), "init", Cond::Success),
+        ]);
+        step(&mut t, "init", 0);
+        pull_all(&mut t);
+        t.apply(
+            Event::Exited {
+                container: "init".into(),
+                exit_code: 3,
+            },
+            1,
+        );
+        let [Action::Fail { container, reason }] = &t.plan(1, 0)[..] else {
+            panic!("{:?}", t.plan(1, 0));
+        };
+        assert_eq!(container, "app");
+        for needle in ["app", "init", "SUCCESS", "code 3"] {
+            assert!(reason.contains(needle), "{needle} not in {reason}");
+        }
+        t.apply(
+            Event::Failed {
+                container: container.clone(),
+                reason: reason.clone(),
+            },
+            1,
+        );
+        assert_eq!(t.stop_code, Some(StopCode::TaskFailedToStart));
+        assert_eq!(t.known, TaskStatus::Stopped);
+        assert_eq!(t.container("app").unwrap().started_at_ms, None);
+    }
+
+    #[test]
+    fn the_dependencys_start_timeout_bounds_the_wait() {
+        let mut init = container("init", false);
+        init.extra.start_timeout_secs = Some(5);
+        let mut t = task(vec![
+            init,
+            depends(container("app", true), "init", Cond::Complete),
+        ]);
+        step(&mut t, "init", 1000);
+        pull_all(&mut t);
+        assert!(t.plan(5999, 0).is_empty());
+        assert_eq!(t.next_deadline_ms(0), Some(6000));
+        let plan = t.plan(6000, 0);
+        assert!(
+            matches!(&plan[..], [Action::Fail { reason, .. }] if reason.contains("startTimeout of 5s")),
+            "{plan:?}"
+        );
+    }
+
+    #[test]
+    fn a_dependency_that_never_ran_cannot_be_met() {
+        let t = {
+            let mut t = task(vec![
+                container("db", false),
+                depends(container("app", true), "db", Cond::Start),
+            ]);
+            t.containers[0].known = ContainerStatus::Stopped;
+            t
+        };
+        let dep = &t.spec.containers[1].extra.depends_on[0];
+        assert!(matches!(
+            t.dependency_state("app", dep, 0),
+            DependencyState::Impossible(r) if r.contains("without running")
+        ));
+    }
+
+    #[test]
+    fn shutdown_follows_reverse_dependency_order() {
+        let mut t = task(vec![
+            container("db", true),
+            depends(container("app", true), "db", Cond::Start),
+        ]);
+        step(&mut t, "db", 0);
+        step(&mut t, "app", 0);
+        t.apply(
+            Event::StopRequested {
+                code: StopCode::UserInitiated,
+                reason: "bye".into(),
+            },
+            10,
+        );
+        assert_eq!(
+            t.plan(10, 0),
+            vec![Action::Stop {
+                container: "app".into(),
+                timeout_secs: 2
+            }]
+        );
+        t.apply(
+            Event::StopSignalSent {
+                container: "app".into(),
+            },
+            10,
+        );
+        // db waits even past app's stop timeout, until app is really gone.
+        assert_eq!(t.plan(2010, 0), vec![Action::Kill("app".into())]);
+        t.apply(
+            Event::Exited {
+                container: "app".into(),
+                exit_code: 143,
+            },
+            20,
+        );
+        assert_eq!(
+            t.plan(20, 0),
+            vec![Action::Stop {
+                container: "db".into(),
+                timeout_secs: 2
+            }]
+        );
+    }
+
+    #[test]
+    fn restart_decisions_follow_the_attempt_period() {
+        let p = RestartPolicy {
+            enabled: true,
+            ignored_exit_codes: vec![0],
+            restart_attempt_period_secs: 60,
+        };
+        assert!(!should_restart(None, 1, Some(0), None, 999_999));
+        assert!(!should_restart(
+            Some(&RestartPolicy {
+                enabled: false,
+                ..p.clone()
+            }),
+            1,
+            Some(0),
+            None,
+            999_999
+        ));
+        assert!(
+            !should_restart(Some(&p), 0, Some(0), None, 999_999),
+            "ignored code"
+        );
+        assert!(
+            !should_restart(Some(&p), 1, Some(0), None, 59_999),
+            "ran too briefly"
+        );
+        assert!(should_restart(Some(&p), 1, Some(0), None, 60_000));
+        assert!(
+            !should_restart(Some(&p), 1, Some(0), Some(100_000), 159_999),
+            "since the last restart"
+        );
+        assert!(should_restart(Some(&p), 1, Some(0), Some(100_000), 160_000));
+        assert!(
+            !should_restart(Some(&p), 1, None, None, 160_000),
+            "never started"
+        );
+    }
+
+    #[test]
+    fn an_essential_container_is_restarted_in_place_and_counted() {
+        let mut app = container("app", true);
+        app.extra.restart_policy = Some(RestartPolicy {
+            enabled: true,
+            ignored_exit_codes: vec![],
+            restart_attempt_period_secs: 60,
+        });
+        let mut t = task(vec![app]);
+        step(&mut t, "app", 0);
+        t.take_reports();
+        t.apply(
+            Event::Exited {
+                container: "app".into(),
+                exit_code: 1,
+            },
+            60_000,
+        );
+        assert_eq!(
+            t.desired,
+            TaskStatus::Running,
+            "a pending restart keeps the task"
+        );
+        assert_eq!(t.known, TaskStatus::Running);
+        assert_eq!(t.plan(60_000, 0), vec![Action::Restart("app".into())]);
+        // A recheck reporting the same exit again changes nothing.
+        t.apply(
+            Event::Exited {
+                container: "app".into(),
+                exit_code: 1,
+            },
+            60_001,
+        );
+        t.apply(
+            Event::Restarted {
+                container: "app".into(),
+            },
+            60_002,
+        );
+        assert!(t.plan(60_002, 0).is_empty());
+        let reports = t.take_reports();
+        assert!(
+            matches!(
+                &reports[..],
+                [Report::Container {
+                    restart_count: 1,
+                    status: ContainerStatus::Running,
+                    ..
+                }]
+            ),
+            "{reports:?}"
+        );
+        // Too soon after the last restart: the exit is final and stops the task.
+        t.apply(
+            Event::Exited {
+                container: "app".into(),
+                exit_code: 1,
+            },
+            100_000,
+        );
+        assert_eq!(t.stop_code, Some(StopCode::EssentialContainerExited));
+        assert_eq!(t.known, TaskStatus::Stopped);
+        assert_eq!(t.container("app").unwrap().restart_count, 1);
+    }
+
+    #[test]
+    fn a_stop_request_makes_a_pending_restart_final() {
+        let mut app = container("app", true);
+        app.extra.restart_policy = Some(RestartPolicy {
+            enabled: true,
+            ignored_exit_codes: vec![],
+            restart_attempt_period_secs: 60,
+        });
+        let mut t = task(vec![app]);
+        step(&mut t, "app", 0);
+        t.apply(
+            Event::Exited {
+                container: "app".into(),
+                exit_code: 7,
+            },
+            70_000,
+        );
+        t.apply(
+            Event::StopRequested {
+                code: StopCode::UserInitiated,
+                reason: "bye".into(),
+            },
+            70_001,
+        );
+        assert_eq!(t.known, TaskStatus::Stopped);
+        assert_eq!(t.container("app").unwrap().exit_code, Some(7));
+        assert!(!t.plan(70_001, 0).contains(&Action::Restart("app".into())));
+    }
+
+    #[test]
+    fn cleanup_waits_from_the_stop_time() {
+        let mut t = task(vec![container("a", true)]);
+        step(&mut t, "a", 0);
+        t.apply(
+            Event::Exited {
+                container: "a".into(),
+                exit_code: 0,
+            },
+            5_000,
+        );
+        assert_eq!(t.stopped_at_ms, Some(5_000));
+        assert!(t.plan(7_999, 3_000).is_empty());
+        assert_eq!(t.next_deadline_ms(3_000), Some(8_000));
+        assert_eq!(t.plan(8_000, 3_000), vec![Action::Cleanup]);
+        // The stop time survives a round trip through the store's JSON.
+        let back: TaskState = serde_json::from_str(&serde_json::to_string(&t).unwrap()).unwrap();
+        assert_eq!(back.plan(7_999, 3_000), vec![]);
+        t.apply(Event::CleanedUp, 8_000);
+        assert_eq!(t.next_deadline_ms(3_000), None);
+    }
+
+    #[test]
+    fn states_written_by_older_agents_still_load() {
+        let t = task(vec![container("a", true)]);
+        let mut v = serde_json::to_value(&t).unwrap();
+        v.as_object_mut().unwrap().remove("stopped_at_ms");
+        for c in v["containers"].as_array_mut().unwrap() {
+            let c = c.as_object_mut().unwrap();
+            for k in [
+                "started_at_ms",
+                "restart_count",
+                "reported_restart_count",
+                "last_restart_at_ms",
+                "restart_pending",
+            ] {
+                c.remove(k);
+            }
+        }
+        let back: TaskState = serde_json::from_value(v).unwrap();
+        assert_eq!(back, t);
     }
 }

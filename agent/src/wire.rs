@@ -8,7 +8,7 @@ use crate::ecs_json;
 use crate::engine::IncomingTask;
 use crate::host::Registration;
 use crate::model::{
-    ContainerSpec, ContainerStatus, NetworkMode, TaskSpec, TaskStatus, Volume,
+    ContainerSpec, ContainerStatus, DependencyCondition, NetworkMode, TaskSpec, TaskStatus, Volume,
     DEFAULT_STOP_TIMEOUT_SECS,
 };
 use crate::store::{OutboxEntry, StoredReport};
@@ -162,8 +162,67 @@ fn check_references(containers: &[ContainerSpec], volumes: &[Volume], problems: 
                     c.name, d.container_name
                 ));
             }
+            let essential = containers
+                .iter()
+                .any(|o| o.name == d.container_name && o.essential);
+            match d.condition {
+                DependencyCondition::Healthy => problems.push(format!(
+                    "container {:?}: dependsOn condition HEALTHY is not supported yet (no health checks)",
+                    c.name
+                )),
+                DependencyCondition::Complete | DependencyCondition::Success if essential => {
+                    problems.push(format!(
+                        "container {:?}: dependsOn {:?} with condition {}: an essential container's exit stops the task",
+                        c.name,
+                        d.container_name,
+                        crate::task_state::condition_name(d.condition)
+                    ))
+                }
+                _ => {}
+            }
         }
     }
+    if let Some(cycle) = dependency_cycle(containers) {
+        problems.push(format!("dependsOn forms a cycle: {}", cycle.join(" -> ")));
+    }
+}
+
+/// A dependsOn cycle, as the names along it, if there is one (a cycle could never start, and
+/// would never stop in reverse order).
+fn dependency_cycle(containers: &[ContainerSpec]) -> Option<Vec<String>> {
+    fn visit<'a>(
+        name: &'a str,
+        containers: &'a [ContainerSpec],
+        path: &mut Vec<&'a str>,
+        done: &mut std::collections::HashSet<&'a str>,
+    ) -> Option<Vec<String>> {
+        if let Some(at) = path.iter().position(|n| *n == name) {
+            let mut cycle: Vec<String> = path[at..].iter().map(|n| n.to_string()).collect();
+            cycle.push(name.to_string());
+            return Some(cycle);
+        }
+        if !done.insert(name) {
+            return None;
+        }
+        path.push(name);
+        let deps = containers
+            .iter()
+            .find(|c| c.name == name)
+            .map_or(&[][..], |c| &c.extra.depends_on[..]);
+        for d in deps {
+            if d.container_name != name {
+                if let Some(c) = visit(&d.container_name, containers, path, done) {
+                    return Some(c);
+                }
+            }
+        }
+        path.pop();
+        None
+    }
+    let mut done = std::collections::HashSet::new();
+    containers
+        .iter()
+        .find_map(|c| visit(&c.name, containers, &mut Vec::new(), &mut done))
 }
 
 fn task_status(s: TaskStatus) -> pb::TaskStatus {
@@ -205,6 +264,7 @@ pub fn state_change(e: OutboxEntry) -> pb::StateChange {
             status,
             exit_code,
             reason,
+            restart_count,
         } => pb::state_change::Change::Container(pb::ContainerStateChange {
             task_arn: e.task_arn,
             container_name: name,
@@ -213,7 +273,7 @@ pub fn state_change(e: OutboxEntry) -> pb::StateChange {
             reason: reason.unwrap_or_default(),
             runtime_id,
             at_ms: e.at_ms,
-            restart_count: 0,
+            restart_count: restart_count.min(i32::MAX as u32) as i32,
         }),
     };
     pb::StateChange {
@@ -314,5 +374,48 @@ mod tests {
         for needle in ["bridge", "repeated", "negative", "no essential"] {
             assert!(p.contains(needle), "{needle} not in {p}");
         }
+    }
+
+    #[test]
+    fn refuses_impossible_dependencies() {
+        use crate::model::{Dependency, DependencyCondition as C};
+        let spec = |name: &str, essential: bool, deps: &[(&str, C)]| {
+            let mut c = container_from_wire(wire_container(name));
+            c.essential = essential;
+            c.extra.depends_on = deps
+                .iter()
+                .map(|(n, cond)| Dependency {
+                    container_name: n.to_string(),
+                    condition: *cond,
+                })
+                .collect();
+            c
+        };
+        let check = |containers: Vec<ContainerSpec>| {
+            let mut problems = Vec::new();
+            check_references(&containers, &[], &mut problems);
+            problems.join("; ")
+        };
+        let ok = check(vec![
+            spec("db", true, &[]),
+            spec("init", false, &[]),
+            spec("app", true, &[("db", C::Start), ("init", C::Success)]),
+        ]);
+        assert_eq!(ok, "");
+        let p = check(vec![
+            spec("a", true, &[("b", C::Start)]),
+            spec("b", false, &[("a", C::Start)]),
+        ]);
+        assert!(p.contains("cycle: a -> b -> a"), "{p}");
+        let p = check(vec![
+            spec("a", true, &[]),
+            spec("b", false, &[("a", C::Complete)]),
+        ]);
+        assert!(p.contains("essential"), "{p}");
+        let p = check(vec![
+            spec("a", true, &[]),
+            spec("b", false, &[("a", C::Healthy)]),
+        ]);
+        assert!(p.contains("HEALTHY"), "{p}");
     }
 }

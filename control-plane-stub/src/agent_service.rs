@@ -175,6 +175,7 @@ impl AgentService for AgentApi {
                     }
                 };
                 cp.sessions.detach(&instance_id, attached.session_id);
+                cp.logs.session_ended(&instance_id, attached.session_id);
                 tracing::info!("agent disconnected: {end}");
             }
             .instrument(span),
@@ -214,8 +215,7 @@ fn handle(
             return Ok(());
         }
         Some(pb::agent_message::Msg::LogChunk(c)) => {
-            // Nobody asks for logs yet (no LogRequest is sent): drop what arrives.
-            tracing::debug!(request = %c.request_id, "ignoring an unrequested log chunk");
+            cp.logs.deliver(instance_id, c);
             return Ok(());
         }
         Some(pb::agent_message::Msg::StateChange(sc)) => {

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use thiserror::Error;
 
+use crate::compat;
 use crate::ids::{self, Arns};
 use crate::instance::{check_credential, Instance, InstanceInfo, Refusal};
 use crate::placement::{self, Candidate, PlacementFailure};
@@ -44,6 +45,8 @@ pub fn now_ms() -> i64 {
 pub struct ControlPlane {
     pub store: Store,
     pub sessions: Sessions,
+    /// Log requests waiting for their agent's chunks.
+    pub logs: crate::logs::LogRouter,
     pub arns: Arns,
     pub heartbeat_interval_ms: u32,
 }
@@ -78,6 +81,7 @@ impl ControlPlane {
         Arc::new(Self {
             store,
             sessions: Sessions::default(),
+            logs: Default::default(),
             arns,
             heartbeat_interval_ms,
         })
@@ -121,15 +125,30 @@ impl ControlPlane {
         raw: &serde_json::Value,
     ) -> Result<TaskDefRecord, CpError> {
         let spec = taskdef::parse(raw)?;
+        let review = compat::review(raw);
+        if !review.refused.is_empty() {
+            return Err(CpError::Client(format!(
+                "not supported on Berth: {}",
+                review.refused.join("; ")
+            )));
+        }
         let record = self
             .store
             .insert_task_definition(&spec.family, raw, now_ms())?;
-        if !spec.unsupported_fields.is_empty() {
+        if !review.ignored.is_empty() {
             tracing::warn!(
                 family = %spec.family,
                 revision = record.revision,
-                "accepted and kept, but not acted on yet: {}",
-                spec.unsupported_fields.join(", ")
+                "accepted and ignored: {}",
+                review.ignored.join(", ")
+            );
+        }
+        if !review.unknown.is_empty() {
+            tracing::warn!(
+                family = %spec.family,
+                revision = record.revision,
+                "unknown fields, kept and echoed back: {}",
+                review.unknown.join(", ")
             );
         }
         Ok(record)
@@ -518,6 +537,7 @@ fn new_task(
                 cpu: c.cpu,
                 memory: c.memory,
                 memory_reservation: c.memory_reservation,
+                restart_count: 0,
             })
             .collect(),
     }

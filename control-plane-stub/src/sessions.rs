@@ -105,6 +105,19 @@ impl Sessions {
     pub fn is_connected(&self, instance_id: &str) -> bool {
         self.live().contains_key(instance_id)
     }
+
+    /// The id of the instance's live session, if it is connected.
+    pub fn session_id(&self, instance_id: &str) -> Option<u64> {
+        self.live().get(instance_id).map(|s| s.id)
+    }
+
+    /// Sends one message on the instance's live session; returns that session's id, or None if
+    /// the instance is not connected. For messages outside the payload sequence (log requests).
+    pub fn send(&self, instance_id: &str, msg: pb::ControlMessage) -> Option<u64> {
+        let live = self.live();
+        let s = live.get(instance_id)?;
+        s.tx.send(Ok(msg)).ok().map(|()| s.id)
+    }
 }
 
 fn flush_locked(

@@ -93,6 +93,11 @@ pub struct Container {
     pub cpu: Option<i64>,
     pub memory: Option<i64>,
     pub memory_reservation: Option<i64>,
+    /// Times the agent restarted the container under its restartPolicy. Absent in records
+    /// written before restart policies, hence the default (no schema change needed: the task
+    /// is a JSON body).
+    #[serde(default)]
+    pub restart_count: i64,
 }
 
 /// A state change reported by the agent, already converted from the wire.
@@ -113,6 +118,7 @@ pub enum AgentChange {
         reason: String,
         runtime_id: String,
         at_ms: i64,
+        restart_count: i64,
     },
 }
 
@@ -197,6 +203,7 @@ impl Task {
                 exit_code,
                 reason,
                 runtime_id,
+                restart_count,
                 ..
             } => {
                 let Some(c) = self
@@ -218,6 +225,8 @@ impl Task {
                 if !runtime_id.is_empty() {
                     c.runtime_id = Some(runtime_id.clone());
                 }
+                // Reports arrive in order, but a count never goes back.
+                c.restart_count = c.restart_count.max(*restart_count);
                 self.version += 1;
                 true
             }
@@ -266,6 +275,7 @@ pub(crate) mod tests {
                 cpu: None,
                 memory: Some(128),
                 memory_reservation: None,
+                restart_count: 0,
             }],
         }
     }
@@ -333,6 +343,7 @@ pub(crate) mod tests {
             reason: "exited".into(),
             runtime_id: "abc".into(),
             at_ms: 1,
+            restart_count: 2,
         };
         assert!(t.apply(&change));
         let c = &t.containers[0];
@@ -349,7 +360,20 @@ pub(crate) mod tests {
             reason: String::new(),
             runtime_id: String::new(),
             at_ms: 1,
+            restart_count: 0,
         };
         assert!(!t.apply(&unknown));
+        assert_eq!(t.containers[0].restart_count, 2);
+    }
+
+    #[test]
+    fn tasks_recorded_before_restart_counts_still_load() {
+        let mut v = serde_json::to_value(sample_task()).unwrap();
+        v["containers"][0]
+            .as_object_mut()
+            .unwrap()
+            .remove("restart_count");
+        let t: Task = serde_json::from_value(v).unwrap();
+        assert_eq!(t.containers[0].restart_count, 0);
     }
 }

@@ -50,6 +50,9 @@ const SUPPORTED_CONTAINER_FIELDS: &[&str] = &[
     "memory",
     "memoryReservation",
     "stopTimeout",
+    "dependsOn",
+    "startTimeout",
+    "restartPolicy",
 ];
 
 #[derive(Debug, Clone, PartialEq)]
@@ -207,6 +210,7 @@ pub fn parse(raw: &Value) -> Result<TaskDefSpec, TaskDefError> {
                     containers.push(c);
                 }
             }
+            check_dependencies(&mut p, &containers);
             if !containers.is_empty() && !containers.iter().any(|c| c.essential) {
                 p.client(
                     "containerDefinitions",
@@ -308,6 +312,8 @@ fn parse_container(
         }
     }
 
+    lifecycle_fields(p, obj, &f);
+
     Some(ContainerDef {
         name,
         image,
@@ -397,6 +403,180 @@ fn opt_non_negative(
                 None
             }
         },
+    }
+}
+
+/// ECS's bounds for restartPolicy.restartAttemptPeriod (seconds) and its default.
+pub const RESTART_ATTEMPT_PERIOD: std::ops::RangeInclusive<i64> = 60..=1800;
+const MAX_IGNORED_EXIT_CODES: usize = 50;
+const DEPENDENCY_CONDITIONS: &[&str] = &["START", "COMPLETE", "SUCCESS", "HEALTHY"];
+
+/// The shape of dependsOn, startTimeout and restartPolicy in one container definition.
+fn lifecycle_fields(p: &mut Problems, obj: &Map<String, Value>, f: &dyn Fn(&str) -> String) {
+    opt_non_negative(p, obj, "startTimeout", &f("startTimeout"));
+    match obj.get("dependsOn") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(deps)) => {
+            for (i, d) in deps.iter().enumerate() {
+                let path = f(&format!("dependsOn[{i}]"));
+                let Some(d) = d.as_object() else {
+                    p.invalid(&path, "must be an object");
+                    continue;
+                };
+                if opt_string(p, d, "containerName", &format!("{path}.containerName")).is_none() {
+                    p.client(&format!("{path}.containerName"), "required");
+                }
+                match opt_string(p, d, "condition", &format!("{path}.condition")) {
+                    None => p.client(&format!("{path}.condition"), "required"),
+                    Some(c) if c == "HEALTHY" => p.invalid(
+                        &format!("{path}.condition"),
+                        "HEALTHY is not supported yet: Berth does not run health checks",
+                    ),
+                    Some(c) if DEPENDENCY_CONDITIONS.contains(&c.as_str()) => {}
+                    Some(c) => p.invalid(
+                        &format!("{path}.condition"),
+                        format!("{c:?} is not one of START, COMPLETE, SUCCESS, HEALTHY"),
+                    ),
+                }
+            }
+        }
+        Some(_) => p.invalid(&f("dependsOn"), "must be a list"),
+    }
+    match obj.get("restartPolicy") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(r)) => {
+            match r.get("enabled") {
+                Some(Value::Bool(_)) => {}
+                None | Some(Value::Null) => p.client(&f("restartPolicy.enabled"), "required"),
+                Some(_) => p.invalid(&f("restartPolicy.enabled"), "must be true or false"),
+            }
+            match r.get("ignoredExitCodes") {
+                None | Some(Value::Null) => {}
+                Some(Value::Array(codes))
+                    if codes
+                        .iter()
+                        .all(|c| c.as_i64().is_some_and(|c| i32::try_from(c).is_ok())) =>
+                {
+                    if codes.len() > MAX_IGNORED_EXIT_CODES {
+                        p.invalid(
+                            &f("restartPolicy.ignoredExitCodes"),
+                            format!("at most {MAX_IGNORED_EXIT_CODES} exit codes"),
+                        );
+                    }
+                }
+                Some(_) => p.invalid(
+                    &f("restartPolicy.ignoredExitCodes"),
+                    "must be a list of integers",
+                ),
+            }
+            match r.get("restartAttemptPeriod") {
+                None | Some(Value::Null) => {}
+                Some(v) => match v.as_i64() {
+                    Some(n) if RESTART_ATTEMPT_PERIOD.contains(&n) => {}
+                    _ => p.invalid(
+                        &f("restartPolicy.restartAttemptPeriod"),
+                        format!("{v} must be between 60 and 1800 seconds"),
+                    ),
+                },
+            }
+        }
+        Some(_) => p.invalid(&f("restartPolicy"), "must be an object"),
+    }
+}
+
+/// dependsOn across containers: names that exist, no self-dependency, no cycle, and no
+/// COMPLETE or SUCCESS on an essential container (its exit stops the task, so nothing could
+/// ever start after it).
+fn check_dependencies(p: &mut Problems, containers: &[ContainerDef]) {
+    let deps_of = |c: &ContainerDef| -> Vec<(String, String)> {
+        c.raw
+            .get("dependsOn")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|d| {
+                Some((
+                    d.get("containerName")?.as_str()?.to_string(),
+                    d.get("condition")?.as_str()?.to_string(),
+                ))
+            })
+            .collect()
+    };
+    for (i, c) in containers.iter().enumerate() {
+        for (j, (name, condition)) in deps_of(c).into_iter().enumerate() {
+            let path = format!("containerDefinitions[{i}].dependsOn[{j}]");
+            if name == c.name {
+                p.client(
+                    &format!("{path}.containerName"),
+                    format!("container {name:?} cannot depend on itself"),
+                );
+                continue;
+            }
+            let Some(dep) = containers.iter().find(|o| o.name == name) else {
+                p.client(
+                    &format!("{path}.containerName"),
+                    format!("no container named {name:?} in the task definition"),
+                );
+                continue;
+            };
+            if dep.essential && (condition == "COMPLETE" || condition == "SUCCESS") {
+                p.client(
+                    &format!("{path}.condition"),
+                    format!(
+                        "{condition} on {name:?} can never be met: {name:?} is essential, so its exit stops the task; make it non-essential"
+                    ),
+                );
+            }
+        }
+    }
+    // Depth-first search over the names; a name met again on the current path closes a cycle.
+    let graph: Vec<(String, Vec<String>)> = containers
+        .iter()
+        .map(|c| {
+            (
+                c.name.clone(),
+                deps_of(c).into_iter().map(|d| d.0).collect(),
+            )
+        })
+        .collect();
+    fn visit(
+        name: &str,
+        graph: &[(String, Vec<String>)],
+        path: &mut Vec<String>,
+        done: &mut std::collections::HashSet<String>,
+    ) -> Option<Vec<String>> {
+        if let Some(at) = path.iter().position(|n| n == name) {
+            let mut cycle = path[at..].to_vec();
+            cycle.push(name.to_string());
+            return Some(cycle);
+        }
+        if !done.insert(name.to_string()) {
+            return None;
+        }
+        path.push(name.to_string());
+        let next = graph
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, d)| d.clone());
+        for d in next.unwrap_or_default() {
+            if d != name {
+                if let Some(c) = visit(&d, graph, path, done) {
+                    return Some(c);
+                }
+            }
+        }
+        path.pop();
+        None
+    }
+    let mut done = std::collections::HashSet::new();
+    if let Some(cycle) = graph
+        .iter()
+        .find_map(|(n, _)| visit(n, &graph, &mut Vec::new(), &mut done))
+    {
+        p.client(
+            "containerDefinitions.dependsOn",
+            format!("dependencies form a cycle: {}", cycle.join(" -> ")),
+        );
     }
 }
 
@@ -762,5 +942,106 @@ mod tests {
         let bad =
             parse_overrides(Some(&json!({"containerOverrides": [{"name": "nope"}]}))).unwrap();
         assert!(apply_overrides(&d, &bad).is_err());
+    }
+
+    fn with_deps(app_deps: Value, side_deps: Value) -> Value {
+        let mut v = ok_def();
+        v["containerDefinitions"][0]["dependsOn"] = app_deps;
+        v["containerDefinitions"][1]["dependsOn"] = side_deps;
+        v
+    }
+
+    #[test]
+    fn depends_on_is_accepted_and_no_longer_unsupported() {
+        let mut v = with_deps(
+            json!([{"containerName": "side", "condition": "SUCCESS"}]),
+            Value::Null,
+        );
+        v["containerDefinitions"][0]["startTimeout"] = json!(30);
+        v["containerDefinitions"][0]["restartPolicy"] =
+            json!({"enabled": true, "ignoredExitCodes": [0], "restartAttemptPeriod": 60});
+        let d = parse(&v).unwrap();
+        assert!(
+            d.unsupported_fields.is_empty(),
+            "{:?}",
+            d.unsupported_fields
+        );
+    }
+
+    #[test]
+    fn depends_on_names_unknown_self_and_cycles() {
+        let e = err(with_deps(
+            json!([{"containerName": "nope", "condition": "START"}]),
+            json!([{"containerName": "side", "condition": "START"}]),
+        ));
+        assert_eq!(e.kind, ProblemKind::Client);
+        assert!(
+            e.problems[0].starts_with("containerDefinitions[0].dependsOn[0].containerName:"),
+            "{e:?}"
+        );
+        assert!(e.problems[1].contains("itself"), "{e:?}");
+        let e = err(with_deps(
+            json!([{"containerName": "side", "condition": "START"}]),
+            json!([{"containerName": "app", "condition": "START"}]),
+        ));
+        assert!(
+            e.problems
+                .iter()
+                .any(|p| p.contains("cycle: app -> side -> app")),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn complete_or_success_on_an_essential_container_is_refused() {
+        let e = err(with_deps(
+            Value::Null,
+            json!([{"containerName": "app", "condition": "COMPLETE"}]),
+        ));
+        assert!(e.problems[0].starts_with("containerDefinitions[1].dependsOn[0].condition:"));
+        assert!(e.problems[0].contains("essential"), "{e:?}");
+        // START on an essential container is fine.
+        assert!(parse(&with_deps(
+            Value::Null,
+            json!([{"containerName": "app", "condition": "START"}])
+        ))
+        .is_ok());
+    }
+
+    #[test]
+    fn healthy_and_bad_conditions_are_invalid_parameters() {
+        let e = err(with_deps(
+            json!([{"containerName": "side", "condition": "HEALTHY"}]),
+            Value::Null,
+        ));
+        assert_eq!(e.kind, ProblemKind::InvalidParameter);
+        assert!(e.problems[0].contains("health checks"), "{e:?}");
+        let e = err(with_deps(
+            json!([{"containerName": "side", "condition": "SOON"}]),
+            Value::Null,
+        ));
+        assert!(e.problems[0].starts_with("containerDefinitions[0].dependsOn[0].condition:"));
+    }
+
+    #[test]
+    fn restart_policy_and_start_timeout_are_checked() {
+        let mut v = ok_def();
+        v["containerDefinitions"][0]["restartPolicy"] =
+            json!({"enabled": true, "restartAttemptPeriod": 59, "ignoredExitCodes": ["x"]});
+        v["containerDefinitions"][0]["startTimeout"] = json!(-1);
+        let e = err(v);
+        assert_eq!(e.kind, ProblemKind::InvalidParameter);
+        for field in ["startTimeout", "restartAttemptPeriod", "ignoredExitCodes"] {
+            assert!(
+                e.problems.iter().any(|p| p.contains(field)),
+                "{field}: {e:?}"
+            );
+        }
+        let mut v = ok_def();
+        v["containerDefinitions"][0]["restartPolicy"] = json!({});
+        assert_eq!(
+            err(v).problems,
+            vec!["containerDefinitions[0].restartPolicy.enabled: required"]
+        );
     }
 }

@@ -88,6 +88,7 @@ pub fn agent_change(sc: &pb::StateChange) -> Result<(u64, AgentChange), WireErro
             reason: c.reason.clone(),
             runtime_id: c.runtime_id.clone(),
             at_ms: c.at_ms,
+            restart_count: i64::from(c.restart_count.max(0)),
         },
     };
     Ok((seq, change))

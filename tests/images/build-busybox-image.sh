@@ -11,7 +11,8 @@ set -euo pipefail
 IMAGE_NAME=docker.io/berth/busybox:test
 REF_NAME="test"
 APPLETS="sh sleep echo cat ls true false id env httpd nc wget dd test printf kill ps mkdir rm
-touch date hostname"
+touch date hostname tail head grep wc seq sed awk sort uniq tee cut tr expr yes sha256sum uname whoami
+chmod chown ln cp mv stat df du find xargs basename dirname ip ifconfig route ping netstat timeout"
 
 die() { echo "build-busybox-image: $*" >&2; exit 1; }
 

@@ -34,6 +34,11 @@ pub struct TestEnv {
     cp_runs: usize,
     agents: Vec<Proc>,
     image_imported: bool,
+    /// `[logs]` of agents started from now on: (max_size_mib, max_files).
+    agent_log_limits: Option<(u64, u32)>,
+    /// `task_cleanup_wait_secs` of agents started from now on: 0 unless a test sets it, so
+    /// stopped tasks leave containerd at once.
+    task_cleanup_wait_secs: u64,
     passed: bool,
 }
 
@@ -53,6 +58,8 @@ impl TestEnv {
             cp_runs: 0,
             agents: Vec::new(),
             image_imported: false,
+            agent_log_limits: None,
+            task_cleanup_wait_secs: 0,
             passed: false,
         })
     }
@@ -65,6 +72,21 @@ impl TestEnv {
         env.start_agent(Some(&code))?;
         env.wait_agent_connected().await?;
         Ok(env)
+    }
+
+    /// How long agents started after this call keep a stopped task's containers and logs.
+    pub fn set_task_cleanup_wait_secs(&mut self, secs: u64) {
+        self.task_cleanup_wait_secs = secs;
+    }
+
+    /// Container log rotation of agents started after this call.
+    pub fn set_agent_log_limits(&mut self, max_size_mib: u64, max_files: u32) {
+        self.agent_log_limits = Some((max_size_mib, max_files));
+    }
+
+    /// The data dir of the agent with index `index` (as [`TestEnv::start_agent`] returned it).
+    pub fn agent_data_dir(&self, index: usize) -> PathBuf {
+        self.dir.join(format!("agent-{}-data", index + 1))
     }
 
     /// The test's temp dir (logs, data dirs, scratch files).
@@ -200,6 +222,9 @@ impl TestEnv {
             "BERTH_CONTAINERD_SOCKET",
             "BERTH_CONTAINERD_NAMESPACE",
             "BERTH_RESERVED_MEMORY_MIB",
+            "BERTH_TASK_CLEANUP_WAIT_SECS",
+            "BERTH_LOG_MAX_SIZE_MIB",
+            "BERTH_LOG_MAX_FILES",
             "BERTH_LOG",
         ] {
             cmd.env_remove(var);
@@ -222,11 +247,20 @@ impl TestEnv {
             toml.push_str(&format!("activation_code = {code:?}\n"));
         }
         toml.push_str(&format!(
+            "task_cleanup_wait_secs = {}\n",
+            self.task_cleanup_wait_secs
+        ));
+        toml.push_str(&format!(
             "\n[containerd]\nsocket = {socket:?}\nnamespace = {ns:?}\nsnapshotter = \"overlayfs\"\n\
              \n[resources]\nreserved_memory_mib = 256\n",
             socket = containerd::socket(),
             ns = self.namespace,
         ));
+        if let Some((max_size_mib, max_files)) = self.agent_log_limits {
+            toml.push_str(&format!(
+                "\n[logs]\nmax_size_mib = {max_size_mib}\nmax_files = {max_files}\n"
+            ));
+        }
         toml
     }
 

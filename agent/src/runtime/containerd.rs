@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::pin::Pin;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use containerd_client::events::TaskExit;
 use containerd_client::services::v1::snapshots::{
@@ -15,6 +15,9 @@ use containerd_client::services::v1::{
     DeleteContainerRequest, DeleteTaskRequest, GetContainerRequest, GetImageRequest, GetRequest,
     KillRequest, ListContainersRequest, PublishRequest, ReadContentRequest, StartRequest,
     SubscribeRequest,
+};
+use containerd_client::services::v1::{
+    CreateRequest as LeaseCreateRequest, DeleteRequest as LeaseDeleteRequest,
 };
 use containerd_client::tonic::transport::Channel;
 use containerd_client::types::v1::Status as ProcStatus;
@@ -182,17 +185,76 @@ impl Containerd {
         Ok(resolved)
     }
 
-    async fn prepare_snapshot(&self, key: &str, parent: &str) -> Result<Vec<Mount>, RuntimeError> {
+    /// A lease holds what a launch creates until the container references it: without one, a
+    /// garbage collection (another namespace's deletions trigger one) may take the fresh
+    /// snapshot while we read the image's users from it. The lease expires by itself, so a
+    /// crash mid-launch leaks nothing for long.
+    async fn create_lease(&self, id: &str) -> Result<String, RuntimeError> {
+        let expire = SystemTime::now() + Duration::from_secs(3600);
+        let mut leases = self.client.leases();
+        let resp = self
+            .call(
+                "Leases.Create",
+                leases.create(self.req(LeaseCreateRequest {
+                    id: format!("berth-launch-{id}-{:08x}", fastrand::u32(..)),
+                    labels: HashMap::from([(
+                        "containerd.io/gc.expire".to_string(),
+                        rfc3339(expire),
+                    )]),
+                })),
+            )
+            .await?;
+        resp.lease
+            .map(|l| l.id)
+            .ok_or_else(|| RuntimeError::Io("Leases.Create returned no lease".into()))
+    }
+
+    async fn delete_lease(&self, lease: &str) {
+        let mut leases = self.client.leases();
+        let deleted = self
+            .call(
+                "Leases.Delete",
+                leases.delete(self.req(LeaseDeleteRequest {
+                    id: lease.to_string(),
+                    sync: false,
+                })),
+            )
+            .await;
+        if let Err(e) = deleted {
+            // It expires on its own; nothing is lost but an hour of a snapshot's protection.
+            tracing::warn!(lease, error = %e, "cannot delete a launch lease");
+        }
+    }
+
+    /// A request that works under `lease`.
+    fn leased<T>(&self, msg: T, lease: &str) -> Request<T> {
+        let mut req = self.req(msg);
+        if let Ok(v) = lease.parse() {
+            req.metadata_mut().insert("containerd-lease", v);
+        }
+        req
+    }
+
+    async fn prepare_snapshot(
+        &self,
+        key: &str,
+        parent: &str,
+        lease: &str,
+    ) -> Result<Vec<Mount>, RuntimeError> {
+        let labels: HashMap<String, String> = HashMap::new();
         let mut snapshots = self.client.snapshots();
         let prepared = self
             .call(
                 "Snapshots.Prepare",
-                snapshots.prepare(self.req(PrepareSnapshotRequest {
-                    snapshotter: self.cfg.snapshotter.clone(),
-                    key: key.to_string(),
-                    parent: parent.to_string(),
-                    labels: HashMap::new(),
-                })),
+                snapshots.prepare(self.leased(
+                    PrepareSnapshotRequest {
+                        snapshotter: self.cfg.snapshotter.clone(),
+                        key: key.to_string(),
+                        parent: parent.to_string(),
+                        labels: labels.clone(),
+                    },
+                    lease,
+                )),
             )
             .await;
         match prepared {
@@ -205,12 +267,15 @@ impl Containerd {
                 let resp = self
                     .call(
                         "Snapshots.Prepare",
-                        snapshots.prepare(self.req(PrepareSnapshotRequest {
-                            snapshotter: self.cfg.snapshotter.clone(),
-                            key: key.to_string(),
-                            parent: parent.to_string(),
-                            labels: HashMap::new(),
-                        })),
+                        snapshots.prepare(self.leased(
+                            PrepareSnapshotRequest {
+                                snapshotter: self.cfg.snapshotter.clone(),
+                                key: key.to_string(),
+                                parent: parent.to_string(),
+                                labels: labels.clone(),
+                            },
+                            lease,
+                        )),
                     )
                     .await?;
                 Ok(resp.mounts)
@@ -231,6 +296,70 @@ impl Containerd {
             )
             .await,
         )
+    }
+
+    /// The snapshot and the container record of a launch, created under `lease`.
+    async fn create_under_lease(
+        &self,
+        req: &CreateRequest,
+        resolved: &ResolvedImage,
+        lease: &str,
+    ) -> Result<Vec<Mount>, RuntimeError> {
+        let id = req.runtime_id.as_str();
+        let mounts = self.prepare_snapshot(id, &resolved.chain_id, lease).await?;
+        // The spec needs the snapshot: user names are looked up in the image's own files.
+        let spec = match super::facts::build(req, &resolved.config, &mounts) {
+            Ok(spec) => spec,
+            Err(e) => {
+                let _ = self.remove_snapshot(id).await;
+                return Err(e);
+            }
+        };
+        // dockerLabels first, then ours: berth.* labels are the agent's to set.
+        let mut labels: HashMap<String, String> = req
+            .container
+            .extra
+            .labels
+            .iter()
+            .filter(|(k, _)| !k.starts_with("berth."))
+            .cloned()
+            .collect();
+        labels.insert(LABEL_TASK_ARN.to_string(), req.task_arn.clone());
+        labels.insert(LABEL_CONTAINER_NAME.to_string(), req.container.name.clone());
+        let container = Container {
+            id: id.to_string(),
+            labels,
+            image: req.container.image.clone(),
+            runtime: Some(ContainerRuntime {
+                name: RUNC_V2.to_string(),
+                options: None,
+            }),
+            spec: Some(prost_types::Any {
+                type_url: SPEC_TYPE_URL.to_string(),
+                value: serde_json::to_vec(&spec)
+                    .map_err(|e| RuntimeError::InvalidSpec(e.to_string()))?,
+            }),
+            snapshotter: self.cfg.snapshotter.clone(),
+            snapshot_key: id.to_string(),
+            ..Default::default()
+        };
+        let mut containers = self.client.containers();
+        if let Err(e) = self
+            .call(
+                "Containers.Create",
+                containers.create(self.leased(
+                    CreateContainerRequest {
+                        container: Some(container),
+                    },
+                    lease,
+                )),
+            )
+            .await
+        {
+            let _ = self.remove_snapshot(id).await;
+            return Err(e);
+        }
+        Ok(mounts)
     }
 
     async fn delete_task(&self, id: &str) -> Result<(), RuntimeError> {
@@ -278,6 +407,28 @@ impl Containerd {
     }
 }
 
+/// RFC 3339 in UTC, as containerd's gc.expire label wants it.
+fn rfc3339(t: SystemTime) -> String {
+    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Howard Hinnant's days-to-civil.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
 fn ignore_not_found<T>(r: Result<T, RuntimeError>) -> Result<(), RuntimeError> {
     match r {
         Ok(_) => Ok(()),
@@ -300,7 +451,6 @@ impl Runtime for Containerd {
     async fn create(&self, req: &CreateRequest) -> Result<(), RuntimeError> {
         let id = req.runtime_id.as_str();
         let resolved = self.resolve(&req.container.image).await?;
-        let spec = super::oci::build_spec(req, &resolved.config)?;
 
         // Replace a leftover of an earlier attempt (the agent may have crashed mid-launch).
         self.remove(id).await?;
@@ -309,43 +459,12 @@ impl Runtime for Containerd {
             std::fs::create_dir_all(dir)
                 .map_err(|e| RuntimeError::Io(format!("creating {}: {e}", dir.display())))?;
         }
-        let mounts = self.prepare_snapshot(id, &resolved.chain_id).await?;
-        let labels = HashMap::from([
-            (LABEL_TASK_ARN.to_string(), req.task_arn.clone()),
-            (LABEL_CONTAINER_NAME.to_string(), req.container.name.clone()),
-        ]);
-        let container = Container {
-            id: id.to_string(),
-            labels,
-            image: req.container.image.clone(),
-            runtime: Some(ContainerRuntime {
-                name: RUNC_V2.to_string(),
-                options: None,
-            }),
-            spec: Some(prost_types::Any {
-                type_url: SPEC_TYPE_URL.to_string(),
-                value: serde_json::to_vec(&spec)
-                    .map_err(|e| RuntimeError::InvalidSpec(e.to_string()))?,
-            }),
-            snapshotter: self.cfg.snapshotter.clone(),
-            snapshot_key: id.to_string(),
-            ..Default::default()
-        };
-        let mut containers = self.client.containers();
-        if let Err(e) = self
-            .call(
-                "Containers.Create",
-                containers.create(self.req(CreateContainerRequest {
-                    container: Some(container),
-                })),
-            )
-            .await
-        {
-            let _ = self.remove_snapshot(id).await;
-            return Err(e);
-        }
-        // The shim writes straight to the file: the agent never holds a pipe it must drain.
-        let log_uri = format!("file://{}", req.log_path.display());
+        let lease = self.create_lease(id).await?;
+        let result = self.create_under_lease(req, &resolved, &lease).await;
+        self.delete_lease(&lease).await;
+        let mounts = result?;
+        // The shim (or the logger it starts) writes the log: the agent never holds a pipe.
+        let log_uri = crate::logs::stdio_uri(&req.log_path);
         let mut tasks = self.client.tasks();
         let created = self
             .call(
@@ -377,6 +496,45 @@ impl Runtime for Containerd {
         )
         .await
         .map(|_| ())
+    }
+
+    async fn restart(
+        &self,
+        runtime_id: &str,
+        log_path: &std::path::Path,
+    ) -> Result<(), RuntimeError> {
+        // After a crash mid-restart the new process may already run: nothing left to do.
+        if self.state(runtime_id).await? == ProcessState::Running {
+            return Ok(());
+        }
+        self.delete_task(runtime_id).await?;
+        let mut snapshots = self.client.snapshots();
+        let rootfs = self
+            .call(
+                "Snapshots.Mounts",
+                snapshots.mounts(self.req(
+                    containerd_client::services::v1::snapshots::MountsRequest {
+                        snapshotter: self.cfg.snapshotter.clone(),
+                        key: runtime_id.to_string(),
+                    },
+                )),
+            )
+            .await?
+            .mounts;
+        let log_uri = crate::logs::stdio_uri(log_path);
+        let mut tasks = self.client.tasks();
+        self.call(
+            "Tasks.Create",
+            tasks.create(self.req(CreateTaskRequest {
+                container_id: runtime_id.to_string(),
+                rootfs,
+                stdout: log_uri.clone(),
+                stderr: log_uri,
+                ..Default::default()
+            })),
+        )
+        .await?;
+        self.start(runtime_id).await
     }
 
     async fn signal(&self, runtime_id: &str, signal: i32) -> Result<(), RuntimeError> {
@@ -522,5 +680,19 @@ impl Runtime for Containerd {
                 }))
             });
         Ok(Box::pin(exits))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_in_utc() {
+        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00Z");
+        let t = UNIX_EPOCH + Duration::from_secs(1_795_000_000);
+        assert_eq!(rfc3339(t), "2026-11-18T11:06:40Z");
+        let leap = UNIX_EPOCH + Duration::from_secs(951_782_400);
+        assert_eq!(rfc3339(leap), "2000-02-29T00:00:00Z");
     }
 }

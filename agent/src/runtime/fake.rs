@@ -112,6 +112,22 @@ impl Runtime for FakeRuntime {
         }
     }
 
+    async fn restart(
+        &self,
+        runtime_id: &str,
+        _log_path: &std::path::Path,
+    ) -> Result<(), RuntimeError> {
+        let mut inner = self.lock();
+        inner.calls.push(format!("restart {runtime_id}"));
+        match inner.containers.get_mut(runtime_id) {
+            Some((_, state)) => {
+                *state = ProcessState::Running;
+                Ok(())
+            }
+            None => Err(RuntimeError::Io(format!("no container {runtime_id}"))),
+        }
+    }
+
     async fn signal(&self, runtime_id: &str, signal: i32) -> Result<(), RuntimeError> {
         let obeys = {
             let mut inner = self.lock();

@@ -2,9 +2,12 @@
 //! implementation, `fake` a scripted one for tests of the engine without root.
 
 pub mod containerd;
+pub mod facts;
 pub mod fake;
 pub mod image;
+pub mod mounts;
 pub mod oci;
+pub mod rootfs;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -113,6 +116,15 @@ pub trait Runtime: Send + Sync + 'static {
     fn create(&self, req: &CreateRequest) -> impl Future<Output = Result<(), RuntimeError>> + Send;
 
     fn start(&self, runtime_id: &str) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+
+    /// Starts a new process in an existing container whose process has exited: same container,
+    /// same snapshot, so the writable layer survives (ECS restart policies). Output goes on to
+    /// `log_path`. A process that is already running again counts as restarted.
+    fn restart(
+        &self,
+        runtime_id: &str,
+        log_path: &std::path::Path,
+    ) -> impl Future<Output = Result<(), RuntimeError>> + Send;
 
     /// Sends a signal to every process of the container; a missing container is not an error.
     fn signal(

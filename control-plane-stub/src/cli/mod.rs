@@ -1,5 +1,6 @@
 //! berthctl: the ECS API of berth-cp for people. Arguments, the HTTP client, and output.
 
+mod logs;
 mod table;
 
 use std::path::PathBuf;
@@ -81,6 +82,19 @@ pub enum Command {
         name: String,
     },
     ListClusters,
+    /// Print a container's log (stdout and stderr), read from its agent.
+    Logs {
+        /// Task ARN or id.
+        task: String,
+        /// Required when the task has more than one container.
+        container: Option<String>,
+        /// Keep printing what the container writes, until it stops (or Ctrl-C).
+        #[arg(long, short)]
+        follow: bool,
+        /// Only the last N lines.
+        #[arg(long)]
+        tail: Option<u32>,
+    },
 }
 
 #[derive(Debug, Error)]
@@ -102,6 +116,8 @@ pub enum CliError {
         path: PathBuf,
         source: serde_json::Error,
     },
+    #[error("{0}")]
+    Logs(String),
     #[error("unexpected response from {endpoint}: {message}")]
     BadResponse { endpoint: String, message: String },
 }
@@ -159,7 +175,9 @@ impl Client {
 pub async fn run(cli: Cli) -> ExitCode {
     match execute(&cli).await {
         Ok(text) => {
-            println!("{text}");
+            if !text.is_empty() {
+                println!("{text}");
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -264,6 +282,23 @@ pub async fn execute(cli: &Cli) -> Result<String, CliError> {
         Command::ListClusters => (client.call("ListClusters", json!({})).await?, |v| {
             table::arn_list(v, "clusterArns", "CLUSTER")
         }),
+        Command::Logs {
+            task,
+            container,
+            follow,
+            tail,
+        } => {
+            let args = logs::LogsArgs {
+                cluster,
+                task,
+                container: container.as_deref(),
+                follow: *follow,
+                tail: *tail,
+            };
+            // Streamed to stdout as it arrives: nothing is left to print.
+            logs::stream(&client, &args).await?;
+            return Ok(String::new());
+        }
     };
     Ok(match cli.output {
         Output::Json => serde_json::to_string_pretty(&response).unwrap_or_default(),

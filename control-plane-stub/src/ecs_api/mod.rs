@@ -11,7 +11,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::Router;
 use tracing::Instrument;
 
@@ -22,7 +22,10 @@ pub const TARGET_PREFIX: &str = "AmazonEC2ContainerServiceV20141113.";
 pub const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
 
 pub fn router(cp: Arc<ControlPlane>) -> Router {
-    Router::new().route("/", post(handle)).with_state(cp)
+    Router::new()
+        .route("/", post(handle))
+        .route(crate::logs::PATH, get(crate::logs::http_logs))
+        .with_state(cp)
 }
 
 pub(crate) fn json_response(status: StatusCode, body: &serde_json::Value) -> Response {

@@ -94,6 +94,7 @@ pub fn task(arns: &Arns, t: &Task) -> Value {
             m.insert("lastStatus".into(), json!(c.last_status.as_str()));
             put(&mut m, "exitCode", c.exit_code.map(|v| json!(v)));
             put(&mut m, "reason", c.reason.as_ref().map(|v| json!(v)));
+            m.insert("restartCount".into(), json!(c.restart_count));
             m.insert("networkBindings".into(), json!([]));
             m.insert("networkInterfaces".into(), json!([]));
             m.insert("cpu".into(), json!(c.cpu.unwrap_or(0).to_string()));
