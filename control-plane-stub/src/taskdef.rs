@@ -1,8 +1,7 @@
 //! ECS task-definition JSON -> validated domain types, and RunTask overrides. Pure.
 //!
 //! The raw JSON is what we store and echo back; this module decides whether it is acceptable and
-//! extracts what Berth acts on. Fields Berth does not act on yet are accepted and reported, so a
-//! definition written for ECS keeps working while we catch up.
+//! extracts what Berth acts on. Which fields are acted on, ignored or refused is `compat`'s table.
 
 use serde_json::{Map, Value};
 use thiserror::Error;
@@ -28,33 +27,6 @@ pub struct TaskDefError {
 pub const NETWORK_MODES: &[&str] = &["bridge", "host", "none", "awsvpc"];
 pub const MAX_STOP_TIMEOUT: i64 = 120;
 
-const SUPPORTED_TASK_FIELDS: &[&str] = &[
-    "family",
-    "containerDefinitions",
-    "networkMode",
-    "cpu",
-    "memory",
-    "requiresCompatibilities",
-    "tags",
-];
-const SUPPORTED_CONTAINER_FIELDS: &[&str] = &[
-    "name",
-    "image",
-    "essential",
-    "entryPoint",
-    "command",
-    "environment",
-    "workingDirectory",
-    "user",
-    "cpu",
-    "memory",
-    "memoryReservation",
-    "stopTimeout",
-    "dependsOn",
-    "startTimeout",
-    "restartPolicy",
-];
-
 #[derive(Debug, Clone, PartialEq)]
 pub struct TaskDefSpec {
     pub family: String,
@@ -65,8 +37,6 @@ pub struct TaskDefSpec {
     pub containers: Vec<ContainerDef>,
     /// The definition's `volumes`, as given (a JSON list, or null).
     pub volumes: Value,
-    /// Paths of fields that were accepted and kept but are not acted on yet.
-    pub unsupported_fields: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -185,12 +155,6 @@ pub fn parse(raw: &Value) -> Result<TaskDefSpec, TaskDefError> {
     let cpu = opt_units(&mut p, obj, "cpu", units::parse_cpu);
     let memory = opt_units(&mut p, obj, "memory", units::parse_memory);
 
-    let mut unsupported: Vec<String> = obj
-        .keys()
-        .filter(|k| !SUPPORTED_TASK_FIELDS.contains(&k.as_str()))
-        .cloned()
-        .collect();
-
     let mut containers = Vec::new();
     match obj.get("containerDefinitions") {
         None | Some(Value::Null) => p.client("containerDefinitions", "required"),
@@ -200,7 +164,7 @@ pub fn parse(raw: &Value) -> Result<TaskDefSpec, TaskDefError> {
         Some(Value::Array(defs)) => {
             for (i, def) in defs.iter().enumerate() {
                 let path = format!("containerDefinitions[{i}]");
-                if let Some(c) = parse_container(&mut p, &path, def, &mut unsupported) {
+                if let Some(c) = parse_container(&mut p, &path, def) {
                     if containers.iter().any(|o: &ContainerDef| o.name == c.name) {
                         p.client(
                             &format!("{path}.name"),
@@ -238,26 +202,15 @@ pub fn parse(raw: &Value) -> Result<TaskDefSpec, TaskDefError> {
         memory,
         containers,
         volumes: obj.get("volumes").cloned().unwrap_or(Value::Null),
-        unsupported_fields: unsupported,
     })
 }
 
-fn parse_container(
-    p: &mut Problems,
-    path: &str,
-    def: &Value,
-    unsupported: &mut Vec<String>,
-) -> Option<ContainerDef> {
+fn parse_container(p: &mut Problems, path: &str, def: &Value) -> Option<ContainerDef> {
     let Some(obj) = def.as_object() else {
         p.invalid(path, "must be an object");
         return None;
     };
     let f = |name: &str| format!("{path}.{name}");
-    unsupported.extend(
-        obj.keys()
-            .filter(|k| !SUPPORTED_CONTAINER_FIELDS.contains(&k.as_str()))
-            .map(|k| f(k)),
-    );
 
     let name = match opt_string(p, obj, "name", &f("name")) {
         None => {
@@ -765,7 +718,6 @@ mod tests {
                 memory: 192
             }
         );
-        assert!(d.unsupported_fields.is_empty());
     }
 
     #[test]
@@ -780,18 +732,6 @@ mod tests {
                 cpu: 512,
                 memory: 1024
             }
-        );
-    }
-
-    #[test]
-    fn lists_unsupported_fields() {
-        let mut v = ok_def();
-        v["volumes"] = json!([]);
-        v["containerDefinitions"][0]["portMappings"] = json!([]);
-        let d = parse(&v).unwrap();
-        assert_eq!(
-            d.unsupported_fields,
-            vec!["volumes", "containerDefinitions[0].portMappings"]
         );
     }
 
@@ -952,7 +892,7 @@ mod tests {
     }
 
     #[test]
-    fn depends_on_is_accepted_and_no_longer_unsupported() {
+    fn depends_on_start_timeout_and_restart_policy_are_accepted() {
         let mut v = with_deps(
             json!([{"containerName": "side", "condition": "SUCCESS"}]),
             Value::Null,
@@ -960,12 +900,7 @@ mod tests {
         v["containerDefinitions"][0]["startTimeout"] = json!(30);
         v["containerDefinitions"][0]["restartPolicy"] =
             json!({"enabled": true, "ignoredExitCodes": [0], "restartAttemptPeriod": 60});
-        let d = parse(&v).unwrap();
-        assert!(
-            d.unsupported_fields.is_empty(),
-            "{:?}",
-            d.unsupported_fields
-        );
+        parse(&v).unwrap();
     }
 
     #[test]
