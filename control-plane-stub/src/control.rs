@@ -263,13 +263,7 @@ impl ControlPlane {
             .list_instances(cluster)?
             .into_iter()
             .map(|i| {
-                let used = active.iter().filter(|t| t.instance_id == i.id).fold(
-                    Needs::default(),
-                    |acc, t| Needs {
-                        cpu: acc.cpu + t.needs.cpu,
-                        memory: acc.memory + t.needs.memory,
-                    },
-                );
+                let used = sum_needs(active.iter().filter(|t| t.instance_id == i.id));
                 Candidate {
                     instance_arn: self.arns.container_instance(&i.cluster, &i.id),
                     connected: connected.contains(&i.id),
@@ -363,10 +357,7 @@ impl ControlPlane {
                     .collect();
                 InstanceView {
                     connected: connected.contains(&instance.id),
-                    used: mine.iter().fold(Needs::default(), |a, t| Needs {
-                        cpu: a.cpu + t.needs.cpu,
-                        memory: a.memory + t.needs.memory,
-                    }),
+                    used: sum_needs(mine.iter().copied()),
                     running_tasks: mine
                         .iter()
                         .filter(|t| t.last_status == TaskStatus::Running)
@@ -541,4 +532,12 @@ fn new_task(
             })
             .collect(),
     }
+}
+
+/// What a set of tasks holds of an instance.
+fn sum_needs<'a>(tasks: impl Iterator<Item = &'a Task>) -> Needs {
+    tasks.fold(Needs::default(), |acc, t| Needs {
+        cpu: acc.cpu + t.needs.cpu,
+        memory: acc.memory + t.needs.memory,
+    })
 }

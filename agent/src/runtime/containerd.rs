@@ -241,46 +241,34 @@ impl Containerd {
         parent: &str,
         lease: &str,
     ) -> Result<Vec<Mount>, RuntimeError> {
-        let labels: HashMap<String, String> = HashMap::new();
         let mut snapshots = self.client.snapshots();
-        let prepared = self
-            .call(
-                "Snapshots.Prepare",
-                snapshots.prepare(self.leased(
-                    PrepareSnapshotRequest {
-                        snapshotter: self.cfg.snapshotter.clone(),
-                        key: key.to_string(),
-                        parent: parent.to_string(),
-                        labels: labels.clone(),
-                    },
-                    lease,
-                )),
-            )
-            .await;
-        match prepared {
-            Ok(resp) => Ok(resp.mounts),
-            // A leftover from a launch that crashed half-way: remove and prepare afresh.
-            Err(RuntimeError::Containerd { status, .. })
-                if status.code() == tonic::Code::AlreadyExists =>
-            {
-                self.remove_snapshot(key).await?;
-                let resp = self
-                    .call(
-                        "Snapshots.Prepare",
-                        snapshots.prepare(self.leased(
-                            PrepareSnapshotRequest {
-                                snapshotter: self.cfg.snapshotter.clone(),
-                                key: key.to_string(),
-                                parent: parent.to_string(),
-                                labels: labels.clone(),
-                            },
-                            lease,
-                        )),
-                    )
-                    .await?;
-                Ok(resp.mounts)
+        let mut removed_leftover = false;
+        loop {
+            let prepared = self
+                .call(
+                    "Snapshots.Prepare",
+                    snapshots.prepare(self.leased(
+                        PrepareSnapshotRequest {
+                            snapshotter: self.cfg.snapshotter.clone(),
+                            key: key.to_string(),
+                            parent: parent.to_string(),
+                            labels: HashMap::new(),
+                        },
+                        lease,
+                    )),
+                )
+                .await;
+            match prepared {
+                Ok(resp) => return Ok(resp.mounts),
+                // A leftover from a launch that crashed half-way: remove it, prepare afresh.
+                Err(RuntimeError::Containerd { status, .. })
+                    if status.code() == tonic::Code::AlreadyExists && !removed_leftover =>
+                {
+                    self.remove_snapshot(key).await?;
+                    removed_leftover = true;
+                }
+                Err(e) => return Err(e),
             }
-            Err(e) => Err(e),
         }
     }
 
