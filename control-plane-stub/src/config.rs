@@ -161,6 +161,14 @@ pub fn resolve(s: Settings) -> Result<Config, ConfigError> {
 mod tests {
     use super::*;
 
+    /// The example configuration we ship must load: install.sh copies it to /etc/berth.
+    #[test]
+    fn the_packaged_example_config_loads() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/cp.toml");
+        let cfg = load(Some(&path), Settings::default()).unwrap();
+        assert_eq!(cfg.api_listen.to_string(), "127.0.0.1:7080");
+    }
+
     #[test]
     fn defaults() {
         let c = resolve(Settings::default()).unwrap();
