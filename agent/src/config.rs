@@ -27,6 +27,29 @@ pub struct Config {
     pub logs: LogsSection,
     /// Seconds a stopped task's containers, volumes and logs are kept before cleanup.
     pub task_cleanup_wait_secs: u64,
+    pub cgroups: CgroupsSection,
+}
+
+/// Task cgroups: `<root>/<task id>` (v1: in each controller; v2: below /sys/fs/cgroup), with
+/// the task's containers below it.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CgroupsSection {
+    pub root: String,
+    /// The CFS period a task-level `cpu` quota is counted in.
+    pub cpu_period_us: u64,
+    /// pids.max of every task cgroup; unlimited when unset.
+    pub pids_limit: Option<u64>,
+}
+
+impl Default for CgroupsSection {
+    fn default() -> Self {
+        Self {
+            root: "/berth".into(),
+            cpu_period_us: crate::cgroups::DEFAULT_CPU_PERIOD_US,
+            pids_limit: None,
+        }
+    }
 }
 
 /// ECS_ENGINE_TASK_CLEANUP_WAIT_DURATION's default: 3 hours.
@@ -101,6 +124,8 @@ struct FileConfig {
     task_cleanup_wait_secs: Option<u64>,
     #[serde(default)]
     tasks: TasksSection,
+    #[serde(default)]
+    cgroups: CgroupsSection,
 }
 
 #[derive(Debug, Deserialize)]
@@ -224,6 +249,7 @@ fn resolve(
         reserved_udp_ports: file.resources.reserved_udp_ports,
         logs,
         task_cleanup_wait_secs,
+        cgroups: file.cgroups,
     };
     validate(&cfg, &mut errors);
     if errors.is_empty() {
@@ -301,6 +327,31 @@ fn validate(cfg: &Config, errors: &mut Vec<String>) {
             "task_cleanup_wait_secs {}: must be at most {MAX_TASK_CLEANUP_WAIT_SECS} (a week)",
             cfg.task_cleanup_wait_secs
         ));
+    }
+    let root = &cfg.cgroups.root;
+    let root_ok = root.starts_with('/')
+        && root.len() > 1
+        && root.split('/').skip(1).all(|part| {
+            !part.is_empty()
+                && part != "."
+                && part != ".."
+                && part
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        });
+    if !root_ok {
+        errors.push(format!(
+            "cgroups.root {root:?}: an absolute cgroup path below the root, like \"/berth\" (letters, digits, '-', '_', '.')"
+        ));
+    }
+    if !(1000..=1_000_000).contains(&cfg.cgroups.cpu_period_us) {
+        errors.push(format!(
+            "cgroups.cpu_period_us {}: must be between 1000 and 1000000",
+            cfg.cgroups.cpu_period_us
+        ));
+    }
+    if cfg.cgroups.pids_limit == Some(0) {
+        errors.push("cgroups.pids_limit: must be at least 1 when set".into());
     }
     if let Some(code) = &cfg.activation_code {
         if code.trim() != code || code.is_empty() {
@@ -409,6 +460,35 @@ mod tests {
         assert_eq!(err.0.len(), 2, "{err}");
         let err = parse("task_cleanup_wait_secs = 99999999\n", &[]).unwrap_err();
         assert!(err.to_string().contains("task_cleanup_wait_secs"), "{err}");
+    }
+
+    #[test]
+    fn cgroups_section_defaults_and_checks() {
+        let cfg = parse("", &[]).unwrap();
+        assert_eq!(cfg.cgroups, CgroupsSection::default());
+        assert_eq!(cfg.cgroups.root, "/berth");
+        let cfg = parse(
+            "[cgroups]\nroot = \"/berth-test/x\"\ncpu_period_us = 50000\npids_limit = 64\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(cfg.cgroups.root, "/berth-test/x");
+        assert_eq!(cfg.cgroups.pids_limit, Some(64));
+        let err = parse(
+            "[cgroups]\nroot = \"berth/../x\"\ncpu_period_us = 1\npids_limit = 0\n",
+            &[],
+        )
+        .unwrap_err();
+        assert_eq!(err.0.len(), 3, "{err}");
+        assert!(parse("[cgroups]\nroot = \"/a/../b\"\n", &[]).is_err());
+    }
+
+    /// The example configuration we ship must load: install.sh copies it to /etc/berth.
+    #[test]
+    fn the_packaged_example_config_loads() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/agent.toml");
+        let cfg = load(Some(&path), &HashMap::new()).unwrap();
+        assert_eq!(cfg.containerd.namespace, "berth");
     }
 
     #[test]

@@ -14,7 +14,9 @@ use futures_util::StreamExt;
 use tokio::sync::{mpsc, Notify};
 use tracing::{debug, info, info_span, warn, Instrument};
 
+use crate::cgroups::{self, TaskCgroups};
 use crate::model::{ContainerStatus, StopCode, TaskSpec, TaskStatus};
+use crate::resources::{self, Needs};
 use crate::runtime::{CreateRequest, ProcessState, Runtime, Stage};
 use crate::store::{Store, StoreError};
 use crate::task_state::{Action, Event, TaskState};
@@ -28,6 +30,12 @@ pub struct EngineConfig {
     /// How long a stopped task's containers, snapshots, volumes and logs are kept, for
     /// inspection, before they are removed (ECS_ENGINE_TASK_CLEANUP_WAIT_DURATION).
     pub task_cleanup_wait: Duration,
+    /// Task cgroups are `<cgroup_root>/<task id>`.
+    pub cgroup_root: String,
+    pub cpu_period_us: u64,
+    pub pids_limit: Option<u64>,
+    /// What the agent registered: tasks beyond it are refused.
+    pub registered: Needs,
 }
 
 #[derive(Debug)]
@@ -43,6 +51,7 @@ enum WorkerMsg {
 
 pub struct Engine<R: Runtime> {
     runtime: Arc<R>,
+    cgroups: Arc<dyn TaskCgroups>,
     store: Arc<Store>,
     cfg: EngineConfig,
     workers: Mutex<HashMap<String, mpsc::UnboundedSender<WorkerMsg>>>,
@@ -70,9 +79,15 @@ fn now_ms() -> u64 {
 }
 
 impl<R: Runtime> Engine<R> {
-    pub fn new(runtime: Arc<R>, store: Arc<Store>, cfg: EngineConfig) -> Arc<Self> {
+    pub fn new(
+        runtime: Arc<R>,
+        cgroups: Arc<dyn TaskCgroups>,
+        store: Arc<Store>,
+        cfg: EngineConfig,
+    ) -> Arc<Self> {
         Arc::new(Self {
             runtime,
+            cgroups,
             store,
             cfg,
             workers: Mutex::new(HashMap::new()),
@@ -108,24 +123,47 @@ impl<R: Runtime> Engine<R> {
         tasks: Vec<IncomingTask>,
         stops: Vec<(String, String)>,
     ) -> Result<(), StoreError> {
-        let states: Vec<TaskState> = tasks
-            .into_iter()
-            .map(|t| {
-                let now = now_ms();
-                let mut state = TaskState::new(t.spec, t.desired, now);
-                if let Some(reason) = t.rejection {
-                    let first = state.containers.first().map(|c| c.name.clone());
-                    state.apply(
-                        Event::Failed {
-                            container: first.unwrap_or_default(),
-                            reason: format!("invalid task: {reason}"),
-                        },
-                        now,
-                    );
+        // What running tasks hold: a new task must fit beside them (and beside the new tasks
+        // of this payload accepted before it).
+        let mut used = Needs::default();
+        for s in self.store.unfinished_tasks()? {
+            if s.known != TaskStatus::Stopped {
+                let n = resources::needs(&s.spec);
+                used.cpu += n.cpu;
+                used.memory_mib += n.memory_mib;
+            }
+        }
+        let mut states = Vec::with_capacity(tasks.len());
+        for t in tasks {
+            let now = now_ms();
+            let known = self.store.task(&t.spec.arn)?.is_some();
+            let mut state = TaskState::new(t.spec, t.desired, now);
+            // Recorded before the worker creates it, so cleanup finds it after any crash.
+            state.cgroup = Some(cgroups::task_cgroup_path(
+                &self.cfg.cgroup_root,
+                state.spec.id(),
+            ));
+            let mut refusal = t.rejection.map(|r| format!("invalid task: {r}"));
+            if refusal.is_none() && !known && state.desired == TaskStatus::Running {
+                let n = resources::needs(&state.spec);
+                refusal = resources::refusal(n, used, self.cfg.registered);
+                if refusal.is_none() {
+                    used.cpu += n.cpu;
+                    used.memory_mib += n.memory_mib;
                 }
-                state
-            })
-            .collect();
+            }
+            if let Some(reason) = refusal {
+                let first = state.containers.first().map(|c| c.name.clone());
+                state.apply(
+                    Event::Failed {
+                        container: first.unwrap_or_default(),
+                        reason,
+                    },
+                    now,
+                );
+            }
+            states.push(state);
+        }
         let touched = self
             .store
             .record_payload(seq, &states, &stops, now_ms() as i64)?;
@@ -314,13 +352,7 @@ impl<R: Runtime> Worker<R> {
         for (name, id, known) in expected {
             match self.engine.runtime.state(&id).await {
                 Ok(ProcessState::Stopped { exit_code }) if known == ContainerStatus::Running => {
-                    self.state.apply(
-                        Event::Exited {
-                            container: name,
-                            exit_code,
-                        },
-                        now_ms(),
-                    )
+                    self.exited(name, &id, exit_code)
                 }
                 Ok(ProcessState::Missing) => self
                     .state
@@ -367,13 +399,7 @@ impl<R: Runtime> Worker<R> {
                     .map(|c| c.name.clone());
                 if let Some(name) = name {
                     info!(container.name = %name, exit_code, "container exited");
-                    self.state.apply(
-                        Event::Exited {
-                            container: name,
-                            exit_code,
-                        },
-                        now_ms(),
-                    );
+                    self.exited(name, &runtime_id, exit_code);
                 }
             }
             Some(WorkerMsg::StopRequested) => self.check_stop_request(),
@@ -381,6 +407,47 @@ impl<R: Runtime> Worker<R> {
             // The engine is going away (agent shutdown): leave everything as it is.
             None => std::future::pending::<()>().await,
         }
+    }
+
+    /// An exit, with ECS's OOM reason when the kernel's OOM killer caused it: a SIGKILL (137)
+    /// and an oom_kill counted in the container's own cgroup, which runc keeps until the
+    /// container's process is deleted.
+    fn exited(&mut self, name: String, runtime_id: &str, exit_code: i32) {
+        if exit_code == 128 + libc::SIGKILL {
+            if let Some(cg) = &self.state.cgroup {
+                if self
+                    .engine
+                    .cgroups
+                    .oom_killed(&format!("{cg}/{runtime_id}"))
+                {
+                    info!(container.name = %name, "container was killed by the OOM killer");
+                    self.state.apply(
+                        Event::OutOfMemory {
+                            container: name.clone(),
+                        },
+                        now_ms(),
+                    );
+                }
+            }
+        }
+        self.state.apply(
+            Event::Exited {
+                container: name,
+                exit_code,
+            },
+            now_ms(),
+        );
+    }
+
+    /// Creates the task's cgroup and writes its limits; idempotent, so it runs before every
+    /// container's create (the first one creates it, also after an agent restart).
+    fn ensure_task_cgroup(&self) -> Result<(), cgroups::CgroupError> {
+        let Some(path) = &self.state.cgroup else {
+            return Ok(());
+        };
+        let cfg = &self.engine.cfg;
+        let limits = cgroups::task_limits(&self.state.spec, cfg.cpu_period_us, cfg.pids_limit);
+        self.engine.cgroups.create(path, &limits)
     }
 
     async fn execute(&mut self, action: Action) -> Option<Event> {
@@ -398,6 +465,12 @@ impl<R: Runtime> Worker<R> {
                 }
             }
             Action::Create(name) => {
+                if let Err(e) = self.ensure_task_cgroup() {
+                    return Some(Event::Failed {
+                        container: name,
+                        reason: format!("CannotCreateContainerError: task cgroup: {e}"),
+                    });
+                }
                 let req = self.create_request(&name)?;
                 let span = info_span!("container", container.name = %name);
                 match runtime.create(&req).instrument(span).await {
@@ -474,6 +547,12 @@ impl<R: Runtime> Worker<R> {
                         return None;
                     }
                 }
+                // The containers' cgroups went with them; the task's own is the agent's.
+                if let Some(cg) = &self.state.cgroup {
+                    if let Err(e) = self.engine.cgroups.remove(cg) {
+                        warn!(cgroup = %cg, error = %e, "cannot remove the task's cgroup");
+                    }
+                }
                 // The logs go with the containers: the wait was the time to read them.
                 let logs = self.engine.cfg.logs_dir.join(self.state.spec.id());
                 if let Err(e) = std::fs::remove_dir_all(&logs) {
@@ -514,6 +593,7 @@ impl<R: Runtime> Worker<R> {
             network_mode: self.state.spec.network_mode,
             container: spec,
             task: self.state.spec.clone(),
+            cgroup_parent: self.state.cgroup.clone(),
         })
     }
 }
@@ -527,6 +607,7 @@ mod tests {
 
     struct Harness {
         engine: Arc<Engine<FakeRuntime>>,
+        cgroups: Arc<crate::cgroups::FakeCgroups>,
         store: Arc<Store>,
         dir: PathBuf,
     }
@@ -545,16 +626,30 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("berth-engine-{}", fastrand::u64(..)));
         std::fs::create_dir_all(&dir).unwrap();
         let store = Arc::new(Store::open(&dir.join("agent.db")).unwrap());
+        let cgroups = Arc::new(crate::cgroups::FakeCgroups::default());
         let engine = Engine::new(
             Arc::new(FakeRuntime::new(images)),
+            Arc::clone(&cgroups) as Arc<dyn TaskCgroups>,
             Arc::clone(&store),
             EngineConfig {
                 logs_dir: dir.join("logs"),
                 volumes_dir: dir.join("volumes"),
                 task_cleanup_wait,
+                cgroup_root: "/berth".into(),
+                cpu_period_us: 100_000,
+                pids_limit: Some(64),
+                registered: Needs {
+                    cpu: 4096,
+                    memory_mib: 1024,
+                },
             },
         );
-        Harness { engine, store, dir }
+        Harness {
+            engine,
+            cgroups,
+            store,
+            dir,
+        }
     }
 
     fn container(name: &str, image: &str, essential: bool) -> ContainerSpec {
@@ -759,6 +854,7 @@ mod tests {
                 log_path: h.dir.join("x.log"),
                 task: t.spec.clone(),
                 task_volumes_dir: h.dir.join("volumes"),
+                cgroup_parent: None,
             };
             rt.create(&req).await.unwrap();
             rt.start(&format!("t4-{c}")).await.unwrap();
@@ -962,5 +1058,69 @@ mod tests {
         eventually("finished", || finished(&h, &t.spec.arn)).await;
         assert!(rt.container_ids().is_empty());
         assert!(!logs.exists());
+    }
+
+    #[tokio::test]
+    async fn the_task_cgroup_comes_first_goes_last_and_an_oom_kill_is_named() {
+        let h = harness(&["img"]);
+        h.engine.start().await.unwrap();
+        let mut a = container("a", "img", true);
+        a.cpu = 256;
+        a.memory_mib = 32;
+        let mut t = task("m1", vec![a]);
+        t.spec.memory_mib = 64;
+        h.engine.accept_payload(1, vec![t.clone()], vec![]).unwrap();
+        let rt = h.engine.runtime();
+        eventually("running", || {
+            rt.state_of("m1-a") == Some(ProcessState::Running)
+        })
+        .await;
+        let calls = h.cgroups.calls();
+        assert_eq!(calls.len(), 1, "{calls:?}");
+        assert!(
+            calls[0].starts_with("create /berth/m1 ")
+                && calls[0].contains("cpu_shares: 256")
+                && calls[0].contains("memory_bytes: Some(67108864)")
+                && calls[0].contains("pids_max: Some(64)"),
+            "{calls:?}"
+        );
+        h.cgroups
+            .oom
+            .lock()
+            .unwrap()
+            .push("/berth/m1/m1-a".to_string());
+        rt.exit("m1-a", 137);
+        eventually("finished", || finished(&h, &t.spec.arn)).await;
+        let s = h.store.task(&t.spec.arn).unwrap().unwrap();
+        let a = s.container("a").unwrap();
+        assert_eq!(a.exit_code, Some(137));
+        assert_eq!(a.reason.as_deref(), Some(crate::cgroups::OOM_REASON));
+        assert_eq!(h.cgroups.calls().last().unwrap(), "remove /berth/m1");
+    }
+
+    #[tokio::test]
+    async fn a_task_beyond_the_registered_resources_is_refused() {
+        let h = harness(&["img"]);
+        h.engine.start().await.unwrap();
+        let mut big = container("a", "img", true);
+        big.memory_mib = 768;
+        let first = task("f1", vec![big.clone()]);
+        let second = task("f2", vec![big]);
+        h.engine
+            .accept_payload(1, vec![first.clone(), second.clone()], vec![])
+            .unwrap();
+        eventually("the second finished", || finished(&h, &second.spec.arn)).await;
+        let s = h.store.task(&second.spec.arn).unwrap().unwrap();
+        assert_eq!(s.stop_code, Some(StopCode::TaskFailedToStart));
+        assert_eq!(
+            s.stopped_reason.as_deref(),
+            Some("RESOURCE:MEMORY: needs 768 MiB, 256 MiB remaining")
+        );
+        let rt = h.engine.runtime();
+        eventually("the first running", || {
+            rt.state_of("f1-a") == Some(ProcessState::Running)
+        })
+        .await;
+        assert_eq!(rt.state_of("f2-a"), None);
     }
 }

@@ -4,12 +4,14 @@
 //! runs one worker per task over the pure state machine in `task_state`; `runtime` is the
 //! containerd boundary; `store` is the durable state. `main.rs` only wires these together.
 
+pub mod cgroups;
 pub mod config;
 pub mod ecs_json;
 pub mod engine;
 pub mod host;
 pub mod logs;
 pub mod model;
+pub mod resources;
 pub mod runtime;
 pub mod session;
 pub mod store;

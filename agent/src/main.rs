@@ -7,10 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use berth_agent::cgroups;
 use berth_agent::config::{self, Config, EXIT_BAD_CONFIG};
 use berth_agent::engine::{Engine, EngineConfig};
 use berth_agent::host;
 use berth_agent::logs;
+use berth_agent::resources::Needs;
 use berth_agent::runtime::containerd::{Containerd, ContainerdConfig};
 use berth_agent::runtime::Runtime;
 use berth_agent::session::{self, SessionConfig, SessionError};
@@ -127,13 +129,23 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     // Before the engine: recovered tasks may create containers at once.
     let stdio = logs::init_stdio(cfg.logs.max_size_mib, cfg.logs.max_files);
     info!(?stdio, "container logs");
+    let cgroups = cgroups::FsCgroups::new("/sys/fs/cgroup");
+    info!(root = %cfg.cgroups.root, v2 = cgroups.is_v2(), "task cgroups");
     let engine = Engine::new(
         containerd,
+        Arc::new(cgroups),
         Arc::clone(&store),
         EngineConfig {
             logs_dir: cfg.data_dir.join("logs"),
             volumes_dir: cfg.data_dir.join("volumes"),
             task_cleanup_wait: Duration::from_secs(cfg.task_cleanup_wait_secs),
+            cgroup_root: cfg.cgroups.root.clone(),
+            cpu_period_us: cfg.cgroups.cpu_period_us,
+            pids_limit: cfg.cgroups.pids_limit,
+            registered: Needs {
+                cpu: host.cpu_units.max(0) as u64,
+                memory_mib: host.memory_mib.max(0) as u64,
+            },
         },
     );
     engine.start().await?;

@@ -40,6 +40,10 @@ pub struct TaskState {
     /// states written by older agents, which are cleaned up at once.
     #[serde(default)]
     pub stopped_at_ms: Option<u64>,
+    /// The task's cgroup (`<root>/<task id>`), recorded when the task is accepted and so
+    /// before the worker creates it; cleanup removes it. None in states of older agents.
+    #[serde(default)]
+    pub cgroup: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -104,6 +108,10 @@ pub enum Event {
         reason: String,
     },
     StopSignalSent {
+        container: String,
+    },
+    /// The OOM killer ended the container's process; its exit follows as [`Event::Exited`].
+    OutOfMemory {
         container: String,
     },
     /// Recovery found no process where the state expected one (the agent was down).
@@ -229,6 +237,7 @@ impl TaskState {
             containers,
             cleaned_up: false,
             stopped_at_ms: None,
+            cgroup: None,
         };
         if desired == TaskStatus::Stopped {
             state.apply(
@@ -330,6 +339,13 @@ impl TaskState {
             Event::KillSent { container } => {
                 if let Some(c) = self.container_mut(&container) {
                     c.kill_sent = true;
+                }
+            }
+            Event::OutOfMemory { container } => {
+                if let Some(c) = self.container_mut(&container) {
+                    if c.known != ContainerStatus::Stopped {
+                        c.reason = Some(crate::cgroups::OOM_REASON.into());
+                    }
                 }
             }
             Event::Vanished { container } => {
@@ -1313,5 +1329,39 @@ mod tests {
         }
         let back: TaskState = serde_json::from_value(v).unwrap();
         assert_eq!(back, t);
+    }
+
+    #[test]
+    fn an_oom_kill_gives_the_container_ecs_reason() {
+        let mut t = task(vec![container("a", true)]);
+        run_to_running(&mut t);
+        t.apply(
+            Event::OutOfMemory {
+                container: "a".into(),
+            },
+            1,
+        );
+        t.apply(
+            Event::Exited {
+                container: "a".into(),
+                exit_code: 137,
+            },
+            1,
+        );
+        let a = t.container("a").unwrap();
+        assert_eq!(a.exit_code, Some(137));
+        assert_eq!(
+            a.reason.as_deref(),
+            Some("OutOfMemoryError: Container killed due to memory usage")
+        );
+        assert_eq!(t.stop_code, Some(StopCode::EssentialContainerExited));
+        // Too late for a stopped container.
+        t.apply(
+            Event::OutOfMemory {
+                container: "a".into(),
+            },
+            2,
+        );
+        assert_eq!(t.container("a").unwrap().exit_code, Some(137));
     }
 }

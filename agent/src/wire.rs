@@ -77,6 +77,15 @@ pub fn task_from_wire(t: pb::TaskSpec) -> IncomingTask {
             container_from_wire(c)
         })
         .collect();
+    for c in &containers {
+        let min = crate::cgroups::MIN_CONTAINER_MEMORY_MIB;
+        if c.memory_mib > 0 && c.memory_mib < min {
+            problems.push(format!(
+                "container {:?}: memory {} MiB is below the minimum of {min} MiB",
+                c.name, c.memory_mib
+            ));
+        }
+    }
     if !containers.is_empty() && !containers.iter().any(|c| c.essential) {
         problems.push("the task has no essential container".into());
     }
@@ -374,6 +383,28 @@ mod tests {
         for needle in ["bridge", "repeated", "negative", "no essential"] {
             assert!(p.contains(needle), "{needle} not in {p}");
         }
+    }
+
+    #[test]
+    fn refuses_a_hard_limit_below_4_mib() {
+        let mut small = wire_container("a");
+        small.memory_mib = 3;
+        let t = task_from_wire(pb::TaskSpec {
+            task_arn: "arn:aws:ecs:r:a:task/c/id".into(),
+            containers: vec![small.clone()],
+            ..Default::default()
+        });
+        assert_eq!(
+            t.rejection.as_deref(),
+            Some("container \"a\": memory 3 MiB is below the minimum of 4 MiB")
+        );
+        small.memory_mib = 4;
+        let t = task_from_wire(pb::TaskSpec {
+            task_arn: "arn:aws:ecs:r:a:task/c/id".into(),
+            containers: vec![small],
+            ..Default::default()
+        });
+        assert_eq!(t.rejection, None);
     }
 
     #[test]

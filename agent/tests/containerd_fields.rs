@@ -125,6 +125,7 @@ impl Scratch {
             log_path: self.dir.join(format!("{name}.log")),
             task: task.clone(),
             task_volumes_dir: self.dir.join("volumes/task1"),
+            cgroup_parent: None,
         }
     }
 

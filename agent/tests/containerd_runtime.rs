@@ -107,6 +107,7 @@ impl Scratch {
                 volumes: vec![],
             },
             task_volumes_dir: self.dir.join("volumes"),
+            cgroup_parent: None,
         }
     }
 }

@@ -39,6 +39,10 @@ pub struct TestEnv {
     /// `task_cleanup_wait_secs` of agents started from now on: 0 unless a test sets it, so
     /// stopped tasks leave containerd at once.
     task_cleanup_wait_secs: u64,
+    /// `[cgroups] root` of every agent of this env: unique per env, removed on drop.
+    cgroup_root: String,
+    /// `[cgroups] pids_limit` of agents started from now on.
+    pids_limit: Option<u64>,
     passed: bool,
 }
 
@@ -49,6 +53,7 @@ impl TestEnv {
         let dir = std::env::temp_dir().join(format!("berth-e2e-{name}-{id}"));
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         Ok(TestEnv {
+            cgroup_root: format!("/berth-e2e-{id}"),
             cluster: format!("e2e-{id}"),
             namespace: format!("berth-e2e-{id}"),
             id,
@@ -60,6 +65,7 @@ impl TestEnv {
             image_imported: false,
             agent_log_limits: None,
             task_cleanup_wait_secs: 0,
+            pids_limit: None,
             passed: false,
         })
     }
@@ -77,6 +83,22 @@ impl TestEnv {
     /// How long agents started after this call keep a stopped task's containers and logs.
     pub fn set_task_cleanup_wait_secs(&mut self, secs: u64) {
         self.task_cleanup_wait_secs = secs;
+    }
+
+    /// The cgroup root of this env's agents (`[cgroups] root`): `/berth-e2e-<id>` unless set;
+    /// whatever it is, it is removed when the env is dropped.
+    pub fn cgroup_root(&self) -> &str {
+        &self.cgroup_root
+    }
+
+    /// The cgroup root of agents started after this call.
+    pub fn set_cgroup_root(&mut self, root: &str) {
+        self.cgroup_root = root.to_owned();
+    }
+
+    /// `pids.max` of each task cgroup, for agents started after this call.
+    pub fn set_agent_pids_limit(&mut self, limit: Option<u64>) {
+        self.pids_limit = limit;
     }
 
     /// Container log rotation of agents started after this call.
@@ -256,6 +278,10 @@ impl TestEnv {
             socket = containerd::socket(),
             ns = self.namespace,
         ));
+        toml.push_str(&format!("\n[cgroups]\nroot = {:?}\n", self.cgroup_root));
+        if let Some(limit) = self.pids_limit {
+            toml.push_str(&format!("pids_limit = {limit}\n"));
+        }
         if let Some((max_size_mib, max_files)) = self.agent_log_limits {
             toml.push_str(&format!(
                 "\n[logs]\nmax_size_mib = {max_size_mib}\nmax_files = {max_files}\n"
@@ -352,6 +378,10 @@ impl Drop for TestEnv {
         }
         if let Err(e) = containerd::purge_namespace(&self.namespace, Duration::from_secs(30)) {
             eprintln!("cleanup: {e:#}");
+        }
+        // After the containers: their cgroups are gone with them, the tasks' may be left.
+        if let Err(e) = crate::cgroups::remove_cgroup_tree(&self.cgroup_root) {
+            eprintln!("cleanup: cgroup {}: {e:#}", self.cgroup_root);
         }
         if std::env::var_os("BERTH_E2E_KEEP").is_some() {
             eprintln!("kept {}", self.dir.display());

@@ -16,6 +16,7 @@
 
 mod aws;
 mod bins;
+mod cgroups;
 mod containerd;
 mod ecs;
 mod env;
@@ -24,6 +25,9 @@ mod wait;
 
 pub use aws::AwsCli;
 pub use bins::{bin, workspace_root};
+pub use cgroups::{
+    cgroup_exists, cgroup_file, is_v2 as cgroup_v2, read_cgroup, remove_cgroup_tree,
+};
 pub use containerd::{ctr, TEST_IMAGE};
 pub use ecs::{container, ApiError, EcsClient};
 pub use env::{CpAddrs, TestEnv};

@@ -193,6 +193,7 @@ pub fn cgroup_support(root: &Path) -> CgroupSupport {
         return CgroupSupport {
             swap: v1.join("memory.memsw.limit_in_bytes").exists(),
             swappiness: v1.join("memory.swappiness").exists(),
+            v2: false,
         };
     }
     CgroupSupport {
@@ -200,6 +201,7 @@ pub fn cgroup_support(root: &Path) -> CgroupSupport {
             .iter()
             .any(|d| root.join(d).join("memory.swap.max").exists()),
         swappiness: false,
+        v2: crate::cgroups::is_v2(root),
     }
 }
 
@@ -276,7 +278,8 @@ mod tests {
             cgroup_support(&base),
             CgroupSupport {
                 swap: false,
-                swappiness: true
+                swappiness: true,
+                v2: false,
             }
         );
         std::fs::write(mem.join("memory.memsw.limit_in_bytes"), "").unwrap();
@@ -288,7 +291,8 @@ mod tests {
             cgroup_support(&base),
             CgroupSupport {
                 swap: true,
-                swappiness: false
+                swappiness: false,
+                v2: false,
             }
         );
         std::fs::remove_dir_all(&base).unwrap();

@@ -29,6 +29,9 @@ pub struct CreateRequest {
     /// This task's own directory for task-scoped volumes (`<dir>/<volume name>`), created by
     /// the runtime when needed and removed when the task is cleaned up.
     pub task_volumes_dir: PathBuf,
+    /// The task's cgroup (`<root>/<task id>`, see `crate::cgroups`); the container's cgroup is
+    /// created below it. None for tasks recorded by agents without task cgroups.
+    pub cgroup_parent: Option<String>,
 }
 
 /// What a container's main process is doing, as containerd sees it.

@@ -8,6 +8,7 @@ use super::image::ImageConfig;
 use super::mounts::{MountSource, PlannedMount};
 use super::rootfs::ProcessUser;
 use super::{CreateRequest, RuntimeError};
+use crate::cgroups;
 use crate::model::{ContainerSpec, NetworkMode, Ulimit};
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -102,11 +103,13 @@ pub struct HostDevice {
     pub access: String,
 }
 
-/// Memory controls the host's cgroups accept; runc fails a container that asks for more.
+/// Memory controls the host's cgroups accept (runc fails a container that asks for more), and
+/// whether they are v2 (the unified hierarchy), which decides how CPU shares are written.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CgroupSupport {
     pub swap: bool,
     pub swappiness: bool,
+    pub v2: bool,
 }
 
 /// The spec and what was left out of it, for the log.
@@ -217,6 +220,19 @@ pub fn build_spec(
     });
     if let Some(memory) = memory(c, facts.cgroup, &mut warnings) {
         linux["resources"]["memory"] = memory;
+    }
+    // ECS's cpu units as shares (0 and 1 become 2). On v2 we write cpu.weight ourselves with
+    // our conversion (see `cgroups::cpu_weight`): runc 1.1 would convert the shares linearly.
+    let shares = cgroups::cpu_shares(c.cpu);
+    if facts.cgroup.v2 {
+        linux["resources"]["unified"] =
+            json!({"cpu.weight": cgroups::cpu_weight(shares).to_string()});
+    } else {
+        linux["resources"]["cpu"] = json!({"shares": shares});
+    }
+    // Below the task's cgroup, where runc creates it (cgroupfs driver: a path from the root).
+    if let Some(parent) = &req.cgroup_parent {
+        linux["cgroupsPath"] = json!(format!("{parent}/{}", req.runtime_id));
     }
     if !x.privileged {
         // A privileged container sees the host's /proc and /sys as they are.
@@ -549,6 +565,7 @@ mod tests {
                 volumes: vec![],
             },
             task_volumes_dir: "/tmp/volumes".into(),
+            cgroup_parent: None,
         }
     }
 
@@ -859,6 +876,7 @@ mod tests {
             cgroup: CgroupSupport {
                 swap: true,
                 swappiness: true,
+                v2: false,
             },
             ..Default::default()
         };
@@ -881,5 +899,56 @@ mod tests {
         let built = build_spec(&r, &image(), &full).unwrap();
         assert!(built.spec["linux"]["resources"]["memory"]["swap"].is_null());
         assert!(built.warnings[0].contains("maxSwap"));
+    }
+
+    #[test]
+    fn cpu_shares_on_v1_weight_on_v2_and_the_task_cgroup() {
+        let mut r = plain();
+        let v2 = HostFacts {
+            cgroup: CgroupSupport {
+                v2: true,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        for (units, shares, weight) in [
+            (0, 2, "1"),
+            (1, 2, "1"),
+            (256, 256, "35"),
+            (1024, 1024, "100"),
+            (4096, 4096, "303"),
+        ] {
+            r.container.cpu = units;
+            let s = spec(&r, &HostFacts::default());
+            assert_eq!(s["linux"]["resources"]["cpu"], json!({"shares": shares}));
+            assert!(s["linux"]["resources"]["unified"].is_null());
+            let s = spec(&r, &v2);
+            assert_eq!(
+                s["linux"]["resources"]["unified"],
+                json!({"cpu.weight": weight})
+            );
+            assert!(s["linux"]["resources"]["cpu"].is_null());
+        }
+        assert!(spec(&r, &v2)["linux"]["cgroupsPath"].is_null());
+        r.cgroup_parent = Some("/berth/0123456789abcdef".into());
+        assert_eq!(
+            spec(&r, &v2)["linux"]["cgroupsPath"],
+            "/berth/0123456789abcdef/t-c"
+        );
+    }
+
+    #[test]
+    fn memory_only_reservation_only_and_both() {
+        let mut r = plain();
+        let mem = |r: &CreateRequest| {
+            spec(r, &HostFacts::default())["linux"]["resources"]["memory"].clone()
+        };
+        r.container.memory_mib = 32;
+        assert_eq!(mem(&r), json!({"limit": 32 * MIB}));
+        r.container.memory_mib = 0;
+        r.container.memory_reservation_mib = 16;
+        assert_eq!(mem(&r), json!({"reservation": 16 * MIB}), "no hard limit");
+        r.container.memory_mib = 64;
+        assert_eq!(mem(&r), json!({"limit": 64 * MIB, "reservation": 16 * MIB}));
     }
 }
