@@ -224,6 +224,56 @@ mod tests {
     }
 
     #[test]
+    fn a_task_that_exactly_fits_is_placed() {
+        let mut c = cand("a", 1024, 512);
+        c.used.cpu = 1792;
+        // 512 MiB and 256 CPU units remain: exactly NEEDS.
+        assert_eq!(
+            place(NEEDS, "bridge", 1, &[c.clone()], "td")[0].as_deref(),
+            Ok("a")
+        );
+        // A second copy finds nothing left.
+        let r = place(NEEDS, "bridge", 2, &[c], "td");
+        let f = r[1].as_ref().unwrap_err();
+        assert_eq!(f.reason, "RESOURCE:MEMORY");
+        assert_eq!(f.detail, "task needs 512 MiB, at most 0 MiB remaining");
+    }
+
+    #[test]
+    fn one_unit_too_many_does_not_fit() {
+        let mut c = cand("a", 1024, 512);
+        c.used.cpu = 1792;
+        let more_memory = Needs {
+            cpu: 256,
+            memory: 513,
+        };
+        let f = place(more_memory, "bridge", 1, &[c.clone()], "td")[0]
+            .clone()
+            .unwrap_err();
+        assert_eq!(
+            (f.reason, f.detail.as_str()),
+            (
+                "RESOURCE:MEMORY",
+                "task needs 513 MiB, at most 512 MiB remaining"
+            )
+        );
+        let more_cpu = Needs {
+            cpu: 257,
+            memory: 512,
+        };
+        let f = place(more_cpu, "bridge", 1, &[c], "td")[0]
+            .clone()
+            .unwrap_err();
+        assert_eq!(
+            (f.reason, f.detail.as_str()),
+            (
+                "RESOURCE:CPU",
+                "task needs 257 CPU units, at most 256 remaining"
+            )
+        );
+    }
+
+    #[test]
     fn inactive_instances_are_skipped() {
         let mut a = cand("a", 8192, 0);
         a.active = false;

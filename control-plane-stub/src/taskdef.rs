@@ -26,6 +26,12 @@ pub struct TaskDefError {
 
 pub const NETWORK_MODES: &[&str] = &["bridge", "host", "none", "awsvpc"];
 pub const MAX_STOP_TIMEOUT: i64 = 120;
+/// ECS's range for task-level `cpu` on EC2 and external instances: 0.125 to 192 vCPUs.
+pub const TASK_CPU_UNITS: std::ops::RangeInclusive<i64> = 128..=196_608;
+/// The least memory ECS accepts for a container's `memory` or `memoryReservation` ("don't
+/// specify less than 6 MiB", for Docker 20.10 and later; the agent itself needs 4 MiB). A task's
+/// `memory` holds at least one container, so it has the same floor.
+pub const MIN_MEMORY_MIB: i64 = 6;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct TaskDefSpec {
@@ -181,6 +187,10 @@ pub fn parse(raw: &Value) -> Result<TaskDefSpec, TaskDefError> {
                     "no essential container: at least one container must be essential",
                 );
             }
+            check_resources(&mut p, cpu, memory, &containers, &|i, key| match i {
+                Some(i) => format!("containerDefinitions[{i}].{key}"),
+                None => key.to_string(),
+            });
             if memory.is_none() {
                 for (i, c) in containers.iter().enumerate() {
                     if c.memory.is_none() && c.memory_reservation.is_none() {
@@ -244,17 +254,6 @@ fn parse_container(p: &mut Problems, path: &str, def: &Value) -> Option<Containe
     let cpu = opt_non_negative(p, obj, "cpu", &f("cpu"));
     let memory = opt_non_negative(p, obj, "memory", &f("memory"));
     let memory_reservation = opt_non_negative(p, obj, "memoryReservation", &f("memoryReservation"));
-    if let (Some(m), Some(r)) = (memory, memory_reservation) {
-        if r > m {
-            p.invalid(
-                &f("memoryReservation"),
-                format!("{r} must not be greater than memory ({m})"),
-            );
-        }
-    }
-    if memory == Some(0) {
-        p.invalid(&f("memory"), "must be greater than 0");
-    }
     let stop_timeout = opt_non_negative(p, obj, "stopTimeout", &f("stopTimeout"));
     if let Some(t) = stop_timeout {
         if t > MAX_STOP_TIMEOUT {
@@ -533,6 +532,94 @@ fn check_dependencies(p: &mut Problems, containers: &[ContainerDef]) {
     }
 }
 
+/// The resource rules ECS applies at registration, and again to a task's definition with its
+/// RunTask overrides applied. `field(Some(i), key)` names container `i`'s field `key`,
+/// `field(None, key)` the task-level one. ECS answers all of these with a ClientException.
+fn check_resources(
+    p: &mut Problems,
+    task_cpu: Option<i64>,
+    task_memory: Option<i64>,
+    containers: &[ContainerDef],
+    field: &dyn Fn(Option<usize>, &str) -> String,
+) {
+    if let Some(cpu) = task_cpu {
+        if !TASK_CPU_UNITS.contains(&cpu) {
+            p.client(
+                &field(None, "cpu"),
+                format!(
+                    "{cpu} CPU units is outside the range for EC2 and external instances: \
+                     {} (0.125 vCPU) to {} (192 vCPU)",
+                    TASK_CPU_UNITS.start(),
+                    TASK_CPU_UNITS.end()
+                ),
+            );
+        }
+    }
+    if let Some(memory) = task_memory {
+        if memory < MIN_MEMORY_MIB {
+            p.client(
+                &field(None, "memory"),
+                format!("{memory} MiB is below the minimum of {MIN_MEMORY_MIB} MiB"),
+            );
+        }
+    }
+    for (i, c) in containers.iter().enumerate() {
+        for (key, value) in [
+            ("memory", c.memory),
+            ("memoryReservation", c.memory_reservation),
+        ] {
+            if let Some(v) = value.filter(|v| *v < MIN_MEMORY_MIB) {
+                p.client(
+                    &field(Some(i), key),
+                    format!("{v} MiB is below the minimum of {MIN_MEMORY_MIB} MiB"),
+                );
+            }
+        }
+        if let (Some(m), Some(r)) = (c.memory, c.memory_reservation) {
+            if r > m {
+                p.invalid(
+                    &field(Some(i), "memoryReservation"),
+                    format!("{r} must not be greater than memory ({m})"),
+                );
+            }
+        }
+        if let (Some(m), Some(task)) = (c.memory, task_memory) {
+            if m > task {
+                p.client(
+                    &field(Some(i), "memory"),
+                    format!("{m} MiB is more than the task's memory ({task} MiB)"),
+                );
+            }
+        }
+    }
+    // What the containers reserve together must fit in the task: each container reserves its
+    // memoryReservation, else its memory (hard limits may add up to more, as in ECS).
+    if let Some(task) = task_memory {
+        let reserved: i64 = containers
+            .iter()
+            .map(|c| c.memory_reservation.or(c.memory).unwrap_or(0))
+            .sum();
+        if reserved > task {
+            p.client(
+                &field(None, "memory"),
+                format!(
+                    "the containers reserve {reserved} MiB together (memoryReservation, else \
+                     memory), more than the task's {task} MiB"
+                ),
+            );
+        }
+    }
+    if let Some(task) = task_cpu {
+        let sum: i64 = containers.iter().map(|c| c.cpu.unwrap_or(0)).sum();
+        if sum > task {
+            p.client(
+                &field(None, "cpu"),
+                format!("the containers' cpu adds up to {sum} units, more than the task's {task}"),
+            );
+        }
+    }
+}
+
 /// Task-level cpu/memory: ECS sends strings; numbers are accepted too since people write them.
 fn opt_units(
     p: &mut Problems,
@@ -657,6 +744,28 @@ pub fn apply_overrides(def: &TaskDefSpec, o: &Overrides) -> Result<TaskDefSpec, 
         c.memory_reservation = co.memory_reservation.or(c.memory_reservation);
         sync_raw(c);
     }
+    // The same rules as at registration; a problem names the override when one set the field.
+    let names: Vec<String> = out.containers.iter().map(|c| c.name.clone()).collect();
+    check_resources(&mut p, out.cpu, out.memory, &out.containers, &|i, key| {
+        let overridden = |set: &dyn Fn(&ContainerOverride) -> bool| {
+            o.containers
+                .iter()
+                .position(|co| i.is_some_and(|i| co.name == names[i]) && set(co))
+        };
+        let by_override = match (i, key) {
+            (None, "cpu") if o.cpu.is_some() => return "overrides.cpu".to_string(),
+            (None, "memory") if o.memory.is_some() => return "overrides.memory".to_string(),
+            (None, _) => return key.to_string(),
+            (Some(_), "cpu") => overridden(&|co| co.cpu.is_some()),
+            (Some(_), "memory") => overridden(&|co| co.memory.is_some()),
+            (Some(_), _) => overridden(&|co| co.memory_reservation.is_some()),
+        };
+        match (by_override, i) {
+            (Some(j), _) => format!("overrides.containerOverrides[{j}].{key}"),
+            (None, Some(i)) => format!("containerDefinitions[{i}].{key}"),
+            (None, None) => key.to_string(),
+        }
+    });
     p.finish(out)
 }
 
@@ -846,6 +955,145 @@ mod tests {
         let e = err(v);
         assert_eq!(e.kind, ProblemKind::InvalidParameter);
         assert!(e.problems[0].starts_with("memory:"));
+    }
+
+    fn problem_fields(e: &TaskDefError) -> Vec<&str> {
+        e.problems
+            .iter()
+            .map(|m| m.split(':').next().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn container_memory_not_above_task_memory() {
+        let mut v = ok_def();
+        v["memory"] = json!("100");
+        let e = err(v.clone());
+        assert_eq!(e.kind, ProblemKind::Client);
+        assert_eq!(
+            problem_fields(&e),
+            vec!["containerDefinitions[0].memory", "memory"]
+        );
+        assert!(e.problems[0].contains("128 MiB is more than the task's memory (100 MiB)"));
+        v["memory"] = json!("192");
+        assert!(
+            parse(&v).is_ok(),
+            "reservations summing to the task memory fit exactly"
+        );
+    }
+
+    #[test]
+    fn reservations_together_not_above_task_memory() {
+        let mut v = ok_def();
+        v["memory"] = json!("160");
+        // app reserves its memory (128), side its reservation (64): 192 > 160.
+        let e = err(v.clone());
+        assert_eq!(e.kind, ProblemKind::Client);
+        assert_eq!(problem_fields(&e), vec!["memory"]);
+        assert!(e.problems[0].contains("192 MiB"), "{e}");
+        // Hard limits may add up to more than the task, as long as the reservations fit.
+        v["containerDefinitions"][0]["memoryReservation"] = json!(96);
+        v["containerDefinitions"][1]["memory"] = json!(160);
+        assert!(parse(&v).is_ok());
+    }
+
+    #[test]
+    fn container_cpu_together_not_above_task_cpu() {
+        let mut v = ok_def();
+        v["cpu"] = json!("256");
+        v["containerDefinitions"][0]["cpu"] = json!(128);
+        v["containerDefinitions"][1]["cpu"] = json!(128);
+        assert!(parse(&v).is_ok(), "an exact fit is accepted");
+        v["containerDefinitions"][1]["cpu"] = json!(129);
+        let e = err(v);
+        assert_eq!(e.kind, ProblemKind::Client);
+        assert_eq!(
+            e.problems,
+            vec!["cpu: the containers' cpu adds up to 257 units, more than the task's 256"]
+        );
+    }
+
+    #[test]
+    fn task_cpu_within_the_ec2_range() {
+        for (cpu, ok) in [
+            ("127", false),
+            ("128", true),
+            ("192 vCPU", true),
+            ("196609", false),
+        ] {
+            let mut v = ok_def();
+            v["cpu"] = json!(cpu);
+            match parse(&v) {
+                Ok(_) => assert!(ok, "{cpu} accepted"),
+                Err(e) => {
+                    assert!(!ok, "{cpu} refused: {e}");
+                    assert_eq!(problem_fields(&e), vec!["cpu"]);
+                    assert_eq!(e.kind, ProblemKind::Client);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn memory_and_reservation_at_least_6_mib() {
+        let mut v = ok_def();
+        v["containerDefinitions"][0]["memory"] = json!(5);
+        v["containerDefinitions"][1]["memoryReservation"] = json!(0);
+        let e = err(v.clone());
+        assert_eq!(e.kind, ProblemKind::Client);
+        assert_eq!(
+            problem_fields(&e),
+            vec![
+                "containerDefinitions[0].memory",
+                "containerDefinitions[1].memoryReservation"
+            ]
+        );
+        assert!(e.problems[0].contains("5 MiB is below the minimum of 6 MiB"));
+        v["containerDefinitions"][0]["memory"] = json!(6);
+        v["containerDefinitions"][1]["memoryReservation"] = json!(6);
+        assert!(parse(&v).is_ok());
+        let mut v = ok_def();
+        v["memory"] = json!("5");
+        assert!(problem_fields(&err(v)).contains(&"memory"));
+    }
+
+    #[test]
+    fn overrides_are_checked_with_the_same_rules() {
+        let mut v = ok_def();
+        v["memory"] = json!("512");
+        v["cpu"] = json!("256");
+        let d = parse(&v).unwrap();
+        let run = |o: Value| apply_overrides(&d, &parse_overrides(Some(&o)).unwrap());
+
+        let e = run(json!({"containerOverrides": [{"name": "app", "memory": 1024}]})).unwrap_err();
+        assert_eq!(e.kind, ProblemKind::Client);
+        assert_eq!(
+            problem_fields(&e),
+            vec!["overrides.containerOverrides[0].memory", "memory"]
+        );
+        let e = run(json!({"memory": "100"})).unwrap_err();
+        assert_eq!(
+            problem_fields(&e),
+            vec!["containerDefinitions[0].memory", "overrides.memory"]
+        );
+        let e = run(json!({"containerOverrides": [{"name": "side", "memoryReservation": 4}]}))
+            .unwrap_err();
+        assert_eq!(
+            problem_fields(&e),
+            vec!["overrides.containerOverrides[0].memoryReservation"]
+        );
+        let e = run(json!({"containerOverrides": [{"name": "app", "cpu": 512}]})).unwrap_err();
+        assert_eq!(problem_fields(&e), vec!["cpu"]);
+        assert!(run(json!({"cpu": "64"})).is_err());
+        let ok = run(json!({"cpu": "1 vCPU", "containerOverrides": [{"name": "app", "cpu": 512, "memory": 448}]}))
+            .unwrap();
+        assert_eq!(
+            ok.needs(),
+            Needs {
+                cpu: 1024,
+                memory: 512
+            }
+        );
     }
 
     #[test]

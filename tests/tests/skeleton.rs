@@ -204,6 +204,12 @@ async fn essential_container_exit_stops_the_task() -> Result<()> {
 /// (b) The same life cycle through the real AWS CLI, waiters included.
 #[tokio::test]
 async fn aws_cli_runs_and_stops_a_task() -> Result<()> {
+    // Only an explicit request skips it (the cgroup v2 guest has no AWS CLI): without one, a
+    // missing CLI fails the test.
+    if std::env::var_os("BERTH_E2E_SKIP_AWS").is_some_and(|v| v == "1") {
+        println!("skipped: BERTH_E2E_SKIP_AWS=1");
+        return Ok(());
+    }
     let env = TestEnv::with_agent("aws-cli").await?;
     let aws = AwsCli::new(&env.api_url(), &env.dir().join("aws"))?;
     let family = format!("cli-{}", env.id);
