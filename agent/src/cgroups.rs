@@ -34,24 +34,18 @@ pub fn cpu_shares(units: u32) -> u64 {
 
 /// cgroup v2's cpu.weight (1-10000) for cpu.shares (2-262144).
 ///
-/// runc 1.1 maps shares to weight linearly (`1 + (shares - 2) * 9999 / 262142`), which turns
-/// the default 1024 shares into weight 39 instead of v2's default 100 (runc issue #4772): a
-/// Berth container would get less than a plain systemd service. We use the quadratic fit that
-/// crun and newer runc adopted instead: through (2, 1), (1024, 100) and (262144, 10000), so the
-/// default stays the default and the bounds stay the bounds. We write it ourselves through the
-/// OCI spec's `linux.resources.unified` and never hand runc the shares on v2.
+/// ECS cpu units are proportions: 256 and 768 units on one contended core must split it 1:3.
+/// So the mapping is proportional, scaled so that the default stays the default
+/// (1024 shares -> weight 100, as a plain systemd service gets): weight = shares * 100 / 1024.
+/// Two rejected alternatives: runc 1.1's linear map (`1 + (shares - 2) * 9999 / 262142`) turns
+/// 1024 into 39, starving Berth's containers next to other services (runc issue #4772); the
+/// quadratic fit crun and newer runc adopted keeps 1024 -> 100 but bends proportions
+/// (256:768 becomes 35:80, a 1:2.3 split, measured). The price of proportionality: weights
+/// saturate at 10000 from 102400 shares (100 vCPUs' worth) up, and below 6 shares rounding
+/// gives weight 1. We write the weight ourselves through the OCI spec's
+/// `linux.resources.unified` and never hand runc the shares on v2.
 pub fn cpu_weight(shares: u64) -> u64 {
-    if shares <= MIN_CPU_SHARES {
-        return 1;
-    }
-    if shares >= MAX_CPU_SHARES {
-        return 10_000;
-    }
-    let l = (shares as f64).log2();
-    let exponent = (l * l + 125.0 * l) / 612.0 - 7.0 / 34.0;
-    // Rounded to 1e-9 first: 1024 must give exactly 100, not ceil(100.00000000000001).
-    let w = (10f64.powf(exponent) * 1e9).round() / 1e9;
-    (w.ceil() as u64).clamp(1, 10_000)
+    ((shares * 100 + 512) / 1024).clamp(1, 10_000)
 }
 
 /// What a task's cgroup is limited to.
@@ -372,12 +366,13 @@ mod tests {
     }
 
     #[test]
-    fn weight_keeps_the_default_and_the_bounds() {
+    fn weight_keeps_the_default_the_bounds_and_the_proportions() {
         assert_eq!(cpu_weight(2), 1);
         assert_eq!(cpu_weight(1024), 100);
         assert_eq!(cpu_weight(262_144), 10_000);
-        assert_eq!(cpu_weight(256), 35);
-        assert_eq!(cpu_weight(4096), 303);
+        assert_eq!(cpu_weight(256), 25);
+        assert_eq!(cpu_weight(768), 75);
+        assert_eq!(cpu_weight(4096), 400);
         // Monotonic over the whole range.
         let mut last = 0;
         for s in (2..=262_144).step_by(97) {

@@ -227,9 +227,9 @@ async fn container_and_task_cgroups_hold_exact_values() {
     for (name, shares, weight) in [
         ("cpu0", "2", "1"),
         ("cpu1", "2", "1"),
-        ("cpu256", "256", "35"),
+        ("cpu256", "256", "25"),
         ("cpu1024", "1024", "100"),
-        ("cpu4096", "4096", "303"),
+        ("cpu4096", "4096", "400"),
     ] {
         if v2 {
             assert_eq!(s.read("cpu", &path(name), "cpu.weight"), weight, "{name}");

@@ -74,3 +74,35 @@ pub fn remove_cgroup_tree(path: &str) -> Result<()> {
     }
     Ok(())
 }
+
+/// The CPU time cgroup `path` and its descendants used so far, in nanoseconds: v1
+/// cpuacct.usage, v2 cpu.stat's usage_usec (there on every cgroup, cpu controller or not).
+pub fn cpu_usage_ns(path: &str) -> Result<u64> {
+    if is_v2() {
+        let stat = read_cgroup("cpu", path, "cpu.stat")?;
+        let usec = stat
+            .lines()
+            .find_map(|l| l.strip_prefix("usage_usec ")?.trim().parse::<u64>().ok())
+            .with_context(|| format!("no usage_usec in {path}/cpu.stat: {stat:?}"))?;
+        Ok(usec * 1000)
+    } else {
+        let usage = read_cgroup("cpuacct", path, "cpuacct.usage")?;
+        usage
+            .parse()
+            .with_context(|| format!("{path}/cpuacct.usage: {usage:?}"))
+    }
+}
+
+/// The thread ids in cgroup `path` itself (v1: the cpu hierarchy's `tasks`, v2:
+/// `cgroup.threads`), not in its descendants.
+pub fn cgroup_threads(path: &str) -> Result<Vec<i32>> {
+    let file = if is_v2() { "cgroup.threads" } else { "tasks" };
+    read_cgroup("cpu", path, file)?
+        .lines()
+        .map(|l| {
+            l.trim()
+                .parse()
+                .with_context(|| format!("{path}/{file}: {l:?}"))
+        })
+        .collect()
+}

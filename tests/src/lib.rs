@@ -26,7 +26,8 @@ mod wait;
 pub use aws::AwsCli;
 pub use bins::{bin, workspace_root};
 pub use cgroups::{
-    cgroup_exists, cgroup_file, is_v2 as cgroup_v2, read_cgroup, remove_cgroup_tree,
+    cgroup_exists, cgroup_file, cgroup_threads, cpu_usage_ns, is_v2 as cgroup_v2, read_cgroup,
+    remove_cgroup_tree,
 };
 pub use containerd::{ctr, TEST_IMAGE};
 pub use ecs::{container, ApiError, EcsClient};

@@ -108,7 +108,7 @@ async fn cpu_shares_and_memory_limits_reach_container_cgroups() -> Result<()> {
     let mut cpus = vec![
         ("cpu0", 0, 2, 1),
         ("cpu1", 1, 2, 1),
-        ("cpu256", 256, 256, 35),
+        ("cpu256", 256, 256, 25),
         ("cpu1024", 1024, 1024, 100),
     ];
     // 4096 units need four CPUs: placement (rightly) refuses it on a smaller host, where
@@ -118,7 +118,7 @@ async fn cpu_shares_and_memory_limits_reach_container_cgroups() -> Result<()> {
         .flatten()
         .unwrap_or(1);
     if cores >= 6 {
-        cpus.push(("cpu4096", 4096, 4096, 303));
+        cpus.push(("cpu4096", 4096, 4096, 400));
     } else {
         eprintln!("{cores} CPUs: the 4096-unit container is left out");
     }

@@ -914,9 +914,9 @@ mod tests {
         for (units, shares, weight) in [
             (0, 2, "1"),
             (1, 2, "1"),
-            (256, 256, "35"),
+            (256, 256, "25"),
             (1024, 1024, "100"),
-            (4096, 4096, "303"),
+            (4096, 4096, "400"),
         ] {
             r.container.cpu = units;
             let s = spec(&r, &HostFacts::default());
