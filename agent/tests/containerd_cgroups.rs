@@ -4,46 +4,26 @@
 //! cgroup. Each test has a containerd namespace, a temp dir and a cgroup root of its own
 //! (`/berth-test-<random>`), all removed on drop, also on failure.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
+
+use std::path::Path;
 use std::time::Duration;
 
 use berth_agent::cgroups::{self, FsCgroups, TaskCgroups};
 use berth_agent::model::{ContainerSpec, NetworkMode, TaskSpec};
-use berth_agent::runtime::containerd::{Containerd, ContainerdConfig};
-use berth_agent::runtime::{CreateRequest, ExitEvent, Runtime};
-use futures_util::{Stream, StreamExt};
+use berth_agent::runtime::containerd::Containerd;
+use berth_agent::runtime::{CreateRequest, Runtime};
+use common::next_exit;
 
-const IMAGE: &str = "docker.io/berth/busybox:test";
 const MOUNT: &str = "/sys/fs/cgroup";
 /// cgroup v1's "no limit" for memory files: LONG_MAX rounded down to a page.
 const V1_UNLIMITED: &str = "9223372036854771712";
 const MIB: u64 = 1024 * 1024;
 
-fn ctr(ns: &str, args: &[&str]) -> Result<String, String> {
-    let out = Command::new("ctr")
-        .arg("-n")
-        .arg(ns)
-        .args(args)
-        .output()
-        .map_err(|e| format!("cannot run ctr: {e}"))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(format!(
-            "ctr -n {ns} {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ))
-    }
-}
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
+/// A scratch namespace `berth-cgroups-<id>` (see `common::Scratch`) with a runtime and the cgroup
+/// root `/berth-test-<id>`, removed on drop once the namespace is gone.
 struct Scratch {
-    ns: String,
-    dir: PathBuf,
+    base: common::Scratch,
     /// `/berth-test-<id>`
     root: String,
     rt: Containerd,
@@ -52,36 +32,22 @@ struct Scratch {
 
 impl Scratch {
     async fn new() -> Self {
-        let id = format!("{:08x}", fastrand::u32(..));
-        let ns = format!("berth-cgroups-{id}");
-        let dir = std::env::temp_dir().join(format!("berth-cgroups-{id}"));
-        std::fs::create_dir_all(&dir).unwrap();
-        let archive = workspace().join("tests/images/out/busybox.tar");
-        if !archive.is_file() {
-            let status = Command::new("bash")
-                .arg(workspace().join("tests/images/build-busybox-image.sh"))
-                .arg(workspace().join("tests/images/out"))
-                .status()
-                .expect("running build-busybox-image.sh");
-            assert!(status.success(), "building the test image failed");
-        }
-        ctr(&ns, &["images", "import", archive.to_str().unwrap()])
-            .expect("importing the test image (is containerd running? .ci/run starts it)");
-        let rt = Containerd::connect(ContainerdConfig {
-            socket: "/run/containerd/containerd.sock".into(),
-            namespace: ns.clone(),
-            snapshotter: "overlayfs".into(),
-            call_timeout: Duration::from_secs(20),
-        })
-        .await
-        .expect("connecting to containerd");
-        Scratch {
-            ns,
-            dir,
-            root: format!("/berth-test-{id}"),
-            rt,
-            cg: FsCgroups::new(MOUNT),
-        }
+        let mut base = common::Scratch::new("berth-cgroups");
+        let rt = base.runtime().await;
+        let root = format!("/berth-test-{}", base.id);
+        let cg = FsCgroups::new(MOUNT);
+        base.kill_pause = Duration::from_millis(200);
+        // The whole test root, in every hierarchy.
+        let (task_path, test_root, fs) = (
+            cgroups::task_cgroup_path(&root, "task1"),
+            root.clone(),
+            cg.clone(),
+        );
+        base.after_cleanup = Some(Box::new(move || {
+            let _ = fs.remove(&task_path);
+            let _ = fs.remove(&test_root);
+        }));
+        Scratch { base, root, rt, cg }
     }
 
     fn task_path(&self) -> String {
@@ -95,9 +61,9 @@ impl Scratch {
             task_id: "task1".into(),
             container: c.clone(),
             network_mode: task.network_mode,
-            log_path: self.dir.join(format!("{}.log", c.name)),
+            log_path: self.base.dir.join(format!("{}.log", c.name)),
             task: task.clone(),
-            task_volumes_dir: self.dir.join("volumes/task1"),
+            task_volumes_dir: self.base.dir.join("volumes/task1"),
             cgroup_parent: Some(self.task_path()),
         }
     }
@@ -121,83 +87,20 @@ impl Scratch {
     }
 }
 
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        if let Ok(tasks) = ctr(&self.ns, &["tasks", "ls", "-q"]) {
-            for t in tasks.lines() {
-                let _ = ctr(&self.ns, &["tasks", "kill", "-s", "KILL", t]);
-                std::thread::sleep(Duration::from_millis(200));
-                let _ = ctr(&self.ns, &["tasks", "rm", "-f", t]);
-            }
-        }
-        if let Ok(cs) = ctr(&self.ns, &["containers", "ls", "-q"]) {
-            for c in cs.lines() {
-                let _ = ctr(&self.ns, &["containers", "rm", c]);
-            }
-        }
-        let _ = ctr(&self.ns, &["images", "rm", IMAGE]);
-        for _ in 0..50 {
-            if ctr("default", &["namespaces", "rm", &self.ns]).is_ok() {
-                break;
-            }
-            if let Ok(snaps) = ctr(&self.ns, &["snapshots", "ls"]) {
-                for key in snaps
-                    .lines()
-                    .skip(1)
-                    .filter_map(|l| l.split_whitespace().next())
-                {
-                    let _ = ctr(&self.ns, &["snapshots", "rm", key]);
-                }
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        // The whole test root, in every hierarchy.
-        let _ = self.cg.remove(&self.task_path());
-        let _ = self.cg.remove(&self.root);
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-async fn next_exit(exits: &mut (impl Stream<Item = ExitEvent> + Unpin), id: &str) -> ExitEvent {
-    loop {
-        let e = tokio::time::timeout(Duration::from_secs(30), exits.next())
-            .await
-            .expect("no exit event within 30 s")
-            .expect("exit stream ended");
-        if e.runtime_id == id {
-            return e;
-        }
-    }
-}
-
 fn sh(name: &str, script: &str, cpu: u32, memory_mib: u32, reservation_mib: u32) -> ContainerSpec {
     ContainerSpec {
-        name: name.into(),
-        image: IMAGE.into(),
-        essential: true,
-        entry_point: None,
-        command: Some(vec!["sh".into(), "-c".into(), script.into()]),
-        environment: vec![],
-        working_directory: None,
-        user: None,
         cpu,
         memory_mib,
         memory_reservation_mib: reservation_mib,
-        stop_timeout_secs: 1,
-        extra: Default::default(),
+        ..common::busybox(name, &["sh", "-c", script])
     }
 }
 
 fn task(containers: Vec<ContainerSpec>, cpu: u32, memory_mib: u32) -> TaskSpec {
     TaskSpec {
-        arn: "arn:aws:ecs:us-east-1:0:task/c/task1".into(),
-        family: "f".into(),
-        revision: 1,
-        network_mode: NetworkMode::None,
         cpu,
         memory_mib,
-        containers,
-        volumes: vec![],
+        ..common::task1(containers, NetworkMode::None)
     }
 }
 

@@ -3,98 +3,48 @@
 //! temp dir of its own and removes both, also on failure. The containers report what they see by
 //! exit code or by writing into a host directory bind-mounted at /out.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
+
+use std::path::PathBuf;
 use std::time::Duration;
 
 use berth_agent::model::{
     ContainerSpec, Device, MountPoint, NetworkMode, TaskSpec, Tmpfs, Ulimit, Volume, VolumeFrom,
     VolumeKind,
 };
-use berth_agent::runtime::containerd::{Containerd, ContainerdConfig};
-use berth_agent::runtime::{CreateRequest, ExitEvent, Runtime};
-use futures_util::{Stream, StreamExt};
+use berth_agent::runtime::containerd::Containerd;
+use berth_agent::runtime::{CreateRequest, Runtime};
+use common::{ctr, next_exit};
 
-const IMAGE: &str = "docker.io/berth/busybox:test";
-
-fn ctr(ns: &str, args: &[&str]) -> Result<String, String> {
-    let out = Command::new("ctr")
-        .arg("-n")
-        .arg(ns)
-        .args(args)
-        .output()
-        .map_err(|e| format!("cannot run ctr: {e}"))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(format!(
-            "ctr -n {ns} {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ))
-    }
-}
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// A namespace with the test image, a temp dir with `out/` (mounted at /out by `task`), and a
-/// runtime; everything is removed on drop.
+/// A scratch namespace `berth-fields-<id>` (see `common::Scratch`) whose temp dir has `out/`
+/// (mounted at /out by `task`), and a runtime; everything is removed on drop.
 struct Scratch {
-    ns: String,
-    dir: PathBuf,
+    base: common::Scratch,
     rt: Containerd,
 }
 
 impl Scratch {
     async fn new() -> Self {
-        let id = format!("{:08x}", fastrand::u32(..));
-        let ns = format!("berth-fields-{id}");
-        let dir = std::env::temp_dir().join(format!("berth-fields-{id}"));
-        std::fs::create_dir_all(dir.join("out")).unwrap();
+        let base = common::Scratch::new("berth-fields");
+        std::fs::create_dir_all(base.dir.join("out")).unwrap();
         // Containers running as other users write their diagnostics here too.
         std::fs::set_permissions(
-            dir.join("out"),
+            base.dir.join("out"),
             std::os::unix::fs::PermissionsExt::from_mode(0o777),
         )
         .unwrap();
-        let archive = workspace().join("tests/images/out/busybox.tar");
-        if !archive.is_file() {
-            let status = Command::new("bash")
-                .arg(workspace().join("tests/images/build-busybox-image.sh"))
-                .arg(workspace().join("tests/images/out"))
-                .status()
-                .expect("running build-busybox-image.sh");
-            assert!(status.success(), "building the test image failed");
-        }
-        ctr(&ns, &["images", "import", archive.to_str().unwrap()])
-            .expect("importing the test image (is containerd running? .ci/run starts it)");
-        let rt = Containerd::connect(ContainerdConfig {
-            socket: "/run/containerd/containerd.sock".into(),
-            namespace: ns.clone(),
-            snapshotter: "overlayfs".into(),
-            call_timeout: Duration::from_secs(20),
-        })
-        .await
-        .expect("connecting to containerd");
-        Scratch { ns, dir, rt }
+        let rt = base.runtime().await;
+        Scratch { base, rt }
     }
 
     fn out(&self) -> PathBuf {
-        self.dir.join("out")
+        self.base.dir.join("out")
     }
 
     /// A task of these containers with the volume `out` (this scratch's out dir) and the task
     /// volume `shared`.
     fn task(&self, containers: Vec<ContainerSpec>, mode: NetworkMode) -> TaskSpec {
         TaskSpec {
-            arn: "arn:aws:ecs:us-east-1:0:task/c/task1".into(),
-            family: "f".into(),
-            revision: 1,
-            network_mode: mode,
-            cpu: 0,
-            memory_mib: 0,
-            containers,
             volumes: vec![
                 Volume {
                     name: "out".into(),
@@ -107,6 +57,7 @@ impl Scratch {
                     kind: VolumeKind::Task,
                 },
             ],
+            ..common::task1(containers, mode)
         }
     }
 
@@ -122,9 +73,9 @@ impl Scratch {
                 .unwrap()
                 .clone(),
             network_mode: task.network_mode,
-            log_path: self.dir.join(format!("{name}.log")),
+            log_path: self.base.dir.join(format!("{name}.log")),
             task: task.clone(),
-            task_volumes_dir: self.dir.join("volumes/task1"),
+            task_volumes_dir: self.base.dir.join("volumes/task1"),
             cgroup_parent: None,
         }
     }
@@ -146,68 +97,9 @@ impl Scratch {
     }
 }
 
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        if let Ok(tasks) = ctr(&self.ns, &["tasks", "ls", "-q"]) {
-            for t in tasks.lines() {
-                let _ = ctr(&self.ns, &["tasks", "kill", "-s", "KILL", t]);
-                let _ = ctr(&self.ns, &["tasks", "rm", "-f", t]);
-            }
-        }
-        if let Ok(cs) = ctr(&self.ns, &["containers", "ls", "-q"]) {
-            for c in cs.lines() {
-                let _ = ctr(&self.ns, &["containers", "rm", c]);
-            }
-        }
-        let _ = ctr(&self.ns, &["images", "rm", IMAGE]);
-        for _ in 0..50 {
-            if ctr("default", &["namespaces", "rm", &self.ns]).is_ok() {
-                break;
-            }
-            if let Ok(snaps) = ctr(&self.ns, &["snapshots", "ls"]) {
-                for key in snaps
-                    .lines()
-                    .skip(1)
-                    .filter_map(|l| l.split_whitespace().next())
-                {
-                    let _ = ctr(&self.ns, &["snapshots", "rm", key]);
-                }
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-async fn next_exit(exits: &mut (impl Stream<Item = ExitEvent> + Unpin), id: &str) -> ExitEvent {
-    loop {
-        let e = tokio::time::timeout(Duration::from_secs(30), exits.next())
-            .await
-            .expect("no exit event within 30 s")
-            .expect("exit stream ended");
-        if e.runtime_id == id {
-            return e;
-        }
-    }
-}
-
 /// A container running `script` in sh, with the scratch out dir at /out.
 fn sh(name: &str, script: &str) -> ContainerSpec {
-    let mut c = ContainerSpec {
-        name: name.into(),
-        image: IMAGE.into(),
-        essential: true,
-        entry_point: None,
-        command: Some(vec!["sh".into(), "-c".into(), script.into()]),
-        environment: vec![],
-        working_directory: None,
-        user: None,
-        cpu: 0,
-        memory_mib: 0,
-        memory_reservation_mib: 0,
-        stop_timeout_secs: 1,
-        extra: Default::default(),
-    };
+    let mut c = common::busybox(name, &["sh", "-c", script]);
     c.extra.mount_points.push(mount("out", "/out", false));
     c
 }
@@ -321,7 +213,7 @@ async fn bind_mounts_task_volumes_and_volumes_from() {
     let task = s.task(vec![writer, reader], NetworkMode::None);
     assert_eq!(s.run(&task, "writer").await, 0);
     assert_eq!(s.read_out("from-container"), "host\n");
-    assert!(s.dir.join("volumes/task1/shared/note").is_file());
+    assert!(s.base.dir.join("volumes/task1/shared/note").is_file());
     assert_eq!(s.run(&task, "reader").await, 0);
     assert_eq!(s.read_out("read-by-reader"), "from-writer\n");
 
@@ -334,7 +226,7 @@ async fn bind_mounts_task_volumes_and_volumes_from() {
     task.volumes.push(Volume {
         name: "gone".into(),
         kind: VolumeKind::Host {
-            source_path: s.dir.join("no-such-dir").display().to_string(),
+            source_path: s.base.dir.join("no-such-dir").display().to_string(),
         },
     });
     let err = s.rt.create(&s.request(&task, "missing")).await.unwrap_err();
@@ -382,7 +274,7 @@ async fn hostname_ulimits_capabilities_devices_and_labels() {
     let task = s.task(vec![c], NetworkMode::None);
     let req = s.request(&task, "fields");
     s.rt.create(&req).await.unwrap();
-    let info = ctr(&s.ns, &["containers", "info", &req.runtime_id]).unwrap();
+    let info = ctr(&s.base.ns, &["containers", "info", &req.runtime_id]).unwrap();
     let info: serde_json::Value = serde_json::from_str(&info).unwrap();
     assert_eq!(info["Labels"]["team"], "storage", "{info}");
     assert_eq!(info["Labels"]["berth.task-arn"], req.task_arn.as_str());

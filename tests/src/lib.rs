@@ -21,6 +21,7 @@ mod containerd;
 mod ecs;
 mod env;
 mod process;
+mod tasks;
 mod wait;
 
 pub use aws::AwsCli;
@@ -33,4 +34,8 @@ pub use containerd::{ctr, TEST_IMAGE};
 pub use ecs::{container, ApiError, EcsClient};
 pub use env::{CpAddrs, TestEnv};
 pub use process::Proc;
+pub use tasks::{
+    exit_code, register, register_and_run, run_task, start_task, stop_and_wait, task_arn, task_id,
+    wait_running, wait_status, wait_stopped, wait_task,
+};
 pub use wait::{timeout, wait_until};

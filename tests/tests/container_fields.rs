@@ -5,54 +5,11 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{ensure, Context, Result};
-use berth_e2e::{container, timeout, wait_until, EcsClient, TestEnv, TEST_IMAGE};
+use anyhow::{Context, Result};
+use berth_e2e::{
+    exit_code, register, run_task, timeout, wait_stopped, wait_until, TestEnv, TEST_IMAGE,
+};
 use serde_json::{json, Value};
-
-async fn register(api: &EcsClient, task_definition: Value) -> Result<String> {
-    let out = api
-        .call("RegisterTaskDefinition", task_definition)
-        .await
-        .context("RegisterTaskDefinition")?;
-    out["taskDefinition"]["taskDefinitionArn"]
-        .as_str()
-        .map(str::to_owned)
-        .with_context(|| format!("no taskDefinitionArn in {out}"))
-}
-
-/// Runs one task (with `overrides`, if not null) and returns its ARN.
-async fn run_task(env: &TestEnv, task_definition: &str, overrides: Value) -> Result<String> {
-    let mut request = json!({"cluster": env.cluster, "taskDefinition": task_definition});
-    if !overrides.is_null() {
-        request["overrides"] = overrides;
-    }
-    let out = env
-        .api()
-        .call("RunTask", request)
-        .await
-        .context("RunTask")?;
-    ensure!(
-        out["failures"].as_array().is_none_or(|f| f.is_empty()),
-        "RunTask failures: {out}"
-    );
-    out["tasks"][0]["taskArn"]
-        .as_str()
-        .map(str::to_owned)
-        .with_context(|| format!("RunTask started no task: {out}"))
-}
-
-async fn wait_stopped(env: &TestEnv, task: &str) -> Result<Value> {
-    let api = env.api();
-    let cluster = env.cluster.as_str();
-    wait_until("the task to stop", timeout(120), || {
-        let task = api.describe_task(cluster, task);
-        async move {
-            let task = task.await?;
-            Ok((task["lastStatus"] == "STOPPED").then_some(task))
-        }
-    })
-    .await
-}
 
 /// Registers a task definition (network mode none) and runs one task of it to its end.
 async fn run_to_stop(
@@ -82,12 +39,8 @@ async fn run_with_overrides(
         }),
     )
     .await?;
-    let task = run_task(env, &arn, overrides).await?;
+    let task = run_task(env, &arn, json!({"overrides": overrides})).await?;
     wait_stopped(env, &task).await
-}
-
-fn exit_code(task: &Value, name: &str) -> Option<i64> {
-    container(task, name)?["exitCode"].as_i64()
 }
 
 /// A container running `script` in sh.

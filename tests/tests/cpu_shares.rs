@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
 use berth_e2e::{
-    cgroup_exists, cgroup_threads, cgroup_v2, cpu_usage_ns, read_cgroup, timeout, wait_until,
-    EcsClient, TestEnv, TEST_IMAGE,
+    cgroup_exists, cgroup_threads, cgroup_v2, cpu_usage_ns, read_cgroup, register_and_run, task_id,
+    timeout, wait_running, wait_until, TestEnv, TEST_IMAGE,
 };
 use nix::sched::{sched_getaffinity, sched_setaffinity, CpuSet};
 use nix::unistd::Pid;
@@ -26,68 +26,15 @@ const SETTLE: Duration = Duration::from_secs(1);
 /// The measurement window.
 const WINDOW: Duration = Duration::from_secs(5);
 
-async fn run_task(env: &TestEnv, task_definition: Value) -> Result<String> {
-    let api = env.api();
-    let out = api
-        .call("RegisterTaskDefinition", task_definition)
-        .await
-        .context("RegisterTaskDefinition")?;
-    let arn = out["taskDefinition"]["taskDefinitionArn"]
-        .as_str()
-        .with_context(|| format!("no taskDefinitionArn in {out}"))?;
-    let out = api
-        .call(
-            "RunTask",
-            json!({"cluster": env.cluster, "taskDefinition": arn}),
-        )
-        .await
-        .context("RunTask")?;
-    ensure!(
-        out["failures"].as_array().is_none_or(|f| f.is_empty()),
-        "RunTask failures: {out}"
-    );
-    out["tasks"][0]["taskArn"]
-        .as_str()
-        .map(str::to_owned)
-        .with_context(|| format!("RunTask started no task: {out}"))
-}
-
-async fn wait_status(env: &TestEnv, task: &str, status: &'static str) -> Result<Value> {
-    let api: EcsClient = env.api();
-    let cluster = env.cluster.as_str();
-    wait_until(status, timeout(120), || {
-        let task = api.describe_task(cluster, task);
-        async move {
-            let task = task.await?;
-            if status == "RUNNING" && task["lastStatus"] == "STOPPED" {
-                anyhow::bail!("the task stopped instead of running: {task}");
-            }
-            Ok((task["lastStatus"] == status).then_some(task))
-        }
-    })
-    .await
-}
-
 /// StopTask, STOPPED, and the task cgroup gone.
 async fn stop_and_wait(env: &TestEnv, task: &str) -> Result<()> {
-    env.api()
-        .call(
-            "StopTask",
-            json!({"cluster": env.cluster, "task": task, "reason": "test done"}),
-        )
-        .await
-        .context("StopTask")?;
-    wait_status(env, task, "STOPPED").await?;
+    berth_e2e::stop_and_wait(env, task).await?;
     let cg = task_cgroup(env, task);
     wait_until("the task cgroup to be removed", timeout(60), || {
         let gone = !cgroup_exists(&cg);
         async move { Ok(gone.then_some(())) }
     })
     .await
-}
-
-fn task_id(arn: &str) -> &str {
-    arn.rsplit('/').next().unwrap_or(arn)
 }
 
 fn task_cgroup(env: &TestEnv, task: &str) -> String {
@@ -170,7 +117,7 @@ async fn cpu_units_divide_one_contended_cpu_by_their_shares() -> Result<()> {
     let mut tasks = Vec::new();
     for units in [256, 768] {
         let name = format!("spin{units}");
-        let task = run_task(
+        let task = register_and_run(
             &env,
             json!({
                 "family": format!("cpu-shares-{units}-{}", env.id),
@@ -182,7 +129,7 @@ async fn cpu_units_divide_one_contended_cpu_by_their_shares() -> Result<()> {
         tasks.push((task, name));
     }
     for (task, _) in &tasks {
-        wait_status(&env, task, "RUNNING").await?;
+        wait_running(&env, task).await?;
     }
     let cpu = first_allowed_cpu()?;
     for (task, name) in &tasks {
@@ -231,7 +178,7 @@ async fn cpu_units_divide_one_contended_cpu_by_their_shares() -> Result<()> {
 #[tokio::test]
 async fn task_level_cpu_caps_a_spinning_task_at_its_quota() -> Result<()> {
     let env = TestEnv::with_agent("cpu-quota").await?;
-    let task = run_task(
+    let task = register_and_run(
         &env,
         json!({
             "family": format!("cpu-quota-{}", env.id),
@@ -242,7 +189,7 @@ async fn task_level_cpu_caps_a_spinning_task_at_its_quota() -> Result<()> {
         }),
     )
     .await?;
-    wait_status(&env, &task, "RUNNING").await?;
+    wait_running(&env, &task).await?;
     let cg = task_cgroup(&env, &task);
     wait_until("the spinner in its cgroup", timeout(30), || {
         let threads = cgroup_threads(&container_cgroup(&env, &task, "spin"));

@@ -4,67 +4,11 @@
 use std::time::Instant;
 
 use anyhow::{ensure, Context, Result};
-use berth_e2e::{container, timeout, wait_until, EcsClient, TestEnv, TEST_IMAGE};
+use berth_e2e::{
+    container, register, run_task, task_id, timeout, wait_stopped, wait_task, wait_until, TestEnv,
+    TEST_IMAGE,
+};
 use serde_json::{json, Value};
-
-async fn register(api: &EcsClient, task_definition: Value) -> Result<String> {
-    let out = api
-        .call("RegisterTaskDefinition", task_definition)
-        .await
-        .context("RegisterTaskDefinition")?;
-    out["taskDefinition"]["taskDefinitionArn"]
-        .as_str()
-        .map(str::to_owned)
-        .with_context(|| format!("no taskDefinitionArn in {out}"))
-}
-
-/// Runs one task; returns its ARN.
-async fn run_task(env: &TestEnv, task_definition: &str) -> Result<String> {
-    let out = env
-        .api()
-        .call(
-            "RunTask",
-            json!({"cluster": env.cluster, "taskDefinition": task_definition, "count": 1}),
-        )
-        .await
-        .context("RunTask")?;
-    ensure!(
-        out["failures"].as_array().is_none_or(|f| f.is_empty()),
-        "RunTask failures: {out}"
-    );
-    out["tasks"][0]["taskArn"]
-        .as_str()
-        .map(str::to_owned)
-        .with_context(|| format!("RunTask started no task: {out}"))
-}
-
-/// Polls DescribeTasks until `done` holds for the task; returns the task.
-async fn wait_task(
-    env: &TestEnv,
-    task: &str,
-    what: &str,
-    secs: u64,
-    done: impl Fn(&Value) -> bool,
-) -> Result<Value> {
-    let api = env.api();
-    let cluster = env.cluster.as_str();
-    let done = &done;
-    wait_until(what, timeout(secs), || {
-        let task = api.describe_task(cluster, task);
-        async move {
-            let task = task.await?;
-            Ok(done(&task).then_some(task))
-        }
-    })
-    .await
-}
-
-async fn wait_stopped(env: &TestEnv, task: &str) -> Result<Value> {
-    wait_task(env, task, "the task to stop", 120, |t| {
-        t["lastStatus"] == "STOPPED"
-    })
-    .await
-}
 
 /// berth-cp and one agent for an env configured first (as `TestEnv::with_agent` does).
 async fn start(mut env: TestEnv) -> Result<TestEnv> {
@@ -73,10 +17,6 @@ async fn start(mut env: TestEnv) -> Result<TestEnv> {
     env.start_agent(Some(&code))?;
     env.wait_agent_connected().await?;
     Ok(env)
-}
-
-fn task_id(arn: &str) -> &str {
-    arn.rsplit('/').next().unwrap_or(arn)
 }
 
 /// The host's uptime a container printed first (`cat /proc/uptime`): uptime is not
@@ -136,7 +76,7 @@ async fn depends_on_orders_container_starts() -> Result<()> {
         }),
     )
     .await?;
-    let task = run_task(&env, &td).await?;
+    let task = run_task(&env, &td, json!({"count": 1})).await?;
     let stopped = wait_stopped(&env, &task).await?;
     ensure!(
         stopped["stopCode"] == "EssentialContainerExited"
@@ -185,7 +125,7 @@ async fn a_failed_success_dependency_stops_the_task() -> Result<()> {
         }),
     )
     .await?;
-    let task = run_task(&env, &td).await?;
+    let task = run_task(&env, &td, json!({"count": 1})).await?;
     let stopped = wait_stopped(&env, &task).await?;
     ensure!(stopped["stopCode"] == "TaskFailedToStart", "{stopped}");
     let reason = stopped["stoppedReason"].as_str().unwrap_or_default();
@@ -241,9 +181,9 @@ async fn a_restart_policy_restarts_the_container_in_place() -> Result<()> {
         }),
     )
     .await?;
-    let task = run_task(&env, &td).await?;
+    let task = run_task(&env, &td, json!({"count": 1})).await?;
     let restarted = wait_task(&env, &task, "restartCount 1", 120, |t| {
-        container(t, "app").is_some_and(|c| c["restartCount"] == 1)
+        Ok(container(t, "app").is_some_and(|c| c["restartCount"] == 1))
     })
     .await?;
     ensure!(restarted["lastStatus"] == "RUNNING", "{restarted}");
@@ -296,7 +236,7 @@ async fn cleanup_waits_for_the_configured_time() -> Result<()> {
         }),
     )
     .await?;
-    let task = run_task(&env, &td).await?;
+    let task = run_task(&env, &td, json!({"count": 1})).await?;
     wait_stopped(&env, &task).await?;
     let stopped_seen = Instant::now();
     let left = env.containerd_containers()?;

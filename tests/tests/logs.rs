@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
-use berth_e2e::{bin, timeout, wait_until, TestEnv, TEST_IMAGE};
+use berth_e2e::{bin, register, run_task, timeout, wait_status, wait_until, TestEnv, TEST_IMAGE};
 use serde_json::{json, Value};
 
 /// berth-cp and one agent that keeps stopped tasks (and so their logs) for a while, with the
@@ -28,9 +28,8 @@ async fn env_with(name: &str, log_limits: Option<(u64, u32)>) -> Result<TestEnv>
 /// Registers a one-container definition running `script` with busybox sh; returns the task's
 /// ARN once it was started.
 async fn run_script(env: &TestEnv, family: &str, script: &str) -> Result<String> {
-    let api = env.api();
-    api.call(
-        "RegisterTaskDefinition",
+    register(
+        &env.api(),
         json!({
             "family": family,
             "networkMode": "none",
@@ -45,32 +44,8 @@ async fn run_script(env: &TestEnv, family: &str, script: &str) -> Result<String>
             }]
         }),
     )
-    .await
-    .context("RegisterTaskDefinition")?;
-    let out = api
-        .call(
-            "RunTask",
-            json!({"cluster": env.cluster, "taskDefinition": family}),
-        )
-        .await
-        .context("RunTask")?;
-    out["tasks"][0]["taskArn"]
-        .as_str()
-        .map(str::to_owned)
-        .with_context(|| format!("RunTask started no task: {out}"))
-}
-
-async fn wait_status(env: &TestEnv, task: &str, want: &str) -> Result<Value> {
-    let api = env.api();
-    let cluster = env.cluster.as_str();
-    wait_until(&format!("the task to be {want}"), timeout(120), || {
-        let task = api.describe_task(cluster, task);
-        async move {
-            let task = task.await?;
-            Ok((task["lastStatus"] == want).then_some(task))
-        }
-    })
-    .await
+    .await?;
+    run_task(env, family, Value::Null).await
 }
 
 fn berthctl(env: &TestEnv, args: &[&str]) -> Command {

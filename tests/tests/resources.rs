@@ -5,8 +5,8 @@
 
 use anyhow::{ensure, Context, Result};
 use berth_e2e::{
-    cgroup_exists, cgroup_v2, container, read_cgroup, timeout, wait_until, EcsClient, TestEnv,
-    TEST_IMAGE,
+    cgroup_exists, cgroup_v2, container, read_cgroup, register_and_run, stop_and_wait, task_id,
+    timeout, wait_running, wait_stopped, wait_until, TestEnv, TEST_IMAGE,
 };
 use serde_json::{json, Value};
 
@@ -14,64 +14,6 @@ const MIB: u64 = 1024 * 1024;
 /// cgroup v1's "no limit" for memory files: LONG_MAX rounded down to a page.
 const V1_UNLIMITED: &str = "9223372036854771712";
 const OOM_REASON: &str = "OutOfMemoryError: Container killed due to memory usage";
-
-async fn run_task(env: &TestEnv, task_definition: Value) -> Result<String> {
-    let api = env.api();
-    let out = api
-        .call("RegisterTaskDefinition", task_definition)
-        .await
-        .context("RegisterTaskDefinition")?;
-    let arn = out["taskDefinition"]["taskDefinitionArn"]
-        .as_str()
-        .with_context(|| format!("no taskDefinitionArn in {out}"))?;
-    let out = api
-        .call(
-            "RunTask",
-            json!({"cluster": env.cluster, "taskDefinition": arn}),
-        )
-        .await
-        .context("RunTask")?;
-    ensure!(
-        out["failures"].as_array().is_none_or(|f| f.is_empty()),
-        "RunTask failures: {out}"
-    );
-    out["tasks"][0]["taskArn"]
-        .as_str()
-        .map(str::to_owned)
-        .with_context(|| format!("RunTask started no task: {out}"))
-}
-
-async fn wait_status(env: &TestEnv, task: &str, status: &'static str) -> Result<Value> {
-    let api: EcsClient = env.api();
-    let cluster = env.cluster.as_str();
-    wait_until(status, timeout(120), || {
-        let task = api.describe_task(cluster, task);
-        async move {
-            let task = task.await?;
-            if status == "RUNNING" && task["lastStatus"] == "STOPPED" {
-                anyhow::bail!("the task stopped instead of running: {task}");
-            }
-            Ok((task["lastStatus"] == status).then_some(task))
-        }
-    })
-    .await
-}
-
-async fn stop_and_wait(env: &TestEnv, task: &str) -> Result<()> {
-    env.api()
-        .call(
-            "StopTask",
-            json!({"cluster": env.cluster, "task": task, "reason": "test done"}),
-        )
-        .await
-        .context("StopTask")?;
-    wait_status(env, task, "STOPPED").await?;
-    Ok(())
-}
-
-fn task_id(arn: &str) -> &str {
-    arn.rsplit('/').next().unwrap_or(arn)
-}
 
 fn sleeper(name: &str, extra: Value) -> Value {
     let mut c = json!({
@@ -132,7 +74,7 @@ async fn cpu_shares_and_memory_limits_reach_container_cgroups() -> Result<()> {
         "both",
         json!({"memory": 128, "memoryReservation": 48}),
     ));
-    let task = run_task(
+    let task = register_and_run(
         &env,
         json!({
             "family": format!("res-containers-{}", env.id),
@@ -141,7 +83,7 @@ async fn cpu_shares_and_memory_limits_reach_container_cgroups() -> Result<()> {
         }),
     )
     .await?;
-    wait_status(&env, &task, "RUNNING").await?;
+    wait_running(&env, &task).await?;
     let task_cg = format!("{}/{}", env.cgroup_root(), task_id(&task));
     let cg = |name: &str| format!("{task_cg}/{}-{name}", task_id(&task));
     for &(name, _, shares, weight) in &cpus {
@@ -201,7 +143,7 @@ async fn task_level_cpu_memory_and_pids_limit_the_task_cgroup() -> Result<()> {
     let code = env.create_activation(1)?;
     env.start_agent(Some(&code))?;
     env.wait_agent_connected().await?;
-    let task = run_task(
+    let task = register_and_run(
         &env,
         json!({
             "family": format!("res-task-{}", env.id),
@@ -212,7 +154,7 @@ async fn task_level_cpu_memory_and_pids_limit_the_task_cgroup() -> Result<()> {
         }),
     )
     .await?;
-    wait_status(&env, &task, "RUNNING").await?;
+    wait_running(&env, &task).await?;
     let task_cg = format!("{}/{}", env.cgroup_root(), task_id(&task));
     if cgroup_v2() {
         let got = read_cgroup("cpu", &task_cg, "cpu.max")?;
@@ -240,7 +182,7 @@ async fn task_level_cpu_memory_and_pids_limit_the_task_cgroup() -> Result<()> {
 #[tokio::test]
 async fn an_oom_killed_container_is_reported_with_ecs_reason() -> Result<()> {
     let env = TestEnv::with_agent("res-oom").await?;
-    let task = run_task(
+    let task = register_and_run(
         &env,
         json!({
             "family": format!("res-oom-{}", env.id),
@@ -255,7 +197,7 @@ async fn an_oom_killed_container_is_reported_with_ecs_reason() -> Result<()> {
         }),
     )
     .await?;
-    let stopped = wait_status(&env, &task, "STOPPED").await?;
+    let stopped = wait_stopped(&env, &task).await?;
     let hog = container(&stopped, "hog").context("no container hog")?;
     ensure!(hog["exitCode"] == 137, "exit code: {hog}");
     ensure!(hog["reason"] == OOM_REASON, "reason: {hog}");

@@ -1,48 +1,12 @@
 //! Acceptance tests of the walking skeleton (issue #2): berth-cp and berth-agent as real
 //! processes, tasks as real containerd containers, driven through the ECS API and the AWS CLI.
 
-use anyhow::{ensure, Context, Result};
-use berth_e2e::{container, timeout, wait_until, AwsCli, EcsClient, TestEnv, TEST_IMAGE};
+use anyhow::{Context, Result};
+use berth_e2e::{
+    container, exit_code, register, start_task, task_arn, timeout, wait_status, wait_until, AwsCli,
+    TestEnv, TEST_IMAGE,
+};
 use serde_json::{json, Value};
-
-/// Registers a task definition and returns its ARN.
-async fn register(api: &EcsClient, task_definition: Value) -> Result<String> {
-    let out = api
-        .call("RegisterTaskDefinition", task_definition)
-        .await
-        .context("RegisterTaskDefinition")?;
-    let arn = out["taskDefinition"]["taskDefinitionArn"]
-        .as_str()
-        .with_context(|| format!("no taskDefinitionArn in {out}"))?;
-    Ok(arn.to_owned())
-}
-
-/// Runs one task of `task_definition`; returns the task as RunTask answered it.
-async fn run_task(env: &TestEnv, task_definition: &str) -> Result<Value> {
-    let out = env
-        .api()
-        .call(
-            "RunTask",
-            json!({"cluster": env.cluster, "taskDefinition": task_definition, "count": 1}),
-        )
-        .await
-        .context("RunTask")?;
-    ensure!(
-        out["failures"].as_array().is_none_or(|f| f.is_empty()),
-        "RunTask failures: {out}"
-    );
-    out["tasks"][0]
-        .as_object()
-        .map(|t| Value::Object(t.clone()))
-        .with_context(|| format!("RunTask started no task: {out}"))
-}
-
-fn arn(task: &Value) -> Result<String> {
-    task["taskArn"]
-        .as_str()
-        .map(str::to_owned)
-        .with_context(|| format!("no taskArn in {task}"))
-}
 
 /// Polls DescribeTasks until the task is STOPPED; returns the stopped task and every distinct
 /// lastStatus seen on the way, in order.
@@ -67,19 +31,6 @@ async fn wait_stopped(env: &TestEnv, task: &str) -> Result<(Value, Vec<String>)>
     Ok((stopped, seen.into_inner()))
 }
 
-async fn wait_status(env: &TestEnv, task: &str, want: &str) -> Result<Value> {
-    let api = env.api();
-    let cluster = env.cluster.as_str();
-    wait_until(&format!("the task to be {want}"), timeout(120), || {
-        let task = api.describe_task(cluster, task);
-        async move {
-            let task = task.await?;
-            Ok((task["lastStatus"] == want).then_some(task))
-        }
-    })
-    .await
-}
-
 /// Waits until none of the task's containers is left in containerd.
 async fn wait_no_containers(env: &TestEnv) -> Result<()> {
     wait_until(
@@ -91,10 +42,6 @@ async fn wait_no_containers(env: &TestEnv) -> Result<()> {
         },
     )
     .await
-}
-
-fn exit_code(task: &Value, name: &str) -> Option<i64> {
-    container(task, name)?["exitCode"].as_i64()
 }
 
 /// A task definition whose one essential container runs until it is stopped.
@@ -146,7 +93,7 @@ async fn essential_container_exit_stops_the_task() -> Result<()> {
     )
     .await?;
 
-    let started = run_task(&env, &task_definition).await?;
+    let started = start_task(&env, &task_definition, json!({"count": 1})).await?;
     assert_eq!(
         started["lastStatus"], "PENDING",
         "RunTask answered {started}"
@@ -155,7 +102,7 @@ async fn essential_container_exit_stops_the_task() -> Result<()> {
         started["desiredStatus"], "RUNNING",
         "RunTask answered {started}"
     );
-    let task = arn(&started)?;
+    let task = task_arn(&started)?;
 
     let (stopped, seen) = wait_stopped(&env, &task).await?;
     eprintln!("lastStatus seen: {seen:?}");
@@ -230,7 +177,7 @@ async fn aws_cli_runs_and_stops_a_task() -> Result<()> {
         "--count",
         "1",
     ])?;
-    let task = arn(&run["tasks"][0])?;
+    let task = task_arn(&run["tasks"][0])?;
 
     let described = aws.ecs(&[
         "describe-tasks",
@@ -305,7 +252,7 @@ async fn control_plane_restart_keeps_running_tasks() -> Result<()> {
     let mut env = TestEnv::with_agent("cp-restart").await?;
     let family = format!("restart-{}", env.id);
     let task_definition = register(&env.api(), long_running(&family)).await?;
-    let task = arn(&run_task(&env, &task_definition).await?)?;
+    let task = task_arn(&start_task(&env, &task_definition, json!({"count": 1})).await?)?;
     wait_status(&env, &task, "RUNNING").await?;
 
     let before = env.cp_addrs();
