@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -59,6 +60,13 @@ pub struct Engine<R: Runtime> {
     routes: Mutex<HashMap<String, String>>,
     /// Woken whenever reports are queued; the session sends them.
     pub outbox_ready: Arc<Notify>,
+    /// Set on shutdown: workers start no new action.
+    draining: AtomicBool,
+    /// Actions being carried out now. containerd 1.6 ties a call's clean-up to the caller's
+    /// connection, so an agent that exits mid-delete can leave a shim behind: shutdown waits for
+    /// these to finish.
+    in_flight: AtomicUsize,
+    settled: Notify,
 }
 
 /// A task as the control plane sent it, already converted from the wire.
@@ -93,7 +101,30 @@ impl<R: Runtime> Engine<R> {
             workers: Mutex::new(HashMap::new()),
             routes: Mutex::new(HashMap::new()),
             outbox_ready: Arc::new(Notify::new()),
+            draining: AtomicBool::new(false),
+            in_flight: AtomicUsize::new(0),
+            settled: Notify::new(),
         })
+    }
+
+    /// Stops starting actions and waits, at most `limit`, for those under way to finish.
+    /// Containers are left as they are: they belong to containerd.
+    pub async fn drain(&self, limit: Duration) {
+        self.draining.store(true, Ordering::SeqCst);
+        let deadline = tokio::time::Instant::now() + limit;
+        while self.in_flight.load(Ordering::SeqCst) > 0 {
+            let settled = self.settled.notified();
+            if self.in_flight.load(Ordering::SeqCst) == 0 {
+                break;
+            }
+            if tokio::time::timeout_at(deadline, settled).await.is_err() {
+                warn!(
+                    actions = self.in_flight.load(Ordering::SeqCst),
+                    "leaving with runtime actions still under way"
+                );
+                return;
+            }
+        }
     }
 
     pub fn runtime(&self) -> &R {
@@ -297,10 +328,17 @@ impl<R: Runtime> Worker<R> {
                 .into_iter()
                 .next()
             {
+                if self.engine.draining.load(Ordering::SeqCst) {
+                    // Shutting down: the next agent picks the task up from the store.
+                    std::future::pending::<()>().await;
+                }
+                self.engine.in_flight.fetch_add(1, Ordering::SeqCst);
                 let event = self.execute(action).await;
                 if let Some(event) = event {
                     self.state.apply(event, now_ms());
                 }
+                self.engine.in_flight.fetch_sub(1, Ordering::SeqCst);
+                self.engine.settled.notify_waiters();
                 continue;
             }
             self.wait().await;
@@ -750,6 +788,34 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[tokio::test]
+    async fn a_draining_engine_starts_no_new_action() {
+        let h = harness(&["img"]);
+        h.engine.start().await.unwrap();
+        // Nothing under way: drain returns at once.
+        tokio::time::timeout(
+            Duration::from_secs(1),
+            h.engine.drain(Duration::from_secs(5)),
+        )
+        .await
+        .unwrap();
+        h.engine
+            .accept_payload(
+                1,
+                vec![task("t9", vec![container("a", "img", true)])],
+                vec![],
+            )
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(
+            h.engine.runtime().calls().is_empty(),
+            "{:?}",
+            h.engine.runtime().calls()
+        );
+        // The task is recorded, for the next agent to run.
+        assert!(h.store.task("arn:aws:ecs:r:a:task/c/t9").unwrap().is_some());
     }
 
     #[tokio::test]

@@ -150,15 +150,17 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     );
     engine.start().await?;
     let log_service = logs::serve::LogService::new(Arc::clone(&store), cfg.data_dir.join("logs"));
-    session::run(
+    let result = session::run(
         session_cfg,
         credential,
-        engine,
+        Arc::clone(&engine),
         store,
         log_service,
         shutdown,
     )
-    .await?;
+    .await;
+    engine.drain(Duration::from_secs(5)).await;
+    result?;
     info!("stopped");
     Ok(())
 }
