@@ -351,6 +351,7 @@ pub fn container(json: &str, problems: &mut Vec<String>) -> Option<ContainerSpec
             log_driver,
             log_options,
             ignored_fields,
+            ..ContainerExtra::default()
         },
         name: raw.name,
         image: raw.image,

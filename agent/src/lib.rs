@@ -11,6 +11,7 @@ pub mod engine;
 pub mod host;
 pub mod logs;
 pub mod model;
+pub mod network;
 pub mod resources;
 pub mod runtime;
 pub mod session;

@@ -27,18 +27,37 @@ pub enum ContainerStatus {
 pub enum NetworkMode {
     Host,
     None,
+    Bridge,
+    Awsvpc,
 }
 
 impl NetworkMode {
-    /// The network modes this agent can run today, as advertised to the control plane.
-    pub const SUPPORTED: &'static [&'static str] = &["host", "none"];
+    /// The network modes this agent can run, as advertised to the control plane.
+    pub const SUPPORTED: &'static [&'static str] = &["bridge", "host", "none", "awsvpc"];
 
+    /// ECS's names; an empty mode is ECS's default, bridge.
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "host" => Some(Self::Host),
             "none" => Some(Self::None),
+            "bridge" | "" => Some(Self::Bridge),
+            "awsvpc" => Some(Self::Awsvpc),
             _ => None,
         }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Host => "host",
+            Self::None => "none",
+            Self::Bridge => "bridge",
+            Self::Awsvpc => "awsvpc",
+        }
+    }
+
+    /// Bridge and awsvpc tasks get one namespace, shared by all their containers.
+    pub fn has_task_netns(self) -> bool {
+        matches!(self, Self::Bridge | Self::Awsvpc)
     }
 }
 
@@ -53,6 +72,9 @@ pub struct TaskSpec {
     pub containers: Vec<ContainerSpec>,
     #[serde(default)]
     pub volumes: Vec<Volume>,
+    /// awsvpc ingress rules (the task's security groups); None allows all ingress.
+    #[serde(default)]
+    pub ingress: Option<Vec<crate::network::IngressRule>>,
 }
 
 /// A task definition's volume.
@@ -118,8 +140,24 @@ pub struct ContainerExtra {
     /// logConfiguration.logDriver as given; logs always go to the agent's local files.
     pub log_driver: Option<String>,
     pub log_options: Vec<(String, String)>,
+    pub port_mappings: Vec<PortMapping>,
+    pub dns_servers: Vec<String>,
+    pub dns_search_domains: Vec<String>,
+    /// extraHosts: (hostname, IPv4 address) lines added to the container's hosts file.
+    pub extra_hosts: Vec<(String, String)>,
     /// Fields present in the definition that have no meaning on this host.
     pub ignored_fields: Vec<String>,
+}
+
+/// A portMappings entry. One of `container_port` and `container_port_range` is set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortMapping {
+    pub container_port: Option<u16>,
+    /// None or 0: a dynamic host port (bridge); host and awsvpc use the container port.
+    pub host_port: Option<u16>,
+    pub protocol: crate::network::Protocol,
+    /// containerPortRange "first-last", inclusive; host ports are dynamic.
+    pub container_port_range: Option<(u16, u16)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -104,6 +104,7 @@ pub fn task_from_wire(t: pb::TaskSpec) -> IncomingTask {
             memory_mib: t.memory_mib.max(0) as u32,
             containers,
             volumes,
+            ingress: None,
         },
         desired,
         rejection: (!problems.is_empty()).then(|| problems.join("; ")),
@@ -266,6 +267,7 @@ pub fn state_change(e: OutboxEntry) -> pb::StateChange {
                 .unwrap_or_default(),
             stopped_reason: stopped_reason.unwrap_or_default(),
             at_ms: e.at_ms,
+            network: None,
         }),
         StoredReport::Container {
             name,

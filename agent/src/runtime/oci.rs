@@ -168,7 +168,7 @@ pub fn build_spec(
                 ));
             }
         }
-        NetworkMode::None => {
+        NetworkMode::None | NetworkMode::Bridge | NetworkMode::Awsvpc => {
             // runc brings up loopback in a new network namespace and nothing else.
             namespaces.push(json!({"type": "network"}));
             namespaces.push(json!({"type": "uts"}));

@@ -1,0 +1,1 @@
+//! A container's /etc/resolv.conf, /etc/hosts and /etc/hostname, rendered purely.
