@@ -81,6 +81,6 @@ EOF
 }
 
 package berth-agent "Berth node agent: runs Amazon ECS task definitions on containerd" \
-    "containerd (>= 1.6), runc" berth-agent.service agent.toml berth-agent
+    "containerd (>= 1.6), runc, nftables" berth-agent.service agent.toml berth-agent
 package berth-cp "Berth control plane: the Amazon ECS API for Berth agents, and berthctl" \
     "" berth-cp.service cp.toml berth-cp berthctl

@@ -33,7 +33,7 @@ have_systemd() { [ -d /run/systemd/system ]; }
 
 # ---------------------------------------------------------------------------- packages
 step "Debian packages"
-packages=(containerd runc protobuf-compiler busybox-static tini ca-certificates curl sqlite3 gcc
+packages=(containerd runc nftables protobuf-compiler busybox-static tini ca-certificates curl sqlite3 gcc
           libc6-dev pkg-config)
 missing=()
 for p in "${packages[@]}"; do

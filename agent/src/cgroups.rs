@@ -352,6 +352,7 @@ mod tests {
                 })
                 .collect(),
             volumes: vec![],
+            ingress: None,
         }
     }
 

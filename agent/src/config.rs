@@ -28,6 +28,34 @@ pub struct Config {
     /// Seconds a stopped task's containers, volumes and logs are kept before cleanup.
     pub task_cleanup_wait_secs: u64,
     pub cgroups: CgroupsSection,
+    /// `[network]`; its reserved ports are the top-level ones.
+    pub network: crate::network::NetworkConfig,
+}
+
+pub const DEFAULT_BRIDGE: &str = "berth0";
+pub const DEFAULT_BRIDGE_SUBNET: &str = "10.231.0.0/16";
+pub const DEFAULT_GATEWAY_DEVICE: &str = "berth-tasks";
+pub const DEFAULT_TASK_SUBNET: &str = "10.232.0.0/16";
+pub const DEFAULT_NFT_TABLE: &str = "berth";
+pub const DEFAULT_NAME_PREFIX: &str = "bth";
+pub const DEFAULT_NETNS_DIR: &str = "/run/netns";
+/// ECS's dynamic host ports when the kernel's ephemeral range cannot be read.
+pub const FALLBACK_DYNAMIC_PORTS: (u16, u16) = (49153, 65535);
+const IP_LOCAL_PORT_RANGE: &str = "/proc/sys/net/ipv4/ip_local_port_range";
+
+/// `[network]` as written: task networking (see `crate::network`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NetworkSection {
+    bridge: Option<String>,
+    bridge_subnet: Option<String>,
+    gateway_device: Option<String>,
+    task_subnet: Option<String>,
+    nft_table: Option<String>,
+    name_prefix: Option<String>,
+    netns_dir: Option<PathBuf>,
+    /// "first-last", inclusive.
+    dynamic_ports: Option<String>,
 }
 
 /// Task cgroups: `<root>/<task id>` (v1: in each controller; v2: below /sys/fs/cgroup), with
@@ -126,6 +154,8 @@ struct FileConfig {
     tasks: TasksSection,
     #[serde(default)]
     cgroups: CgroupsSection,
+    #[serde(default)]
+    network: NetworkSection,
 }
 
 #[derive(Debug, Deserialize)]
@@ -231,6 +261,13 @@ fn resolve(
             )),
         }
     }
+    let network = resolve_network(
+        file.network,
+        &var,
+        &file.resources.reserved_tcp_ports,
+        &file.resources.reserved_udp_ports,
+        &mut errors,
+    );
     let cfg = Config {
         cluster: var("BERTH_CLUSTER")
             .or(file.cluster)
@@ -250,12 +287,181 @@ fn resolve(
         logs,
         task_cleanup_wait_secs,
         cgroups: file.cgroups,
+        network,
     };
     validate(&cfg, &mut errors);
     if errors.is_empty() {
         Ok(cfg)
     } else {
         Err(ConfigErrors(errors))
+    }
+}
+
+/// `[network]` with the environment over it. What does not parse is reported and replaced by
+/// its default, so that `validate` still checks the rest.
+fn resolve_network(
+    file: NetworkSection,
+    var: &dyn Fn(&str) -> Option<String>,
+    reserved_tcp_ports: &[u16],
+    reserved_udp_ports: &[u16],
+    errors: &mut Vec<String>,
+) -> crate::network::NetworkConfig {
+    use crate::network::Cidr;
+    // The value and where it came from, for messages.
+    let pick = |env: &str, key: &str, file: Option<String>| match var(env) {
+        Some(v) => Some((v, env.to_string())),
+        None => file.map(|v| (v, format!("network.{key}"))),
+    };
+    let mut subnet = |env: &str, key: &str, file: Option<String>, default: &str| {
+        let default: Cidr = default.parse().expect("default subnet");
+        match pick(env, key, file) {
+            None => default,
+            Some((v, from)) => v.parse().unwrap_or_else(|_| {
+                errors.push(format!(
+                    "{from}: {v:?} is not an IPv4 network like \"10.231.0.0/16\""
+                ));
+                default
+            }),
+        }
+    };
+    let bridge_subnet = subnet(
+        "BERTH_NETWORK_BRIDGE_SUBNET",
+        "bridge_subnet",
+        file.bridge_subnet,
+        DEFAULT_BRIDGE_SUBNET,
+    );
+    let task_subnet = subnet(
+        "BERTH_NETWORK_TASK_SUBNET",
+        "task_subnet",
+        file.task_subnet,
+        DEFAULT_TASK_SUBNET,
+    );
+    let dynamic_ports = match pick(
+        "BERTH_NETWORK_DYNAMIC_PORTS",
+        "dynamic_ports",
+        file.dynamic_ports,
+    ) {
+        None => kernel_ephemeral_ports(std::fs::read_to_string(IP_LOCAL_PORT_RANGE).ok()),
+        Some((v, from)) => parse_port_range(&v).unwrap_or_else(|| {
+            errors.push(format!(
+                "{from}: {v:?} is not a port range like \"49153-65535\""
+            ));
+            FALLBACK_DYNAMIC_PORTS
+        }),
+    };
+    let text = |env: &str, file: Option<String>, default: &str| {
+        var(env).or(file).unwrap_or_else(|| default.into())
+    };
+    crate::network::NetworkConfig {
+        bridge: text("BERTH_NETWORK_BRIDGE", file.bridge, DEFAULT_BRIDGE),
+        bridge_subnet,
+        gateway_device: file
+            .gateway_device
+            .unwrap_or_else(|| DEFAULT_GATEWAY_DEVICE.into()),
+        task_subnet,
+        nft_table: text("BERTH_NETWORK_NFT_TABLE", file.nft_table, DEFAULT_NFT_TABLE),
+        name_prefix: text(
+            "BERTH_NETWORK_NAME_PREFIX",
+            file.name_prefix,
+            DEFAULT_NAME_PREFIX,
+        ),
+        netns_dir: file.netns_dir.unwrap_or_else(|| DEFAULT_NETNS_DIR.into()),
+        dynamic_ports,
+        reserved_tcp_ports: reserved_tcp_ports.to_vec(),
+        reserved_udp_ports: reserved_udp_ports.to_vec(),
+    }
+}
+
+/// "first-last" (inclusive), both ports.
+fn parse_port_range(s: &str) -> Option<(u16, u16)> {
+    let (a, b) = s.split_once('-')?;
+    Some((a.trim().parse().ok()?, b.trim().parse().ok()?))
+}
+
+/// ECS's default dynamic host ports: the kernel's ephemeral range (the text of
+/// /proc/sys/net/ipv4/ip_local_port_range, "32768\t60999") when it is readable and sane, else
+/// 49153-65535.
+fn kernel_ephemeral_ports(text: Option<String>) -> (u16, u16) {
+    text.and_then(|t| {
+        let mut words = t.split_whitespace().map(|w| w.parse::<u16>().ok());
+        match (words.next()??, words.next()??, words.next()) {
+            (first, last, None) if first >= 1024 && first <= last => Some((first, last)),
+            _ => None,
+        }
+    })
+    .unwrap_or(FALLBACK_DYNAMIC_PORTS)
+}
+
+fn validate_network(n: &crate::network::NetworkConfig, errors: &mut Vec<String>) {
+    // The kernel's rule for link names (dev_valid_name).
+    let link_ok = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 15
+            && s != "."
+            && s != ".."
+            && !s.chars().any(|c| c == '/' || c == ':' || c.is_whitespace())
+    };
+    for (key, name) in [("bridge", &n.bridge), ("gateway_device", &n.gateway_device)] {
+        if !link_ok(name) {
+            errors.push(format!(
+                "network.{key} {name:?}: an interface name of 1-15 characters without '/', ':' or spaces"
+            ));
+        }
+    }
+    if n.bridge == n.gateway_device {
+        errors.push(format!(
+            "network.gateway_device {:?}: must differ from network.bridge",
+            n.gateway_device
+        ));
+    }
+    for (key, subnet) in [
+        ("bridge_subnet", n.bridge_subnet),
+        ("task_subnet", n.task_subnet),
+    ] {
+        if !(8..=30).contains(&subnet.prefix_len) {
+            errors.push(format!(
+                "network.{key} {subnet}: the prefix length must be between /8 and /30"
+            ));
+        }
+    }
+    if n.bridge_subnet.overlaps(&n.task_subnet) {
+        errors.push(format!(
+            "network.bridge_subnet {} and network.task_subnet {} overlap",
+            n.bridge_subnet, n.task_subnet
+        ));
+    }
+    if n.nft_table.is_empty()
+        || !n
+            .nft_table
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+    {
+        errors.push(format!(
+            "network.nft_table {:?}: letters, digits and underscores",
+            n.nft_table
+        ));
+    }
+    let prefix = &n.name_prefix;
+    if !(1..=5).contains(&prefix.len())
+        || !prefix
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+    {
+        errors.push(format!(
+            "network.name_prefix {prefix:?}: 1-5 lowercase letters or digits"
+        ));
+    }
+    if !n.netns_dir.is_absolute() {
+        errors.push(format!(
+            "network.netns_dir {:?}: must be an absolute path",
+            n.netns_dir.display()
+        ));
+    }
+    let (first, last) = n.dynamic_ports;
+    if first > last || first < 1024 {
+        errors.push(format!(
+            "network.dynamic_ports {first}-{last}: the first port must be at least 1024 and not above the last"
+        ));
     }
 }
 
@@ -358,6 +564,7 @@ fn validate(cfg: &Config, errors: &mut Vec<String>) {
             errors.push("activation_code: must not be empty or carry surrounding spaces".into());
         }
     }
+    validate_network(&cfg.network, errors);
 }
 
 #[cfg(test)]
@@ -483,12 +690,161 @@ mod tests {
         assert!(parse("[cgroups]\nroot = \"/a/../b\"\n", &[]).is_err());
     }
 
+    #[test]
+    fn network_section_defaults() {
+        let cfg = parse("", &[]).unwrap();
+        let n = &cfg.network;
+        assert_eq!(n.bridge, "berth0");
+        assert_eq!(n.bridge_subnet.to_string(), "10.231.0.0/16");
+        assert_eq!(n.gateway_device, "berth-tasks");
+        assert_eq!(n.task_subnet.to_string(), "10.232.0.0/16");
+        assert_eq!(n.nft_table, "berth");
+        assert_eq!(n.name_prefix, "bth");
+        assert_eq!(n.netns_dir, Path::new("/run/netns"));
+        assert_eq!(n.reserved_tcp_ports, DEFAULT_RESERVED_TCP);
+        assert!(n.reserved_udp_ports.is_empty());
+        let kernel = kernel_ephemeral_ports(std::fs::read_to_string(IP_LOCAL_PORT_RANGE).ok());
+        assert_eq!(n.dynamic_ports, kernel);
+    }
+
+    #[test]
+    fn dynamic_ports_default_to_the_kernels_ephemeral_range() {
+        assert_eq!(
+            kernel_ephemeral_ports(Some("32768\t60999\n".into())),
+            (32768, 60999)
+        );
+        for text in [
+            None,
+            Some(""),
+            Some("9 8"),
+            Some("80 90"),
+            Some("1 2 3"),
+            Some("x y"),
+        ] {
+            assert_eq!(
+                kernel_ephemeral_ports(text.map(String::from)),
+                FALLBACK_DYNAMIC_PORTS,
+                "{text:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn network_section_from_file_and_environment() {
+        let cfg = parse(
+            "[resources]\nreserved_tcp_ports = [22]\nreserved_udp_ports = [53]\n\
+             [network]\nbridge = \"br-x\"\nbridge_subnet = \"172.30.0.9/24\"\n\
+             gateway_device = \"gw-x\"\ntask_subnet = \"172.31.0.0/20\"\n\
+             nft_table = \"t_1\"\nname_prefix = \"t1\"\nnetns_dir = \"/run/berth/netns\"\n\
+             dynamic_ports = \"40000-40100\"\n",
+            &[],
+        )
+        .unwrap();
+        let n = &cfg.network;
+        assert_eq!(n.bridge, "br-x");
+        assert_eq!(n.bridge_subnet.to_string(), "172.30.0.0/24");
+        assert_eq!(n.gateway_device, "gw-x");
+        assert_eq!(n.task_subnet.to_string(), "172.31.0.0/20");
+        assert_eq!(
+            (n.nft_table.as_str(), n.name_prefix.as_str()),
+            ("t_1", "t1")
+        );
+        assert_eq!(n.netns_dir, Path::new("/run/berth/netns"));
+        assert_eq!(n.dynamic_ports, (40000, 40100));
+        assert_eq!(
+            (
+                n.reserved_tcp_ports.as_slice(),
+                n.reserved_udp_ports.as_slice()
+            ),
+            (&[22][..], &[53][..])
+        );
+
+        let cfg = parse(
+            "[network]\nbridge = \"br-x\"\ndynamic_ports = \"40000-40100\"\n",
+            &[
+                ("BERTH_NETWORK_BRIDGE", "br-env"),
+                ("BERTH_NETWORK_BRIDGE_SUBNET", "10.50.0.0/16"),
+                ("BERTH_NETWORK_TASK_SUBNET", "10.51.0.0/16"),
+                ("BERTH_NETWORK_NFT_TABLE", "berth_e2e"),
+                ("BERTH_NETWORK_NAME_PREFIX", "e2e"),
+                ("BERTH_NETWORK_DYNAMIC_PORTS", "50000-50010"),
+            ],
+        )
+        .unwrap();
+        let n = &cfg.network;
+        assert_eq!(n.bridge, "br-env");
+        assert_eq!(n.bridge_subnet.to_string(), "10.50.0.0/16");
+        assert_eq!(n.task_subnet.to_string(), "10.51.0.0/16");
+        assert_eq!(n.nft_table, "berth_e2e");
+        assert_eq!(n.name_prefix, "e2e");
+        assert_eq!(n.dynamic_ports, (50000, 50010));
+    }
+
+    #[test]
+    fn network_section_checks() {
+        let err = parse(
+            "[network]\nbridge = \"a/b\"\ngateway_device = \"sixteen-chars-xx\"\n\
+             bridge_subnet = \"10.0.0.0/31\"\ntask_subnet = \"10.0.0.0/8\"\n\
+             nft_table = \"no-dash\"\nname_prefix = \"Berth1\"\nnetns_dir = \"run/netns\"\n\
+             dynamic_ports = \"1000-2000\"\n",
+            &[],
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        for needle in [
+            "network.bridge \"a/b\"",
+            "network.gateway_device \"sixteen-chars-xx\"",
+            "network.bridge_subnet 10.0.0.0/31",
+            "overlap",
+            "network.nft_table",
+            "network.name_prefix",
+            "network.netns_dir",
+            "network.dynamic_ports 1000-2000",
+        ] {
+            assert!(text.contains(needle), "{needle} missing from {text}");
+        }
+        assert_eq!(err.0.len(), 8, "{err}");
+
+        // What does not parse is named with where it came from.
+        let err = parse(
+            "[network]\nbridge_subnet = \"10.0.0.0\"\ndynamic_ports = \"9000-8000\"\n",
+            &[
+                ("BERTH_NETWORK_TASK_SUBNET", "10.1.0.0/40"),
+                ("BERTH_NETWORK_NAME_PREFIX", "toolong"),
+            ],
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        for needle in [
+            "network.bridge_subnet: \"10.0.0.0\"",
+            "BERTH_NETWORK_TASK_SUBNET: \"10.1.0.0/40\"",
+            "network.dynamic_ports 9000-8000",
+            "network.name_prefix \"toolong\"",
+        ] {
+            assert!(text.contains(needle), "{needle} missing from {text}");
+        }
+        assert_eq!(err.0.len(), 4, "{err}");
+        let err = parse("", &[("BERTH_NETWORK_DYNAMIC_PORTS", "many")]).unwrap_err();
+        assert!(
+            err.to_string().contains("BERTH_NETWORK_DYNAMIC_PORTS"),
+            "{err}"
+        );
+        let err = parse(
+            "[network]\nbridge = \"same\"\ngateway_device = \"same\"\n",
+            &[],
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("must differ"), "{err}");
+        assert!(toml::from_str::<FileConfig>("[network]\nbrige = \"x\"\n").is_err());
+    }
+
     /// The example configuration we ship must load: install.sh copies it to /etc/berth.
     #[test]
     fn the_packaged_example_config_loads() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/agent.toml");
         let cfg = load(Some(&path), &HashMap::new()).unwrap();
         assert_eq!(cfg.containerd.namespace, "berth");
+        assert_eq!(cfg.network, parse("", &[]).unwrap().network);
     }
 
     #[test]

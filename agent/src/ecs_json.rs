@@ -9,9 +9,10 @@ use serde_json::Value;
 
 use crate::model::{
     ContainerExtra, ContainerSpec, Dependency, DependencyCondition, Device, LinuxParameters,
-    MountPoint, RestartPolicy, Tmpfs, Ulimit, Volume, VolumeFrom, VolumeKind,
+    MountPoint, PortMapping, RestartPolicy, Tmpfs, Ulimit, Volume, VolumeFrom, VolumeKind,
     DEFAULT_STOP_TIMEOUT_SECS,
 };
+use crate::network::Protocol;
 
 /// ECS limits.
 pub const MAX_STOP_TIMEOUT_SECS: i64 = 120;
@@ -24,11 +25,7 @@ const IGNORED_FIELDS: &[&str] = &[
     "interactive",
     "disableNetworking",
     "links",
-    "portMappings",
     "healthCheck",
-    "dnsServers",
-    "dnsSearchDomains",
-    "extraHosts",
     "secrets",
     "repositoryCredentials",
     "firelensConfiguration",
@@ -67,6 +64,27 @@ struct RawContainer {
     depends_on: Vec<RawDependency>,
     restart_policy: Option<RawRestartPolicy>,
     log_configuration: Option<RawLogConfiguration>,
+    port_mappings: Vec<RawPortMapping>,
+    dns_servers: Vec<String>,
+    dns_search_domains: Vec<String>,
+    extra_hosts: Vec<RawExtraHost>,
+}
+
+/// A portMappings entry; `name` and `appProtocol` (Service Connect) are accepted and ignored.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct RawPortMapping {
+    container_port: Option<i64>,
+    host_port: Option<i64>,
+    protocol: Option<String>,
+    container_port_range: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawExtraHost {
+    hostname: String,
+    ip_address: String,
 }
 
 #[derive(Deserialize)]
@@ -301,6 +319,57 @@ pub fn container(json: &str, problems: &mut Vec<String>) -> Option<ContainerSpec
         })
         .unwrap_or_default();
     ignored_fields.sort();
+    let port_mappings = raw
+        .port_mappings
+        .into_iter()
+        .filter_map(|m| port_mapping(m, &mut bad))
+        .collect();
+    let dns_servers = raw
+        .dns_servers
+        .into_iter()
+        .filter(|s| {
+            let ok = s.parse::<std::net::IpAddr>().is_ok();
+            if !ok {
+                bad("dnsServers", format!("{s:?} is not an IP address"));
+            }
+            ok
+        })
+        .collect();
+    let dns_search_domains = raw
+        .dns_search_domains
+        .into_iter()
+        .filter(|d| {
+            let ok = is_domain_name(d);
+            if !ok {
+                bad("dnsSearchDomains", format!("{d:?} is not a domain name"));
+            }
+            ok
+        })
+        .collect();
+    let extra_hosts = raw
+        .extra_hosts
+        .into_iter()
+        .filter_map(|h| {
+            if !is_domain_name(&h.hostname) {
+                bad(
+                    "extraHosts",
+                    format!("hostname {:?} is not a host name", h.hostname),
+                );
+                return None;
+            }
+            if h.ip_address.parse::<std::net::IpAddr>().is_err() {
+                bad(
+                    "extraHosts",
+                    format!(
+                        "{}: ipAddress {:?} is not an IP address",
+                        h.hostname, h.ip_address
+                    ),
+                );
+                return None;
+            }
+            Some((h.hostname, h.ip_address))
+        })
+        .collect();
     let (log_driver, log_options) = match raw.log_configuration {
         Some(l) => (l.log_driver, l.options.into_iter().collect()),
         None => (None, Vec::new()),
@@ -350,12 +419,107 @@ pub fn container(json: &str, problems: &mut Vec<String>) -> Option<ContainerSpec
             restart_policy,
             log_driver,
             log_options,
+            port_mappings,
+            dns_servers,
+            dns_search_domains,
+            extra_hosts,
             ignored_fields,
-            ..ContainerExtra::default()
         },
         name: raw.name,
         image: raw.image,
     })
+}
+
+/// One portMappings entry: exactly one of containerPort and containerPortRange ("a-b").
+fn port_mapping(m: RawPortMapping, bad: &mut dyn FnMut(&str, String)) -> Option<PortMapping> {
+    let protocol = match m.protocol.as_deref().map(str::to_ascii_lowercase) {
+        None => Protocol::Tcp,
+        Some(p) => match Protocol::parse(&p) {
+            Some(p) => p,
+            None => {
+                bad(
+                    "portMappings.protocol",
+                    format!("{:?} is not tcp or udp", m.protocol.unwrap_or_default()),
+                );
+                return None;
+            }
+        },
+    };
+    let port = |v: i64, field: &str, min: i64, bad: &mut dyn FnMut(&str, String)| {
+        if (min..=65535).contains(&v) {
+            Some(v as u16)
+        } else {
+            bad(field, format!("{v} is outside {min}-65535"));
+            None
+        }
+    };
+    let host_port = match m.host_port {
+        None => None,
+        Some(h) => Some(port(h, "portMappings.hostPort", 0, bad)?),
+    };
+    match (m.container_port, m.container_port_range) {
+        (Some(p), None) => Some(PortMapping {
+            container_port: Some(port(p, "portMappings.containerPort", 1, bad)?),
+            host_port,
+            protocol,
+            container_port_range: None,
+        }),
+        (None, Some(range)) => {
+            let parsed = range.split_once('-').and_then(|(a, b)| {
+                let a: u16 = a.trim().parse().ok()?;
+                let b: u16 = b.trim().parse().ok()?;
+                (a >= 1 && a <= b).then_some((a, b))
+            });
+            let Some(parsed) = parsed else {
+                bad(
+                    "portMappings.containerPortRange",
+                    format!("{range:?} is not a port range like \"8000-8010\" within 1-65535"),
+                );
+                return None;
+            };
+            if host_port.is_some_and(|h| h != 0) {
+                bad(
+                    "portMappings.hostPort",
+                    format!("cannot be set with containerPortRange {range:?}: the agent picks the host ports"),
+                );
+                return None;
+            }
+            Some(PortMapping {
+                container_port: None,
+                host_port: None,
+                protocol,
+                container_port_range: Some(parsed),
+            })
+        }
+        (Some(_), Some(_)) => {
+            bad(
+                "portMappings",
+                "an entry has both containerPort and containerPortRange".into(),
+            );
+            None
+        }
+        (None, None) => {
+            bad(
+                "portMappings",
+                "an entry needs containerPort or containerPortRange".into(),
+            );
+            None
+        }
+    }
+}
+
+/// A DNS name: dot-separated labels of letters, digits, '-' and '_', 253 characters at most.
+fn is_domain_name(s: &str) -> bool {
+    let s = s.strip_suffix('.').unwrap_or(s);
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        })
 }
 
 fn linux(l: RawLinux, bad: &mut dyn FnMut(&str, String)) -> LinuxParameters {
@@ -497,7 +661,106 @@ mod tests {
             60
         );
         assert_eq!(x.log_driver.as_deref(), Some("awslogs"));
-        assert_eq!(x.ignored_fields, ["portMappings", "pseudoTerminal"]);
+        assert_eq!(x.ignored_fields, ["pseudoTerminal"]);
+        assert!(x.port_mappings.is_empty());
+    }
+
+    #[test]
+    fn parses_network_fields() {
+        let json = r#"{
+            "name": "web", "image": "nginx",
+            "portMappings": [
+                {"containerPort": 80},
+                {"containerPort": 53, "hostPort": 5353, "protocol": "udp", "name": "dns"},
+                {"containerPort": 8080, "hostPort": 0, "protocol": "tcp", "appProtocol": "http"},
+                {"containerPortRange": "7000-7010", "protocol": "UDP"}
+            ],
+            "dnsServers": ["10.0.0.2", "fd00::53"],
+            "dnsSearchDomains": ["corp.example", "lab.example."],
+            "extraHosts": [{"hostname": "db", "ipAddress": "10.0.0.5"}],
+            "links": ["other"]
+        }"#;
+        let mut problems = Vec::new();
+        let c = container(json, &mut problems).unwrap();
+        assert!(problems.is_empty(), "{problems:?}");
+        let x = &c.extra;
+        assert_eq!(
+            x.port_mappings,
+            [
+                PortMapping {
+                    container_port: Some(80),
+                    host_port: None,
+                    protocol: Protocol::Tcp,
+                    container_port_range: None,
+                },
+                PortMapping {
+                    container_port: Some(53),
+                    host_port: Some(5353),
+                    protocol: Protocol::Udp,
+                    container_port_range: None,
+                },
+                PortMapping {
+                    container_port: Some(8080),
+                    host_port: Some(0),
+                    protocol: Protocol::Tcp,
+                    container_port_range: None,
+                },
+                PortMapping {
+                    container_port: None,
+                    host_port: None,
+                    protocol: Protocol::Udp,
+                    container_port_range: Some((7000, 7010)),
+                },
+            ]
+        );
+        assert_eq!(x.dns_servers, ["10.0.0.2", "fd00::53"]);
+        assert_eq!(x.dns_search_domains, ["corp.example", "lab.example."]);
+        assert_eq!(x.extra_hosts, [("db".to_string(), "10.0.0.5".to_string())]);
+        assert_eq!(x.ignored_fields, ["links"]);
+    }
+
+    #[test]
+    fn names_bad_network_fields() {
+        let json = r#"{"name": "c", "image": "i",
+            "portMappings": [
+                {"containerPort": 0},
+                {"containerPort": 80, "hostPort": 70000},
+                {"containerPort": 80, "protocol": "sctp"},
+                {"containerPortRange": "9-8"},
+                {"containerPortRange": "80"},
+                {"containerPortRange": "1-2", "hostPort": 5},
+                {"containerPort": 1, "containerPortRange": "1-2"},
+                {"hostPort": 80},
+                {"containerPort": 443}
+            ],
+            "dnsServers": ["dns.example"],
+            "dnsSearchDomains": ["bad domain"],
+            "extraHosts": [{"hostname": "db", "ipAddress": "nowhere"},
+                           {"hostname": "a b", "ipAddress": "10.0.0.1"}]}"#;
+        let mut problems = Vec::new();
+        let c = container(json, &mut problems).unwrap();
+        assert_eq!(problems.len(), 12, "{problems:#?}");
+        let all = problems.join("\n");
+        for needle in [
+            "portMappings.containerPort 0 is outside 1-65535",
+            "portMappings.hostPort 70000 is outside 0-65535",
+            "portMappings.protocol \"sctp\" is not tcp or udp",
+            "portMappings.containerPortRange \"9-8\"",
+            "portMappings.containerPortRange \"80\"",
+            "portMappings.hostPort cannot be set with containerPortRange",
+            "both containerPort and containerPortRange",
+            "needs containerPort or containerPortRange",
+            "dnsServers \"dns.example\" is not an IP address",
+            "dnsSearchDomains \"bad domain\"",
+            "extraHosts db: ipAddress \"nowhere\"",
+            "extraHosts hostname \"a b\"",
+        ] {
+            assert!(all.contains(needle), "{needle} missing in {all}");
+        }
+        assert!(all.starts_with("container \"c\": "), "{all}");
+        // What was valid is kept.
+        assert_eq!(c.extra.port_mappings.len(), 1);
+        assert_eq!(c.extra.port_mappings[0].container_port, Some(443));
     }
 
     #[test]

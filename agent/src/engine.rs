@@ -17,6 +17,7 @@ use tracing::{debug, info, info_span, warn, Instrument};
 
 use crate::cgroups::{self, TaskCgroups};
 use crate::model::{ContainerStatus, StopCode, TaskSpec, TaskStatus};
+use crate::network::{Allocator, DynNetworkDriver, NetworkConfig, TaskNetwork};
 use crate::resources::{self, Needs};
 use crate::runtime::{CreateRequest, ProcessState, Runtime, Stage};
 use crate::store::{Store, StoreError};
@@ -37,6 +38,22 @@ pub struct EngineConfig {
     pub pids_limit: Option<u64>,
     /// What the agent registered: tasks beyond it are refused.
     pub registered: Needs,
+    pub network: NetworkConfig,
+}
+
+/// How long one network setup or teardown may take before it counts as failed.
+const NETWORK_CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// Teardowns tried before a task's network is given up as leaked (and logged as such), so a
+/// broken host cannot keep a task from ever reporting STOPPED.
+const TEARDOWN_ATTEMPTS: u32 = 5;
+
+/// The networks that tasks in `states` hold: what the allocator and the driver start from.
+pub fn active_networks(states: &[TaskState]) -> Vec<TaskNetwork> {
+    states
+        .iter()
+        .filter(|s| s.holds_network())
+        .filter_map(|s| s.network.clone())
+        .collect()
 }
 
 #[derive(Debug)]
@@ -53,6 +70,12 @@ enum WorkerMsg {
 pub struct Engine<R: Runtime> {
     runtime: Arc<R>,
     cgroups: Arc<dyn TaskCgroups>,
+    /// None when the host's networking could not be initialised: bridge and awsvpc tasks then
+    /// fail with the reason kept in `network_unavailable`.
+    network: Option<Arc<dyn DynNetworkDriver>>,
+    network_unavailable: Option<String>,
+    /// Addresses and host ports; seeded from the store in `start`.
+    allocator: Mutex<Allocator>,
     store: Arc<Store>,
     cfg: EngineConfig,
     workers: Mutex<HashMap<String, mpsc::UnboundedSender<WorkerMsg>>>,
@@ -87,15 +110,24 @@ fn now_ms() -> u64 {
 }
 
 impl<R: Runtime> Engine<R> {
+    /// `network` is the initialised network driver, or why there is none.
     pub fn new(
         runtime: Arc<R>,
         cgroups: Arc<dyn TaskCgroups>,
+        network: Result<Arc<dyn DynNetworkDriver>, String>,
         store: Arc<Store>,
         cfg: EngineConfig,
     ) -> Arc<Self> {
+        let (network, network_unavailable) = match network {
+            Ok(n) => (Some(n), None),
+            Err(why) => (None, Some(why)),
+        };
         Arc::new(Self {
             runtime,
             cgroups,
+            network,
+            network_unavailable,
+            allocator: Mutex::new(Allocator::new(&cfg.network, &[])),
             store,
             cfg,
             workers: Mutex::new(HashMap::new()),
@@ -139,7 +171,10 @@ impl<R: Runtime> Engine<R> {
         // Workers may start containers only once exits are being watched; if the runtime is
         // down the watcher keeps trying and workers' recheck covers the gap.
         let _ = tokio::time::timeout(Duration::from_secs(5), subscribed_rx.recv()).await;
-        for state in self.store.unfinished_tasks()? {
+        let states = self.store.unfinished_tasks()?;
+        // Leases and ports survive restarts because they are part of each task's state.
+        *self.allocator_lock() = Allocator::new(&self.cfg.network, &active_networks(&states));
+        for state in states {
             info!(task.arn = %state.spec.arn, "recovering task");
             self.spawn_worker(state);
         }
@@ -226,6 +261,10 @@ impl<R: Runtime> Engine<R> {
         self.workers.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    fn allocator_lock(&self) -> std::sync::MutexGuard<'_, Allocator> {
+        self.allocator.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn routes_lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
         self.routes.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -251,6 +290,7 @@ impl<R: Runtime> Engine<R> {
                     engine: Arc::clone(&engine),
                     state,
                     rx,
+                    teardown_failures: 0,
                 };
                 worker.run().await;
                 let mut workers = engine.workers_lock();
@@ -300,6 +340,7 @@ struct Worker<R: Runtime> {
     engine: Arc<Engine<R>>,
     state: TaskState,
     rx: mpsc::UnboundedReceiver<WorkerMsg>,
+    teardown_failures: u32,
 }
 
 impl<R: Runtime> Worker<R> {
@@ -571,6 +612,15 @@ impl<R: Runtime> Worker<R> {
                 }
                 Some(Event::KillSent { container })
             }
+            Action::PlanNetwork => Some(self.plan_network()),
+            Action::SetupNetwork => {
+                let net = self.state.network.clone()?;
+                Some(self.setup_network(&net).await)
+            }
+            Action::TeardownNetwork => {
+                let net = self.state.network.clone()?;
+                self.teardown_network(&net).await
+            }
             Action::Cleanup => {
                 let ids: Vec<String> = self
                     .state
@@ -610,6 +660,83 @@ impl<R: Runtime> Worker<R> {
         }
     }
 
+    /// Decides the task's network and reserves its address and ports; the worker persists
+    /// the decision before anything is created.
+    fn plan_network(&self) -> Event {
+        let spec = &self.state.spec;
+        if spec.network_mode.has_task_netns() {
+            if let Some(why) = &self.engine.network_unavailable {
+                return Event::NetworkFailed {
+                    reason: format!(
+                        "network mode {} is unavailable on this instance: {why}",
+                        spec.network_mode.as_str()
+                    ),
+                };
+            }
+        }
+        match self.engine.allocator_lock().allocate(spec) {
+            Ok(network) => {
+                if let Some(n) = &network {
+                    info!(address = ?n.address, bindings = n.bindings.len(), "network planned");
+                }
+                Event::NetworkPlanned { network }
+            }
+            Err(e) => Event::NetworkFailed {
+                reason: e.to_string(),
+            },
+        }
+    }
+
+    async fn setup_network(&self, net: &TaskNetwork) -> Event {
+        let Some(driver) = &self.engine.network else {
+            // Host mode without a driver: its ports are reservations only.
+            return Event::NetworkUp;
+        };
+        match tokio::time::timeout(NETWORK_CALL_TIMEOUT, driver.setup(net)).await {
+            Ok(Ok(())) => {
+                info!(netns = ?net.netns, address = ?net.address, "network up");
+                Event::NetworkUp
+            }
+            Ok(Err(e)) => Event::NetworkFailed {
+                reason: e.to_string(),
+            },
+            Err(_) => Event::NetworkFailed {
+                reason: format!("setup timed out after {}s", NETWORK_CALL_TIMEOUT.as_secs()),
+            },
+        }
+    }
+
+    /// Removes the network and frees its address and ports. A failure is retried; after
+    /// [`TEARDOWN_ATTEMPTS`] the network is given up (logged) rather than keep the task from
+    /// stopping.
+    async fn teardown_network(&mut self, net: &TaskNetwork) -> Option<Event> {
+        let result = match &self.engine.network {
+            Some(driver) => tokio::time::timeout(NETWORK_CALL_TIMEOUT, driver.teardown(net))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(crate::network::NetworkError::Io(format!(
+                        "teardown timed out after {}s",
+                        NETWORK_CALL_TIMEOUT.as_secs()
+                    )))
+                }),
+            None => Ok(()),
+        };
+        if let Err(e) = result {
+            self.teardown_failures += 1;
+            if self.teardown_failures < TEARDOWN_ATTEMPTS {
+                warn!(error = %e, attempt = self.teardown_failures, "network teardown failed; retrying");
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                return None;
+            }
+            warn!(error = %e, netns = ?net.netns, veth = ?net.host_veth,
+                "network teardown keeps failing; giving up, these may be left behind until the agent restarts");
+        } else {
+            info!("network released");
+        }
+        self.engine.allocator_lock().release(net);
+        Some(Event::NetworkReleased)
+    }
+
     fn log_path(&self, name: &str) -> PathBuf {
         crate::logs::log_path(&self.engine.cfg.logs_dir, self.state.spec.id(), name)
     }
@@ -629,6 +756,12 @@ impl<R: Runtime> Worker<R> {
             task_volumes_dir: self.engine.cfg.volumes_dir.join(&task_id),
             task_id,
             network_mode: self.state.spec.network_mode,
+            netns_path: self
+                .state
+                .network
+                .as_ref()
+                .and_then(|n| n.netns_path(&self.engine.cfg.network)),
+            address: self.state.network.as_ref().and_then(|n| n.address),
             container: spec,
             task: self.state.spec.clone(),
             cgroup_parent: self.state.cgroup.clone(),
@@ -646,6 +779,7 @@ mod tests {
     struct Harness {
         engine: Arc<Engine<FakeRuntime>>,
         cgroups: Arc<crate::cgroups::FakeCgroups>,
+        network: Arc<crate::network::FakeNetwork>,
         store: Arc<Store>,
         dir: PathBuf,
     }
@@ -665,9 +799,11 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let store = Arc::new(Store::open(&dir.join("agent.db")).unwrap());
         let cgroups = Arc::new(crate::cgroups::FakeCgroups::default());
+        let network = Arc::new(crate::network::FakeNetwork::default());
         let engine = Engine::new(
             Arc::new(FakeRuntime::new(images)),
             Arc::clone(&cgroups) as Arc<dyn TaskCgroups>,
+            Ok(Arc::clone(&network) as Arc<dyn DynNetworkDriver>),
             Arc::clone(&store),
             EngineConfig {
                 logs_dir: dir.join("logs"),
@@ -680,11 +816,13 @@ mod tests {
                     cpu: 4096,
                     memory_mib: 1024,
                 },
+                network: NetworkConfig::default(),
             },
         );
         Harness {
             engine,
             cgroups,
+            network,
             store,
             dir,
         }
@@ -719,6 +857,7 @@ mod tests {
                 memory_mib: 0,
                 containers,
                 volumes: vec![],
+                ingress: None,
             },
             desired: TaskStatus::Running,
             rejection: None,
@@ -788,6 +927,74 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[tokio::test]
+    async fn a_bridge_task_gets_its_network_first_and_gives_it_back_before_stopped() {
+        let h = harness(&["img"]);
+        h.engine.start().await.unwrap();
+        let mut web = container("web", "img", true);
+        web.extra.port_mappings = vec![crate::model::PortMapping {
+            container_port: Some(80),
+            host_port: Some(0),
+            protocol: crate::network::Protocol::Tcp,
+            container_port_range: None,
+        }];
+        let mut t = task("t1", vec![web]);
+        t.spec.network_mode = NetworkMode::Bridge;
+        h.engine.accept_payload(1, vec![t], vec![]).unwrap();
+        let rt = h.engine.runtime();
+        eventually("running", || {
+            rt.state_of("t1-web") == Some(ProcessState::Running)
+        })
+        .await;
+        assert_eq!(h.network.calls(), vec!["setup t1"]);
+        let s = h.store.task("arn:aws:ecs:r:a:task/c/t1").unwrap().unwrap();
+        let net = s.network.clone().expect("the network is recorded");
+        assert_eq!(net.netns.as_deref(), Some("bth-t1"));
+        assert_eq!(net.bindings.len(), 1);
+        assert!(net.bindings[0].host_port >= 49153);
+        // The address and port are held: the same task again would get others.
+        assert!(h.engine.allocator_lock().is_leased(net.address.unwrap()));
+        rt.exit("t1-web", 0);
+        eventually("task finished", || {
+            h.store
+                .task("arn:aws:ecs:r:a:task/c/t1")
+                .unwrap()
+                .is_some_and(|s| s.is_finished())
+        })
+        .await;
+        assert_eq!(h.network.calls(), vec!["setup t1", "teardown t1"]);
+        assert!(!h.engine.allocator_lock().is_leased(net.address.unwrap()));
+        let last = task_reports(&h.store).pop().unwrap();
+        assert!(
+            matches!(&last, StoredReport::Task { status: TaskStatus::Stopped, network: Some(n), .. } if n.address == net.address),
+            "{last:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_network_setup_failure_stops_the_task_with_a_reason_and_cleans_up() {
+        let h = harness(&["img"]);
+        *h.network.fail_setup.lock().unwrap() = Some("no such device".into());
+        h.engine.start().await.unwrap();
+        let mut t = task("t2", vec![container("web", "img", true)]);
+        t.spec.network_mode = NetworkMode::Awsvpc;
+        h.engine.accept_payload(1, vec![t], vec![]).unwrap();
+        eventually("task finished", || {
+            h.store
+                .task("arn:aws:ecs:r:a:task/c/t2")
+                .unwrap()
+                .is_some_and(|s| s.is_finished())
+        })
+        .await;
+        let s = h.store.task("arn:aws:ecs:r:a:task/c/t2").unwrap().unwrap();
+        assert_eq!(s.stop_code, Some(StopCode::TaskFailedToStart));
+        let reason = s.stopped_reason.unwrap();
+        assert!(reason.starts_with("ResourceInitializationError"), "{reason}");
+        assert!(reason.contains("no such device"), "{reason}");
+        assert_eq!(h.network.calls(), vec!["setup t2", "teardown t2"]);
+        assert!(h.engine.runtime().container_ids().is_empty());
     }
 
     #[tokio::test]
@@ -917,6 +1124,8 @@ mod tests {
                 task_id: "t4".into(),
                 container: t.spec.containers[0].clone(),
                 network_mode: NetworkMode::None,
+                netns_path: None,
+                address: None,
                 log_path: h.dir.join("x.log"),
                 task: t.spec.clone(),
                 task_volumes_dir: h.dir.join("volumes"),

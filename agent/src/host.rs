@@ -2,7 +2,6 @@
 //! the only I/O here; the arithmetic is pure and tested.
 
 use crate::config::Config;
-use crate::model::NetworkMode;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Registration {
@@ -39,7 +38,9 @@ pub fn registration(
     }
 }
 
-pub fn read(cfg: &Config, containerd_version: &str) -> Registration {
+/// `network_modes`: the modes this instance can run now (bridge and awsvpc need the host's
+/// networking to have initialised).
+pub fn read(cfg: &Config, containerd_version: &str, network_modes: &[&str]) -> Registration {
     let cores = nix::unistd::sysconf(nix::unistd::SysconfVar::_NPROCESSORS_ONLN)
         .ok()
         .flatten()
@@ -68,7 +69,7 @@ pub fn read(cfg: &Config, containerd_version: &str) -> Registration {
         ("berth.cgroup-version".into(), cgroup.into()),
         (
             "berth.network-modes".into(),
-            NetworkMode::SUPPORTED.join(","),
+            network_modes.join(","),
         ),
     ];
     registration(cfg, cores, mem, field(|u| u.nodename()), attributes)

@@ -12,6 +12,9 @@ use berth_agent::config::{self, Config, EXIT_BAD_CONFIG};
 use berth_agent::engine::{Engine, EngineConfig};
 use berth_agent::host;
 use berth_agent::logs;
+use berth_agent::model::NetworkMode;
+use berth_agent::network::host::HostNetwork;
+use berth_agent::network::DynNetworkDriver;
 use berth_agent::resources::Needs;
 use berth_agent::runtime::containerd::{Containerd, ContainerdConfig};
 use berth_agent::runtime::Runtime;
@@ -116,7 +119,13 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     let store = Arc::new(Store::open(&cfg.data_dir.join("agent.db"))?);
     let containerd = Arc::new(connect_containerd(&cfg, shutdown.clone()).await?);
     let version = containerd.version().await.unwrap_or_default();
-    let host = host::read(&cfg, &version);
+    // Before registering: the network modes this instance offers depend on it.
+    let network = init_network(&cfg, &store).await;
+    let modes: &[&str] = match &network {
+        Ok(_) => NetworkMode::SUPPORTED,
+        Err(_) => &["host", "none"],
+    };
+    let host = host::read(&cfg, &version, modes);
 
     let session_cfg = SessionConfig {
         endpoint: cfg.endpoint.clone(),
@@ -134,6 +143,7 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     let engine = Engine::new(
         containerd,
         Arc::new(cgroups),
+        network,
         Arc::clone(&store),
         EngineConfig {
             logs_dir: cfg.data_dir.join("logs"),
@@ -146,6 +156,7 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
                 cpu: host.cpu_units.max(0) as u64,
                 memory_mib: host.memory_mib.max(0) as u64,
             },
+            network: cfg.network.clone(),
         },
     );
     engine.start().await?;
@@ -163,6 +174,32 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     result?;
     info!("stopped");
     Ok(())
+}
+
+/// Sets up the host side of task networking (bridge, gateway device, nftables table) for the
+/// networks the store's tasks hold, and removes leftovers of a crash. A host where this fails
+/// still runs host and none tasks: the error is logged and given as the reason bridge and
+/// awsvpc tasks fail.
+async fn init_network(
+    cfg: &Config,
+    store: &Store,
+) -> Result<Arc<dyn DynNetworkDriver>, String> {
+    let states = store
+        .unfinished_tasks()
+        .map_err(|e| format!("cannot read the store: {e}"))?;
+    let active = berth_agent::engine::active_networks(&states);
+    let driver = HostNetwork::new(cfg.network.clone());
+    match DynNetworkDriver::init(&driver, &active).await {
+        Ok(()) => {
+            info!(bridge = %cfg.network.bridge, table = %cfg.network.nft_table,
+                active = active.len(), "task networking ready");
+            Ok(Arc::new(driver))
+        }
+        Err(e) => {
+            error!(error = %e, "task networking unavailable: bridge and awsvpc tasks will fail");
+            Err(e.to_string())
+        }
+    }
 }
 
 /// containerd may start after us (or restart): wait for it rather than fail.

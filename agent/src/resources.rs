@@ -89,6 +89,7 @@ mod tests {
             memory_mib,
             containers,
             volumes: vec![],
+            ingress: None,
         }
     }
 

@@ -65,6 +65,9 @@ pub enum StoredReport {
         status: TaskStatus,
         stop_code: Option<StopCode>,
         stopped_reason: Option<String>,
+        /// Absent in entries written by older agents.
+        #[serde(default)]
+        network: Option<crate::network::TaskNetwork>,
     },
 }
 
@@ -90,10 +93,12 @@ impl From<Report> for StoredReport {
                 status,
                 stop_code,
                 stopped_reason,
+                network,
             } => Self::Task {
                 status,
                 stop_code,
                 stopped_reason,
+                network,
             },
         }
     }
@@ -387,6 +392,7 @@ mod tests {
                     extra: Default::default(),
                 }],
                 volumes: vec![],
+                ingress: None,
             },
             TaskStatus::Running,
             0,

@@ -15,7 +15,11 @@
 //! - restartPolicy: an exit the policy covers restarts the container in place instead of
 //!   stopping it, and does not stop the task even when the container is essential;
 //! - cleanup waits `cleanup_wait_ms` after the task stopped, counted from the persisted stop
-//!   time so an agent restart does not reset it.
+//!   time so an agent restart does not reset it;
+//! - the task's network is decided (addresses, host ports) and recorded before anything is
+//!   created, set up before the first container is created, and taken down once every
+//!   container has stopped and before the task reports STOPPED, so a STOPPED task's ports and
+//!   address are free again for the next task the control plane places.
 
 use serde::{Deserialize, Serialize};
 
@@ -23,6 +27,25 @@ use crate::model::{
     ContainerSpec, ContainerStatus, Dependency, DependencyCondition, RestartPolicy, StopCode,
     TaskSpec, TaskStatus,
 };
+use crate::network::TaskNetwork;
+
+/// Where the task's network stands.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NetworkPhase {
+    /// Nothing to set up: `none` mode, or a state written before networking.
+    #[default]
+    NotNeeded,
+    /// To be decided before the first container is created.
+    Pending,
+    /// Decided and recorded; being created (or created again after a crash).
+    Planned,
+    Up,
+    /// Taken down; the plan is kept for the final report.
+    Released,
+}
+
+/// ECS's reason prefix for a task whose network could not be set up.
+pub const NETWORK_FAILURE_PREFIX: &str = "ResourceInitializationError: failed to set up the task's network";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskState {
@@ -44,6 +67,11 @@ pub struct TaskState {
     /// before the worker creates it; cleanup removes it. None in states of older agents.
     #[serde(default)]
     pub cgroup: Option<String>,
+    #[serde(default)]
+    pub network_phase: NetworkPhase,
+    /// The task's network as decided, recorded before any of it is created.
+    #[serde(default)]
+    pub network: Option<TaskNetwork>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -121,6 +149,16 @@ pub enum Event {
     KillSent {
         container: String,
     },
+    /// The network was decided (None: the mode needs nothing from the agent).
+    NetworkPlanned {
+        network: Option<TaskNetwork>,
+    },
+    NetworkUp,
+    /// The network could not be decided or set up: the task fails to start.
+    NetworkFailed {
+        reason: String,
+    },
+    NetworkReleased,
     CleanedUp,
 }
 
@@ -143,6 +181,12 @@ pub enum Action {
         timeout_secs: u32,
     },
     Kill(String),
+    /// Decide the network (addresses, ports) and record it.
+    PlanNetwork,
+    /// Create what the recorded network describes.
+    SetupNetwork,
+    /// Remove what the recorded network describes.
+    TeardownNetwork,
     Cleanup,
 }
 
@@ -161,6 +205,8 @@ pub enum Report {
         status: TaskStatus,
         stop_code: Option<StopCode>,
         stopped_reason: Option<String>,
+        /// With RUNNING and STOPPED, when the task has a network.
+        network: Option<TaskNetwork>,
     },
 }
 
@@ -238,6 +284,8 @@ impl TaskState {
             cleaned_up: false,
             stopped_at_ms: None,
             cgroup: None,
+            network_phase: NetworkPhase::Pending,
+            network: None,
         };
         if desired == TaskStatus::Stopped {
             state.apply(
@@ -372,6 +420,40 @@ impl TaskState {
                     _ => {}
                 }
             }
+            Event::NetworkPlanned { network } => {
+                if self.network_phase == NetworkPhase::Pending {
+                    self.network_phase = if network.is_some() {
+                        NetworkPhase::Planned
+                    } else {
+                        NetworkPhase::NotNeeded
+                    };
+                    self.network = network;
+                }
+            }
+            Event::NetworkUp => {
+                if self.network_phase == NetworkPhase::Planned {
+                    self.network_phase = NetworkPhase::Up;
+                }
+            }
+            Event::NetworkFailed { reason } => {
+                let reason = format!("{NETWORK_FAILURE_PREFIX}: {reason}");
+                for c in &mut self.containers {
+                    if c.known < ContainerStatus::Created {
+                        c.reason = Some(reason.clone());
+                    }
+                }
+                // What was decided but not created (or half created) is taken down by the
+                // teardown that follows; an undecided network has nothing to take down.
+                if self.network_phase == NetworkPhase::Pending {
+                    self.network_phase = NetworkPhase::NotNeeded;
+                }
+                self.request_stop(StopCode::TaskFailedToStart, reason);
+            }
+            Event::NetworkReleased => {
+                if matches!(self.network_phase, NetworkPhase::Planned | NetworkPhase::Up) {
+                    self.network_phase = NetworkPhase::Released;
+                }
+            }
             Event::CleanedUp => self.cleaned_up = true,
         }
         self.refresh_task_status(now_ms);
@@ -440,11 +522,17 @@ impl TaskState {
         }
     }
 
+    /// Whether the task holds network resources that must be released before it is STOPPED.
+    pub fn holds_network(&self) -> bool {
+        matches!(self.network_phase, NetworkPhase::Planned | NetworkPhase::Up)
+    }
+
     fn refresh_task_status(&mut self, now_ms: u64) {
         if self
             .containers
             .iter()
             .all(|c| c.known == ContainerStatus::Stopped)
+            && !self.holds_network()
         {
             self.known = TaskStatus::Stopped;
             self.stopped_at_ms.get_or_insert(now_ms);
@@ -570,6 +658,20 @@ impl TaskState {
                 vec![Action::Cleanup]
             };
         }
+        let running = self.desired == TaskStatus::Running;
+        match self.network_phase {
+            NetworkPhase::Pending if running => return vec![Action::PlanNetwork],
+            NetworkPhase::Planned if running => return vec![Action::SetupNetwork],
+            NetworkPhase::Planned | NetworkPhase::Up
+                if self
+                    .containers
+                    .iter()
+                    .all(|c| c.known == ContainerStatus::Stopped) =>
+            {
+                return vec![Action::TeardownNetwork]
+            }
+            _ => {}
+        }
         let mut actions = Vec::new();
         for c in &self.containers {
             let name = c.name.clone();
@@ -662,6 +764,10 @@ impl TaskState {
                 status: self.known,
                 stop_code: self.stop_code.filter(|_| stopped),
                 stopped_reason: self.stopped_reason.clone().filter(|_| stopped),
+                network: self
+                    .network
+                    .clone()
+                    .filter(|_| self.known != TaskStatus::Pending),
             });
         }
         reports
@@ -704,21 +810,144 @@ mod tests {
         }
     }
 
+    fn spec(containers: Vec<ContainerSpec>, network_mode: NetworkMode) -> TaskSpec {
+        TaskSpec {
+            arn: "arn:aws:ecs:us-east-1:0:task/default/abc".into(),
+            family: "f".into(),
+            revision: 1,
+            network_mode,
+            cpu: 0,
+            memory_mib: 0,
+            containers,
+            volumes: vec![],
+            ingress: None,
+        }
+    }
+
+    /// A `none` task whose (empty) network has been planned.
     fn task(containers: Vec<ContainerSpec>) -> TaskState {
-        TaskState::new(
-            TaskSpec {
-                arn: "arn:aws:ecs:us-east-1:0:task/default/abc".into(),
-                family: "f".into(),
-                revision: 1,
-                network_mode: NetworkMode::None,
-                cpu: 0,
-                memory_mib: 0,
-                containers,
-                volumes: vec![],
-            },
+        let mut t = TaskState::new(
+            spec(containers, NetworkMode::None),
             TaskStatus::Running,
             0,
-        )
+        );
+        assert_eq!(t.plan(0, 0), vec![Action::PlanNetwork]);
+        t.apply(Event::NetworkPlanned { network: None }, 0);
+        t
+    }
+
+    fn bridge_network() -> TaskNetwork {
+        TaskNetwork {
+            mode: NetworkMode::Bridge,
+            task_id: "abc".into(),
+            netns: Some("bth-abc".into()),
+            host_veth: Some("bth_0123456789a".into()),
+            address: Some(std::net::Ipv4Addr::new(10, 231, 0, 2)),
+            prefix_len: 16,
+            gateway: Some(std::net::Ipv4Addr::new(10, 231, 0, 1)),
+            mac: Some("02:00:00:00:00:01".into()),
+            bindings: vec![],
+            ingress: None,
+        }
+    }
+
+    #[test]
+    fn the_network_is_planned_and_up_before_any_create_and_released_before_stopped() {
+        let mut t = TaskState::new(
+            spec(vec![container("a", true)], NetworkMode::Bridge),
+            TaskStatus::Running,
+            0,
+        );
+        assert_eq!(t.plan(0, 0), vec![Action::PlanNetwork]);
+        t.apply(
+            Event::NetworkPlanned {
+                network: Some(bridge_network()),
+            },
+            1,
+        );
+        assert_eq!(t.network_phase, NetworkPhase::Planned);
+        assert_eq!(t.plan(1, 0), vec![Action::SetupNetwork]);
+        t.apply(Event::NetworkUp, 2);
+        run_to_running(&mut t);
+        assert_eq!(t.known, TaskStatus::Running);
+        let reports = t.take_reports();
+        assert!(reports.iter().any(|r| matches!(r,
+            Report::Task { status: TaskStatus::Running, network: Some(n), .. } if n.address == bridge_network().address)));
+        t.apply(
+            Event::Exited {
+                container: "a".into(),
+                exit_code: 0,
+            },
+            10,
+        );
+        // Every container stopped, but the network is still held: not STOPPED yet.
+        assert_eq!(t.known, TaskStatus::Running);
+        assert_eq!(t.plan(10, 0), vec![Action::TeardownNetwork]);
+        t.apply(Event::NetworkReleased, 11);
+        assert_eq!(t.known, TaskStatus::Stopped);
+        assert_eq!(t.network_phase, NetworkPhase::Released);
+        let reports = t.take_reports();
+        assert!(reports.iter().any(|r| matches!(r,
+            Report::Task { status: TaskStatus::Stopped, network: Some(_), .. })));
+        assert_eq!(t.plan(11, 0), vec![Action::Cleanup]);
+    }
+
+    #[test]
+    fn a_network_that_cannot_be_decided_fails_the_task_with_ecs_reason() {
+        let mut t = TaskState::new(
+            spec(vec![container("a", true)], NetworkMode::Bridge),
+            TaskStatus::Running,
+            0,
+        );
+        t.apply(
+            Event::NetworkFailed {
+                reason: "host port 80/tcp is already in use".into(),
+            },
+            1,
+        );
+        assert_eq!(t.known, TaskStatus::Stopped);
+        assert_eq!(t.stop_code, Some(StopCode::TaskFailedToStart));
+        let reason = t.stopped_reason.clone().unwrap();
+        assert!(reason.starts_with(NETWORK_FAILURE_PREFIX), "{reason}");
+        assert!(reason.ends_with("80/tcp is already in use"), "{reason}");
+        assert_eq!(t.containers[0].reason.as_deref(), Some(reason.as_str()));
+        assert_eq!(t.plan(1, 0), vec![Action::Cleanup]);
+    }
+
+    #[test]
+    fn a_failed_setup_is_taken_down_before_the_task_stops() {
+        let mut t = TaskState::new(
+            spec(vec![container("a", true)], NetworkMode::Awsvpc),
+            TaskStatus::Running,
+            0,
+        );
+        t.apply(
+            Event::NetworkPlanned {
+                network: Some(bridge_network()),
+            },
+            1,
+        );
+        t.apply(
+            Event::NetworkFailed {
+                reason: "netlink: no such device".into(),
+            },
+            2,
+        );
+        assert_eq!(t.known, TaskStatus::Pending);
+        assert_eq!(t.plan(2, 0), vec![Action::TeardownNetwork]);
+        t.apply(Event::NetworkReleased, 3);
+        assert_eq!(t.known, TaskStatus::Stopped);
+    }
+
+    #[test]
+    fn a_stop_before_the_network_was_decided_needs_no_teardown() {
+        let t = TaskState::new(
+            spec(vec![container("a", true)], NetworkMode::Bridge),
+            TaskStatus::Stopped,
+            0,
+        );
+        assert_eq!(t.known, TaskStatus::Stopped);
+        assert_eq!(t.plan(0, 0), vec![Action::Cleanup]);
     }
 
     fn run_to_running(t: &mut TaskState) {

@@ -11,6 +11,7 @@ use crate::model::{
     ContainerSpec, ContainerStatus, DependencyCondition, NetworkMode, TaskSpec, TaskStatus, Volume,
     DEFAULT_STOP_TIMEOUT_SECS,
 };
+use crate::network::{Cidr, IngressProtocol, IngressRule, TaskNetwork};
 use crate::store::{OutboxEntry, StoredReport};
 
 /// ECS's upper bound for stopTimeout.
@@ -22,16 +23,15 @@ pub fn task_from_wire(t: pb::TaskSpec) -> IncomingTask {
     if t.task_arn.is_empty() {
         problems.push("task_arn is empty".to_string());
     }
-    let network_mode = match t.network_mode.as_str() {
-        "" => NetworkMode::None,
-        m => NetworkMode::parse(m).unwrap_or_else(|| {
-            problems.push(format!(
-                "network mode {m:?} is not supported by this agent (supported: {})",
-                NetworkMode::SUPPORTED.join(", ")
-            ));
-            NetworkMode::None
-        }),
-    };
+    let network_mode = NetworkMode::parse(&t.network_mode).unwrap_or_else(|| {
+        problems.push(format!(
+            "network mode {:?} is not supported by this agent (supported: {})",
+            t.network_mode,
+            NetworkMode::SUPPORTED.join(", ")
+        ));
+        NetworkMode::None
+    });
+    let ingress = ingress_from_wire(t.ingress_restricted, &t.ingress, &mut problems);
     if t.containers.is_empty() {
         problems.push("the task has no containers".into());
     }
@@ -104,11 +104,60 @@ pub fn task_from_wire(t: pb::TaskSpec) -> IncomingTask {
             memory_mib: t.memory_mib.max(0) as u32,
             containers,
             volumes,
-            ingress: None,
+            ingress,
         },
         desired,
         rejection: (!problems.is_empty()).then(|| problems.join("; ")),
     }
+}
+
+/// A security group's rules as the agent enforces them; None when ingress is not restricted.
+fn ingress_from_wire(
+    restricted: bool,
+    rules: &[pb::IngressRule],
+    problems: &mut Vec<String>,
+) -> Option<Vec<IngressRule>> {
+    if !restricted {
+        return None;
+    }
+    let mut out = Vec::with_capacity(rules.len());
+    for r in rules {
+        let protocol = match r.protocol.as_str() {
+            "tcp" => IngressProtocol::Tcp,
+            "udp" => IngressProtocol::Udp,
+            "all" | "-1" => IngressProtocol::All,
+            p => {
+                problems.push(format!("ingress rule: unknown protocol {p:?}"));
+                continue;
+            }
+        };
+        let source = match r.cidr.parse::<Cidr>() {
+            Ok(c) => c,
+            Err(e) => {
+                problems.push(format!("ingress rule: {e}"));
+                continue;
+            }
+        };
+        let ports = u16::try_from(r.from_port).ok().zip(u16::try_from(r.to_port).ok());
+        let (from_port, to_port) = match (protocol, ports) {
+            (IngressProtocol::All, _) => (0, u16::MAX),
+            (_, Some((from, to))) if from >= 1 && from <= to => (from, to),
+            _ => {
+                problems.push(format!(
+                    "ingress rule: bad port range {}-{}",
+                    r.from_port, r.to_port
+                ));
+                continue;
+            }
+        };
+        out.push(IngressRule {
+            protocol,
+            from_port,
+            to_port,
+            source,
+        });
+    }
+    Some(out)
 }
 
 fn container_from_wire(c: pb::ContainerSpec) -> ContainerSpec {
@@ -259,6 +308,7 @@ pub fn state_change(e: OutboxEntry) -> pb::StateChange {
             status,
             stop_code,
             stopped_reason,
+            network,
         } => pb::state_change::Change::Task(pb::TaskStateChange {
             task_arn: e.task_arn,
             status: task_status(status) as i32,
@@ -267,7 +317,7 @@ pub fn state_change(e: OutboxEntry) -> pb::StateChange {
                 .unwrap_or_default(),
             stopped_reason: stopped_reason.unwrap_or_default(),
             at_ms: e.at_ms,
-            network: None,
+            network: network.map(network_to_wire),
         }),
         StoredReport::Container {
             name,
@@ -337,6 +387,27 @@ pub fn register_request(
     }
 }
 
+fn network_to_wire(n: TaskNetwork) -> pb::TaskNetwork {
+    pb::TaskNetwork {
+        mode: n.mode.as_str().to_string(),
+        private_ipv4: n.address.map(|a| a.to_string()).unwrap_or_default(),
+        prefix_length: u32::from(n.prefix_len),
+        gateway_ipv4: n.gateway.map(|a| a.to_string()).unwrap_or_default(),
+        mac_address: n.mac.unwrap_or_default(),
+        bindings: n
+            .bindings
+            .into_iter()
+            .map(|b| pb::NetworkBinding {
+                container_name: b.container,
+                protocol: b.protocol.as_str().to_string(),
+                container_port: u32::from(b.container_port),
+                host_port: u32::from(b.host_port),
+                bind_ip: "0.0.0.0".to_string(),
+            })
+            .collect(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -371,18 +442,69 @@ mod tests {
     }
 
     #[test]
+    fn ingress_rules_become_the_tasks_security_group() {
+        let rule = |protocol: &str, from, to, cidr: &str| pb::IngressRule {
+            protocol: protocol.into(),
+            from_port: from,
+            to_port: to,
+            cidr: cidr.into(),
+        };
+        let t = task_from_wire(pb::TaskSpec {
+            task_arn: "arn:aws:ecs:r:a:task/c/id".into(),
+            network_mode: "awsvpc".into(),
+            containers: vec![wire_container("a")],
+            ingress_restricted: true,
+            ingress: vec![
+                rule("tcp", 8080, 8080, "10.0.0.0/8"),
+                rule("all", 0, 0, "192.168.1.7/32"),
+            ],
+            ..Default::default()
+        });
+        assert_eq!(t.rejection, None);
+        assert_eq!(t.spec.network_mode, NetworkMode::Awsvpc);
+        let rules = t.spec.ingress.unwrap();
+        assert_eq!(rules.len(), 2);
+        assert_eq!(rules[0].protocol, IngressProtocol::Tcp);
+        assert_eq!((rules[0].from_port, rules[0].to_port), (8080, 8080));
+        assert_eq!(rules[0].source.to_string(), "10.0.0.0/8");
+        assert_eq!(rules[1].protocol, IngressProtocol::All);
+        // Unrestricted: no rules at all, every ingress allowed.
+        let open = task_from_wire(pb::TaskSpec {
+            task_arn: "arn:aws:ecs:r:a:task/c/id".into(),
+            network_mode: "awsvpc".into(),
+            containers: vec![wire_container("a")],
+            ..Default::default()
+        });
+        assert_eq!(open.spec.ingress, None);
+        // ECS's default mode when a definition names none.
+        let default = task_from_wire(pb::TaskSpec {
+            task_arn: "arn:aws:ecs:r:a:task/c/id".into(),
+            containers: vec![wire_container("a")],
+            ..Default::default()
+        });
+        assert_eq!(default.spec.network_mode, NetworkMode::Bridge);
+    }
+
+    #[test]
     fn names_every_problem() {
         let mut bad = wire_container("a");
         bad.essential = false;
         bad.memory_mib = -1;
         let t = task_from_wire(pb::TaskSpec {
             task_arn: "arn".into(),
-            network_mode: "bridge".into(),
+            network_mode: "overlay".into(),
             containers: vec![bad.clone(), bad],
+            ingress_restricted: true,
+            ingress: vec![pb::IngressRule {
+                protocol: "icmp".into(),
+                from_port: 0,
+                to_port: 0,
+                cidr: "0.0.0.0/0".into(),
+            }],
             ..Default::default()
         });
         let p = t.rejection.unwrap();
-        for needle in ["bridge", "repeated", "negative", "no essential"] {
+        for needle in ["overlay", "icmp", "repeated", "negative", "no essential"] {
             assert!(p.contains(needle), "{needle} not in {p}");
         }
     }
@@ -452,3 +574,4 @@ mod tests {
         assert!(p.contains("HEALTHY"), "{p}");
     }
 }
+

@@ -61,6 +61,8 @@ impl Scratch {
             task_id: "task1".into(),
             container: c.clone(),
             network_mode: task.network_mode,
+            netns_path: None,
+            address: None,
             log_path: self.base.dir.join(format!("{}.log", c.name)),
             task: task.clone(),
             task_volumes_dir: self.base.dir.join("volumes/task1"),

@@ -73,6 +73,8 @@ impl Scratch {
                 .unwrap()
                 .clone(),
             network_mode: task.network_mode,
+            netns_path: None,
+            address: None,
             log_path: self.base.dir.join(format!("{name}.log")),
             task: task.clone(),
             task_volumes_dir: self.base.dir.join("volumes/task1"),

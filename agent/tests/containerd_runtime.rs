@@ -35,6 +35,8 @@ impl Scratch {
                 ..common::busybox(name, command)
             },
             network_mode: mode,
+            netns_path: None,
+            address: None,
             log_path: self.dir.join(format!("{name}.log")),
             task: common::task1(vec![], mode),
             task_volumes_dir: self.dir.join("volumes"),

@@ -68,18 +68,18 @@ pub const CONTAINER_SUPPORTED: &[&str] = &[
     "dependsOn",
     "restartPolicy",
     "logConfiguration",
+    "portMappings",
+    "dnsServers",
+    "dnsSearchDomains",
+    "extraHosts",
 ];
 
 const CONTAINER_IGNORED: &[(&str, &str)] = &[
     ("pseudoTerminal", "no terminal is attached to tasks"),
     ("interactive", "no stdin is attached to tasks"),
     ("disableNetworking", "use networkMode none"),
-    ("links", "legacy Docker links are not supported; containers of a task share names through the network mode"),
-    ("portMappings", "not acted on until bridge networking lands"),
+    ("links", "legacy Docker links are not needed: a task's containers share one network namespace on Berth and reach each other on localhost"),
     ("healthCheck", "not acted on until health checks land"),
-    ("dnsServers", "not acted on yet"),
-    ("dnsSearchDomains", "not acted on yet"),
-    ("extraHosts", "not acted on yet"),
     ("repositoryCredentials", "images are not pulled yet"),
     ("firelensConfiguration", "FireLens is AWS-only; logs go to the agent's local files"),
     ("systemControls", "not supported yet"),

@@ -10,10 +10,11 @@ use crate::compat;
 use crate::ids::{self, Arns};
 use crate::instance::{check_credential, Instance, InstanceInfo, Refusal};
 use crate::placement::{self, Candidate, PlacementFailure};
+use crate::security::{self, IngressRule, SecurityGroup};
 use crate::sessions::Sessions;
 use crate::store::{ChangeOutcome, ClusterCounts, Store, StoreError, TaskDefRecord, TaskFilter};
 use crate::task::{AgentChange, Container, ContainerStatus, Task, TaskStatus};
-use crate::taskdef::{self, Needs, TaskDefError, TaskDefSpec};
+use crate::taskdef::{self, Needs, PortRange, Protocol, TaskDefError, TaskDefSpec};
 
 #[derive(Debug, Error)]
 pub enum CpError {
@@ -31,6 +32,14 @@ pub enum CpError {
     TaskDefinitionInactive(String),
     #[error("The referenced task was not found: {0}")]
     TaskNotFound(String),
+    #[error("The security group {0:?} does not exist")]
+    SecurityGroupNotFound(String),
+    #[error("The security group {group} is in use by {tasks} task(s) that are not stopped (e.g. {example}); stop them first")]
+    SecurityGroupInUse {
+        group: String,
+        tasks: usize,
+        example: String,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -58,13 +67,29 @@ pub struct RunTaskInput {
     pub started_by: Option<String>,
     pub group: Option<String>,
     pub overrides: Option<serde_json::Value>,
+    /// RunTask's networkConfiguration, when given.
+    pub network_configuration: Option<NetworkConfiguration>,
 }
+
+/// RunTask's `networkConfiguration.awsvpcConfiguration`, as far as Berth acts on it: subnets
+/// and assignPublicIp are accepted and ignored (Berth's task subnet is the agent's).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NetworkConfiguration {
+    /// Security group ids or names.
+    pub security_groups: Vec<String>,
+}
+
+/// The message ECS answers a networkConfiguration for a task that is not awsvpc with.
+pub const NETWORK_CONFIGURATION_NOT_AWSVPC: &str =
+    "Network Configuration is not valid for the given networkMode of this task definition.";
 
 /// An instance with what the API shows about it beyond the stored record.
 pub struct InstanceView {
     pub instance: Instance,
     pub connected: bool,
     pub used: Needs,
+    /// Host ports held: the instance's reserved ports and its tasks' fixed host ports.
+    pub used_ports: Vec<PortRange>,
     pub running_tasks: i64,
     pub pending_tasks: i64,
 }
@@ -207,6 +232,12 @@ impl ControlPlane {
         let overrides = taskdef::parse_overrides(input.overrides.as_ref())?;
         let spec = taskdef::apply_overrides(&taskdef::parse(&record.raw)?, &overrides)?;
         let needs = spec.needs();
+        let host_ports = spec.host_ports();
+        let groups = self.task_security_groups(&spec, input.network_configuration.as_ref())?;
+        let group_ids: Vec<String> = groups.iter().map(|g| g.id.clone()).collect();
+        // No group named: all ingress is allowed (Berth has no VPC default group to fall back on).
+        let ingress: Option<Vec<IngressRule>> =
+            (!groups.is_empty()).then(|| security::union(&groups));
 
         let candidates = self.candidates(&input.cluster)?;
         let now = now_ms();
@@ -214,13 +245,18 @@ impl ControlPlane {
         let mut failures = Vec::new();
         for outcome in placement::place(
             needs,
+            &host_ports,
             &spec.network_mode,
             input.count as usize,
             &candidates,
             &td_arn,
         ) {
             match outcome {
-                Ok(instance_id) => tasks.push(new_task(&input, &record, &spec, instance_id, now)),
+                Ok(instance_id) => {
+                    let mut task = new_task(&input, &record, &spec, instance_id, now);
+                    task.security_groups = group_ids.clone();
+                    tasks.push(task)
+                }
                 Err(f) => failures.push(f),
             }
         }
@@ -231,7 +267,10 @@ impl ControlPlane {
             .iter()
             .map(|t| {
                 let arn = self.arns.task(&t.cluster, &t.id);
-                (t.id.as_str(), crate::wire::task_spec(&arn, t, &spec))
+                (
+                    t.id.as_str(),
+                    crate::wire::task_spec(&arn, t, &spec, ingress.as_deref()),
+                )
             })
             .collect();
         self.store.insert_tasks(&tasks, &|seq, group| {
@@ -251,6 +290,42 @@ impl ControlPlane {
         Ok((tasks, failures))
     }
 
+    /// The security groups a RunTask names, checked against the task's network mode.
+    fn task_security_groups(
+        &self,
+        spec: &TaskDefSpec,
+        config: Option<&NetworkConfiguration>,
+    ) -> Result<Vec<SecurityGroup>, CpError> {
+        let Some(config) = config else {
+            return Ok(Vec::new());
+        };
+        if spec.network_mode != "awsvpc" {
+            return Err(CpError::InvalidParameter(
+                NETWORK_CONFIGURATION_NOT_AWSVPC.to_string(),
+            ));
+        }
+        if config.security_groups.len() > security::MAX_GROUPS_PER_TASK {
+            return Err(CpError::InvalidParameter(format!(
+                "networkConfiguration.awsvpcConfiguration.securityGroups: at most {} security groups per task, got {}",
+                security::MAX_GROUPS_PER_TASK,
+                config.security_groups.len()
+            )));
+        }
+        let mut groups: Vec<SecurityGroup> = Vec::new();
+        for reference in &config.security_groups {
+            let group = self.store.get_security_group(reference)?.ok_or_else(|| {
+                CpError::InvalidParameter(format!(
+                    "networkConfiguration.awsvpcConfiguration.securityGroups: no security group \
+                     with id or name {reference:?} (create it with berthctl create-security-group)"
+                ))
+            })?;
+            if !groups.iter().any(|g| g.id == group.id) {
+                groups.push(group);
+            }
+        }
+        Ok(groups)
+    }
+
     fn candidates(&self, cluster: &str) -> Result<Vec<Candidate>, CpError> {
         let connected = self.sessions.connected();
         let active = self.store.list_tasks(&TaskFilter {
@@ -263,7 +338,9 @@ impl ControlPlane {
             .list_instances(cluster)?
             .into_iter()
             .map(|i| {
-                let used = sum_needs(active.iter().filter(|t| t.instance_id == i.id));
+                let mine = || active.iter().filter(|t| t.instance_id == i.id);
+                let used = sum_needs(mine());
+                let used_ports = used_ports(&i.info, mine());
                 Candidate {
                     instance_arn: self.arns.container_instance(&i.cluster, &i.id),
                     connected: connected.contains(&i.id),
@@ -274,6 +351,7 @@ impl ControlPlane {
                         memory: i.info.integer_resource("MEMORY"),
                     },
                     used,
+                    used_ports,
                     instance_id: i.id,
                 }
             })
@@ -358,6 +436,7 @@ impl ControlPlane {
                 InstanceView {
                     connected: connected.contains(&instance.id),
                     used: sum_needs(mine.iter().copied()),
+                    used_ports: used_ports(&instance.info, mine.iter().copied()),
                     running_tasks: mine
                         .iter()
                         .filter(|t| t.last_status == TaskStatus::Running)
@@ -469,6 +548,69 @@ impl ControlPlane {
     pub fn heartbeat(&self, instance_id: &str) -> Result<(), CpError> {
         Ok(self.store.record_heartbeat(instance_id, now_ms())?)
     }
+
+    // ------------------------------------------------------------ security groups
+
+    /// Creates or replaces the group `name`; returns it and whether it was created.
+    pub fn put_security_group(
+        &self,
+        name: &str,
+        body: &serde_json::Value,
+    ) -> Result<(SecurityGroup, bool), CpError> {
+        let mut problems = Vec::new();
+        if let Err(e) = security::check_name(name) {
+            problems.push(e);
+        }
+        let content = match security::parse_content(body) {
+            Ok(c) => Some(c),
+            Err(p) => {
+                problems.extend(p);
+                None
+            }
+        };
+        let Some(content) = content.filter(|_| problems.is_empty()) else {
+            return Err(CpError::InvalidParameter(problems.join("; ")));
+        };
+        let (group, created) = self.store.put_security_group(name, &content, now_ms())?;
+        tracing::info!(group.id = %group.id, group.name = %group.name, rules = group.ingress.len(), created, "security group saved");
+        Ok((group, created))
+    }
+
+    pub fn list_security_groups(&self) -> Result<Vec<SecurityGroup>, CpError> {
+        Ok(self.store.list_security_groups()?)
+    }
+
+    pub fn security_group(&self, reference: &str) -> Result<SecurityGroup, CpError> {
+        self.store
+            .get_security_group(reference)?
+            .ok_or_else(|| CpError::SecurityGroupNotFound(reference.to_string()))
+    }
+
+    /// Deletes a group no task that is not stopped uses (as EC2 refuses to delete a group in use).
+    pub fn delete_security_group(&self, reference: &str) -> Result<SecurityGroup, CpError> {
+        let group = self.security_group(reference)?;
+        let users: Vec<Task> = self
+            .store
+            .list_tasks(&TaskFilter {
+                not_stopped: true,
+                ..TaskFilter::default()
+            })?
+            .into_iter()
+            .filter(|t| t.security_groups.contains(&group.id))
+            .collect();
+        if let Some(t) = users.first() {
+            return Err(CpError::SecurityGroupInUse {
+                group: format!("{} ({})", group.id, group.name),
+                tasks: users.len(),
+                example: self.arns.task(&t.cluster, &t.id),
+            });
+        }
+        if !self.store.delete_security_group(&group.id)? {
+            return Err(CpError::SecurityGroupNotFound(reference.to_string()));
+        }
+        tracing::info!(group.id = %group.id, group.name = %group.name, "security group deleted");
+        Ok(group)
+    }
 }
 
 pub fn valid_cluster_name(name: &str) -> bool {
@@ -514,6 +656,10 @@ fn new_task(
             .unwrap_or_else(|| serde_json::json!({"containerOverrides": []})),
         version: 1,
         needs: spec.needs(),
+        host_ports: spec.host_ports(),
+        network_mode: spec.network_mode.clone(),
+        security_groups: Vec::new(),
+        network: None,
         containers: spec
             .containers
             .iter()
@@ -529,6 +675,7 @@ fn new_task(
                 memory: c.memory,
                 memory_reservation: c.memory_reservation,
                 restart_count: 0,
+                port_mappings: c.port_mappings.clone(),
             })
             .collect(),
     }
@@ -540,4 +687,37 @@ fn sum_needs<'a>(tasks: impl Iterator<Item = &'a Task>) -> Needs {
         cpu: acc.cpu + t.needs.cpu,
         memory: acc.memory + t.needs.memory,
     })
+}
+
+/// The host ports an instance holds: those it registered as reserved (its PORTS and PORTS_UDP
+/// resources, as ECS's), and the fixed host ports of `tasks` (its tasks not STOPPED) and the
+/// host ports their agent reported bound.
+fn used_ports<'a>(
+    info: &crate::instance::InstanceInfo,
+    tasks: impl Iterator<Item = &'a Task>,
+) -> Vec<PortRange> {
+    let mut out: Vec<PortRange> = Vec::new();
+    for (name, protocol) in [("PORTS", Protocol::Tcp), ("PORTS_UDP", Protocol::Udp)] {
+        for r in info.resources.iter().filter(|r| r.name == name) {
+            out.extend(
+                r.string_set_value
+                    .iter()
+                    .filter_map(|p| p.trim().parse::<u16>().ok())
+                    .map(|p| PortRange::single(protocol, p)),
+            );
+        }
+    }
+    for t in tasks {
+        out.extend(t.host_ports.iter().copied());
+        // Dynamic host ports the agent bound (bridge) are taken too, once reported.
+        let bound = t.network.iter().filter(|n| n.mode != "awsvpc");
+        out.extend(bound.flat_map(|n| &n.bindings).filter_map(|b| {
+            let protocol = Protocol::parse(&b.protocol)?;
+            let port = u16::try_from(b.host_port).ok().filter(|p| *p != 0)?;
+            Some(PortRange::single(protocol, port))
+        }));
+    }
+    out.sort();
+    out.dedup();
+    out
 }

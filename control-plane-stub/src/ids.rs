@@ -36,6 +36,30 @@ pub fn digests_equal(a: &str, b: &str) -> bool {
             == 0
 }
 
+/// The id of an awsvpc task's network attachment: UUID-shaped, derived from the task id so it
+/// is the same in every response without being stored.
+pub fn attachment_id(task_id: &str) -> String {
+    let h = sha256_hex(&format!("attachment/{task_id}"));
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+/// The "network interface" id shown for an awsvpc task: `eni-` and 17 hex digits of its id.
+pub fn eni_id(task_id: &str) -> String {
+    let hex: String = if task_id.len() >= 17 && task_id.chars().all(|c| c.is_ascii_hexdigit()) {
+        task_id.to_ascii_lowercase()
+    } else {
+        sha256_hex(task_id)
+    };
+    format!("eni-{}", &hex[..17])
+}
+
 /// Builds the ARNs of one region and account.
 #[derive(Debug, Clone)]
 pub struct Arns {
@@ -141,6 +165,22 @@ mod tests {
         assert_eq!(resource_id(&arns.task("c", "abc")), "abc");
         assert_eq!(resource_id("abc"), "abc");
         assert_eq!(cluster_name(&arns.cluster("prod")), "prod");
+    }
+
+    #[test]
+    fn attachment_and_eni_ids_are_derived_from_the_task() {
+        let a = attachment_id("0123456789abcdef0123456789abcdef");
+        assert_eq!(a, attachment_id("0123456789abcdef0123456789abcdef"));
+        assert_eq!(
+            a.split('-').map(str::len).collect::<Vec<_>>(),
+            [8, 4, 4, 4, 12]
+        );
+        assert_ne!(a, attachment_id("other"));
+        assert_eq!(
+            eni_id("0123456789abcdef0123456789abcdef"),
+            "eni-0123456789abcdef0"
+        );
+        assert_eq!(eni_id("t1").len(), 21);
     }
 
     #[test]

@@ -13,10 +13,11 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use thiserror::Error;
 
 use crate::instance::{check_activation, ActivationCode, Instance, InstanceInfo, Refusal};
+use crate::security::{GroupContent, SecurityGroup};
 use crate::task::{AgentChange, Task};
 
 pub const DB_FILE: &str = "berth-cp.db";
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -503,6 +504,80 @@ impl Store {
         Ok(outcome)
     }
 
+    // ------------------------------------------------------------ security groups
+
+    /// Creates the group `name`, or replaces the content of the existing one (keeping its id).
+    /// Returns the group and whether it was created.
+    pub fn put_security_group(
+        &self,
+        name: &str,
+        content: &GroupContent,
+        now_ms: i64,
+    ) -> Result<(SecurityGroup, bool)> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let existing: Option<String> = tx
+            .query_row(
+                "SELECT body_json FROM security_groups WHERE name = ?1",
+                [name],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let existing: Option<SecurityGroup> =
+            existing.map(|b| serde_json::from_str(&b)).transpose()?;
+        let created = existing.is_none();
+        let group = match existing {
+            Some(g) => SecurityGroup {
+                description: content.description.clone(),
+                ingress: content.ingress.clone(),
+                updated_at_ms: now_ms,
+                ..g
+            },
+            None => SecurityGroup {
+                id: crate::security::new_group_id(),
+                name: name.to_string(),
+                description: content.description.clone(),
+                ingress: content.ingress.clone(),
+                created_at_ms: now_ms,
+                updated_at_ms: now_ms,
+            },
+        };
+        tx.execute(
+            "INSERT INTO security_groups (id, name, body_json) VALUES (?1, ?2, ?3)
+             ON CONFLICT (id) DO UPDATE SET body_json = excluded.body_json",
+            params![group.id, group.name, serde_json::to_string(&group)?],
+        )?;
+        tx.commit()?;
+        Ok((group, created))
+    }
+
+    /// A group by id or name.
+    pub fn get_security_group(&self, reference: &str) -> Result<Option<SecurityGroup>> {
+        let body: Option<String> = self
+            .conn()
+            .query_row(
+                "SELECT body_json FROM security_groups WHERE id = ?1 OR name = ?1",
+                [reference],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(body.map(|b| serde_json::from_str(&b)).transpose()?)
+    }
+
+    pub fn list_security_groups(&self) -> Result<Vec<SecurityGroup>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT body_json FROM security_groups ORDER BY name")?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+        rows.map(|r| Ok(serde_json::from_str(&r?)?)).collect()
+    }
+
+    pub fn delete_security_group(&self, id: &str) -> Result<bool> {
+        let n = self
+            .conn()
+            .execute("DELETE FROM security_groups WHERE id = ?1", [id])?;
+        Ok(n == 1)
+    }
+
     // ------------------------------------------------------------ payload outbox
 
     pub fn outbox_after(&self, instance_id: &str, seq: u64) -> Result<Vec<OutboxEntry>> {
@@ -591,6 +666,17 @@ fn migrate(conn: &Connection) -> Result<()> {
              COMMIT;",
         )?;
     }
+    if version < 2 {
+        conn.execute_batch(
+            "BEGIN IMMEDIATE;
+             CREATE TABLE IF NOT EXISTS security_groups (
+                 id TEXT PRIMARY KEY,
+                 name TEXT NOT NULL UNIQUE,
+                 body_json TEXT NOT NULL);
+             PRAGMA user_version = 2;
+             COMMIT;",
+        )?;
+    }
     Ok(())
 }
 
@@ -674,4 +760,79 @@ fn insert_outbox(conn: &Connection, instance_id: &str, seq: u64, payload: &[u8])
         params![instance_id, seq as i64, payload],
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::security::parse_ingress_spec;
+
+    struct TempDir(PathBuf);
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn temp_dir() -> TempDir {
+        TempDir(std::env::temp_dir().join(format!("berth-cp-store-{}", crate::ids::new_id())))
+    }
+
+    fn content(rules: &[&str]) -> GroupContent {
+        GroupContent {
+            description: String::new(),
+            ingress: rules
+                .iter()
+                .map(|r| parse_ingress_spec(r).unwrap())
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn security_groups_persist_and_keep_their_id_when_replaced() {
+        let dir = temp_dir();
+        let store = Store::open(&dir.0).unwrap();
+        let (g, created) = store
+            .put_security_group("web", &content(&["tcp:80:0.0.0.0/0"]), 1)
+            .unwrap();
+        assert!(created);
+        let (g2, created) = store
+            .put_security_group("web", &content(&["tcp:443:0.0.0.0/0"]), 2)
+            .unwrap();
+        assert!(!created);
+        assert_eq!(
+            (g2.id.as_str(), g2.created_at_ms, g2.updated_at_ms),
+            (g.id.as_str(), 1, 2)
+        );
+        drop(store);
+        let store = Store::open(&dir.0).unwrap();
+        let by_name = store.get_security_group("web").unwrap().unwrap();
+        assert_eq!(
+            store.get_security_group(&g.id).unwrap(),
+            Some(by_name.clone())
+        );
+        assert_eq!(by_name.ingress[0].spec(), "tcp:443:0.0.0.0/0");
+        assert_eq!(store.list_security_groups().unwrap().len(), 1);
+        assert!(store.delete_security_group(&g.id).unwrap());
+        assert!(!store.delete_security_group(&g.id).unwrap());
+        assert_eq!(store.get_security_group("web").unwrap(), None);
+    }
+
+    #[test]
+    fn a_version_1_database_gains_the_security_group_table() {
+        let dir = temp_dir();
+        drop(Store::open(&dir.0).unwrap());
+        let conn = Connection::open(dir.0.join(DB_FILE)).unwrap();
+        conn.execute_batch("DROP TABLE security_groups; PRAGMA user_version = 1;")
+            .unwrap();
+        drop(conn);
+        let store = Store::open(&dir.0).unwrap();
+        store.put_security_group("web", &content(&[]), 1).unwrap();
+        let version: i64 = store
+            .conn()
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+    }
 }

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::taskdef::Needs;
+use crate::taskdef::{Needs, PortMapping, PortRange};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -78,7 +78,45 @@ pub struct Task {
     pub version: i64,
     /// What placement reserved on the instance.
     pub needs: Needs,
+    /// The fixed host ports placement reserved on the instance (RESOURCE:PORTS). Absent in
+    /// records written before port accounting: those tasks held none.
+    #[serde(default)]
+    pub host_ports: Vec<PortRange>,
+    /// The network mode the task runs in. Absent in older records, which ran in host or none
+    /// mode; nothing shown depends on telling those apart.
+    #[serde(default)]
+    pub network_mode: String,
+    /// awsvpc: the ids of the security groups RunTask named (empty: all ingress allowed).
+    #[serde(default)]
+    pub security_groups: Vec<String>,
+    /// The network the agent reported with the task's RUNNING or STOPPED change.
+    #[serde(default)]
+    pub network: Option<TaskNetwork>,
     pub containers: Vec<Container>,
+}
+
+/// A task's network as its agent set it up.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskNetwork {
+    /// "bridge", "host", "none" or "awsvpc".
+    pub mode: String,
+    /// The task's own address (bridge, awsvpc); empty otherwise.
+    pub private_ipv4: String,
+    pub prefix_length: u32,
+    pub gateway_ipv4: String,
+    pub mac_address: String,
+    pub bindings: Vec<NetworkBinding>,
+}
+
+/// A host port bound to a container's port.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkBinding {
+    pub container_name: String,
+    /// "tcp" or "udp".
+    pub protocol: String,
+    pub container_port: u32,
+    pub host_port: u32,
+    pub bind_ip: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -98,6 +136,9 @@ pub struct Container {
     /// is a JSON body).
     #[serde(default)]
     pub restart_count: i64,
+    /// The container's portMappings (awsvpc tasks show them as networkBindings).
+    #[serde(default)]
+    pub port_mappings: Vec<PortMapping>,
 }
 
 /// A state change reported by the agent, already converted from the wire.
@@ -109,6 +150,8 @@ pub enum AgentChange {
         stop_code: String,
         stopped_reason: String,
         at_ms: i64,
+        /// Sent with RUNNING and STOPPED by agents that report it.
+        network: Option<TaskNetwork>,
     },
     Container {
         task_arn: String,
@@ -170,6 +213,7 @@ impl Task {
                 stop_code,
                 stopped_reason,
                 at_ms,
+                network,
                 ..
             } => {
                 if self.last_status == TaskStatus::Stopped
@@ -178,6 +222,10 @@ impl Task {
                     return true;
                 }
                 self.last_status = *status;
+                // A report without a network (or an empty one) keeps what an earlier one said.
+                if let Some(n) = network.as_ref().filter(|n| **n != TaskNetwork::default()) {
+                    self.network = Some(n.clone());
+                }
                 match status {
                     TaskStatus::Running => {
                         self.started_at_ms.get_or_insert(*at_ms);
@@ -264,6 +312,10 @@ pub(crate) mod tests {
                 cpu: 0,
                 memory: 128,
             },
+            host_ports: Vec::new(),
+            network_mode: "bridge".into(),
+            security_groups: Vec::new(),
+            network: None,
             containers: vec![Container {
                 id: "c1".into(),
                 name: "app".into(),
@@ -276,6 +328,7 @@ pub(crate) mod tests {
                 memory: Some(128),
                 memory_reservation: None,
                 restart_count: 0,
+                port_mappings: Vec::new(),
             }],
         }
     }
@@ -287,6 +340,7 @@ pub(crate) mod tests {
             stop_code: code.into(),
             stopped_reason: format!("{code} reason"),
             at_ms,
+            network: None,
         }
     }
 
@@ -375,5 +429,62 @@ pub(crate) mod tests {
             .remove("restart_count");
         let t: Task = serde_json::from_value(v).unwrap();
         assert_eq!(t.containers[0].restart_count, 0);
+    }
+
+    fn network(ip: &str) -> TaskNetwork {
+        TaskNetwork {
+            mode: "bridge".into(),
+            private_ipv4: ip.into(),
+            prefix_length: 24,
+            gateway_ipv4: "10.232.0.1".into(),
+            mac_address: "02:00:00:00:00:01".into(),
+            bindings: vec![NetworkBinding {
+                container_name: "app".into(),
+                protocol: "tcp".into(),
+                container_port: 80,
+                host_port: 49153,
+                bind_ip: "0.0.0.0".into(),
+            }],
+        }
+    }
+
+    #[test]
+    fn the_reported_network_is_kept_when_a_later_report_has_none() {
+        let mut t = sample_task();
+        let mut running = task_change(TaskStatus::Running, "", 10);
+        if let AgentChange::Task { network: n, .. } = &mut running {
+            *n = Some(network("10.232.0.5"));
+        }
+        t.apply(&running);
+        assert_eq!(t.network, Some(network("10.232.0.5")));
+        // STOPPED without a network, or with an empty one, keeps it.
+        let mut stopped = task_change(TaskStatus::Stopped, "EssentialContainerExited", 20);
+        if let AgentChange::Task { network: n, .. } = &mut stopped {
+            *n = Some(TaskNetwork::default());
+        }
+        t.apply(&stopped);
+        assert_eq!(t.network, Some(network("10.232.0.5")));
+        // A late report for a stopped task changes nothing.
+        let mut late = task_change(TaskStatus::Running, "", 30);
+        if let AgentChange::Task { network: n, .. } = &mut late {
+            *n = Some(network("10.232.0.9"));
+        }
+        t.apply(&late);
+        assert_eq!(t.network.unwrap().private_ipv4, "10.232.0.5");
+    }
+
+    #[test]
+    fn tasks_recorded_before_networking_still_load() {
+        let mut v = serde_json::to_value(sample_task()).unwrap();
+        let o = v.as_object_mut().unwrap();
+        for key in ["host_ports", "network_mode", "security_groups", "network"] {
+            o.remove(key);
+        }
+        v["containers"][0]
+            .as_object_mut()
+            .unwrap()
+            .remove("port_mappings");
+        let t: Task = serde_json::from_value(v).unwrap();
+        assert!(t.host_ports.is_empty() && t.network.is_none() && t.security_groups.is_empty());
     }
 }

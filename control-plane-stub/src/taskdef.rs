@@ -60,9 +60,95 @@ pub struct ContainerDef {
     pub memory: Option<i64>,
     pub memory_reservation: Option<i64>,
     pub stop_timeout: Option<i64>,
+    /// portMappings, checked against the task's network mode.
+    pub port_mappings: Vec<PortMapping>,
     /// The container definition as given, with overrides applied by `apply_overrides`: the
     /// agent reads every field it supports from this.
     pub raw: Value,
+}
+
+/// A transport protocol of a port mapping.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "tcp" => Some(Self::Tcp),
+            "udp" => Some(Self::Udp),
+            _ => None,
+        }
+    }
+}
+
+/// One portMappings entry, validated. Exactly one of `container_port` and
+/// `container_port_range` is set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PortMapping {
+    pub protocol: Protocol,
+    pub container_port: Option<u16>,
+    /// containerPortRange "first-last", inclusive.
+    pub container_port_range: Option<(u16, u16)>,
+    /// 0 when omitted: a dynamic host port in bridge mode, the container port otherwise.
+    pub host_port: u16,
+}
+
+impl PortMapping {
+    /// The container ports, first and last (the same for a single port).
+    pub fn container_ports(&self) -> (u16, u16) {
+        match (self.container_port, self.container_port_range) {
+            (_, Some(range)) => range,
+            (Some(p), None) => (p, p),
+            (None, None) => (0, 0),
+        }
+    }
+}
+
+/// Host ports of one protocol, first to last inclusive: what a task holds on its instance.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+pub struct PortRange {
+    pub protocol: Protocol,
+    pub first: u16,
+    pub last: u16,
+}
+
+impl PortRange {
+    pub fn single(protocol: Protocol, port: u16) -> Self {
+        Self {
+            protocol,
+            first: port,
+            last: port,
+        }
+    }
+
+    pub fn overlaps(&self, other: &PortRange) -> bool {
+        self.protocol == other.protocol && self.first <= other.last && other.first <= self.last
+    }
+}
+
+impl std::fmt::Display for PortRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.first == self.last {
+            write!(f, "{}/{}", self.first, self.protocol.as_str())
+        } else {
+            write!(f, "{}-{}/{}", self.first, self.last, self.protocol.as_str())
+        }
+    }
 }
 
 /// What a task asks of an instance.
@@ -86,6 +172,32 @@ impl TaskDefSpec {
             .cpu
             .unwrap_or_else(|| self.containers.iter().map(|c| c.cpu.unwrap_or(0)).sum());
         Needs { cpu, memory }
+    }
+
+    /// The fixed host ports the task holds on its instance, as ECS counts RESOURCE:PORTS: in
+    /// host mode every container port (ranges included), in bridge mode every non-zero
+    /// hostPort. Dynamic host ports, and awsvpc tasks (their own address), need none.
+    pub fn host_ports(&self) -> Vec<PortRange> {
+        let mut out: Vec<PortRange> = Vec::new();
+        for m in self.containers.iter().flat_map(|c| &c.port_mappings) {
+            let range = match self.network_mode.as_str() {
+                "host" => {
+                    let (first, last) = m.container_ports();
+                    PortRange {
+                        protocol: m.protocol,
+                        first,
+                        last,
+                    }
+                }
+                "bridge" if m.host_port != 0 => PortRange::single(m.protocol, m.host_port),
+                _ => continue,
+            };
+            if !out.contains(&range) {
+                out.push(range);
+            }
+        }
+        out.sort();
+        out
     }
 }
 
@@ -170,7 +282,7 @@ pub fn parse(raw: &Value) -> Result<TaskDefSpec, TaskDefError> {
         Some(Value::Array(defs)) => {
             for (i, def) in defs.iter().enumerate() {
                 let path = format!("containerDefinitions[{i}]");
-                if let Some(c) = parse_container(&mut p, &path, def) {
+                if let Some(c) = parse_container(&mut p, &path, def, &network_mode) {
                     if containers.iter().any(|o: &ContainerDef| o.name == c.name) {
                         p.client(
                             &format!("{path}.name"),
@@ -181,6 +293,7 @@ pub fn parse(raw: &Value) -> Result<TaskDefSpec, TaskDefError> {
                 }
             }
             check_dependencies(&mut p, &containers);
+            check_port_conflicts(&mut p, &network_mode, &containers);
             if !containers.is_empty() && !containers.iter().any(|c| c.essential) {
                 p.client(
                     "containerDefinitions",
@@ -215,7 +328,12 @@ pub fn parse(raw: &Value) -> Result<TaskDefSpec, TaskDefError> {
     })
 }
 
-fn parse_container(p: &mut Problems, path: &str, def: &Value) -> Option<ContainerDef> {
+fn parse_container(
+    p: &mut Problems,
+    path: &str,
+    def: &Value,
+    network_mode: &str,
+) -> Option<ContainerDef> {
     let Some(obj) = def.as_object() else {
         p.invalid(path, "must be an object");
         return None;
@@ -265,6 +383,8 @@ fn parse_container(p: &mut Problems, path: &str, def: &Value) -> Option<Containe
     }
 
     lifecycle_fields(p, obj, &f);
+    let port_mappings = port_mappings(p, obj, &f, network_mode);
+    network_fields(p, obj, &f, network_mode);
 
     Some(ContainerDef {
         name,
@@ -279,6 +399,7 @@ fn parse_container(p: &mut Problems, path: &str, def: &Value) -> Option<Containe
         memory,
         memory_reservation,
         stop_timeout,
+        port_mappings,
         raw: def.clone(),
     })
 }
@@ -355,6 +476,274 @@ fn opt_non_negative(
                 None
             }
         },
+    }
+}
+
+const MAX_PORT: i64 = 65_535;
+
+/// "first-last" with 1 <= first < last <= 65535.
+pub fn parse_port_range(s: &str) -> Option<(u16, u16)> {
+    let (a, b) = s.split_once('-')?;
+    let a: u16 = a.trim().parse().ok()?;
+    let b: u16 = b.trim().parse().ok()?;
+    (a >= 1 && a < b).then_some((a, b))
+}
+
+/// One container's portMappings, as ECS checks them for the task's network mode. Conflicts
+/// between mappings are `check_port_conflicts`'s.
+fn port_mappings(
+    p: &mut Problems,
+    obj: &Map<String, Value>,
+    f: &dyn Fn(&str) -> String,
+    network_mode: &str,
+) -> Vec<PortMapping> {
+    let items = match obj.get("portMappings") {
+        None | Some(Value::Null) => return Vec::new(),
+        Some(Value::Array(items)) => items,
+        Some(_) => {
+            p.invalid(&f("portMappings"), "must be a list");
+            return Vec::new();
+        }
+    };
+    if network_mode == "none" && !items.is_empty() {
+        p.client(
+            &f("portMappings"),
+            "not allowed with networkMode none: its containers have no network to map ports from",
+        );
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let path = f(&format!("portMappings[{i}]"));
+        let g = |k: &str| format!("{path}.{k}");
+        let Some(m) = item.as_object() else {
+            p.invalid(&path, "must be an object");
+            continue;
+        };
+        let port = |p: &mut Problems, key: &str, min: i64| -> Result<Option<u16>, ()> {
+            match m.get(key) {
+                None | Some(Value::Null) => Ok(None),
+                Some(v) => match v.as_i64() {
+                    Some(n) if (min..=MAX_PORT).contains(&n) => Ok(Some(n as u16)),
+                    _ => {
+                        p.invalid(
+                            &g(key),
+                            format!("{v} must be a port number from {min} to {MAX_PORT}"),
+                        );
+                        Err(())
+                    }
+                },
+            }
+        };
+        let (Ok(container_port), Ok(host_port)) =
+            (port(p, "containerPort", 1), port(p, "hostPort", 0))
+        else {
+            continue;
+        };
+        let host_port = host_port.unwrap_or(0);
+        let range = match m.get("containerPortRange") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => match parse_port_range(s) {
+                Some(r) => Some(r),
+                None => {
+                    p.invalid(
+                        &g("containerPortRange"),
+                        format!(
+                            "{s:?} must be \"first-last\", ports from 1 to {MAX_PORT} with first below last"
+                        ),
+                    );
+                    continue;
+                }
+            },
+            Some(_) => {
+                p.invalid(&g("containerPortRange"), "must be a string \"first-last\"");
+                continue;
+            }
+        };
+        let protocol = match m.get("protocol") {
+            None | Some(Value::Null) => Protocol::Tcp,
+            Some(Value::String(s)) => match Protocol::parse(s) {
+                Some(proto) => proto,
+                None => {
+                    p.invalid(&g("protocol"), format!("{s:?} is not tcp or udp"));
+                    continue;
+                }
+            },
+            Some(_) => {
+                p.invalid(&g("protocol"), "must be a string");
+                continue;
+            }
+        };
+        match (container_port, range) {
+            (None, None) => {
+                p.client(
+                    &g("containerPort"),
+                    "required (or containerPortRange for a range of ports)",
+                );
+                continue;
+            }
+            (Some(_), Some(_)) => {
+                p.client(&path, "give containerPort or containerPortRange, not both");
+                continue;
+            }
+            _ => {}
+        }
+        if host_port != 0 {
+            if let Some((a, b)) = range {
+                let why = match network_mode {
+                    "bridge" => "the host ports of a range are dynamic".to_string(),
+                    mode => format!("in {mode} network mode a range is bound on the same ports"),
+                };
+                p.client(
+                    &g("hostPort"),
+                    format!("must be omitted with containerPortRange {a}-{b}: {why}"),
+                );
+                continue;
+            }
+            if let Some(c) = container_port
+                .filter(|c| *c != host_port && matches!(network_mode, "host" | "awsvpc"))
+            {
+                p.client(
+                    &g("hostPort"),
+                    format!(
+                        "{host_port} must be omitted or equal to containerPort ({c}) in {network_mode} network mode"
+                    ),
+                );
+                continue;
+            }
+        }
+        out.push(PortMapping {
+            protocol,
+            container_port,
+            container_port_range: range,
+            host_port,
+        });
+    }
+    out
+}
+
+/// Ports mapped twice in one task: a container port (with its protocol) may be mapped once,
+/// since a task's containers share one network namespace on Berth (ECS allows it once per
+/// container); and, in bridge mode, a fixed hostPort once. In host and awsvpc mode the host
+/// port is the container port, so the first rule covers both.
+fn check_port_conflicts(p: &mut Problems, network_mode: &str, containers: &[ContainerDef]) {
+    let mut seen: Vec<(String, PortRange, Option<PortRange>)> = Vec::new();
+    for (i, c) in containers.iter().enumerate() {
+        for (j, m) in c.port_mappings.iter().enumerate() {
+            let label = format!("containerDefinitions[{i}].portMappings[{j}]");
+            let (first, last) = m.container_ports();
+            let ports = PortRange {
+                protocol: m.protocol,
+                first,
+                last,
+            };
+            let host = (network_mode == "bridge" && m.host_port != 0)
+                .then(|| PortRange::single(m.protocol, m.host_port));
+            if let Some((other, _, _)) = seen.iter().find(|(_, o, _)| o.overlaps(&ports)) {
+                let key = if m.container_port_range.is_some() {
+                    "containerPortRange"
+                } else {
+                    "containerPort"
+                };
+                p.client(
+                    &format!("{label}.{key}"),
+                    format!(
+                        "{ports} is already mapped by {other}: a task's containers share one network namespace"
+                    ),
+                );
+            } else if let Some((other, _, _)) = host.and_then(|h| {
+                seen.iter()
+                    .find(|(_, _, o)| o.is_some_and(|o| o.overlaps(&h)))
+            }) {
+                p.client(
+                    &format!("{label}.hostPort"),
+                    format!(
+                        "{} is already the hostPort of {other}",
+                        host.expect("checked")
+                    ),
+                );
+            }
+            seen.push((label, ports, host));
+        }
+    }
+}
+
+/// ECS's dnsSearchDomains pattern: ^[a-zA-Z0-9-.]{0,253}[a-zA-Z0-9]$.
+fn valid_search_domain(s: &str) -> bool {
+    (1..=254).contains(&s.len())
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+        && s.ends_with(|c: char| c.is_ascii_alphanumeric())
+}
+
+/// hostname, dnsServers, dnsSearchDomains and extraHosts of one container.
+fn network_fields(
+    p: &mut Problems,
+    obj: &Map<String, Value>,
+    f: &dyn Fn(&str) -> String,
+    network_mode: &str,
+) {
+    let ipv4 = |s: &str| s.parse::<std::net::Ipv4Addr>().is_ok();
+    if let Some(h) = opt_string(p, obj, "hostname", &f("hostname")) {
+        if network_mode == "awsvpc" {
+            p.client(
+                &f("hostname"),
+                format!("{h:?}: hostname is not supported when networkMode is awsvpc (as on ECS)"),
+            );
+        }
+    }
+    for (i, s) in opt_string_list(p, obj, "dnsServers", &f("dnsServers"))
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
+        if !ipv4(s) {
+            p.invalid(
+                &f(&format!("dnsServers[{i}]")),
+                format!("{s:?} is not an IPv4 address"),
+            );
+        }
+    }
+    for (i, s) in opt_string_list(p, obj, "dnsSearchDomains", &f("dnsSearchDomains"))
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
+        if !valid_search_domain(s) {
+            p.invalid(
+                &f(&format!("dnsSearchDomains[{i}]")),
+                format!("{s:?} is not a domain name (letters, digits, '-' and '.', at most 254)"),
+            );
+        }
+    }
+    match obj.get("extraHosts") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(hosts)) => {
+            for (i, h) in hosts.iter().enumerate() {
+                let path = f(&format!("extraHosts[{i}]"));
+                let Some(h) = h.as_object() else {
+                    p.invalid(&path, "must be an object {hostname, ipAddress}");
+                    continue;
+                };
+                match opt_string(p, h, "hostname", &format!("{path}.hostname")) {
+                    Some(n) if !n.trim().is_empty() && !n.contains(char::is_whitespace) => {}
+                    Some(n) => p.invalid(
+                        &format!("{path}.hostname"),
+                        format!("{n:?} is not a host name"),
+                    ),
+                    None => p.client(&format!("{path}.hostname"), "required"),
+                }
+                match opt_string(p, h, "ipAddress", &format!("{path}.ipAddress")) {
+                    Some(a) if ipv4(&a) => {}
+                    Some(a) => p.invalid(
+                        &format!("{path}.ipAddress"),
+                        format!("{a:?} is not an IPv4 address"),
+                    ),
+                    None => p.client(&format!("{path}.ipAddress"), "required"),
+                }
+            }
+        }
+        Some(_) => p.invalid(&f("extraHosts"), "must be a list of {hostname, ipAddress}"),
     }
 }
 
@@ -1226,5 +1615,222 @@ mod tests {
             err(v).problems,
             vec!["containerDefinitions[0].restartPolicy.enabled: required"]
         );
+    }
+
+    fn with_ports(mode: &str, app: Value, side: Value) -> Value {
+        let mut v = ok_def();
+        v["networkMode"] = json!(mode);
+        v["containerDefinitions"][0]["portMappings"] = app;
+        v["containerDefinitions"][1]["portMappings"] = side;
+        v
+    }
+
+    fn tcp(first: u16, last: u16) -> PortRange {
+        PortRange {
+            protocol: Protocol::Tcp,
+            first,
+            last,
+        }
+    }
+
+    #[test]
+    fn port_mappings_give_the_fixed_host_ports_of_each_mode() {
+        let bridge = parse(&with_ports(
+            "bridge",
+            json!([{"containerPort": 80, "hostPort": 8080}, {"containerPort": 443},
+                   {"containerPortRange": "9000-9010"}]),
+            json!([{"containerPort": 53, "hostPort": 53, "protocol": "udp"}]),
+        ))
+        .unwrap();
+        assert_eq!(
+            bridge.host_ports(),
+            vec![tcp(8080, 8080), PortRange::single(Protocol::Udp, 53)]
+        );
+        assert_eq!(
+            bridge.containers[0].port_mappings[2].container_port_range,
+            Some((9000, 9010))
+        );
+        let host = parse(&with_ports(
+            "host",
+            json!([{"containerPort": 80, "hostPort": 80}, {"containerPortRange": "9000-9010"}]),
+            json!([{"containerPort": 81}]),
+        ))
+        .unwrap();
+        assert_eq!(
+            host.host_ports(),
+            vec![tcp(80, 80), tcp(81, 81), tcp(9000, 9010)]
+        );
+        let awsvpc = parse(&with_ports(
+            "awsvpc",
+            json!([{"containerPort": 80, "hostPort": 80}]),
+            json!([{"containerPortRange": "9000-9010", "protocol": "udp"}]),
+        ))
+        .unwrap();
+        assert!(
+            awsvpc.host_ports().is_empty(),
+            "awsvpc tasks have their own address"
+        );
+    }
+
+    #[test]
+    fn port_mapping_values_are_checked() {
+        let e = err(with_ports(
+            "bridge",
+            json!([{"containerPort": 0}, {"containerPort": 70000}, {"containerPort": 80, "hostPort": -1},
+                   {"containerPort": 81, "protocol": "sctp"}, {"containerPortRange": "90-80"},
+                   {"containerPortRange": "x"}]),
+            Value::Null,
+        ));
+        assert_eq!(e.kind, ProblemKind::InvalidParameter);
+        assert_eq!(
+            problem_fields(&e),
+            vec![
+                "containerDefinitions[0].portMappings[0].containerPort",
+                "containerDefinitions[0].portMappings[1].containerPort",
+                "containerDefinitions[0].portMappings[2].hostPort",
+                "containerDefinitions[0].portMappings[3].protocol",
+                "containerDefinitions[0].portMappings[4].containerPortRange",
+                "containerDefinitions[0].portMappings[5].containerPortRange",
+            ]
+        );
+        assert!(
+            e.problems[1].contains("70000 must be a port number from 1 to 65535"),
+            "{e}"
+        );
+        assert!(e.problems[3].contains("\"sctp\" is not tcp or udp"), "{e}");
+        let e = err(with_ports(
+            "bridge",
+            json!([{"hostPort": 80}, {"containerPort": 80, "containerPortRange": "81-82"}]),
+            json!({"containerPort": 80}),
+        ));
+        assert_eq!(e.kind, ProblemKind::Client);
+        assert_eq!(
+            problem_fields(&e),
+            vec![
+                "containerDefinitions[0].portMappings[0].containerPort",
+                "containerDefinitions[0].portMappings[1]",
+                "containerDefinitions[1].portMappings",
+            ]
+        );
+    }
+
+    #[test]
+    fn host_ports_follow_the_network_mode() {
+        for mode in ["host", "awsvpc"] {
+            let e = err(with_ports(
+                mode,
+                json!([{"containerPort": 80, "hostPort": 8080}]),
+                Value::Null,
+            ));
+            assert_eq!(
+                e.problems,
+                vec![format!(
+                    "containerDefinitions[0].portMappings[0].hostPort: 8080 must be omitted or equal to containerPort (80) in {mode} network mode"
+                )]
+            );
+            assert!(parse(&with_ports(
+                mode,
+                json!([{"containerPort": 80, "hostPort": 0}]),
+                Value::Null
+            ))
+            .is_ok());
+        }
+        for mode in ["bridge", "host", "awsvpc"] {
+            let e = err(with_ports(
+                mode,
+                json!([{"containerPortRange": "9000-9010", "hostPort": 9000}]),
+                Value::Null,
+            ));
+            assert_eq!(e.kind, ProblemKind::Client);
+            assert!(
+                e.problems[0].starts_with("containerDefinitions[0].portMappings[0].hostPort: must be omitted with containerPortRange 9000-9010"),
+                "{e}"
+            );
+        }
+        let e = err(with_ports(
+            "none",
+            json!([{"containerPort": 80}]),
+            Value::Null,
+        ));
+        assert_eq!(
+            problem_fields(&e),
+            vec!["containerDefinitions[0].portMappings"]
+        );
+        assert!(parse(&with_ports("none", json!([]), Value::Null)).is_ok());
+    }
+
+    #[test]
+    fn a_port_is_mapped_once_per_task() {
+        let e = err(with_ports(
+            "bridge",
+            json!([{"containerPort": 80, "hostPort": 8080}, {"containerPortRange": "9000-9010"}]),
+            json!([{"containerPort": 81, "hostPort": 8080}, {"containerPort": 9005},
+                   {"containerPort": 80, "protocol": "udp"}]),
+        ));
+        assert_eq!(e.kind, ProblemKind::Client);
+        assert_eq!(
+            e.problems,
+            vec![
+                "containerDefinitions[1].portMappings[0].hostPort: 8080/tcp is already the hostPort of containerDefinitions[0].portMappings[0]",
+                "containerDefinitions[1].portMappings[1].containerPort: 9005/tcp is already mapped by containerDefinitions[0].portMappings[1]: a task's containers share one network namespace",
+            ]
+        );
+        let e = err(with_ports(
+            "host",
+            json!([{"containerPort": 80}]),
+            json!([{"containerPort": 80}]),
+        ));
+        assert_eq!(
+            problem_fields(&e),
+            vec!["containerDefinitions[1].portMappings[0].containerPort"]
+        );
+    }
+
+    #[test]
+    fn dns_and_extra_hosts_are_checked() {
+        let mut v = ok_def();
+        v["containerDefinitions"][0]["dnsServers"] = json!(["10.0.0.2", "::1", "dns.local"]);
+        v["containerDefinitions"][0]["dnsSearchDomains"] = json!(["corp.example", "bad domain"]);
+        v["containerDefinitions"][0]["extraHosts"] = json!([
+            {"hostname": "db", "ipAddress": "10.0.0.5"},
+            {"hostname": "cache", "ipAddress": "fe80::1"},
+            {"ipAddress": "10.0.0.6"}
+        ]);
+        let e = err(v);
+        assert_eq!(
+            problem_fields(&e),
+            vec![
+                "containerDefinitions[0].dnsServers[1]",
+                "containerDefinitions[0].dnsServers[2]",
+                "containerDefinitions[0].dnsSearchDomains[1]",
+                "containerDefinitions[0].extraHosts[1].ipAddress",
+                "containerDefinitions[0].extraHosts[2].hostname",
+            ]
+        );
+        assert!(
+            e.problems[0].contains("\"::1\" is not an IPv4 address"),
+            "{e}"
+        );
+        let mut v = ok_def();
+        v["containerDefinitions"][0]["extraHosts"] = json!({"db": "10.0.0.5"});
+        assert_eq!(
+            problem_fields(&err(v)),
+            vec!["containerDefinitions[0].extraHosts"]
+        );
+    }
+
+    #[test]
+    fn hostname_is_refused_in_awsvpc_mode_only() {
+        let mut v = ok_def();
+        v["containerDefinitions"][0]["hostname"] = json!("web");
+        for mode in ["bridge", "host"] {
+            v["networkMode"] = json!(mode);
+            assert!(parse(&v).is_ok(), "{mode}");
+        }
+        v["networkMode"] = json!("awsvpc");
+        let e = err(v);
+        assert_eq!(e.kind, ProblemKind::Client);
+        assert_eq!(problem_fields(&e), vec!["containerDefinitions[0].hostname"]);
+        assert!(e.problems[0].contains("not supported when networkMode is awsvpc"));
     }
 }

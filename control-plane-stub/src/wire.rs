@@ -5,7 +5,8 @@ use prost::Message;
 use thiserror::Error;
 
 use crate::instance::{InstanceInfo, Resource};
-use crate::task::{AgentChange, ContainerStatus, Task, TaskStatus};
+use crate::security::IngressRule;
+use crate::task::{AgentChange, ContainerStatus, NetworkBinding, Task, TaskNetwork, TaskStatus};
 use crate::taskdef::TaskDefSpec;
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -67,6 +68,7 @@ pub fn agent_change(sc: &pb::StateChange) -> Result<(u64, AgentChange), WireErro
             stop_code: t.stop_code.clone(),
             stopped_reason: t.stopped_reason.clone(),
             at_ms: t.at_ms,
+            network: t.network.as_ref().map(task_network),
         },
         Some(pb::state_change::Change::Container(c)) => AgentChange::Container {
             task_arn: c.task_arn.clone(),
@@ -94,13 +96,51 @@ pub fn agent_change(sc: &pb::StateChange) -> Result<(u64, AgentChange), WireErro
     Ok((seq, change))
 }
 
+fn task_network(n: &pb::TaskNetwork) -> TaskNetwork {
+    TaskNetwork {
+        mode: n.mode.clone(),
+        private_ipv4: n.private_ipv4.clone(),
+        prefix_length: n.prefix_length,
+        gateway_ipv4: n.gateway_ipv4.clone(),
+        mac_address: n.mac_address.clone(),
+        bindings: n
+            .bindings
+            .iter()
+            .map(|b| NetworkBinding {
+                container_name: b.container_name.clone(),
+                protocol: b.protocol.clone(),
+                container_port: b.container_port,
+                host_port: b.host_port,
+                bind_ip: b.bind_ip.clone(),
+            })
+            .collect(),
+    }
+}
+
 fn to_i32(v: Option<i64>) -> i32 {
     v.unwrap_or(0).clamp(0, i32::MAX as i64) as i32
 }
 
 /// The spec the agent runs: `spec` is the definition with the task's overrides applied.
-pub fn task_spec(task_arn: &str, task: &Task, spec: &TaskDefSpec) -> pb::TaskSpec {
+/// `ingress`: the rules of an awsvpc task's security groups; None allows all ingress.
+pub fn task_spec(
+    task_arn: &str,
+    task: &Task,
+    spec: &TaskDefSpec,
+    ingress: Option<&[IngressRule]>,
+) -> pb::TaskSpec {
     pb::TaskSpec {
+        ingress_restricted: ingress.is_some(),
+        ingress: ingress
+            .unwrap_or_default()
+            .iter()
+            .map(|r| pb::IngressRule {
+                protocol: r.protocol.as_str().to_string(),
+                from_port: u32::from(r.from_port),
+                to_port: u32::from(r.to_port),
+                cidr: r.cidr.clone(),
+            })
+            .collect(),
         task_arn: task_arn.to_string(),
         family: task.family.clone(),
         revision: task.revision as i32,

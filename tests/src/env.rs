@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 use crate::bins::bin;
 use crate::containerd;
 use crate::ecs::EcsClient;
+use crate::net::NetworkSettings;
 use crate::process::Proc;
 use crate::wait::{timeout, wait_until};
 
@@ -43,13 +44,31 @@ pub struct TestEnv {
     cgroup_root: String,
     /// `[cgroups] pids_limit` of agents started from now on.
     pids_limit: Option<u64>,
+    /// `[network]` of agents started from now on: unique per env (see [`NetworkSettings`]).
+    network: NetworkSettings,
+    /// Every `[network]` an agent of this env was started with: what the drop cleans up.
+    networks_used: Vec<NetworkSettings>,
+    /// What the id claimed in this process (given back on drop).
+    claimed_network: NetworkSettings,
     passed: bool,
 }
 
 impl TestEnv {
     /// A fresh world with nothing running yet. `name` only makes the temp dir recognisable.
     pub fn new(name: &str) -> Result<TestEnv> {
-        let id = uuid::Uuid::new_v4().simple().to_string()[..10].to_owned();
+        // The id also picks the env's network names, subnets and ports: an id whose picks
+        // another env of this process holds, or the host uses, is passed over.
+        let mut attempts = 0;
+        let (id, network) = loop {
+            let id = uuid::Uuid::new_v4().simple().to_string()[..10].to_owned();
+            if let Some(network) = NetworkSettings::claim(&id)? {
+                break (id, network);
+            }
+            attempts += 1;
+            if attempts >= 100 {
+                bail!("no free network settings for a test env after {attempts} ids");
+            }
+        };
         let dir = std::env::temp_dir().join(format!("berth-e2e-{name}-{id}"));
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         Ok(TestEnv {
@@ -66,6 +85,9 @@ impl TestEnv {
             agent_log_limits: None,
             task_cleanup_wait_secs: 0,
             pids_limit: None,
+            claimed_network: network.clone(),
+            network,
+            networks_used: Vec::new(),
             passed: false,
         })
     }
@@ -94,6 +116,19 @@ impl TestEnv {
     /// The cgroup root of agents started after this call.
     pub fn set_cgroup_root(&mut self, root: &str) {
         self.cgroup_root = root.to_owned();
+    }
+
+    /// The `[network]` of this env's agents: bridge, gateway device, subnets, nftables table,
+    /// name prefix, netns dir and dynamic ports, all unique to the env (plus ports and a subnet
+    /// for the test's own use).
+    pub fn network(&self) -> &NetworkSettings {
+        &self.network
+    }
+
+    /// The `[network]` of agents started after this call. Whatever agents were started with
+    /// is removed from the host when the env is dropped.
+    pub fn set_network(&mut self, network: NetworkSettings) {
+        self.network = network;
     }
 
     /// `pids.max` of each task cgroup, for agents started after this call.
@@ -228,6 +263,9 @@ impl TestEnv {
             self.image_imported = true;
         }
         let n = self.agents.len() + 1;
+        if !self.networks_used.contains(&self.network) {
+            self.networks_used.push(self.network.clone());
+        }
         let config = self.dir.join(format!("agent-{n}.toml"));
         std::fs::write(&config, self.agent_config(n, activation_code))?;
         let mut cmd = Command::new(bin("berth-agent"));
@@ -287,6 +325,7 @@ impl TestEnv {
                 "\n[logs]\nmax_size_mib = {max_size_mib}\nmax_files = {max_files}\n"
             ));
         }
+        toml.push_str(&self.network.agent_toml());
         toml
     }
 
@@ -383,6 +422,14 @@ impl Drop for TestEnv {
         if let Err(e) = crate::cgroups::remove_cgroup_tree(&self.cgroup_root) {
             eprintln!("cleanup: cgroup {}: {e:#}", self.cgroup_root);
         }
+        // After the containers too: their namespaces are no longer in use. Tasks' namespaces,
+        // veths and nftables rules, the bridge and the gateway device go.
+        for network in &self.networks_used {
+            for problem in network.remove_leftovers() {
+                eprintln!("cleanup: network: {problem}");
+            }
+        }
+        self.claimed_network.release();
         if std::env::var_os("BERTH_E2E_KEEP").is_some() {
             eprintln!("kept {}", self.dir.display());
         } else if let Err(e) = std::fs::remove_dir_all(&self.dir) {

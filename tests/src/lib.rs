@@ -20,6 +20,7 @@ mod cgroups;
 mod containerd;
 mod ecs;
 mod env;
+mod net;
 mod process;
 mod tasks;
 mod wait;
@@ -33,6 +34,11 @@ pub use cgroups::{
 pub use containerd::{ctr, TEST_IMAGE};
 pub use ecs::{container, ApiError, EcsClient};
 pub use env::{CpAddrs, TestEnv};
+pub use net::{
+    host_links, host_routes, http_get, http_get_async, in_netns, run as run_cmd,
+    stored_network_phases, tcp_connects, wait_http_body, HttpResponse, NetworkSettings, Subnet,
+    TestNetns,
+};
 pub use process::Proc;
 pub use tasks::{
     exit_code, register, register_and_run, run_task, start_task, stop_and_wait, task_arn, task_id,

@@ -58,6 +58,29 @@ pub struct NetworkConfig {
     pub reserved_udp_ports: Vec<u16>,
 }
 
+impl Default for NetworkConfig {
+    /// The documented defaults; the dynamic range is ECS's fallback (the config reads the
+    /// kernel's ephemeral range instead when it can).
+    fn default() -> Self {
+        let cidr = |a, b| Cidr {
+            addr: Ipv4Addr::new(10, a, b, 0),
+            prefix_len: 16,
+        };
+        Self {
+            bridge: "berth0".into(),
+            bridge_subnet: cidr(231, 0),
+            gateway_device: "berth-tasks".into(),
+            task_subnet: cidr(232, 0),
+            nft_table: "berth".into(),
+            name_prefix: "bth".into(),
+            netns_dir: PathBuf::from("/run/netns"),
+            dynamic_ports: (49153, 65535),
+            reserved_tcp_ports: Vec::new(),
+            reserved_udp_ports: Vec::new(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Protocol {
     Tcp,
@@ -169,6 +192,29 @@ pub trait NetworkDriver: Send + Sync + 'static {
     /// Removes what `net` describes; missing pieces are skipped. Updates the nftables table.
     fn teardown(&self, net: &TaskNetwork)
         -> impl Future<Output = Result<(), NetworkError>> + Send;
+}
+
+type BoxFuture<'a, T> = std::pin::Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// [`NetworkDriver`] as a trait object, so the engine needs no extra type parameter.
+pub trait DynNetworkDriver: Send + Sync + 'static {
+    fn init<'a>(&'a self, active: &'a [TaskNetwork]) -> BoxFuture<'a, Result<(), NetworkError>>;
+    fn setup<'a>(&'a self, net: &'a TaskNetwork) -> BoxFuture<'a, Result<(), NetworkError>>;
+    fn teardown<'a>(&'a self, net: &'a TaskNetwork) -> BoxFuture<'a, Result<(), NetworkError>>;
+}
+
+impl<N: NetworkDriver> DynNetworkDriver for N {
+    fn init<'a>(&'a self, active: &'a [TaskNetwork]) -> BoxFuture<'a, Result<(), NetworkError>> {
+        Box::pin(NetworkDriver::init(self, active))
+    }
+
+    fn setup<'a>(&'a self, net: &'a TaskNetwork) -> BoxFuture<'a, Result<(), NetworkError>> {
+        Box::pin(NetworkDriver::setup(self, net))
+    }
+
+    fn teardown<'a>(&'a self, net: &'a TaskNetwork) -> BoxFuture<'a, Result<(), NetworkError>> {
+        Box::pin(NetworkDriver::teardown(self, net))
+    }
 }
 
 /// Records calls instead of touching the host: for the engine's tests without root.

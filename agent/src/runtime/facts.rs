@@ -10,7 +10,8 @@ use tracing::warn;
 
 use super::image::ImageConfig;
 use super::mounts::{self, MountError, MountSource, PlannedMount};
-use super::oci::{self, CgroupSupport, HostDevice, HostFacts};
+use super::oci::{self, CgroupSupport, HostDevice, HostFacts, NameFiles};
+use crate::network::dns;
 use super::rootfs::{self, UserError};
 use super::{CreateRequest, RuntimeError};
 use crate::model::Device;
@@ -18,6 +19,7 @@ use crate::model::Device;
 /// Debian's `tini` package: a static init that runs in any image.
 pub const TINI_PATH: &str = "/usr/bin/tini-static";
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+const HOST_RESOLV_CONF: &str = "/etc/resolv.conf";
 
 #[derive(Debug, thiserror::Error)]
 pub enum FactsError {
@@ -82,7 +84,54 @@ pub fn gather(
         cap_bounding: std::fs::read_to_string("/proc/self/status")
             .ok()
             .and_then(|s| cap_bounding(&s)),
+        name_files: name_files(req)?,
     })
+}
+
+/// Writes the container's resolv.conf, hosts and hostname files when it joins a task
+/// namespace (bridge, awsvpc); they live with the task's volumes and go with them.
+pub fn name_files(req: &CreateRequest) -> Result<Option<NameFiles>, FactsError> {
+    if req.netns_path.is_none() {
+        return Ok(None);
+    }
+    let x = &req.container.extra;
+    // Task volume names are ECS names ([A-Za-z0-9_-]), so ".net" never collides with one.
+    let dir = req.task_volumes_dir.join(".net").join(&req.container.name);
+    let io = |path: &Path, e: std::io::Error| FactsError::Source {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    };
+    std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
+    let etc = std::fs::read_to_string(HOST_RESOLV_CONF).unwrap_or_default();
+    // systemd-resolved's stub (127.0.0.53) does not answer inside a task's namespace.
+    let upstream = std::fs::read_to_string(dns::SYSTEMD_RESOLVED_UPSTREAM).ok();
+    let host_resolv = dns::pick_host_resolv_conf(&etc, upstream.as_deref());
+    let hostname = oci::container_hostname(req);
+    let files = NameFiles {
+        resolv_conf: dir.join("resolv.conf"),
+        hosts: dir.join("hosts"),
+        hostname: dir.join("hostname"),
+    };
+    let contents = [
+        (
+            &files.resolv_conf,
+            dns::resolv_conf(
+                host_resolv,
+                &x.dns_servers,
+                &x.dns_search_domains,
+                req.network_mode,
+            ),
+        ),
+        (
+            &files.hosts,
+            dns::hosts(&hostname, req.address, &x.extra_hosts),
+        ),
+        (&files.hostname, dns::hostname_file(&hostname)),
+    ];
+    for (path, text) in contents {
+        std::fs::write(path, text).map_err(|e| io(path, e))?;
+    }
+    Ok(Some(files))
 }
 
 /// The `CapBnd:` mask of a /proc/<pid>/status. containerd runs with the same bounding set as

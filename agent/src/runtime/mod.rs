@@ -22,6 +22,10 @@ pub struct CreateRequest {
     pub task_id: String,
     pub container: ContainerSpec,
     pub network_mode: NetworkMode,
+    /// The task's network namespace, which the container joins (bridge, awsvpc).
+    pub netns_path: Option<PathBuf>,
+    /// The task's address, for the container's hosts file.
+    pub address: Option<std::net::Ipv4Addr>,
     /// Where the shim writes the container's stdout and stderr.
     pub log_path: PathBuf,
     /// The whole task: volumes, and the mount points of containers named in volumesFrom.

@@ -264,6 +264,7 @@ mod tests {
             cpu: 0,
             memory_mib: 0,
             containers,
+            ingress: None,
             volumes: vec![
                 Volume {
                     name: "host".into(),

@@ -86,6 +86,16 @@ pub struct HostFacts {
     /// The capabilities the agent itself may hand out (its bounding set, bit n = capability n);
     /// `None` when unknown. "ALL" and privileged mean all of these: runc cannot grant more.
     pub cap_bounding: Option<u64>,
+    /// The container's own resolv.conf, hosts and hostname files (bridge, awsvpc).
+    pub name_files: Option<NameFiles>,
+}
+
+/// Files written for one container, bind-mounted over the image's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NameFiles {
+    pub resolv_conf: std::path::PathBuf,
+    pub hosts: std::path::PathBuf,
+    pub hostname: std::path::PathBuf,
 }
 
 /// A host device node, as `stat` saw it.
@@ -168,14 +178,33 @@ pub fn build_spec(
                 ));
             }
         }
-        NetworkMode::None | NetworkMode::Bridge | NetworkMode::Awsvpc => {
+        NetworkMode::None => {
             // runc brings up loopback in a new network namespace and nothing else.
             namespaces.push(json!({"type": "network"}));
             namespaces.push(json!({"type": "uts"}));
-            hostname = json!(x
-                .hostname
-                .clone()
-                .unwrap_or_else(|| short_hostname(&req.task_id)));
+            hostname = json!(container_hostname(req));
+        }
+        NetworkMode::Bridge | NetworkMode::Awsvpc => {
+            // The task's namespace, made by the agent and shared by all its containers.
+            let Some(path) = &req.netns_path else {
+                return Err(RuntimeError::InvalidSpec(
+                    "the task's network namespace is not set up".into(),
+                ));
+            };
+            namespaces.push(json!({"type": "network", "path": path.display().to_string()}));
+            namespaces.push(json!({"type": "uts"}));
+            hostname = json!(container_hostname(req));
+            if let Some(files) = &facts.name_files {
+                for (dest, source) in [
+                    ("/etc/resolv.conf", &files.resolv_conf),
+                    ("/etc/hosts", &files.hosts),
+                    ("/etc/hostname", &files.hostname),
+                ] {
+                    mounts.push(json!({"destination": dest, "type": "bind",
+                        "source": source.display().to_string(),
+                        "options": ["rbind", "rw", "nosuid", "nodev", "noexec"]}));
+                }
+            }
         }
     }
     for m in &facts.mounts {
@@ -488,6 +517,15 @@ fn memory(c: &ContainerSpec, cgroup: CgroupSupport, warnings: &mut Vec<String>) 
     (!m.is_empty()).then_some(Value::Object(m))
 }
 
+/// The container's hostname: its definition's, else one derived from the task id.
+pub fn container_hostname(req: &CreateRequest) -> String {
+    req.container
+        .extra
+        .hostname
+        .clone()
+        .unwrap_or_else(|| short_hostname(&req.task_id))
+}
+
 fn short_hostname(task_id: &str) -> String {
     let short: String = task_id.chars().take(12).collect();
     format!("berth-{short}")
@@ -553,6 +591,8 @@ mod tests {
                 extra: Default::default(),
             },
             network_mode: NetworkMode::None,
+            netns_path: None,
+            address: None,
             log_path: "/tmp/x.log".into(),
             task: crate::model::TaskSpec {
                 arn: "arn".into(),
@@ -563,6 +603,7 @@ mod tests {
                 memory_mib: 0,
                 containers: vec![],
                 volumes: vec![],
+                ingress: None,
             },
             task_volumes_dir: "/tmp/volumes".into(),
             cgroup_parent: None,

@@ -66,6 +66,7 @@ pub fn task1(containers: Vec<ContainerSpec>, network_mode: NetworkMode) -> TaskS
         memory_mib: 0,
         containers,
         volumes: vec![],
+        ingress: None,
     }
 }
 

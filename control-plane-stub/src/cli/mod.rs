@@ -58,6 +58,10 @@ pub enum Command {
         count: i64,
         #[arg(long)]
         started_by: Option<String>,
+        /// An awsvpc task's security group, by id or name (repeatable); without one, all
+        /// ingress is allowed.
+        #[arg(long = "security-group", value_name = "GROUP")]
+        security_groups: Vec<String>,
     },
     StopTask {
         /// Task ARN or id.
@@ -81,6 +85,22 @@ pub enum Command {
     CreateCluster {
         name: String,
     },
+    /// Create a security group for awsvpc tasks, or replace the rules of the one with this name.
+    CreateSecurityGroup {
+        #[arg(long)]
+        name: String,
+        /// PROTOCOL:PORT[-PORT]:CIDR, e.g. tcp:80:0.0.0.0/0, udp:5000-5010:10.0.0.0/8, or
+        /// all::CIDR for every protocol and port (repeatable; none allows no ingress).
+        #[arg(long = "ingress", value_name = "RULE", value_parser = parse_ingress)]
+        ingress: Vec<crate::security::IngressRule>,
+        #[arg(long)]
+        description: Option<String>,
+    },
+    ListSecurityGroups,
+    DeleteSecurityGroup {
+        /// Id (sg-...) or name.
+        group: String,
+    },
     ListClusters,
     /// Print a container's log (stdout and stderr), read from its agent.
     Logs {
@@ -95,6 +115,10 @@ pub enum Command {
         #[arg(long)]
         tail: Option<u32>,
     },
+}
+
+fn parse_ingress(s: &str) -> Result<crate::security::IngressRule, String> {
+    crate::security::parse_ingress_spec(s)
 }
 
 #[derive(Debug, Error)]
@@ -137,18 +161,40 @@ impl Client {
 
     /// One ECS operation; an ECS error response becomes `CliError::Api`.
     pub async fn call(&self, operation: &str, body: Value) -> Result<Value, CliError> {
-        let resp = self
+        let request = self
             .http
             .post(format!("{}/", self.endpoint))
             .header("X-Amz-Target", format!("{TARGET_PREFIX}{operation}"))
             .header("Content-Type", CONTENT_TYPE)
-            .body(body.to_string())
-            .send()
-            .await
-            .map_err(|source| CliError::Connect {
-                endpoint: self.endpoint.clone(),
-                source,
-            })?;
+            .body(body.to_string());
+        self.send(request).await
+    }
+
+    /// A request to berth-cp's Berth-specific JSON API (`/berth/v1/...`).
+    pub async fn berth(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, CliError> {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.endpoint));
+        if let Some(b) = body {
+            request = request
+                .header("Content-Type", "application/json")
+                .body(b.to_string());
+        }
+        self.send(request).await
+    }
+
+    /// Sends a request whose answer is JSON; an error body (`__type`, `message`) becomes
+    /// `CliError::Api`.
+    async fn send(&self, request: reqwest::RequestBuilder) -> Result<Value, CliError> {
+        let resp = request.send().await.map_err(|source| CliError::Connect {
+            endpoint: self.endpoint.clone(),
+            source,
+        })?;
         let status = resp.status();
         let bad = |message: String| CliError::BadResponse {
             endpoint: self.endpoint.clone(),
@@ -223,11 +269,16 @@ pub async fn execute(cli: &Cli) -> Result<String, CliError> {
             task_definition,
             count,
             started_by,
+            security_groups,
         } => {
             let mut body =
                 json!({"cluster": cluster, "taskDefinition": task_definition, "count": count});
             if let Some(s) = started_by {
                 body["startedBy"] = json!(s);
+            }
+            if !security_groups.is_empty() {
+                body["networkConfiguration"] =
+                    json!({"awsvpcConfiguration": {"securityGroups": security_groups}});
             }
             (
                 client.call("RunTask", body).await?,
@@ -282,6 +333,39 @@ pub async fn execute(cli: &Cli) -> Result<String, CliError> {
         Command::ListClusters => (client.call("ListClusters", json!({})).await?, |v| {
             table::arn_list(v, "clusterArns", "CLUSTER")
         }),
+        Command::CreateSecurityGroup {
+            name,
+            ingress,
+            description,
+        } => {
+            let mut body = json!({
+                "ingress": ingress.iter().map(crate::security::IngressRule::to_json).collect::<Vec<_>>(),
+            });
+            if let Some(d) = description {
+                body["description"] = json!(d);
+            }
+            (
+                client
+                    .berth(reqwest::Method::PUT, &security_group_path(name), Some(body))
+                    .await?,
+                |v| table::security_groups(std::slice::from_ref(&v["securityGroup"])),
+            )
+        }
+        Command::ListSecurityGroups => (
+            client
+                .berth(reqwest::Method::GET, crate::security_api::PATH, None)
+                .await?,
+            |v| {
+                let groups = v["securityGroups"].as_array().cloned().unwrap_or_default();
+                table::security_groups(&groups)
+            },
+        ),
+        Command::DeleteSecurityGroup { group } => (
+            client
+                .berth(reqwest::Method::DELETE, &security_group_path(group), None)
+                .await?,
+            |v| table::security_groups(std::slice::from_ref(&v["securityGroup"])),
+        ),
         Command::Logs {
             task,
             container,
@@ -304,4 +388,18 @@ pub async fn execute(cli: &Cli) -> Result<String, CliError> {
         Output::Json => serde_json::to_string_pretty(&response).unwrap_or_default(),
         Output::Table => render(&response),
     })
+}
+
+/// `/berth/v1/security-groups/<group>`, the group percent-encoded for the path.
+fn security_group_path(group: &str) -> String {
+    let encoded: String = group
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    format!("{}/{encoded}", crate::security_api::PATH)
 }

@@ -142,6 +142,8 @@ pub fn tasks(tasks: &[Value]) -> String {
                 s(&t["lastStatus"]),
                 s(&t["desiredStatus"]),
                 t.get("stopCode").map(s).unwrap_or_else(|| "-".into()),
+                task_address(t),
+                task_ports(t),
                 containers,
             ]
         })
@@ -153,10 +155,94 @@ pub fn tasks(tasks: &[Value]) -> String {
             "LAST",
             "DESIRED",
             "STOP CODE",
+            "ADDRESS",
+            "PORTS",
             "CONTAINERS",
         ],
         &rows,
     )
+}
+
+fn containers_of(t: &Value) -> impl Iterator<Item = &Value> {
+    t["containers"].as_array().into_iter().flatten()
+}
+
+/// The task's own address (bridge, awsvpc), from its containers' networkInterfaces.
+fn task_address(t: &Value) -> String {
+    containers_of(t)
+        .flat_map(|c| c["networkInterfaces"].as_array().into_iter().flatten())
+        .find_map(|i| i["privateIpv4Address"].as_str())
+        .unwrap_or("-")
+        .to_string()
+}
+
+/// Most bindings shown in the PORTS column before "+N".
+const MAX_SHOWN_BINDINGS: usize = 6;
+
+/// The networkBindings as CONTAINERPORT->HOSTPORT/PROTOCOL (`80->49153/tcp`); an awsvpc
+/// binding, on the task's own address, as PORT/PROTOCOL.
+fn task_ports(t: &Value) -> String {
+    let mut shown: Vec<String> = Vec::new();
+    for b in containers_of(t).flat_map(|c| c["networkBindings"].as_array().into_iter().flatten()) {
+        let proto = b["protocol"].as_str().unwrap_or("tcp");
+        let (container, host) = match (b.get("containerPortRange"), b.get("containerPort")) {
+            (Some(r), _) => (s(r), s(b.get("hostPortRange").unwrap_or(r))),
+            (None, Some(p)) => (s(p), s(b.get("hostPort").unwrap_or(p))),
+            (None, None) => continue,
+        };
+        let text =
+            if container == host && t["attachments"].as_array().is_some_and(|a| !a.is_empty()) {
+                format!("{container}/{proto}")
+            } else {
+                format!("{container}->{host}/{proto}")
+            };
+        if !shown.contains(&text) {
+            shown.push(text);
+        }
+    }
+    match shown.len() {
+        0 => "-".to_string(),
+        n if n > MAX_SHOWN_BINDINGS => format!(
+            "{} +{}",
+            shown[..MAX_SHOWN_BINDINGS].join(","),
+            n - MAX_SHOWN_BINDINGS
+        ),
+        _ => shown.join(","),
+    }
+}
+
+/// Security groups as IDs, names and rules in `--ingress` syntax.
+pub fn security_groups(groups: &[Value]) -> String {
+    let rows: Vec<Vec<String>> = groups
+        .iter()
+        .map(|g| {
+            let rules: Vec<String> = g["ingress"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|r| {
+                    let proto = r["protocol"].as_str().unwrap_or("?");
+                    let cidr = r["cidr"].as_str().unwrap_or("?");
+                    match (proto, r["fromPort"].as_u64(), r["toPort"].as_u64()) {
+                        ("all", _, _) => format!("all::{cidr}"),
+                        (p, Some(a), Some(b)) if a == b => format!("{p}:{a}:{cidr}"),
+                        (p, Some(a), Some(b)) => format!("{p}:{a}-{b}:{cidr}"),
+                        (p, _, _) => format!("{p}:?:{cidr}"),
+                    }
+                })
+                .collect();
+            vec![
+                s(&g["groupId"]),
+                s(&g["groupName"]),
+                if rules.is_empty() {
+                    "(none: no ingress)".to_string()
+                } else {
+                    rules.join(" ")
+                },
+            ]
+        })
+        .collect();
+    render(&["ID", "NAME", "INGRESS"], &rows)
 }
 
 fn failures(v: &Value) -> String {
@@ -288,5 +374,70 @@ mod tests {
         assert!(row.starts_with("abc "), "{row}");
         assert!(row.contains("web:2"));
         assert!(row.ends_with("app=STOPPED(1) side=RUNNING"), "{row}");
+    }
+
+    #[test]
+    fn task_rows_show_address_and_bindings() {
+        let bridge = json!({
+            "taskArn": "arn:aws:ecs:r:a:task/default/abc",
+            "taskDefinitionArn": "arn:aws:ecs:r:a:task-definition/web:2",
+            "lastStatus": "RUNNING", "desiredStatus": "RUNNING", "attachments": [],
+            "containers": [{"name": "app", "lastStatus": "RUNNING",
+                "networkInterfaces": [{"attachmentId": "x", "privateIpv4Address": "10.232.0.5"}],
+                "networkBindings": [
+                    {"bindIP": "0.0.0.0", "containerPort": 80, "hostPort": 49153, "protocol": "tcp"},
+                    {"bindIP": "0.0.0.0", "containerPort": 53, "hostPort": 5353, "protocol": "udp"}
+                ]}]
+        });
+        let words = |out: &str, line: usize| -> Vec<String> {
+            out.lines()
+                .nth(line)
+                .unwrap()
+                .split_whitespace()
+                .map(str::to_string)
+                .collect()
+        };
+        let out = tasks(&[bridge]);
+        assert_eq!(
+            words(&out, 0)[6..],
+            ["ADDRESS", "PORTS", "CONTAINERS"],
+            "{out}"
+        );
+        assert_eq!(
+            words(&out, 1)[5..],
+            ["10.232.0.5", "80->49153/tcp,53->5353/udp", "app=RUNNING"],
+            "{out}"
+        );
+        let awsvpc = json!({
+            "taskArn": "arn:aws:ecs:r:a:task/default/def",
+            "lastStatus": "RUNNING", "desiredStatus": "RUNNING",
+            "attachments": [{"type": "ElasticNetworkInterface"}],
+            "containers": [{"name": "app", "lastStatus": "RUNNING",
+                "networkInterfaces": [{"privateIpv4Address": "10.233.0.2"}],
+                "networkBindings": [
+                    {"bindIP": "10.233.0.2", "containerPort": 80, "hostPort": 80, "protocol": "tcp"},
+                    {"bindIP": "10.233.0.2", "containerPortRange": "9000-9010", "hostPortRange": "9000-9010", "protocol": "udp"}
+                ]}]
+        });
+        assert_eq!(
+            words(&tasks(&[awsvpc]), 1)[5..],
+            ["10.233.0.2", "80/tcp,9000-9010/udp", "app=RUNNING"]
+        );
+        let host = json!({"taskArn": "t", "lastStatus": "PENDING", "containers": [{"name": "a", "lastStatus": "PENDING"}]});
+        assert_eq!(words(&tasks(&[host]), 1)[5..], ["-", "-", "a=PENDING"]);
+    }
+
+    #[test]
+    fn security_group_rows_use_the_ingress_syntax() {
+        let g = json!({"groupId": "sg-1", "groupName": "web", "ingress": [
+            {"protocol": "tcp", "fromPort": 80, "toPort": 80, "cidr": "0.0.0.0/0"},
+            {"protocol": "tcp", "fromPort": 8000, "toPort": 8010, "cidr": "10.0.0.0/8"},
+            {"protocol": "all", "fromPort": 0, "toPort": 65535, "cidr": "192.168.0.0/16"}
+        ]});
+        let out = security_groups(&[g]);
+        assert_eq!(
+            out.lines().nth(1).unwrap(),
+            "sg-1  web   tcp:80:0.0.0.0/0 tcp:8000-8010:10.0.0.0/8 all::192.168.0.0/16"
+        );
     }
 }

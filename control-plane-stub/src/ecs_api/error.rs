@@ -37,6 +37,20 @@ impl From<CpError> for ApiError {
             },
             CpError::ClusterNotFound(_) => "ClusterNotFoundException",
             CpError::TaskNotFound(_) => "InvalidParameterException",
+            CpError::SecurityGroupNotFound(_) => {
+                return Self {
+                    status: StatusCode::NOT_FOUND,
+                    code: "ResourceNotFoundException",
+                    message,
+                }
+            }
+            CpError::SecurityGroupInUse { .. } => {
+                return Self {
+                    status: StatusCode::CONFLICT,
+                    code: "ResourceInUseException",
+                    message,
+                }
+            }
             CpError::Store(_) => {
                 tracing::error!("internal error: {message}");
                 return Self {

@@ -17,6 +17,7 @@ use tracing::Instrument;
 
 use crate::control::ControlPlane;
 pub use error::ApiError;
+pub use shapes::ts;
 
 pub const TARGET_PREFIX: &str = "AmazonEC2ContainerServiceV20141113.";
 pub const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
@@ -25,6 +26,13 @@ pub fn router(cp: Arc<ControlPlane>) -> Router {
     Router::new()
         .route("/", post(handle))
         .route(crate::logs::PATH, get(crate::logs::http_logs))
+        .route(crate::security_api::PATH, get(crate::security_api::list))
+        .route(
+            crate::security_api::ITEM_PATH,
+            get(crate::security_api::get)
+                .put(crate::security_api::put)
+                .delete(crate::security_api::delete),
+        )
         .with_state(cp)
 }
 

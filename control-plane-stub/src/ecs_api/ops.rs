@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 
 use super::error::ApiError;
 use super::shapes;
-use crate::control::{ControlPlane, RunTaskInput};
+use crate::control::{ControlPlane, NetworkConfiguration, RunTaskInput};
 use crate::ids;
 use crate::store::TaskFilter;
 
@@ -211,6 +211,54 @@ struct RunTaskRequest {
     group: Option<String>,
     overrides: Option<Value>,
     launch_type: Option<String>,
+    network_configuration: Option<Value>,
+}
+
+/// RunTask's networkConfiguration in ECS's shape: `{"awsvpcConfiguration": {"subnets": [...],
+/// "securityGroups": [...], "assignPublicIp": "ENABLED"|"DISABLED"}}`. Subnets and
+/// assignPublicIp are accepted and ignored.
+fn network_configuration(v: Option<Value>) -> Result<Option<NetworkConfiguration>, ApiError> {
+    let invalid = |m: &str| {
+        ApiError::client(
+            "InvalidParameterException",
+            format!("networkConfiguration{m}"),
+        )
+    };
+    let obj = match v {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Object(o)) => o,
+        Some(_) => return Err(invalid(": must be an object")),
+    };
+    let mut config = NetworkConfiguration::default();
+    let awsvpc = match obj.get("awsvpcConfiguration") {
+        None | Some(Value::Null) => return Ok(Some(config)),
+        Some(Value::Object(a)) => a,
+        Some(_) => return Err(invalid(".awsvpcConfiguration: must be an object")),
+    };
+    let strings = |key: &str| -> Result<Vec<String>, ApiError> {
+        match awsvpc.get(key) {
+            None | Some(Value::Null) => Ok(Vec::new()),
+            Some(Value::Array(items)) if items.iter().all(Value::is_string) => Ok(items
+                .iter()
+                .filter_map(|s| s.as_str().map(str::to_string))
+                .collect()),
+            Some(_) => Err(invalid(&format!(
+                ".awsvpcConfiguration.{key}: must be a list of strings"
+            ))),
+        }
+    };
+    strings("subnets")?;
+    config.security_groups = strings("securityGroups")?;
+    match awsvpc.get("assignPublicIp") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(s)) if s == "ENABLED" || s == "DISABLED" => {}
+        Some(other) => {
+            return Err(invalid(&format!(
+                ".awsvpcConfiguration.assignPublicIp: {other} is not ENABLED or DISABLED"
+            )))
+        }
+    }
+    Ok(Some(config))
 }
 
 fn run_task(cp: &ControlPlane, r: RunTaskRequest) -> OpResult {
@@ -227,6 +275,7 @@ fn run_task(cp: &ControlPlane, r: RunTaskRequest) -> OpResult {
         started_by: r.started_by,
         group: r.group,
         overrides: r.overrides,
+        network_configuration: network_configuration(r.network_configuration)?,
     })?;
     Ok(json!({
         "tasks": tasks.iter().map(|t| shapes::task(&cp.arns, t)).collect::<Vec<_>>(),

@@ -7,7 +7,11 @@ use crate::ids::Arns;
 use crate::instance::Resource;
 use crate::placement::PlacementFailure;
 use crate::store::{ClusterCounts, TaskDefRecord};
-use crate::task::Task;
+use crate::task::{Container, Task, TaskStatus};
+use crate::taskdef::Protocol;
+
+/// The subnet named in awsvpc attachments: the agent's task subnet, whatever it is.
+pub const TASK_SUBNET_ID: &str = "berth-task-subnet";
 
 /// ECS timestamps are epoch seconds.
 pub fn ts(ms: i64) -> Value {
@@ -95,8 +99,14 @@ pub fn task(arns: &Arns, t: &Task) -> Value {
             put(&mut m, "exitCode", c.exit_code.map(|v| json!(v)));
             put(&mut m, "reason", c.reason.as_ref().map(|v| json!(v)));
             m.insert("restartCount".into(), json!(c.restart_count));
-            m.insert("networkBindings".into(), json!([]));
-            m.insert("networkInterfaces".into(), json!([]));
+            m.insert(
+                "networkBindings".into(),
+                Value::Array(network_bindings(t, c)),
+            );
+            m.insert(
+                "networkInterfaces".into(),
+                Value::Array(network_interfaces(t)),
+            );
             m.insert("cpu".into(), json!(c.cpu.unwrap_or(0).to_string()));
             put(&mut m, "memory", c.memory.map(|v| json!(v.to_string())));
             put(
@@ -142,10 +152,116 @@ pub fn task(arns: &Arns, t: &Task) -> Value {
     put(&mut m, "memory", t.memory.map(|v| json!(v.to_string())));
     m.insert("overrides".into(), t.overrides.clone());
     m.insert("version".into(), json!(t.version));
-    m.insert("attachments".into(), json!([]));
+    m.insert(
+        "attachments".into(),
+        Value::Array(awsvpc_attachment(t).into_iter().collect()),
+    );
     m.insert("tags".into(), json!([]));
     m.insert("containers".into(), Value::Array(containers));
     Value::Object(m)
+}
+
+/// The task's network mode: as the agent reported it, else as it was started.
+fn network_mode(t: &Task) -> &str {
+    t.network
+        .as_ref()
+        .map(|n| n.mode.as_str())
+        .filter(|m| !m.is_empty())
+        .unwrap_or(&t.network_mode)
+}
+
+/// The task's own address (bridge, awsvpc), once the agent reported it.
+fn private_ipv4(t: &Task) -> Option<&str> {
+    t.network
+        .as_ref()
+        .map(|n| n.private_ipv4.as_str())
+        .filter(|ip| !ip.is_empty())
+}
+
+/// ECS's NetworkBinding list of one container: the host ports the agent bound (host and bridge
+/// mode). An awsvpc task is reached on its own address, on the container's own ports.
+fn network_bindings(t: &Task, c: &Container) -> Vec<Value> {
+    let reported: Vec<Value> = t
+        .network
+        .iter()
+        .flat_map(|n| &n.bindings)
+        .filter(|b| b.container_name == c.name)
+        .map(|b| {
+            json!({
+                "bindIP": if b.bind_ip.is_empty() { "0.0.0.0" } else { b.bind_ip.as_str() },
+                "containerPort": b.container_port,
+                "hostPort": b.host_port,
+                "protocol": b.protocol,
+            })
+        })
+        .collect();
+    if !reported.is_empty() || network_mode(t) != "awsvpc" {
+        return reported;
+    }
+    let Some(ip) = private_ipv4(t) else {
+        return Vec::new();
+    };
+    c.port_mappings
+        .iter()
+        .map(|m| match (m.container_port, m.container_port_range) {
+            (_, Some((a, b))) => json!({
+                "bindIP": ip,
+                "containerPortRange": format!("{a}-{b}"),
+                "hostPortRange": format!("{a}-{b}"),
+                "protocol": m.protocol.as_str(),
+            }),
+            (port, None) => json!({
+                "bindIP": ip,
+                "containerPort": port.unwrap_or(0),
+                "hostPort": port.unwrap_or(0),
+                "protocol": m.protocol.as_str(),
+            }),
+        })
+        .collect()
+}
+
+/// ECS's NetworkInterface list: the task's own address, for bridge and awsvpc tasks.
+fn network_interfaces(t: &Task) -> Vec<Value> {
+    match (network_mode(t), private_ipv4(t)) {
+        ("bridge" | "awsvpc", Some(ip)) => vec![json!({
+            "attachmentId": crate::ids::attachment_id(&t.id),
+            "privateIpv4Address": ip,
+        })],
+        _ => Vec::new(),
+    }
+}
+
+/// An awsvpc task's ElasticNetworkInterface attachment, as ECS shows it: PRECREATED until the
+/// agent reports the network, ATTACHED while the task runs, DELETED once it stopped.
+fn awsvpc_attachment(t: &Task) -> Option<Value> {
+    if network_mode(t) != "awsvpc" {
+        return None;
+    }
+    let network = t.network.as_ref();
+    let status = match (t.last_status, private_ipv4(t)) {
+        (TaskStatus::Stopped, _) => "DELETED",
+        (_, Some(_)) => "ATTACHED",
+        (_, None) => "PRECREATED",
+    };
+    let mut details = vec![
+        json!({"name": "subnetId", "value": TASK_SUBNET_ID}),
+        json!({"name": "networkInterfaceId", "value": crate::ids::eni_id(&t.id)}),
+    ];
+    if let Some(mac) = network.map(|n| &n.mac_address).filter(|m| !m.is_empty()) {
+        details.push(json!({"name": "macAddress", "value": mac}));
+    }
+    if let Some(ip) = private_ipv4(t) {
+        details.push(json!({"name": "privateIPv4Address", "value": ip}));
+    }
+    if !t.security_groups.is_empty() {
+        details.push(json!({"name": "securityGroupIds", "value": t.security_groups.join(",")}));
+    }
+    Some(json!({
+        "id": crate::ids::attachment_id(&t.id),
+        "type": "ElasticNetworkInterface",
+        "status": status,
+        "details": details,
+    }))
 }
 
 fn resource(r: &Resource, integer_value: i64) -> Value {
@@ -179,7 +295,25 @@ pub fn container_instance(arns: &Arns, v: &InstanceView) -> Value {
                 "MEMORY" => v.used.memory,
                 _ => 0,
             };
-            resource(r, r.integer_value - used)
+            let mut out = resource(r, r.integer_value - used);
+            // As in ECS, the remaining PORTS list the ports taken: reserved and in use.
+            let protocol = match r.name.as_str() {
+                "PORTS" => Some(Protocol::Tcp),
+                "PORTS_UDP" => Some(Protocol::Udp),
+                _ => None,
+            };
+            if let Some(protocol) = protocol {
+                let mut ports: Vec<u16> = v
+                    .used_ports
+                    .iter()
+                    .filter(|p| p.protocol == protocol)
+                    .flat_map(|p| p.first..=p.last)
+                    .collect();
+                ports.sort_unstable();
+                ports.dedup();
+                out["stringSetValue"] = json!(ports.iter().map(u16::to_string).collect::<Vec<_>>());
+            }
+            out
         })
         .collect();
     json!({

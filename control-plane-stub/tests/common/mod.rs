@@ -241,6 +241,7 @@ pub fn task_change(
         stop_code: code.into(),
         stopped_reason: format!("{code} reason"),
         at_ms,
+        network: None,
     })
 }
 
