@@ -991,7 +991,10 @@ mod tests {
         let s = h.store.task("arn:aws:ecs:r:a:task/c/t2").unwrap().unwrap();
         assert_eq!(s.stop_code, Some(StopCode::TaskFailedToStart));
         let reason = s.stopped_reason.unwrap();
-        assert!(reason.starts_with("ResourceInitializationError"), "{reason}");
+        assert!(
+            reason.starts_with("ResourceInitializationError"),
+            "{reason}"
+        );
         assert!(reason.contains("no such device"), "{reason}");
         assert_eq!(h.network.calls(), vec!["setup t2", "teardown t2"]);
         assert!(h.engine.runtime().container_ids().is_empty());

@@ -67,10 +67,7 @@ pub fn read(cfg: &Config, containerd_version: &str, network_modes: &[&str]) -> R
         ("berth.kernel".into(), field(|u| u.release())),
         ("berth.containerd-version".into(), containerd_version.into()),
         ("berth.cgroup-version".into(), cgroup.into()),
-        (
-            "berth.network-modes".into(),
-            network_modes.join(","),
-        ),
+        ("berth.network-modes".into(), network_modes.join(",")),
     ];
     registration(cfg, cores, mem, field(|u| u.nodename()), attributes)
 }

@@ -180,10 +180,7 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
 /// networks the store's tasks hold, and removes leftovers of a crash. A host where this fails
 /// still runs host and none tasks: the error is logged and given as the reason bridge and
 /// awsvpc tasks fail.
-async fn init_network(
-    cfg: &Config,
-    store: &Store,
-) -> Result<Arc<dyn DynNetworkDriver>, String> {
+async fn init_network(cfg: &Config, store: &Store) -> Result<Arc<dyn DynNetworkDriver>, String> {
     let states = store
         .unfinished_tasks()
         .map_err(|e| format!("cannot read the store: {e}"))?;

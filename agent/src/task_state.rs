@@ -45,7 +45,8 @@ pub enum NetworkPhase {
 }
 
 /// ECS's reason prefix for a task whose network could not be set up.
-pub const NETWORK_FAILURE_PREFIX: &str = "ResourceInitializationError: failed to set up the task's network";
+pub const NETWORK_FAILURE_PREFIX: &str =
+    "ResourceInitializationError: failed to set up the task's network";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskState {
@@ -826,11 +827,7 @@ mod tests {
 
     /// A `none` task whose (empty) network has been planned.
     fn task(containers: Vec<ContainerSpec>) -> TaskState {
-        let mut t = TaskState::new(
-            spec(containers, NetworkMode::None),
-            TaskStatus::Running,
-            0,
-        );
+        let mut t = TaskState::new(spec(containers, NetworkMode::None), TaskStatus::Running, 0);
         assert_eq!(t.plan(0, 0), vec![Action::PlanNetwork]);
         t.apply(Event::NetworkPlanned { network: None }, 0);
         t
@@ -887,8 +884,14 @@ mod tests {
         assert_eq!(t.known, TaskStatus::Stopped);
         assert_eq!(t.network_phase, NetworkPhase::Released);
         let reports = t.take_reports();
-        assert!(reports.iter().any(|r| matches!(r,
-            Report::Task { status: TaskStatus::Stopped, network: Some(_), .. })));
+        assert!(reports.iter().any(|r| matches!(
+            r,
+            Report::Task {
+                status: TaskStatus::Stopped,
+                network: Some(_),
+                ..
+            }
+        )));
         assert_eq!(t.plan(11, 0), vec![Action::Cleanup]);
     }
 

@@ -138,7 +138,9 @@ fn ingress_from_wire(
                 continue;
             }
         };
-        let ports = u16::try_from(r.from_port).ok().zip(u16::try_from(r.to_port).ok());
+        let ports = u16::try_from(r.from_port)
+            .ok()
+            .zip(u16::try_from(r.to_port).ok());
         let (from_port, to_port) = match (protocol, ports) {
             (IngressProtocol::All, _) => (0, u16::MAX),
             (_, Some((from, to))) if from >= 1 && from <= to => (from, to),
@@ -574,4 +576,3 @@ mod tests {
         assert!(p.contains("HEALTHY"), "{p}");
     }
 }
-

@@ -183,15 +183,15 @@ pub trait NetworkDriver: Send + Sync + 'static {
     /// up: creates the bridge and gateway device, enables forwarding, writes the nftables
     /// table for these networks, and removes every namespace and link with the agent's prefix
     /// that none of them owns (leftovers of a crash).
-    fn init(&self, active: &[TaskNetwork]) -> impl Future<Output = Result<(), NetworkError>> + Send;
+    fn init(&self, active: &[TaskNetwork])
+        -> impl Future<Output = Result<(), NetworkError>> + Send;
 
     /// Creates what `net` describes; what already exists is reused or replaced, so this may
     /// run again after a crash part-way. Updates the nftables table.
     fn setup(&self, net: &TaskNetwork) -> impl Future<Output = Result<(), NetworkError>> + Send;
 
     /// Removes what `net` describes; missing pieces are skipped. Updates the nftables table.
-    fn teardown(&self, net: &TaskNetwork)
-        -> impl Future<Output = Result<(), NetworkError>> + Send;
+    fn teardown(&self, net: &TaskNetwork) -> impl Future<Output = Result<(), NetworkError>> + Send;
 }
 
 type BoxFuture<'a, T> = std::pin::Pin<Box<dyn Future<Output = T> + Send + 'a>>;

@@ -11,10 +11,10 @@ use tracing::warn;
 use super::image::ImageConfig;
 use super::mounts::{self, MountError, MountSource, PlannedMount};
 use super::oci::{self, CgroupSupport, HostDevice, HostFacts, NameFiles};
-use crate::network::dns;
 use super::rootfs::{self, UserError};
 use super::{CreateRequest, RuntimeError};
 use crate::model::Device;
+use crate::network::dns;
 
 /// Debian's `tini` package: a static init that runs in any image.
 pub const TINI_PATH: &str = "/usr/bin/tini-static";
