@@ -544,5 +544,19 @@ async fn bridge_bindings_are_shown_per_container() {
         "10.232.0.5"
     );
 
+    // The dynamic port the agent bound is taken: a fixed hostPort 49153 cannot go there.
+    ecs_ok(
+        api,
+        "RegisterTaskDefinition",
+        definition(
+            "fixed",
+            "bridge",
+            json!([{"containerPort": 80, "hostPort": 49153}]),
+        ),
+    )
+    .await;
+    let run = ecs_ok(api, "RunTask", json!({"taskDefinition": "fixed"})).await;
+    assert_eq!(run["failures"][0]["reason"], "RESOURCE:PORTS", "{run}");
+
     server.shutdown().await.unwrap();
 }
