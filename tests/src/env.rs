@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 use serde_json::{json, Value};
 
 use crate::bins::bin;
@@ -50,6 +50,9 @@ pub struct TestEnv {
     networks_used: Vec<NetworkSettings>,
     /// What the id claimed in this process (given back on drop).
     claimed_network: NetworkSettings,
+    /// How many times each agent has been started (its logs are `agent-N.log`, then
+    /// `agent-N-runK.log`).
+    agent_runs: std::collections::HashMap<usize, usize>,
     passed: bool,
 }
 
@@ -88,6 +91,7 @@ impl TestEnv {
             claimed_network: network.clone(),
             network,
             networks_used: Vec::new(),
+            agent_runs: Default::default(),
             passed: false,
         })
     }
@@ -293,6 +297,43 @@ impl TestEnv {
         self.agents
             .push(Proc::spawn(&format!("berth-agent-{n}"), cmd, &log)?);
         Ok(n - 1)
+    }
+
+    /// Kills agent `index` with SIGKILL (no drain, no flush: a crash) and waits for it to die.
+    pub async fn kill_agent(&mut self, index: usize) -> Result<()> {
+        let agent = &mut self.agents[index];
+        let status = Command::new("kill")
+            .args(["-KILL", &agent.pid().to_string()])
+            .status()
+            .context("running kill")?;
+        ensure!(status.success(), "kill -KILL {} failed", agent.pid());
+        agent.wait_exit(Duration::from_secs(10)).await?;
+        Ok(())
+    }
+
+    /// Starts agent `index` again with the same config and data dir (its credential and tasks),
+    /// as systemd would after a crash.
+    pub fn restart_agent(&mut self, index: usize) -> Result<()> {
+        let n = index + 1;
+        let config = self.dir.join(format!("agent-{n}.toml"));
+        let mut cmd = Command::new(bin("berth-agent"));
+        cmd.arg("--config")
+            .arg(&config)
+            .env("RUST_LOG", log_filter());
+        for (var, _) in std::env::vars() {
+            if var.starts_with("BERTH_") {
+                cmd.env_remove(var);
+            }
+        }
+        let runs = self.agent_runs.entry(index).or_insert(1);
+        *runs += 1;
+        let log = self.dir.join(format!("agent-{n}-run{runs}.log"));
+        let mut previous = std::mem::replace(
+            &mut self.agents[index],
+            Proc::spawn(&format!("berth-agent-{n}"), cmd, &log)?,
+        );
+        previous.stop(Duration::from_secs(1));
+        Ok(())
     }
 
     fn agent_config(&self, n: usize, activation_code: Option<&str>) -> String {

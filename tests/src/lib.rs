@@ -20,7 +20,7 @@ mod cgroups;
 mod containerd;
 mod ecs;
 mod env;
-mod net;
+pub mod net;
 mod process;
 mod tasks;
 mod wait;

@@ -37,6 +37,8 @@ const EXPECTED: &[(&str, Outcome)] = &[
         },
     ),
     ("labelled-services.json", Outcome::Runs),
+    ("web-bridge-ports.json", Outcome::Runs),
+    ("awsvpc-app-and-sidecar.json", Outcome::Runs),
 ];
 
 fn examples_dir() -> PathBuf {

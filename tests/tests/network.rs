@@ -948,3 +948,88 @@ fn check_first_batch(
     }
     Ok(())
 }
+
+/// An agent killed with SIGKILL and started again keeps a bridge task's network (the task
+/// goes on answering on its host port; its lease and port stay taken), removes what no task
+/// owns — a namespace and a veth pair named with its prefix, as a crash between creating and
+/// recording would leave — and still takes the task's network down when the task stops.
+#[tokio::test]
+async fn an_agent_crash_keeps_task_networks_and_sweeps_orphans() -> Result<()> {
+    let mut env = env_with("net-crash", false).await?;
+    let task = run_bridge_web(&env, "crash", 0).await?;
+    let running = wait_bound(&env, &task, "web").await?;
+    let port = host_port(&running, "web", 8080)?;
+    let body = body_for(&env);
+    wait_http_body(loopback(port), &body, 30).await?;
+
+    env.kill_agent(0).await?;
+    let net = env.network().clone();
+    // What a crash part-way through a setup leaves: a mounted namespace file and a veth pair.
+    let orphan_ns = net
+        .netns_dir
+        .join(format!("{}-orphan{}", net.name_prefix, env.id));
+    std::fs::create_dir_all(&net.netns_dir)?;
+    std::fs::write(&orphan_ns, b"")?;
+    let ns_arg = format!("--net={}", orphan_ns.display());
+    berth_e2e::net::run("unshare", &[&ns_arg, "true"])?;
+    let host_end = format!(
+        "{}_{}",
+        net.name_prefix,
+        &"0123456789abcdef"[..14 - net.name_prefix.len()]
+    );
+    let peer_end = format!(
+        "{}_{}",
+        net.name_prefix,
+        &"fedcba9876543210"[..14 - net.name_prefix.len()]
+    );
+    berth_e2e::net::run(
+        "ip",
+        &[
+            "link", "add", &host_end, "type", "veth", "peer", "name", &peer_end,
+        ],
+    )?;
+    ensure!(
+        net.agent_links()?.contains(&host_end),
+        "the orphan veth was not created"
+    );
+    // The task never noticed.
+    wait_http_body(loopback(port), &body, 10).await?;
+
+    env.restart_agent(0)?;
+    wait_until("the orphans to be swept", timeout(60), || {
+        let net = net.clone();
+        let orphan_ns = orphan_ns.clone();
+        let (host_end, peer_end) = (host_end.clone(), peer_end.clone());
+        async move {
+            let links = net.agent_links()?;
+            let gone =
+                !orphan_ns.exists() && !links.contains(&host_end) && !links.contains(&peer_end);
+            Ok(gone.then_some(()))
+        }
+    })
+    .await?;
+    // The task's own namespace and veth survived the sweep, and so did its DNAT rule.
+    ensure!(
+        net.task_netns(task_id(&task)).exists(),
+        "the running task's namespace was swept"
+    );
+    wait_http_body(loopback(port), &body, 30).await?;
+    let again = wait_running(&env, &task).await?;
+    ensure!(
+        host_port(&again, "web", 8080)? == port,
+        "the task's host port changed across the restart: {again}"
+    );
+
+    stop_and_wait(&env, &task).await?;
+    wait_closed(loopback(port), 30).await?;
+    wait_until("the task's network to be gone", timeout(30), || {
+        let net = net.clone();
+        async move {
+            let left = net.netns_files().len() + net.agent_links()?.len();
+            Ok((left == 0).then_some(()))
+        }
+    })
+    .await?;
+    env.pass();
+    Ok(())
+}
