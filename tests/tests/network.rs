@@ -191,6 +191,18 @@ fn container_log(env: &TestEnv, task: &str, name: &str) -> Result<String> {
     std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))
 }
 
+/// Runs a task of `td` until it stops, checks that container `name` exited 0, and returns
+/// that container's output.
+async fn run_to_completion(env: &TestEnv, td: &str, name: &str) -> Result<String> {
+    let task = run_task(env, td, Value::Null).await?;
+    let stopped = wait_stopped(env, &task).await?;
+    ensure!(
+        container(&stopped, name).and_then(|c| c["exitCode"].as_i64()) == Some(0),
+        "{stopped}"
+    );
+    container_log(env, &task, name)
+}
+
 /// Runs berthctl against the env's API and cluster; its stdout, or an error with stderr.
 fn berthctl(env: &TestEnv, args: &[&str]) -> Result<String> {
     let out = Command::new(bin("berthctl"))
@@ -511,13 +523,7 @@ async fn none_mode_has_loopback_only() -> Result<()> {
         )],
     )
     .await?;
-    let task = run_task(&env, &td, Value::Null).await?;
-    let stopped = wait_stopped(&env, &task).await?;
-    ensure!(
-        container(&stopped, "app").and_then(|c| c["exitCode"].as_i64()) == Some(0),
-        "{stopped}"
-    );
-    let log = container_log(&env, &task, "app")?;
+    let log = run_to_completion(&env, &td, "app").await?;
     let (links, rest) = log
         .split_once("--- routes\n")
         .with_context(|| format!("unexpected output: {log:?}"))?;
@@ -623,13 +629,7 @@ async fn bridge_task_gets_its_dns_files_and_hostname() -> Result<()> {
     app["extraHosts"] = json!([{"hostname": "db", "ipAddress": "10.9.9.9"}]);
     app["hostname"] = json!("web-1");
     let td = define(&env, "dns", "bridge", vec![app]).await?;
-    let task = run_task(&env, &td, Value::Null).await?;
-    let stopped = wait_stopped(&env, &task).await?;
-    ensure!(
-        container(&stopped, "app").and_then(|c| c["exitCode"].as_i64()) == Some(0),
-        "{stopped}"
-    );
-    let log = container_log(&env, &task, "app")?;
+    let log = run_to_completion(&env, &td, "app").await?;
     let (resolv, rest) = log
         .split_once("--- hosts\n")
         .with_context(|| format!("unexpected output: {log:?}"))?;
