@@ -7,10 +7,11 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::health;
 use crate::model::{
-    ContainerExtra, ContainerSpec, Dependency, DependencyCondition, Device, LinuxParameters,
-    MountPoint, PortMapping, RestartPolicy, Tmpfs, Ulimit, Volume, VolumeFrom, VolumeKind,
-    DEFAULT_STOP_TIMEOUT_SECS,
+    ContainerExtra, ContainerSpec, Dependency, DependencyCondition, Device, HealthCheck,
+    LinuxParameters, MountPoint, PortMapping, RestartPolicy, Tmpfs, Ulimit, Volume, VolumeFrom,
+    VolumeKind, DEFAULT_STOP_TIMEOUT_SECS,
 };
 use crate::network::Protocol;
 
@@ -25,7 +26,6 @@ const IGNORED_FIELDS: &[&str] = &[
     "interactive",
     "disableNetworking",
     "links",
-    "healthCheck",
     "secrets",
     "repositoryCredentials",
     "firelensConfiguration",
@@ -68,6 +68,17 @@ struct RawContainer {
     dns_servers: Vec<String>,
     dns_search_domains: Vec<String>,
     extra_hosts: Vec<RawExtraHost>,
+    health_check: Option<RawHealthCheck>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct RawHealthCheck {
+    command: Vec<String>,
+    interval: Option<i64>,
+    timeout: Option<i64>,
+    retries: Option<i64>,
+    start_period: Option<i64>,
 }
 
 /// A portMappings entry; `name` and `appProtocol` (Service Connect) are accepted and ignored.
@@ -270,6 +281,7 @@ pub fn container(json: &str, problems: &mut Vec<String>) -> Option<ContainerSpec
             })
         })
         .collect();
+    let health_check = raw.health_check.and_then(|h| health_check(h, &mut bad));
     let restart_policy = raw.restart_policy.map(|r| {
         let period = match r.restart_attempt_period {
             None => DEFAULT_RESTART_ATTEMPT_PERIOD_SECS,
@@ -423,6 +435,7 @@ pub fn container(json: &str, problems: &mut Vec<String>) -> Option<ContainerSpec
             dns_servers,
             dns_search_domains,
             extra_hosts,
+            health_check,
             ignored_fields,
         },
         name: raw.name,
@@ -520,6 +533,57 @@ fn is_domain_name(s: &str) -> bool {
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         })
+}
+
+/// healthCheck with ECS's defaults; values outside ECS's ranges are problems, as at
+/// registration. `["NONE"]` means no check.
+fn health_check(h: RawHealthCheck, bad: &mut dyn FnMut(&str, String)) -> Option<HealthCheck> {
+    let args = match health::exec_args(&h.command) {
+        Ok(args) => args?,
+        Err(e) => {
+            bad("healthCheck.command", e);
+            return None;
+        }
+    };
+    let mut field = |name: &str, value: Option<i64>, default: u32, (lo, hi): (u32, u32)| match value
+    {
+        None => default,
+        Some(v) if (i64::from(lo)..=i64::from(hi)).contains(&v) => v as u32,
+        Some(v) => {
+            bad(
+                &format!("healthCheck.{name}"),
+                format!("{v} is outside {lo}-{hi}"),
+            );
+            default
+        }
+    };
+    Some(HealthCheck {
+        args,
+        interval_secs: field(
+            "interval",
+            h.interval,
+            health::DEFAULT_INTERVAL_SECS,
+            health::INTERVAL_RANGE,
+        ),
+        timeout_secs: field(
+            "timeout",
+            h.timeout,
+            health::DEFAULT_TIMEOUT_SECS,
+            health::TIMEOUT_RANGE,
+        ),
+        retries: field(
+            "retries",
+            h.retries,
+            health::DEFAULT_RETRIES,
+            health::RETRIES_RANGE,
+        ),
+        start_period_secs: field(
+            "startPeriod",
+            h.start_period,
+            health::DEFAULT_START_PERIOD_SECS,
+            health::START_PERIOD_RANGE,
+        ),
+    })
 }
 
 fn linux(l: RawLinux, bad: &mut dyn FnMut(&str, String)) -> LinuxParameters {

@@ -16,10 +16,11 @@ use tokio::sync::{mpsc, Notify};
 use tracing::{debug, info, info_span, warn, Instrument};
 
 use crate::cgroups::{self, TaskCgroups};
+use crate::health::{self, CheckResult};
 use crate::model::{ContainerStatus, StopCode, TaskSpec, TaskStatus};
 use crate::network::{Allocator, DynNetworkDriver, NetworkConfig, TaskNetwork};
 use crate::resources::{self, Needs};
-use crate::runtime::{CreateRequest, ProcessState, Runtime, Stage};
+use crate::runtime::{CreateRequest, ExecRequest, ProcessState, Runtime, Stage};
 use crate::store::{Store, StoreError};
 use crate::task_state::{Action, Event, TaskState};
 
@@ -39,6 +40,11 @@ pub struct EngineConfig {
     /// What the agent registered: tasks beyond it are refused.
     pub registered: Needs,
     pub network: NetworkConfig,
+    /// Health checks' output files live here while a check runs.
+    pub health_dir: PathBuf,
+    /// Health checks running at once, over all containers: a bound on the execs (and so the
+    /// processes and containerd calls) that checks cost, however many containers there are.
+    pub max_concurrent_checks: usize,
 }
 
 /// How long one network setup or teardown may take before it counts as failed.
@@ -65,6 +71,11 @@ enum WorkerMsg {
     StopRequested,
     /// The exit subscription was re-established: look at the runtime again.
     Recheck,
+    /// A container's health check ended.
+    Health {
+        container: String,
+        result: CheckResult,
+    },
 }
 
 pub struct Engine<R: Runtime> {
@@ -90,6 +101,7 @@ pub struct Engine<R: Runtime> {
     /// these to finish.
     in_flight: AtomicUsize,
     settled: Notify,
+    check_slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// A task as the control plane sent it, already converted from the wire.
@@ -122,6 +134,9 @@ impl<R: Runtime> Engine<R> {
             Ok(n) => (Some(n), None),
             Err(why) => (None, Some(why)),
         };
+        let check_slots = Arc::new(tokio::sync::Semaphore::new(
+            cfg.max_concurrent_checks.max(1),
+        ));
         Arc::new(Self {
             runtime,
             cgroups,
@@ -136,6 +151,7 @@ impl<R: Runtime> Engine<R> {
             draining: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
             settled: Notify::new(),
+            check_slots,
         })
     }
 
@@ -291,6 +307,7 @@ impl<R: Runtime> Engine<R> {
                     state,
                     rx,
                     teardown_failures: 0,
+                    checkers: HashMap::new(),
                 };
                 worker.run().await;
                 let mut workers = engine.workers_lock();
@@ -341,6 +358,16 @@ struct Worker<R: Runtime> {
     state: TaskState,
     rx: mpsc::UnboundedReceiver<WorkerMsg>,
     teardown_failures: u32,
+    /// The health checker of each checked container that is running.
+    checkers: HashMap<String, tokio::task::JoinHandle<()>>,
+}
+
+impl<R: Runtime> Drop for Worker<R> {
+    fn drop(&mut self) {
+        for (_, checker) in self.checkers.drain() {
+            checker.abort();
+        }
+    }
 }
 
 impl<R: Runtime> Worker<R> {
@@ -355,6 +382,7 @@ impl<R: Runtime> Worker<R> {
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;
             }
+            self.sync_checkers();
             if self.state.is_finished() {
                 info!(
                     stop_code = ?self.state.stop_code,
@@ -483,6 +511,31 @@ impl<R: Runtime> Worker<R> {
             }
             Some(WorkerMsg::StopRequested) => self.check_stop_request(),
             Some(WorkerMsg::Recheck) => self.recheck().await,
+            Some(WorkerMsg::Health { container, result }) => {
+                let before = self.health_of(&container);
+                self.state.apply(
+                    Event::HealthChecked {
+                        container: container.clone(),
+                        result,
+                    },
+                    now_ms(),
+                );
+                let after = self.health_of(&container);
+                if before != after {
+                    let last = self
+                        .state
+                        .container(&container)
+                        .and_then(|c| c.health.as_ref())
+                        .and_then(|h| h.last.as_ref());
+                    info!(
+                        container.name = %container,
+                        health = after.map_or("", |h| h.as_str()),
+                        exit_code = ?last.and_then(|l| l.exit_code),
+                        output = last.map_or("", |l| l.output.as_str()),
+                        "health changed"
+                    );
+                }
+            }
             // The engine is going away (agent shutdown): leave everything as it is.
             None => std::future::pending::<()>().await,
         }
@@ -660,6 +713,55 @@ impl<R: Runtime> Worker<R> {
         }
     }
 
+    fn health_of(&self, container: &str) -> Option<health::HealthStatus> {
+        self.state
+            .container(container)
+            .and_then(|c| c.health.as_ref())
+            .map(|h| h.status)
+    }
+
+    /// One checker for each running container with a healthCheck, none for the others.
+    fn sync_checkers(&mut self) {
+        let mut wanted = Vec::new();
+        for c in &self.state.containers {
+            let running = c.known == ContainerStatus::Running && c.restart_pending.is_none();
+            let check = self
+                .spec_of(&c.name)
+                .and_then(|s| s.extra.health_check.clone());
+            if let (true, Some(check)) =
+                (running && self.state.desired == TaskStatus::Running, check)
+            {
+                wanted.push((c.name.clone(), c.runtime_id.clone(), check));
+            }
+        }
+        self.checkers.retain(|name, handle| {
+            let keep = wanted.iter().any(|(n, _, _)| n == name) && !handle.is_finished();
+            if !keep {
+                handle.abort();
+            }
+            keep
+        });
+        for (name, runtime_id, check) in wanted {
+            if self.checkers.contains_key(&name) {
+                continue;
+            }
+            let Some(tx) = self
+                .engine
+                .workers_lock()
+                .get(&self.state.spec.arn)
+                .map(|tx| tx.downgrade())
+            else {
+                continue;
+            };
+            let engine = Arc::clone(&self.engine);
+            let span = info_span!("container", container.name = %name);
+            let handle = tokio::spawn(
+                run_checks(engine, tx, name.clone(), runtime_id, check).instrument(span),
+            );
+            self.checkers.insert(name, handle);
+        }
+    }
+
     /// Decides the task's network and reserves its address and ports; the worker persists
     /// the decision before anything is created.
     fn plan_network(&self) -> Event {
@@ -769,6 +871,73 @@ impl<R: Runtime> Worker<R> {
     }
 }
 
+/// Checks one container for as long as it runs: first within its first interval (jittered,
+/// so containers started together do not check together), then every interval after the end
+/// of the previous check. Each check waits for one of the engine's check slots.
+async fn run_checks<R: Runtime>(
+    engine: Arc<Engine<R>>,
+    worker: mpsc::WeakUnboundedSender<WorkerMsg>,
+    container: String,
+    runtime_id: String,
+    check: crate::model::HealthCheck,
+) {
+    let interval = Duration::from_secs(u64::from(check.interval_secs.max(1)));
+    let mut delay = health::first_delay(&check, fastrand::f64());
+    let mut n: u64 = 0;
+    loop {
+        tokio::time::sleep(delay).await;
+        delay = interval;
+        let Ok(_slot) = Arc::clone(&engine.check_slots).acquire_owned().await else {
+            return;
+        };
+        if engine.draining.load(Ordering::SeqCst) {
+            return;
+        }
+        n += 1;
+        let exec_id = format!("health-{n}-{:08x}", fastrand::u32(..));
+        let req = ExecRequest {
+            output_path: engine
+                .cfg
+                .health_dir
+                .join(format!("{runtime_id}.{exec_id}.out")),
+            runtime_id: runtime_id.clone(),
+            exec_id,
+            args: check.args.clone(),
+            timeout: Duration::from_secs(u64::from(check.timeout_secs.max(1))),
+        };
+        engine.in_flight.fetch_add(1, Ordering::SeqCst);
+        let outcome = engine.runtime.exec(&req).await;
+        engine.in_flight.fetch_sub(1, Ordering::SeqCst);
+        engine.settled.notify_waiters();
+        let result = match outcome {
+            Ok(o) => CheckResult {
+                exit_code: o.exit_code,
+                output: o.output,
+                ended_at_ms: now_ms(),
+            },
+            // A check that cannot even start (no such command, say) is a failed check.
+            Err(e) => CheckResult {
+                exit_code: Some(-1),
+                output: health::truncate_output(e.to_string().as_bytes()),
+                ended_at_ms: now_ms(),
+            },
+        };
+        debug!(exit_code = ?result.exit_code, "health check");
+        let Some(tx) = worker.upgrade() else {
+            return;
+        };
+        if tx
+            .send(WorkerMsg::Health {
+                container: container.clone(),
+                result,
+            })
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -817,6 +986,8 @@ mod tests {
                     memory_mib: 1024,
                 },
                 network: NetworkConfig::default(),
+                health_dir: dir.join("health"),
+                max_concurrent_checks: 2,
             },
         );
         Harness {

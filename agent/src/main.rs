@@ -23,6 +23,9 @@ use berth_agent::store::Store;
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
+/// Health checks running at once over all containers (each is a containerd exec).
+const MAX_CONCURRENT_HEALTH_CHECKS: usize = 8;
+
 const USAGE: &str = "usage: berth-agent [--config FILE]\n\
     Configuration: a TOML file (default /etc/berth/agent.toml if it exists), then BERTH_* \
     environment variables. Logging: RUST_LOG or BERTH_LOG (default info).";
@@ -157,6 +160,8 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
                 memory_mib: host.memory_mib.max(0) as u64,
             },
             network: cfg.network.clone(),
+            health_dir: cfg.data_dir.join("health"),
+            max_concurrent_checks: MAX_CONCURRENT_HEALTH_CHECKS,
         },
     );
     engine.start().await?;

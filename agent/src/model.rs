@@ -140,6 +140,7 @@ pub struct ContainerExtra {
     /// logConfiguration.logDriver as given; logs always go to the agent's local files.
     pub log_driver: Option<String>,
     pub log_options: Vec<(String, String)>,
+    pub health_check: Option<HealthCheck>,
     pub port_mappings: Vec<PortMapping>,
     pub dns_servers: Vec<String>,
     pub dns_search_domains: Vec<String>,
@@ -147,6 +148,18 @@ pub struct ContainerExtra {
     pub extra_hosts: Vec<(String, String)>,
     /// Fields present in the definition that have no meaning on this host.
     pub ignored_fields: Vec<String>,
+}
+
+/// A container's healthCheck, with ECS's defaults applied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthCheck {
+    /// What to exec in the container: `CMD` args as given, `CMD-SHELL` as `/bin/sh -c`.
+    pub args: Vec<String>,
+    pub interval_secs: u32,
+    pub timeout_secs: u32,
+    pub retries: u32,
+    /// Failures within this many seconds of the start do not count.
+    pub start_period_secs: u32,
 }
 
 /// A portMappings entry. One of `container_port` and `container_port_range` is set.

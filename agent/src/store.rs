@@ -60,6 +60,8 @@ pub enum StoredReport {
         /// Absent in entries written by older agents.
         #[serde(default)]
         restart_count: u32,
+        #[serde(default)]
+        health: Option<crate::health::HealthState>,
     },
     Task {
         status: TaskStatus,
@@ -81,6 +83,7 @@ impl From<Report> for StoredReport {
                 exit_code,
                 reason,
                 restart_count,
+                health,
             } => Self::Container {
                 name,
                 runtime_id,
@@ -88,6 +91,7 @@ impl From<Report> for StoredReport {
                 exit_code,
                 reason,
                 restart_count,
+                health,
             },
             Report::Task {
                 status,

@@ -23,6 +23,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::health::{CheckResult, HealthState, HealthStatus};
 use crate::model::{
     ContainerSpec, ContainerStatus, Dependency, DependencyCondition, RestartPolicy, StopCode,
     TaskSpec, TaskStatus,
@@ -101,6 +102,12 @@ pub struct ContainerState {
     /// the control plane meanwhile, as in ECS.
     #[serde(default)]
     pub restart_pending: Option<i32>,
+    /// Some for a container with a healthCheck: UNKNOWN until its checks decide.
+    #[serde(default)]
+    pub health: Option<HealthState>,
+    /// The health status last handed to the outbox.
+    #[serde(default)]
+    pub reported_health: Option<HealthStatus>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -160,6 +167,11 @@ pub enum Event {
         reason: String,
     },
     NetworkReleased,
+    /// A health check of a running container ended.
+    HealthChecked {
+        container: String,
+        result: CheckResult,
+    },
     CleanedUp,
 }
 
@@ -201,6 +213,8 @@ pub enum Report {
         exit_code: Option<i32>,
         reason: Option<String>,
         restart_count: u32,
+        /// For containers with a healthCheck: the status and the last check.
+        health: Option<HealthState>,
     },
     Task {
         status: TaskStatus,
@@ -272,6 +286,12 @@ impl TaskState {
                 reported_restart_count: 0,
                 last_restart_at_ms: None,
                 restart_pending: None,
+                health: c
+                    .extra
+                    .health_check
+                    .as_ref()
+                    .map(|_| HealthState::default()),
+                reported_health: None,
             })
             .collect();
         let mut state = TaskState {
@@ -455,6 +475,21 @@ impl TaskState {
                     self.network_phase = NetworkPhase::Released;
                 }
             }
+            Event::HealthChecked { container, result } => {
+                let check = self
+                    .spec_of(&container)
+                    .and_then(|s| s.extra.health_check.clone());
+                let Some(c) = self.container_mut(&container) else {
+                    return;
+                };
+                // A check that ends after its container stopped says nothing.
+                if let (Some(check), Some(h), ContainerStatus::Running) =
+                    (check, c.health.as_mut(), c.known)
+                {
+                    let started = c.started_at_ms.unwrap_or(now_ms);
+                    h.record(&check, started, result);
+                }
+            }
             Event::CleanedUp => self.cleaned_up = true,
         }
         self.refresh_task_status(now_ms);
@@ -577,11 +612,12 @@ impl TaskState {
             DependencyCondition::Success if exited.is_some() => {
                 return impossible(format!("exited with code {}", exited.unwrap_or_default()))
             }
-            DependencyCondition::Healthy => {
-                return impossible(
-                    "cannot report health: health checks are not supported yet".into(),
-                )
-            }
+            DependencyCondition::Healthy => match &d.health {
+                None => return impossible("has no healthCheck".into()),
+                Some(h) if h.status == HealthStatus::Healthy => return DependencyState::Met,
+                Some(_) if stopped => return impossible("stopped before it was healthy".into()),
+                Some(_) => {}
+            },
             _ => {}
         }
         if stopped {
@@ -745,9 +781,18 @@ impl TaskState {
     pub fn take_reports(&mut self) -> Vec<Report> {
         let mut reports = Vec::new();
         for c in &mut self.containers {
-            if c.known != c.reported || c.restart_count != c.reported_restart_count {
+            let health = c.health.as_ref().map(|h| h.status);
+            // Health is reported from RUNNING on, and at once when its status changes.
+            let health_changed = c.known >= ContainerStatus::Running && health != c.reported_health;
+            if c.known != c.reported
+                || c.restart_count != c.reported_restart_count
+                || health_changed
+            {
                 c.reported = c.known;
                 c.reported_restart_count = c.restart_count;
+                if c.known >= ContainerStatus::Running {
+                    c.reported_health = health;
+                }
                 reports.push(Report::Container {
                     name: c.name.clone(),
                     runtime_id: c.runtime_id.clone(),
@@ -755,6 +800,7 @@ impl TaskState {
                     exit_code: c.exit_code,
                     reason: c.reason.clone(),
                     restart_count: c.restart_count,
+                    health: c.health.clone(),
                 });
             }
         }

@@ -226,10 +226,13 @@ fn check_references(containers: &[ContainerSpec], volumes: &[Volume], problems: 
             let essential = containers
                 .iter()
                 .any(|o| o.name == d.container_name && o.essential);
+            let checked = containers
+                .iter()
+                .any(|o| o.name == d.container_name && o.extra.health_check.is_some());
             match d.condition {
-                DependencyCondition::Healthy => problems.push(format!(
-                    "container {:?}: dependsOn condition HEALTHY is not supported yet (no health checks)",
-                    c.name
+                DependencyCondition::Healthy if !checked => problems.push(format!(
+                    "container {:?}: dependsOn {:?} with condition HEALTHY, but {:?} has no healthCheck",
+                    c.name, d.container_name, d.container_name
                 )),
                 DependencyCondition::Complete | DependencyCondition::Success if essential => {
                     problems.push(format!(
@@ -328,6 +331,7 @@ pub fn state_change(e: OutboxEntry) -> pb::StateChange {
             exit_code,
             reason,
             restart_count,
+            health,
         } => pb::state_change::Change::Container(pb::ContainerStateChange {
             task_arn: e.task_arn,
             container_name: name,
@@ -337,6 +341,15 @@ pub fn state_change(e: OutboxEntry) -> pb::StateChange {
             runtime_id,
             at_ms: e.at_ms,
             restart_count: restart_count.min(i32::MAX as u32) as i32,
+            health: health.map(|h| pb::ContainerHealth {
+                status: h.status.as_str().to_string(),
+                checked_at_ms: h
+                    .last
+                    .as_ref()
+                    .map_or(0, |l| l.ended_at_ms.min(i64::MAX as u64) as i64),
+                exit_code: h.last.as_ref().map_or(0, |l| l.exit_code.unwrap_or(-1)),
+                output: h.last.map(|l| l.output).unwrap_or_default(),
+            }),
         }),
     };
     pb::StateChange {

@@ -28,7 +28,10 @@ use prost::Message;
 use tonic::Request;
 
 use super::image::{self, ResolvedImage};
-use super::{CreateRequest, ExitEvent, ListedContainer, ProcessState, Runtime, RuntimeError};
+use super::{
+    CreateRequest, ExecOutcome, ExecRequest, ExitEvent, ListedContainer, ProcessState, Runtime,
+    RuntimeError,
+};
 
 pub const LABEL_TASK_ARN: &str = "berth.task-arn";
 pub const LABEL_CONTAINER_NAME: &str = "berth.container-name";
@@ -426,6 +429,11 @@ fn ignore_not_found<T>(r: Result<T, RuntimeError>) -> Result<(), RuntimeError> {
 }
 
 impl Runtime for Containerd {
+    async fn exec(&self, req: &ExecRequest) -> Result<ExecOutcome, RuntimeError> {
+        let _ = req;
+        Err(RuntimeError::Io("exec: not implemented yet".into()))
+    }
+
     async fn version(&self) -> Result<String, RuntimeError> {
         let mut v = self.client.version();
         let resp = self.call("Version", v.version(self.req(()))).await?;

@@ -9,7 +9,10 @@ use futures_util::{Stream, StreamExt};
 use tokio::sync::broadcast;
 use tokio_stream::wrappers::BroadcastStream;
 
-use super::{CreateRequest, ExitEvent, ListedContainer, ProcessState, Runtime, RuntimeError};
+use super::{
+    CreateRequest, ExecOutcome, ExecRequest, ExitEvent, ListedContainer, ProcessState, Runtime,
+    RuntimeError,
+};
 
 pub struct FakeRuntime {
     inner: Mutex<Inner>,
@@ -23,6 +26,8 @@ struct Inner {
     calls: Vec<String>,
     /// Containers that exit as soon as they get this signal, with 128 + signal.
     obeys_sigterm: HashSet<String>,
+    /// What an exec in a container returns (None: it times out); 0 when not set.
+    exec_results: HashMap<String, Option<i32>>,
 }
 
 impl FakeRuntime {
@@ -60,6 +65,11 @@ impl FakeRuntime {
         self.lock().obeys_sigterm.insert(id.to_string());
     }
 
+    /// What execs (health checks) in container `id` return from now on; None times out.
+    pub fn set_exec_result(&self, id: &str, exit_code: Option<i32>) {
+        self.lock().exec_results.insert(id.to_string(), exit_code);
+    }
+
     /// Makes a running container exit with `code`, as its process would.
     pub fn exit(&self, id: &str, code: i32) {
         let mut inner = self.lock();
@@ -76,6 +86,29 @@ impl FakeRuntime {
 }
 
 impl Runtime for FakeRuntime {
+    async fn exec(&self, req: &ExecRequest) -> Result<ExecOutcome, RuntimeError> {
+        let mut inner = self.lock();
+        inner.calls.push(format!("exec {}", req.runtime_id));
+        match inner.containers.get(&req.runtime_id) {
+            Some((_, ProcessState::Running)) => {}
+            _ => {
+                return Err(RuntimeError::Io(format!(
+                    "container {} is not running",
+                    req.runtime_id
+                )))
+            }
+        }
+        let exit_code = inner
+            .exec_results
+            .get(&req.runtime_id)
+            .copied()
+            .unwrap_or(Some(0));
+        Ok(ExecOutcome {
+            exit_code,
+            output: format!("exit {exit_code:?}\n"),
+        })
+    }
+
     async fn version(&self) -> Result<String, RuntimeError> {
         Ok("fake".into())
     }

@@ -56,6 +56,27 @@ pub struct ExitEvent {
     pub exit_code: i32,
 }
 
+/// One command run inside a running container (a health check).
+#[derive(Debug, Clone)]
+pub struct ExecRequest {
+    pub runtime_id: String,
+    /// Unique among the container's execs; the runtime removes the process when done.
+    pub exec_id: String,
+    pub args: Vec<String>,
+    /// Past this the process and everything it started are killed.
+    pub timeout: std::time::Duration,
+    /// Where the process's stdout and stderr are written while it runs; removed afterwards.
+    pub output_path: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecOutcome {
+    /// None: the process outlived the timeout and was killed.
+    pub exit_code: Option<i32>,
+    /// The start of its output, at most `health::MAX_OUTPUT_BYTES`.
+    pub output: String,
+}
+
 /// A container found in the agent's containerd namespace.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListedContainer {
@@ -147,6 +168,14 @@ pub trait Runtime: Send + Sync + 'static {
 
     /// Deletes the process, the container and its snapshot; missing pieces are skipped.
     fn remove(&self, runtime_id: &str) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+
+    /// Runs a command in a running container with the container's user, environment and
+    /// working directory, and waits for it at most `req.timeout`; a process that outlives it
+    /// is killed with everything it started. Never leaves the exec process behind.
+    fn exec(
+        &self,
+        req: &ExecRequest,
+    ) -> impl Future<Output = Result<ExecOutcome, RuntimeError>> + Send;
 
     /// Containers in the agent's namespace, for recovery.
     fn list(&self) -> impl Future<Output = Result<Vec<ListedContainer>, RuntimeError>> + Send;
