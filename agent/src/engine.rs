@@ -1171,6 +1171,108 @@ mod tests {
         assert!(h.engine.runtime().container_ids().is_empty());
     }
 
+    async fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+        while !f() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out waiting for {what}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn health_reports(store: &Store, name: &str) -> Vec<health::HealthStatus> {
+        task_reports(store)
+            .into_iter()
+            .filter_map(|r| match r {
+                StoredReport::Container {
+                    name: n,
+                    health: Some(h),
+                    ..
+                } if n == name => Some(h.status),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Health checks start with the container, each change is reported at once (and only a
+    /// change), an UNHEALTHY essential container leaves a standalone task running, and a
+    /// HEALTHY dependency gates its dependent's create.
+    #[tokio::test]
+    async fn health_changes_are_reported_and_gate_healthy_dependents() {
+        use health::HealthStatus::{Healthy, Unhealthy, Unknown};
+        let h = harness(&["img"]);
+        h.engine.start().await.unwrap();
+        let mut db = container("db", "img", true);
+        db.extra.health_check = Some(crate::model::HealthCheck {
+            args: vec!["true".into()],
+            interval_secs: 5,
+            timeout_secs: 2,
+            retries: 1,
+            start_period_secs: 0,
+        });
+        let mut app = container("app", "img", false);
+        app.extra.depends_on = vec![crate::model::Dependency {
+            container_name: "db".into(),
+            condition: crate::model::DependencyCondition::Healthy,
+        }];
+        let rt = h.engine.runtime();
+        h.engine
+            .accept_payload(1, vec![task("t1", vec![db, app])], vec![])
+            .unwrap();
+        let arn = "arn:aws:ecs:r:a:task/c/t1";
+        let status = |name: &str| {
+            h.store
+                .task(arn)
+                .unwrap()
+                .and_then(|s| s.container(name).and_then(|c| c.health.clone()))
+                .map(|h| h.status)
+        };
+        wait_for("db healthy", 10, || status("db") == Some(Healthy)).await;
+        wait_for("app running", 5, || {
+            rt.state_of("t1-app") == Some(ProcessState::Running)
+        })
+        .await;
+        let calls = rt.calls();
+        let first_exec = calls.iter().position(|c| c == "exec t1-db").unwrap();
+        let app_create = calls.iter().position(|c| c == "create t1-app").unwrap();
+        assert!(first_exec < app_create, "{calls:?}");
+        assert_eq!(status("app"), None, "app has no healthCheck");
+
+        rt.set_exec_result("t1-db", Some(1));
+        wait_for("db unhealthy", 10, || status("db") == Some(Unhealthy)).await;
+        let s = h.store.task(arn).unwrap().unwrap();
+        assert_eq!(s.known, TaskStatus::Running, "status only, as on ECS");
+        let last = s
+            .container("db")
+            .unwrap()
+            .health
+            .clone()
+            .unwrap()
+            .last
+            .unwrap();
+        assert_eq!(last.exit_code, Some(1));
+        assert_eq!(last.output, "exit Some(1)\n");
+        assert_eq!(
+            health_reports(&h.store, "db"),
+            vec![Unknown, Healthy, Unhealthy]
+        );
+
+        // Checks stop with the container.
+        rt.exit("t1-db", 0);
+        wait_for("task finished", 10, || {
+            h.store.task(arn).unwrap().is_some_and(|s| s.is_finished())
+        })
+        .await;
+        let execs = rt.calls().iter().filter(|c| *c == "exec t1-db").count();
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        assert_eq!(
+            rt.calls().iter().filter(|c| *c == "exec t1-db").count(),
+            execs
+        );
+    }
+
     #[tokio::test]
     async fn a_draining_engine_starts_no_new_action() {
         let h = harness(&["img"]);

@@ -800,7 +800,10 @@ impl TaskState {
                     exit_code: c.exit_code,
                     reason: c.reason.clone(),
                     restart_count: c.restart_count,
-                    health: c.health.clone(),
+                    health: c
+                        .health
+                        .clone()
+                        .filter(|_| c.known >= ContainerStatus::Running),
                 });
             }
         }
@@ -892,6 +895,96 @@ mod tests {
             bindings: vec![],
             ingress: None,
         }
+    }
+
+    fn checked(name: &str, essential: bool, retries: u32) -> ContainerSpec {
+        let mut c = container(name, essential);
+        c.extra.health_check = Some(crate::model::HealthCheck {
+            args: vec!["true".into()],
+            interval_secs: 5,
+            timeout_secs: 2,
+            retries,
+            start_period_secs: 0,
+        });
+        c
+    }
+
+    fn check_result(ok: bool, at_ms: u64) -> CheckResult {
+        CheckResult {
+            exit_code: Some(if ok { 0 } else { 1 }),
+            output: String::new(),
+            ended_at_ms: at_ms,
+        }
+    }
+
+    fn health_in(reports: &[Report]) -> Vec<HealthStatus> {
+        reports
+            .iter()
+            .filter_map(|r| match r {
+                Report::Container {
+                    health: Some(h), ..
+                } => Some(h.status),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn health_is_reported_from_running_on_and_only_when_it_changes() {
+        let mut t = task(vec![checked("a", true, 2)]);
+        run_to_running(&mut t);
+        assert_eq!(health_in(&t.take_reports()), vec![HealthStatus::Unknown]);
+        let check = |t: &mut TaskState, ok, at| {
+            t.apply(
+                Event::HealthChecked {
+                    container: "a".into(),
+                    result: check_result(ok, at),
+                },
+                at,
+            )
+        };
+        check(&mut t, true, 1_000);
+        assert_eq!(health_in(&t.take_reports()), vec![HealthStatus::Healthy]);
+        check(&mut t, true, 2_000);
+        check(&mut t, false, 3_000);
+        assert!(t.take_reports().is_empty(), "no change, no report");
+        check(&mut t, false, 4_000);
+        assert_eq!(health_in(&t.take_reports()), vec![HealthStatus::Unhealthy]);
+        assert_eq!(
+            t.known,
+            TaskStatus::Running,
+            "a standalone task keeps running"
+        );
+    }
+
+    #[test]
+    fn a_healthy_dependency_gates_the_create_and_a_stopped_one_fails_it() {
+        let mut app = container("app", false);
+        app.extra.depends_on = vec![Dependency {
+            container_name: "db".into(),
+            condition: Cond::Healthy,
+        }];
+        let mut t = task(vec![checked("db", true, 1), app.clone()]);
+        pull_all(&mut t);
+        step(&mut t, "db", 0);
+        assert!(!t.plan(0, 0).contains(&Action::Create("app".into())));
+        t.apply(
+            Event::HealthChecked {
+                container: "db".into(),
+                result: check_result(true, 1_000),
+            },
+            1_000,
+        );
+        assert!(t.plan(1_000, 0).contains(&Action::Create("app".into())));
+
+        // A dependency without a check can never be healthy.
+        let mut t = task(vec![container("db", true), app]);
+        pull_all(&mut t);
+        step(&mut t, "db", 0);
+        assert!(matches!(
+            t.dependency_state("app", &t.spec.containers[1].extra.depends_on[0], 0),
+            DependencyState::Impossible(r) if r.contains("has no healthCheck")
+        ));
     }
 
     #[test]

@@ -3,6 +3,8 @@
 //! wedge a task worker, the session or heartbeats).
 
 use std::collections::HashMap;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -10,11 +12,12 @@ use containerd_client::events::TaskExit;
 use containerd_client::services::v1::snapshots::{
     PrepareSnapshotRequest, RemoveSnapshotRequest, StatSnapshotRequest,
 };
+use containerd_client::services::v1::tasks_client::TasksClient;
 use containerd_client::services::v1::{
     container::Runtime as ContainerRuntime, Container, CreateContainerRequest, CreateTaskRequest,
-    DeleteContainerRequest, DeleteTaskRequest, GetContainerRequest, GetImageRequest, GetRequest,
-    KillRequest, ListContainersRequest, PublishRequest, ReadContentRequest, StartRequest,
-    SubscribeRequest,
+    DeleteContainerRequest, DeleteProcessRequest, DeleteTaskRequest, ExecProcessRequest,
+    GetContainerRequest, GetImageRequest, GetRequest, KillRequest, ListContainersRequest,
+    PublishRequest, ReadContentRequest, StartRequest, SubscribeRequest, WaitRequest,
 };
 use containerd_client::services::v1::{
     CreateRequest as LeaseCreateRequest, DeleteRequest as LeaseDeleteRequest,
@@ -32,6 +35,7 @@ use super::{
     CreateRequest, ExecOutcome, ExecRequest, ExitEvent, ListedContainer, ProcessState, Runtime,
     RuntimeError,
 };
+use crate::health;
 
 pub const LABEL_TASK_ARN: &str = "berth.task-arn";
 pub const LABEL_CONTAINER_NAME: &str = "berth.container-name";
@@ -428,10 +432,464 @@ fn ignore_not_found<T>(r: Result<T, RuntimeError>) -> Result<(), RuntimeError> {
     }
 }
 
+/// The type of an exec's process spec, as containerd's Go client registers it.
+const PROCESS_TYPE_URL: &str = "types.containerd.io/opencontainers/runtime-spec/1/Process";
+
+/// The process spec of an exec: the container's own process (user, environment, working
+/// directory, capabilities, rlimits...) running `args`, without a terminal.
+fn exec_process(container_spec: &[u8], args: &[String]) -> Result<Vec<u8>, String> {
+    let mut spec: serde_json::Value = serde_json::from_slice(container_spec)
+        .map_err(|e| format!("the container's OCI spec is not JSON: {e}"))?;
+    let process = spec
+        .get_mut("process")
+        .and_then(|p| p.as_object_mut())
+        .ok_or("the container's OCI spec has no process")?;
+    process.insert("args".into(), serde_json::json!(args));
+    process.insert("terminal".into(), serde_json::Value::Bool(false));
+    // The size of a terminal the exec does not have; a Windows-only command line.
+    process.remove("consoleSize");
+    process.remove("commandLine");
+    serde_json::to_vec(process).map_err(|e| e.to_string())
+}
+
+/// A `file://` URI for the shim, percent-encoded for Go's url.Parse (which decodes the path).
+fn file_uri(path: &Path) -> String {
+    let mut uri = String::from("file://");
+    for b in path.as_os_str().as_bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => {
+                uri.push(char::from(*b))
+            }
+            _ => uri.push_str(&format!("%{b:02X}")),
+        }
+    }
+    uri
+}
+
+/// A host process, told apart from a later one that reuses its pid by its start time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct HostProcess {
+    pid: i32,
+    start_time: u64,
+}
+
+impl HostProcess {
+    fn find(pid: u32) -> Option<Self> {
+        let pid = i32::try_from(pid).ok().filter(|p| *p > 0)?;
+        Some(Self {
+            pid,
+            start_time: start_time(pid)?,
+        })
+    }
+
+    fn alive(&self) -> bool {
+        start_time(self.pid) == Some(self.start_time)
+    }
+}
+
+fn start_time(pid: i32) -> Option<u64> {
+    parse_start_time(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// Field 22 of /proc/<pid>/stat; the command name before it may hold spaces and parentheses.
+fn parse_start_time(stat: &str) -> Option<u64> {
+    let (_, after_comm) = stat.rsplit_once(')')?;
+    after_comm.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// The pids in a /proc/<pid>/task/<tid>/children file.
+fn parse_pids(text: &str) -> impl Iterator<Item = i32> + '_ {
+    text.split_whitespace().filter_map(|p| p.parse().ok())
+}
+
+/// The children of every thread of `pid`.
+fn children_of(pid: i32) -> Vec<i32> {
+    let Ok(threads) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    let mut children = Vec::new();
+    for thread in threads.flatten() {
+        if let Ok(text) = std::fs::read_to_string(thread.path().join("children")) {
+            children.extend(parse_pids(&text));
+        }
+    }
+    children
+}
+
+/// Visits `root` and everything below it, parents before their children (`visit` returns a
+/// process's children); pids not yet in `found` are appended to it in that order.
+fn walk_tree(root: i32, found: &mut Vec<i32>, mut visit: impl FnMut(i32) -> Vec<i32>) {
+    let mut visited = std::collections::HashSet::new();
+    let mut stack = vec![root];
+    while let Some(pid) = stack.pop() {
+        if !visited.insert(pid) {
+            continue;
+        }
+        if !found.contains(&pid) {
+            found.push(pid);
+        }
+        let mut children = visit(pid);
+        // Popped in their order.
+        children.reverse();
+        stack.extend(children);
+    }
+}
+
+fn send_signal(pid: i32, signal: i32) {
+    // SAFETY: kill(2) takes plain integers and touches no memory of ours.
+    let _ = unsafe { libc::kill(pid, signal) };
+}
+
+/// Kills `root` and every process it started that is still below it. The tree is stopped
+/// first, top-down, so that nothing in it can fork any more (a process forks no child once a
+/// stop is pending for it) and its children lists are final; then all are killed, children
+/// first. Children read while one of them exits may be missed, hence a second walk.
+/// Returns how many processes were killed.
+fn kill_tree(root: HostProcess) -> usize {
+    if !root.alive() {
+        return 0;
+    }
+    let mut tree = Vec::new();
+    for _ in 0..5 {
+        let before = tree.len();
+        walk_tree(root.pid, &mut tree, |pid| {
+            send_signal(pid, libc::SIGSTOP);
+            children_of(pid)
+        });
+        if tree.len() == before {
+            break;
+        }
+    }
+    for &pid in tree.iter().rev() {
+        send_signal(pid, libc::SIGKILL);
+    }
+    tree.len()
+}
+
+/// One exec process, with what it takes to run and remove it. Owned (the channel is shared)
+/// so that the removal can outlive a dropped `exec` call: see [`ExecCleanup`].
+#[derive(Clone)]
+struct ExecProcess {
+    tasks: TasksClient<Channel>,
+    namespace: String,
+    call_timeout: Duration,
+    container_id: String,
+    exec_id: String,
+}
+
+impl ExecProcess {
+    fn req<T>(&self, msg: T, deadline: Duration) -> Request<T> {
+        let mut req = Request::new(msg);
+        req.set_timeout(deadline);
+        if let Ok(ns) = self.namespace.parse() {
+            req.metadata_mut().insert("containerd-namespace", ns);
+        }
+        req
+    }
+
+    async fn call<T, F>(&self, name: &'static str, fut: F) -> Result<T, RuntimeError>
+    where
+        F: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        match tokio::time::timeout(self.call_timeout, fut).await {
+            Ok(Ok(resp)) => Ok(resp.into_inner()),
+            Ok(Err(status)) => Err(RuntimeError::Containerd {
+                call: name,
+                status: Box::new(status),
+            }),
+            Err(_) => Err(RuntimeError::Timeout {
+                call: name,
+                secs: self.call_timeout.as_secs(),
+            }),
+        }
+    }
+
+    async fn create(&self, process: Vec<u8>, output: &Path) -> Result<(), RuntimeError> {
+        let uri = file_uri(output);
+        let mut tasks = self.tasks.clone();
+        self.call(
+            "Tasks.Exec",
+            tasks.exec(self.req(
+                ExecProcessRequest {
+                    container_id: self.container_id.clone(),
+                    exec_id: self.exec_id.clone(),
+                    stdin: String::new(),
+                    stdout: uri.clone(),
+                    stderr: uri,
+                    terminal: false,
+                    spec: Some(prost_types::Any {
+                        type_url: PROCESS_TYPE_URL.to_string(),
+                        value: process,
+                    }),
+                },
+                self.call_timeout,
+            )),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn start(&self) -> Result<u32, RuntimeError> {
+        let mut tasks = self.tasks.clone();
+        self.call(
+            "Tasks.Start",
+            tasks.start(self.req(
+                StartRequest {
+                    container_id: self.container_id.clone(),
+                    exec_id: self.exec_id.clone(),
+                },
+                self.call_timeout,
+            )),
+        )
+        .await
+        .map(|r| r.pid)
+    }
+
+    /// The exit status, or None if the process still runs after `within`.
+    async fn wait(&self, within: Duration) -> Result<Option<i32>, RuntimeError> {
+        let mut tasks = self.tasks.clone();
+        // containerd's deadline a little past ours: our timer decides.
+        let req = self.req(
+            WaitRequest {
+                container_id: self.container_id.clone(),
+                exec_id: self.exec_id.clone(),
+            },
+            within + self.call_timeout,
+        );
+        match tokio::time::timeout(within, tasks.wait(req)).await {
+            Ok(Ok(resp)) => Ok(Some(resp.into_inner().exit_status as i32)),
+            Ok(Err(status)) => Err(RuntimeError::Containerd {
+                call: "Tasks.Wait",
+                status: Box::new(status),
+            }),
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// Kills the process and everything below it; containerd's kill of the process itself
+    /// covers a pid we could not see.
+    async fn kill(&self, pid: Option<HostProcess>) {
+        if let Some(pid) = pid {
+            let killed = kill_tree(pid);
+            tracing::debug!(exec_id = %self.exec_id, killed, "killed an exec's processes");
+        }
+        let mut tasks = self.tasks.clone();
+        let _ = self
+            .call(
+                "Tasks.Kill",
+                tasks.kill(self.req(
+                    KillRequest {
+                        container_id: self.container_id.clone(),
+                        exec_id: self.exec_id.clone(),
+                        signal: libc::SIGKILL as u32,
+                        all: false,
+                    },
+                    self.call_timeout,
+                )),
+            )
+            .await;
+    }
+
+    async fn delete_once(&self) -> Result<(), RuntimeError> {
+        let mut tasks = self.tasks.clone();
+        ignore_not_found(
+            self.call(
+                "Tasks.DeleteProcess",
+                tasks.delete_process(self.req(
+                    DeleteProcessRequest {
+                        container_id: self.container_id.clone(),
+                        exec_id: self.exec_id.clone(),
+                    },
+                    self.call_timeout,
+                )),
+            )
+            .await,
+        )
+    }
+
+    /// Removes the process from containerd, killing it first if it may still run (`kill`)
+    /// or if containerd refuses to delete it (it still runs). The shim waits for the output
+    /// to be copied before the delete returns.
+    async fn delete(&self, pid: Option<HostProcess>, kill: bool) -> Result<(), RuntimeError> {
+        if kill {
+            self.kill(pid).await;
+            let _ = self.wait(Duration::from_secs(2)).await;
+        }
+        let deadline = tokio::time::Instant::now() + self.call_timeout;
+        loop {
+            match self.delete_once().await {
+                Ok(()) => return Ok(()),
+                Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
+                Err(e) => {
+                    tracing::debug!(exec_id = %self.exec_id, error = %e, "deleting an exec again");
+                    self.kill(pid).await;
+                    let _ = self.wait(Duration::from_millis(500)).await;
+                }
+            }
+        }
+    }
+
+    /// Runs the created process to its end or for at most `timeout`; its pid goes to `pid` as
+    /// soon as it is known.
+    async fn run(
+        &self,
+        timeout: Duration,
+        pid: &mut Option<HostProcess>,
+    ) -> Result<Option<i32>, RuntimeError> {
+        let host_pid = self.start().await?;
+        *pid = HostProcess::find(host_pid);
+        if let Some(code) = self.wait(timeout).await? {
+            return Ok(Some(code));
+        }
+        self.kill(*pid).await;
+        if let Err(e) = self.wait(self.call_timeout).await {
+            tracing::warn!(exec_id = %self.exec_id, error = %e, "waiting for a killed exec");
+        }
+        Ok(None)
+    }
+}
+
+/// Removes an exec process whose `exec` call was dropped half-way (a health checker aborted
+/// with its container): killed, deleted and its output file removed, in a task of its own.
+struct ExecCleanup {
+    process: Option<ExecProcess>,
+    pid: Option<HostProcess>,
+    output: PathBuf,
+}
+
+impl ExecCleanup {
+    /// The call removed the process itself.
+    fn disarm(&mut self) {
+        self.process = None;
+    }
+}
+
+impl Drop for ExecCleanup {
+    fn drop(&mut self) {
+        let Some(process) = self.process.take() else {
+            return;
+        };
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let (pid, output) = (self.pid, std::mem::take(&mut self.output));
+        rt.spawn(async move {
+            if let Err(e) = process.delete(pid, true).await {
+                tracing::warn!(exec_id = %process.exec_id, error = %e, "cannot remove an abandoned exec");
+            }
+            let _ = tokio::fs::remove_file(&output).await;
+        });
+    }
+}
+
+/// The start of an exec's output; the file is removed.
+async fn take_output(path: &Path) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut bytes = Vec::new();
+    if let Ok(file) = tokio::fs::File::open(path).await {
+        let _ = file
+            .take(health::MAX_OUTPUT_BYTES as u64)
+            .read_to_end(&mut bytes)
+            .await;
+    }
+    if let Err(e) = tokio::fs::remove_file(path).await {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            tracing::warn!(path = %path.display(), error = %e, "cannot remove an exec's output");
+        }
+    }
+    health::truncate_output(&bytes)
+}
+
 impl Runtime for Containerd {
     async fn exec(&self, req: &ExecRequest) -> Result<ExecOutcome, RuntimeError> {
-        let _ = req;
-        Err(RuntimeError::Io("exec: not implemented yet".into()))
+        let id = req.runtime_id.as_str();
+        if req.args.is_empty() {
+            return Err(RuntimeError::InvalidSpec("exec: no command".into()));
+        }
+        match self.state(id).await? {
+            ProcessState::Running => {}
+            state => {
+                return Err(RuntimeError::Io(format!(
+                    "container {id} is not running ({state:?})"
+                )))
+            }
+        }
+        let mut containers = self.client.containers();
+        let spec = self
+            .call(
+                "Containers.Get",
+                containers.get(self.req(GetContainerRequest { id: id.to_string() })),
+            )
+            .await?
+            .container
+            .and_then(|c| c.spec)
+            .ok_or_else(|| RuntimeError::InvalidSpec(format!("container {id} has no spec")))?;
+        let process = exec_process(&spec.value, &req.args)
+            .map_err(|e| RuntimeError::InvalidSpec(format!("container {id}: {e}")))?;
+
+        // The shim creates the file and appends to it: a leftover must not add to the output.
+        let output = req.output_path.as_path();
+        if let Some(dir) = output.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| RuntimeError::Io(format!("creating {}: {e}", dir.display())))?;
+        }
+        match std::fs::remove_file(output) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(RuntimeError::Io(format!(
+                    "removing {}: {e}",
+                    output.display()
+                )))
+            }
+        }
+
+        let exec = ExecProcess {
+            tasks: self.client.tasks(),
+            namespace: self.cfg.namespace.clone(),
+            call_timeout: self.cfg.call_timeout,
+            container_id: id.to_string(),
+            exec_id: req.exec_id.clone(),
+        };
+        if let Err(e) = exec.create(process, output).await {
+            let _ = std::fs::remove_file(output);
+            return Err(e);
+        }
+        // From here on the process exists in containerd and is removed whatever happens,
+        // also if this call is dropped.
+        let mut cleanup = ExecCleanup {
+            process: Some(exec.clone()),
+            pid: None,
+            output: output.to_path_buf(),
+        };
+        let ran = exec.run(req.timeout, &mut cleanup.pid).await;
+        let pid = cleanup.pid;
+        // Wait failed: the process may still run. A failed start never ran (or, if only our
+        // deadline passed, the delete finds it running and kills it).
+        let kill = ran.is_err() && pid.is_some();
+        let deleted = exec.delete(pid, kill).await;
+        let text = take_output(output).await;
+        cleanup.disarm();
+        if let Err(e) = deleted {
+            tracing::warn!(runtime_id = id, exec_id = %req.exec_id, error = %e, "cannot delete an exec process");
+        }
+        match ran {
+            Ok(exit_code) => Ok(ExecOutcome {
+                exit_code,
+                output: text,
+            }),
+            // containerd's message says what is wrong ("exec: \"x\": executable file not
+            // found in $PATH"); the status around it would only be noise in a check's output.
+            Err(RuntimeError::Containerd {
+                call: "Tasks.Start",
+                status,
+            }) => Err(RuntimeError::Io(format!(
+                "cannot run {:?} in {id}: {}",
+                req.args[0],
+                status.message()
+            ))),
+            Err(e) => Err(e),
+        }
     }
 
     async fn version(&self) -> Result<String, RuntimeError> {
@@ -682,6 +1140,140 @@ impl Runtime for Containerd {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_exec_runs_the_containers_process_with_other_args_and_no_terminal() {
+        let spec = serde_json::json!({
+            "ociVersion": "1.0.2",
+            "process": {
+                "terminal": true,
+                "consoleSize": {"height": 24, "width": 80},
+                "user": {"uid": 1000, "gid": 1000, "additionalGids": [10]},
+                "args": ["nginx", "-g", "daemon off;"],
+                "env": ["PATH=/bin", "A=b"],
+                "cwd": "/srv",
+                "capabilities": {"bounding": ["CAP_KILL"]},
+                "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
+                "noNewPrivileges": true,
+                "apparmorProfile": "berth-default"
+            },
+            "root": {"path": "rootfs"}
+        });
+        let args = vec!["sh".to_string(), "-c".to_string(), "exit 3".to_string()];
+        let got = exec_process(&serde_json::to_vec(&spec).unwrap(), &args).unwrap();
+        let got: serde_json::Value = serde_json::from_slice(&got).unwrap();
+        let mut want = spec["process"].clone();
+        want["args"] = serde_json::json!(["sh", "-c", "exit 3"]);
+        want["terminal"] = serde_json::json!(false);
+        want.as_object_mut().unwrap().remove("consoleSize");
+        assert_eq!(got, want);
+
+        assert!(exec_process(b"{\"root\": {}}", &args)
+            .unwrap_err()
+            .contains("no process"));
+        assert!(exec_process(b"not json", &args).is_err());
+    }
+
+    #[test]
+    fn output_uris_are_percent_encoded_paths() {
+        assert_eq!(
+            file_uri(Path::new("/var/lib/berth/health/t1-app.health-1-0a.out")),
+            "file:///var/lib/berth/health/t1-app.health-1-0a.out"
+        );
+        assert_eq!(
+            file_uri(Path::new("/tmp/a b/100%?#.out")),
+            "file:///tmp/a%20b/100%25%3F%23.out"
+        );
+    }
+
+    #[test]
+    fn start_times_are_read_past_any_command_name() {
+        let stat = "4242 (we ird) (x) S 1 4242 4242 0 -1 4194560 150 0 0 0 0 0 0 0 20 0 1 0 \
+                    987654 1863680 200 18446744073709551615";
+        assert_eq!(parse_start_time(stat), Some(987654));
+        assert_eq!(parse_start_time("4242 (sh) S 1 2"), None);
+        assert_eq!(parse_start_time(""), None);
+        let own = std::fs::read_to_string("/proc/self/stat").unwrap();
+        assert!(parse_start_time(&own).is_some(), "{own}");
+    }
+
+    #[test]
+    fn children_files_list_pids() {
+        assert_eq!(parse_pids("12 345 6 \n").collect::<Vec<_>>(), [12, 345, 6]);
+        assert_eq!(parse_pids("").count(), 0);
+    }
+
+    #[test]
+    fn trees_are_walked_parents_first_and_each_pid_once() {
+        let tree: HashMap<i32, Vec<i32>> = HashMap::from([
+            (1, vec![2, 3]),
+            (2, vec![4]),
+            (3, vec![5, 6]),
+            (4, vec![]),
+            // A reused pid must not loop.
+            (6, vec![1]),
+        ]);
+        let mut visits = Vec::new();
+        let mut found = Vec::new();
+        walk_tree(1, &mut found, |pid| {
+            visits.push(pid);
+            tree.get(&pid).cloned().unwrap_or_default()
+        });
+        assert_eq!(found, [1, 2, 4, 3, 5, 6]);
+        assert_eq!(visits, [1, 2, 4, 3, 5, 6]);
+        // A second walk visits everything again and appends only what is new.
+        let mut found = vec![1, 2, 4];
+        walk_tree(1, &mut found, |pid| {
+            tree.get(&pid).cloned().unwrap_or_default()
+        });
+        assert_eq!(found, [1, 2, 4, 3, 5, 6]);
+    }
+
+    #[test]
+    fn a_tree_is_killed_with_its_background_children() {
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "sleep 300 & sleep 300 & wait"])
+            .spawn()
+            .unwrap();
+        let root = HostProcess::find(child.id()).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let sleeps = loop {
+            let c = children_of(root.pid);
+            if c.len() == 2 {
+                break c;
+            }
+            assert!(std::time::Instant::now() < deadline, "{c:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let sleeps: Vec<HostProcess> = sleeps
+            .into_iter()
+            .filter_map(|p| HostProcess::find(p as u32))
+            .collect();
+        assert_eq!(sleeps.len(), 2);
+        assert_eq!(kill_tree(root), 3);
+        let status = child.wait().unwrap();
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(libc::SIGKILL)
+        );
+        assert!(!root.alive());
+        // Orphaned, the killed sleeps are reaped by the host's init.
+        for s in sleeps {
+            while s.alive() {
+                let state =
+                    std::fs::read_to_string(format!("/proc/{}/stat", s.pid)).unwrap_or_default();
+                let state = state.rsplit_once(')').map(|(_, r)| r.trim_start());
+                // Dead, waiting to be reaped.
+                if state.is_some_and(|r| r.starts_with('Z') || r.starts_with('X')) {
+                    break;
+                }
+                assert!(std::time::Instant::now() < deadline, "{} lives", s.pid);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        // A process that is gone is not killed again.
+        assert_eq!(kill_tree(root), 0);
+    }
 
     #[test]
     fn rfc3339_in_utc() {
