@@ -72,6 +72,7 @@ pub const CONTAINER_SUPPORTED: &[&str] = &[
     "dnsServers",
     "dnsSearchDomains",
     "extraHosts",
+    "healthCheck",
 ];
 
 const CONTAINER_IGNORED: &[(&str, &str)] = &[
@@ -79,7 +80,6 @@ const CONTAINER_IGNORED: &[(&str, &str)] = &[
     ("interactive", "no stdin is attached to tasks"),
     ("disableNetworking", "use networkMode none"),
     ("links", "legacy Docker links are not needed: a task's containers share one network namespace on Berth and reach each other on localhost"),
-    ("healthCheck", "not acted on until health checks land"),
     ("repositoryCredentials", "images are not pulled yet"),
     ("firelensConfiguration", "FireLens is AWS-only; logs go to the agent's local files"),
     ("systemControls", "not supported yet"),
@@ -228,7 +228,8 @@ mod tests {
         let r = review(&json!({
             "family": "f", "networkMode": "host",
             "containerDefinitions": [{"name": "c", "image": "i", "memory": 64,
-                "mountPoints": [], "dependsOn": [], "restartPolicy": {"enabled": true}}]
+                "mountPoints": [], "dependsOn": [], "restartPolicy": {"enabled": true},
+                "healthCheck": {"command": ["CMD-SHELL", "true"], "interval": 10}}]
         }));
         assert_eq!(r, Review::default());
     }

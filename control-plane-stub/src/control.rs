@@ -14,7 +14,7 @@ use crate::security::{self, IngressRule, SecurityGroup};
 use crate::sessions::Sessions;
 use crate::store::{ChangeOutcome, ClusterCounts, Store, StoreError, TaskDefRecord, TaskFilter};
 use crate::task::{AgentChange, Container, ContainerStatus, Task, TaskStatus};
-use crate::taskdef::{self, Needs, PortRange, Protocol, TaskDefError, TaskDefSpec};
+use crate::taskdef::{self, HealthDef, Needs, PortRange, Protocol, TaskDefError, TaskDefSpec};
 
 #[derive(Debug, Error)]
 pub enum CpError {
@@ -92,6 +92,20 @@ pub struct InstanceView {
     pub used_ports: Vec<PortRange>,
     pub running_tasks: i64,
     pub pending_tasks: i64,
+}
+
+/// What the task definitions of some tasks say about their containers' health (essential,
+/// has a healthCheck): what a task's healthStatus is decided over.
+#[derive(Debug, Default)]
+pub struct HealthDefs(HashMap<(String, i64), Vec<HealthDef>>);
+
+impl HealthDefs {
+    /// The task's containers, as its definition has them; empty when it cannot be found.
+    pub fn of(&self, t: &Task) -> &[HealthDef] {
+        self.0
+            .get(&(t.family.clone(), t.revision))
+            .map_or(&[], Vec::as_slice)
+    }
 }
 
 /// A successful registration.
@@ -407,6 +421,25 @@ impl ControlPlane {
         Ok((found, missing))
     }
 
+    /// The health-relevant part of the task definitions `tasks` were made from, each read once.
+    /// Task definitions are never deleted (deregistering keeps them), so each is found.
+    pub fn health_defs(&self, tasks: &[Task]) -> Result<HealthDefs, CpError> {
+        let mut out = HashMap::new();
+        for t in tasks {
+            let key = (t.family.clone(), t.revision);
+            if out.contains_key(&key) {
+                continue;
+            }
+            let defs = self
+                .store
+                .get_task_definition(&t.family, Some(t.revision))?
+                .map(|r| taskdef::health_defs(&r.raw))
+                .unwrap_or_default();
+            out.insert(key, defs);
+        }
+        Ok(HealthDefs(out))
+    }
+
     pub fn list_tasks(&self, filter: TaskFilter) -> Result<Vec<Task>, CpError> {
         if let Some(c) = &filter.cluster {
             self.require_cluster(c)?;
@@ -538,7 +571,9 @@ impl ControlPlane {
         seq: u64,
         change: &AgentChange,
     ) -> Result<ChangeOutcome, CpError> {
-        Ok(self.store.apply_state_change(instance_id, seq, change)?)
+        Ok(self
+            .store
+            .apply_state_change(instance_id, seq, change, now_ms())?)
     }
 
     pub fn ack_payloads(&self, instance_id: &str, seq: u64) -> Result<(), CpError> {
@@ -676,6 +711,7 @@ fn new_task(
                 memory_reservation: c.memory_reservation,
                 restart_count: 0,
                 port_mappings: c.port_mappings.clone(),
+                health: None,
             })
             .collect(),
     }

@@ -459,13 +459,14 @@ impl Store {
         Ok(Some(task))
     }
 
-    /// Applies an agent state change once: the change and its sequence number are stored in one
-    /// transaction, so a resent change after a crash is recognised as a duplicate.
+    /// Applies an agent state change once, at `now_ms`: the change and its sequence number are
+    /// stored in one transaction, so a resent change after a crash is recognised as a duplicate.
     pub fn apply_state_change(
         &self,
         instance_id: &str,
         seq: u64,
         change: &AgentChange,
+        now_ms: i64,
     ) -> Result<ChangeOutcome> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -485,7 +486,7 @@ impl Store {
                 change.task_arn()
             )),
             Some(mut t) => {
-                if t.apply(change) {
+                if t.apply(change, now_ms) {
                     save_task(&tx, &t)?;
                     ChangeOutcome::Applied
                 } else {

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::taskdef::{Needs, PortMapping, PortRange};
+use crate::taskdef::{HealthDef, Needs, PortMapping, PortRange};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -139,6 +139,101 @@ pub struct Container {
     /// The container's portMappings (awsvpc tasks show them as networkBindings).
     #[serde(default)]
     pub port_mappings: Vec<PortMapping>,
+    /// The health its agent last reported (containers with a healthCheck, from RUNNING on).
+    /// Absent in records written before health checks.
+    #[serde(default)]
+    pub health: Option<ContainerHealth>,
+}
+
+/// A container's health status, as ECS names it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum HealthStatus {
+    #[default]
+    Unknown,
+    Healthy,
+    Unhealthy,
+}
+
+impl HealthStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HealthStatus::Unknown => "UNKNOWN",
+            HealthStatus::Healthy => "HEALTHY",
+            HealthStatus::Unhealthy => "UNHEALTHY",
+        }
+    }
+
+    /// The agent's status; anything else (a newer agent's status, or none) is UNKNOWN.
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "HEALTHY" => HealthStatus::Healthy,
+            "UNHEALTHY" => HealthStatus::Unhealthy,
+            _ => HealthStatus::Unknown,
+        }
+    }
+}
+
+/// The health an agent reports with a container change.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HealthReport {
+    pub status: HealthStatus,
+    /// When the last check ended (the agent's clock); None before the first check.
+    pub checked_at_ms: Option<i64>,
+    /// The last check's exit code; -1 when it timed out and was killed, or could not run.
+    pub exit_code: Option<i32>,
+    /// The start of the last check's output (at most [`MAX_HEALTH_OUTPUT_BYTES`]).
+    pub output: String,
+}
+
+/// How much of a check's output is kept: what the agent sends, at most.
+pub const MAX_HEALTH_OUTPUT_BYTES: usize = 1024;
+
+/// A container's health as the control plane keeps it: the agent's last report, and when the
+/// control plane applied it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerHealth {
+    pub status: HealthStatus,
+    pub checked_at_ms: Option<i64>,
+    pub exit_code: Option<i32>,
+    pub output: String,
+    /// The control plane's clock when it applied the change that carried this report.
+    pub received_at_ms: i64,
+}
+
+/// ECS's healthStatus of one container: what its agent last reported; UNKNOWN before that, and
+/// for containers without a healthCheck (as ECS shows them).
+pub fn container_health_status(c: &Container) -> HealthStatus {
+    c.health
+        .as_ref()
+        .map_or(HealthStatus::Unknown, |h| h.status)
+}
+
+/// ECS's healthStatus of a task, over its essential containers that have a healthCheck:
+/// UNHEALTHY if any is UNHEALTHY, else UNKNOWN if any is UNKNOWN (not reported yet included),
+/// else HEALTHY; UNKNOWN when no essential container has a healthCheck.
+pub fn task_health_status(t: &Task, defs: &[HealthDef]) -> HealthStatus {
+    let mut any = false;
+    let mut unknown = false;
+    for c in &t.containers {
+        let checked_essential = defs
+            .iter()
+            .any(|d| d.name == c.name && d.essential && d.health_check);
+        if !checked_essential {
+            continue;
+        }
+        any = true;
+        match container_health_status(c) {
+            HealthStatus::Unhealthy => return HealthStatus::Unhealthy,
+            HealthStatus::Unknown => unknown = true,
+            HealthStatus::Healthy => {}
+        }
+    }
+    if !any || unknown {
+        HealthStatus::Unknown
+    } else {
+        HealthStatus::Healthy
+    }
 }
 
 /// A state change reported by the agent, already converted from the wire.
@@ -162,6 +257,8 @@ pub enum AgentChange {
         runtime_id: String,
         at_ms: i64,
         restart_count: i64,
+        /// Containers with a healthCheck, from RUNNING on; None keeps the last report.
+        health: Option<HealthReport>,
     },
 }
 
@@ -204,9 +301,10 @@ impl Task {
         true
     }
 
-    /// Applies one agent change. Returns false when the change does not concern this task's
-    /// containers. A stopped task never moves back: late or reordered reports cannot revive it.
-    pub fn apply(&mut self, change: &AgentChange) -> bool {
+    /// Applies one agent change, at `now_ms` on the control plane's clock. Returns false when the
+    /// change does not concern this task's containers. A stopped task never moves back: late or
+    /// reordered reports cannot revive it.
+    pub fn apply(&mut self, change: &AgentChange, now_ms: i64) -> bool {
         match change {
             AgentChange::Task {
                 status,
@@ -252,6 +350,7 @@ impl Task {
                 reason,
                 runtime_id,
                 restart_count,
+                health,
                 ..
             } => {
                 let Some(c) = self
@@ -275,6 +374,17 @@ impl Task {
                 }
                 // Reports arrive in order, but a count never goes back.
                 c.restart_count = c.restart_count.max(*restart_count);
+                // A change without health (a status change the agent sends anyway) keeps the
+                // last report.
+                if let Some(h) = health {
+                    c.health = Some(ContainerHealth {
+                        status: h.status,
+                        checked_at_ms: h.checked_at_ms,
+                        exit_code: h.exit_code,
+                        output: h.output.clone(),
+                        received_at_ms: now_ms,
+                    });
+                }
                 self.version += 1;
                 true
             }
@@ -329,6 +439,7 @@ pub(crate) mod tests {
                 memory_reservation: None,
                 restart_count: 0,
                 port_mappings: Vec::new(),
+                health: None,
             }],
         }
     }
@@ -347,13 +458,12 @@ pub(crate) mod tests {
     #[test]
     fn running_then_stopped_records_times_and_code() {
         let mut t = sample_task();
-        assert!(t.apply(&task_change(TaskStatus::Running, "", 10)));
+        assert!(t.apply(&task_change(TaskStatus::Running, "", 10), 0));
         assert_eq!(t.started_at_ms, Some(10));
-        t.apply(&task_change(
-            TaskStatus::Stopped,
-            "EssentialContainerExited",
-            20,
-        ));
+        t.apply(
+            &task_change(TaskStatus::Stopped, "EssentialContainerExited", 20),
+            0,
+        );
         assert_eq!(t.last_status, TaskStatus::Stopped);
         assert_eq!(t.desired_status, TaskStatus::Stopped);
         assert_eq!(t.stopped_at_ms, Some(20));
@@ -367,11 +477,10 @@ pub(crate) mod tests {
         let mut t = sample_task();
         assert!(t.request_stop(None, 5));
         assert!(!t.request_stop(Some("again"), 6), "second stop is a no-op");
-        t.apply(&task_change(
-            TaskStatus::Stopped,
-            "EssentialContainerExited",
-            9,
-        ));
+        t.apply(
+            &task_change(TaskStatus::Stopped, "EssentialContainerExited", 9),
+            0,
+        );
         assert_eq!(t.stop_code.as_deref(), Some(USER_STOP_CODE));
         assert_eq!(t.stopped_reason.as_deref(), Some(DEFAULT_USER_STOP_REASON));
         assert_eq!(t.stopping_at_ms, Some(5));
@@ -380,8 +489,8 @@ pub(crate) mod tests {
     #[test]
     fn stopped_task_does_not_move_back() {
         let mut t = sample_task();
-        t.apply(&task_change(TaskStatus::Stopped, "TaskFailedToStart", 9));
-        t.apply(&task_change(TaskStatus::Running, "", 10));
+        t.apply(&task_change(TaskStatus::Stopped, "TaskFailedToStart", 9), 0);
+        t.apply(&task_change(TaskStatus::Running, "", 10), 0);
         assert_eq!(t.last_status, TaskStatus::Stopped);
         assert_eq!(t.started_at_ms, None);
     }
@@ -398,8 +507,9 @@ pub(crate) mod tests {
             runtime_id: "abc".into(),
             at_ms: 1,
             restart_count: 2,
+            health: None,
         };
-        assert!(t.apply(&change));
+        assert!(t.apply(&change, 0));
         let c = &t.containers[0];
         assert_eq!(
             (c.last_status, c.exit_code),
@@ -415,9 +525,128 @@ pub(crate) mod tests {
             runtime_id: String::new(),
             at_ms: 1,
             restart_count: 0,
+            health: None,
         };
-        assert!(!t.apply(&unknown));
+        assert!(!t.apply(&unknown, 0));
         assert_eq!(t.containers[0].restart_count, 2);
+    }
+
+    fn health_change(status: ContainerStatus, health: Option<HealthReport>) -> AgentChange {
+        AgentChange::Container {
+            task_arn: "arn".into(),
+            container_name: "app".into(),
+            status,
+            exit_code: None,
+            reason: String::new(),
+            runtime_id: String::new(),
+            at_ms: 1,
+            restart_count: 0,
+            health,
+        }
+    }
+
+    fn report(status: HealthStatus, exit_code: i32, output: &str) -> HealthReport {
+        HealthReport {
+            status,
+            checked_at_ms: Some(5_000),
+            exit_code: Some(exit_code),
+            output: output.into(),
+        }
+    }
+
+    #[test]
+    fn reported_health_is_kept_with_the_time_it_was_applied() {
+        let mut t = sample_task();
+        assert_eq!(
+            container_health_status(&t.containers[0]),
+            HealthStatus::Unknown
+        );
+        t.apply(
+            &health_change(
+                ContainerStatus::Running,
+                Some(report(HealthStatus::Unhealthy, 7, "refused")),
+            ),
+            9_000,
+        );
+        let expected = ContainerHealth {
+            status: HealthStatus::Unhealthy,
+            checked_at_ms: Some(5_000),
+            exit_code: Some(7),
+            output: "refused".into(),
+            received_at_ms: 9_000,
+        };
+        assert_eq!(t.containers[0].health.as_ref(), Some(&expected));
+        // A later change without health keeps the last report (and when it came).
+        t.apply(&health_change(ContainerStatus::Stopped, None), 10_000);
+        assert_eq!(t.containers[0].last_status, ContainerStatus::Stopped);
+        assert_eq!(t.containers[0].health.as_ref(), Some(&expected));
+        assert_eq!(
+            container_health_status(&t.containers[0]),
+            HealthStatus::Unhealthy
+        );
+    }
+
+    fn def(name: &str, essential: bool, health_check: bool) -> HealthDef {
+        HealthDef {
+            name: name.into(),
+            essential,
+            health_check,
+        }
+    }
+
+    #[test]
+    fn task_health_is_decided_by_the_essential_checked_containers() {
+        let mut t = sample_task();
+        let mut side = t.containers[0].clone();
+        side.name = "side".into();
+        t.containers.push(side);
+        let set = |t: &mut Task, i: usize, s: Option<HealthStatus>| {
+            t.containers[i].health = s.map(|status| ContainerHealth {
+                status,
+                ..ContainerHealth::default()
+            });
+        };
+        use HealthStatus::*;
+        let both = [def("app", true, true), def("side", true, true)];
+        assert_eq!(
+            task_health_status(&t, &both),
+            Unknown,
+            "nothing reported yet"
+        );
+        set(&mut t, 0, Some(Healthy));
+        assert_eq!(task_health_status(&t, &both), Unknown, "side not reported");
+        set(&mut t, 1, Some(Healthy));
+        assert_eq!(task_health_status(&t, &both), Healthy);
+        set(&mut t, 1, Some(Unknown));
+        assert_eq!(task_health_status(&t, &both), Unknown);
+        set(&mut t, 0, Some(Unhealthy));
+        assert_eq!(task_health_status(&t, &both), Unhealthy, "UNHEALTHY wins");
+
+        // A non-essential container's health does not count, nor one without a check.
+        let side_optional = [def("app", true, true), def("side", false, true)];
+        set(&mut t, 0, Some(Healthy));
+        set(&mut t, 1, Some(Unhealthy));
+        assert_eq!(task_health_status(&t, &side_optional), Healthy);
+        let unchecked = [def("app", true, false), def("side", false, true)];
+        assert_eq!(task_health_status(&t, &unchecked), Unknown);
+        assert_eq!(task_health_status(&t, &[]), Unknown);
+    }
+
+    #[test]
+    fn unknown_health_statuses_are_unknown() {
+        assert_eq!(HealthStatus::parse("HEALTHY"), HealthStatus::Healthy);
+        assert_eq!(HealthStatus::parse("UNHEALTHY"), HealthStatus::Unhealthy);
+        for s in ["UNKNOWN", "", "STARTING", "healthy"] {
+            assert_eq!(HealthStatus::parse(s), HealthStatus::Unknown, "{s:?}");
+        }
+    }
+
+    #[test]
+    fn tasks_recorded_before_health_checks_still_load() {
+        let mut v = serde_json::to_value(sample_task()).unwrap();
+        v["containers"][0].as_object_mut().unwrap().remove("health");
+        let t: Task = serde_json::from_value(v).unwrap();
+        assert_eq!(t.containers[0].health, None);
     }
 
     #[test]
@@ -455,21 +684,21 @@ pub(crate) mod tests {
         if let AgentChange::Task { network: n, .. } = &mut running {
             *n = Some(network("10.232.0.5"));
         }
-        t.apply(&running);
+        t.apply(&running, 0);
         assert_eq!(t.network, Some(network("10.232.0.5")));
         // STOPPED without a network, or with an empty one, keeps it.
         let mut stopped = task_change(TaskStatus::Stopped, "EssentialContainerExited", 20);
         if let AgentChange::Task { network: n, .. } = &mut stopped {
             *n = Some(TaskNetwork::default());
         }
-        t.apply(&stopped);
+        t.apply(&stopped, 0);
         assert_eq!(t.network, Some(network("10.232.0.5")));
         // A late report for a stopped task changes nothing.
         let mut late = task_change(TaskStatus::Running, "", 30);
         if let AgentChange::Task { network: n, .. } = &mut late {
             *n = Some(network("10.232.0.9"));
         }
-        t.apply(&late);
+        t.apply(&late, 0);
         assert_eq!(t.network.unwrap().private_ipv4, "10.232.0.5");
     }
 

@@ -62,9 +62,80 @@ pub struct ContainerDef {
     pub stop_timeout: Option<i64>,
     /// portMappings, checked against the task's network mode.
     pub port_mappings: Vec<PortMapping>,
+    /// The healthCheck; None without one, or with `["NONE"]`.
+    pub health_check: Option<HealthCheck>,
     /// The container definition as given, with overrides applied by `apply_overrides`: the
     /// agent reads every field it supports from this.
     pub raw: Value,
+}
+
+/// A container's healthCheck, validated, with ECS's defaults applied. The agent runs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheck {
+    /// As given: `["CMD", program, args...]` or `["CMD-SHELL", command]`.
+    pub command: Vec<String>,
+    /// Seconds.
+    pub interval: i64,
+    pub timeout: i64,
+    pub retries: i64,
+    pub start_period: i64,
+}
+
+/// ECS's limits and defaults for a healthCheck's interval, timeout, retries and startPeriod.
+pub const HEALTH_INTERVAL: std::ops::RangeInclusive<i64> = 5..=300;
+pub const DEFAULT_HEALTH_INTERVAL: i64 = 30;
+pub const HEALTH_TIMEOUT: std::ops::RangeInclusive<i64> = 2..=60;
+pub const DEFAULT_HEALTH_TIMEOUT: i64 = 5;
+pub const HEALTH_RETRIES: std::ops::RangeInclusive<i64> = 1..=10;
+pub const DEFAULT_HEALTH_RETRIES: i64 = 3;
+pub const HEALTH_START_PERIOD: std::ops::RangeInclusive<i64> = 0..=300;
+pub const DEFAULT_HEALTH_START_PERIOD: i64 = 0;
+
+const HEALTH_COMMAND_FORMS: &str =
+    r#"["CMD", "program", "arg", ...], ["CMD-SHELL", "command"] or ["NONE"]"#;
+
+/// What a task definition says about one of its containers' health: whether the container is
+/// essential and whether it has a healthCheck (other than `["NONE"]`). RunTask's overrides
+/// change neither, so the task definition a task was made from answers for the task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthDef {
+    pub name: String,
+    pub essential: bool,
+    pub health_check: bool,
+}
+
+/// Whether a healthCheck command runs something: `CMD` or `CMD-SHELL` followed by at least one
+/// string (so not `["NONE"]`).
+fn runs_a_check(command: &[String]) -> bool {
+    match command.split_first() {
+        Some((kind, rest)) => (kind == "CMD" || kind == "CMD-SHELL") && !rest.is_empty(),
+        None => false,
+    }
+}
+
+/// The [`HealthDef`] of each container of a stored definition. Lenient, unlike `parse`: a
+/// definition registered under older rules is read as far as it goes.
+pub fn health_defs(raw: &Value) -> Vec<HealthDef> {
+    raw.get("containerDefinitions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|c| {
+            let command: Vec<String> = c
+                .get("healthCheck")
+                .and_then(|h| h.get("command"))
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|s| s.as_str().map(str::to_string))
+                .collect();
+            Some(HealthDef {
+                name: c.get("name")?.as_str()?.to_string(),
+                essential: c.get("essential").and_then(Value::as_bool).unwrap_or(true),
+                health_check: runs_a_check(&command),
+            })
+        })
+        .collect()
 }
 
 /// A transport protocol of a port mapping.
@@ -383,6 +454,7 @@ fn parse_container(
     }
 
     lifecycle_fields(p, obj, &f);
+    let health_check = health_check(p, obj, &f);
     let port_mappings = port_mappings(p, obj, &f, network_mode);
     network_fields(p, obj, &f, network_mode);
 
@@ -400,9 +472,114 @@ fn parse_container(
         memory_reservation,
         stop_timeout,
         port_mappings,
+        health_check,
         raw: def.clone(),
     })
 }
+
+/// A container's healthCheck, as ECS checks it at registration. None without one, with
+/// `["NONE"]`, or when its command is not valid (reported).
+fn health_check(
+    p: &mut Problems,
+    obj: &Map<String, Value>,
+    f: &dyn Fn(&str) -> String,
+) -> Option<HealthCheck> {
+    let h = match obj.get("healthCheck") {
+        None | Some(Value::Null) => return None,
+        Some(Value::Object(h)) => h,
+        Some(_) => {
+            p.invalid(&f("healthCheck"), "must be an object");
+            return None;
+        }
+    };
+    let g = |key: &str| f(&format!("healthCheck.{key}"));
+    let command = health_command(p, h, &g("command"));
+    let number =
+        |p: &mut Problems, key: &str, default: i64, range: std::ops::RangeInclusive<i64>| {
+            let unit = if key == "retries" { "" } else { " seconds" };
+            match h.get(key) {
+                None | Some(Value::Null) => default,
+                Some(v) => match v.as_i64() {
+                    Some(n) if range.contains(&n) => n,
+                    _ => {
+                        p.invalid(
+                            &g(key),
+                            format!(
+                                "{v} must be between {} and {}{unit}",
+                                range.start(),
+                                range.end()
+                            ),
+                        );
+                        default
+                    }
+                },
+            }
+        };
+    let interval = number(p, "interval", DEFAULT_HEALTH_INTERVAL, HEALTH_INTERVAL);
+    let timeout = number(p, "timeout", DEFAULT_HEALTH_TIMEOUT, HEALTH_TIMEOUT);
+    let retries = number(p, "retries", DEFAULT_HEALTH_RETRIES, HEALTH_RETRIES);
+    let start_period = number(
+        p,
+        "startPeriod",
+        DEFAULT_HEALTH_START_PERIOD,
+        HEALTH_START_PERIOD,
+    );
+    Some(HealthCheck {
+        command: command?,
+        interval,
+        timeout,
+        retries,
+        start_period,
+    })
+}
+
+/// A healthCheck's command: Some when it runs a check; None for `["NONE"]`, or when it is not
+/// valid (reported).
+fn health_command(p: &mut Problems, h: &Map<String, Value>, path: &str) -> Option<Vec<String>> {
+    let command = match h.get("command") {
+        None | Some(Value::Null) => {
+            p.client(path, format!("required: {HEALTH_COMMAND_FORMS}"));
+            return None;
+        }
+        Some(_) => opt_string_list(p, h, "command", path)?,
+    };
+    let Some((kind, rest)) = command.split_first() else {
+        p.client(path, format!("empty: it must be {HEALTH_COMMAND_FORMS}"));
+        return None;
+    };
+    let program = rest.first().is_some_and(|a| !a.trim().is_empty());
+    let shell_command = rest.iter().any(|a| !a.trim().is_empty());
+    let runs = match kind.as_str() {
+        "NONE" if rest.is_empty() => false,
+        "NONE" => {
+            p.invalid(path, "[\"NONE\"] takes nothing after NONE");
+            false
+        }
+        "CMD" if !program => {
+            p.client(path, CMD_EXAMPLE);
+            false
+        }
+        "CMD-SHELL" if !shell_command => {
+            p.client(path, CMD_SHELL_EXAMPLE);
+            false
+        }
+        "CMD" | "CMD-SHELL" => true,
+        other => {
+            p.invalid(
+                path,
+                format!(
+                    "{other:?} is not CMD, CMD-SHELL or NONE: the command must be {HEALTH_COMMAND_FORMS}"
+                ),
+            );
+            false
+        }
+    };
+    runs.then_some(command)
+}
+
+const CMD_EXAMPLE: &str =
+    r#"CMD needs the program to run after it, e.g. ["CMD", "/bin/check", "--quick"]"#;
+const CMD_SHELL_EXAMPLE: &str = r#"CMD-SHELL needs the shell command after it, e.g. ["CMD-SHELL", "curl -f http://localhost/ || exit 1"]"#;
 
 fn opt_string(p: &mut Problems, obj: &Map<String, Value>, key: &str, path: &str) -> Option<String> {
     match obj.get(key) {
@@ -769,10 +946,6 @@ fn lifecycle_fields(p: &mut Problems, obj: &Map<String, Value>, f: &dyn Fn(&str)
                 }
                 match opt_string(p, d, "condition", &format!("{path}.condition")) {
                     None => p.client(&format!("{path}.condition"), "required"),
-                    Some(c) if c == "HEALTHY" => p.invalid(
-                        &format!("{path}.condition"),
-                        "HEALTHY is not supported yet: Berth does not run health checks",
-                    ),
                     Some(c) if DEPENDENCY_CONDITIONS.contains(&c.as_str()) => {}
                     Some(c) => p.invalid(
                         &format!("{path}.condition"),
@@ -825,9 +998,9 @@ fn lifecycle_fields(p: &mut Problems, obj: &Map<String, Value>, f: &dyn Fn(&str)
     }
 }
 
-/// dependsOn across containers: names that exist, no self-dependency, no cycle, and no
-/// COMPLETE or SUCCESS on an essential container (its exit stops the task, so nothing could
-/// ever start after it).
+/// dependsOn across containers: names that exist, no self-dependency, no cycle, no COMPLETE or
+/// SUCCESS on an essential container (its exit stops the task, so nothing could ever start
+/// after it), and HEALTHY only on a container with a healthCheck.
 fn check_dependencies(p: &mut Problems, containers: &[ContainerDef]) {
     let deps_of = |c: &ContainerDef| -> Vec<(String, String)> {
         c.raw
@@ -860,6 +1033,25 @@ fn check_dependencies(p: &mut Problems, containers: &[ContainerDef]) {
                 );
                 continue;
             };
+            if condition == "HEALTHY" && dep.health_check.is_none() {
+                // As ECS: HEALTHY needs a container with a health check. An invalid healthCheck
+                // is reported with it.
+                let why = match dep.raw.get("healthCheck") {
+                    None | Some(Value::Null) => Some(format!("{name:?} has no healthCheck")),
+                    Some(h) if h.get("command") == Some(&serde_json::json!(["NONE"])) => Some(
+                        format!("the healthCheck of {name:?} is [\"NONE\"], which disables it"),
+                    ),
+                    Some(_) => None,
+                };
+                if let Some(why) = why {
+                    p.client(
+                        &format!("{path}.condition"),
+                        format!(
+                            "HEALTHY on {name:?} can never be met: {why}; give {name:?} a healthCheck, or use START"
+                        ),
+                    );
+                }
+            }
             if dep.essential && (condition == "COMPLETE" || condition == "SUCCESS") {
                 p.client(
                     &format!("{path}.condition"),
@@ -1581,18 +1773,215 @@ mod tests {
     }
 
     #[test]
-    fn healthy_and_bad_conditions_are_invalid_parameters() {
-        let e = err(with_deps(
-            json!([{"containerName": "side", "condition": "HEALTHY"}]),
-            Value::Null,
-        ));
-        assert_eq!(e.kind, ProblemKind::InvalidParameter);
-        assert!(e.problems[0].contains("health checks"), "{e:?}");
+    fn bad_conditions_are_invalid_parameters() {
         let e = err(with_deps(
             json!([{"containerName": "side", "condition": "SOON"}]),
             Value::Null,
         ));
+        assert_eq!(e.kind, ProblemKind::InvalidParameter);
         assert!(e.problems[0].starts_with("containerDefinitions[0].dependsOn[0].condition:"));
+    }
+
+    #[test]
+    fn healthy_needs_a_container_with_a_health_check() {
+        let healthy_on_side = || {
+            with_deps(
+                json!([{"containerName": "side", "condition": "HEALTHY"}]),
+                Value::Null,
+            )
+        };
+        let e = err(healthy_on_side());
+        assert_eq!(e.kind, ProblemKind::Client);
+        assert_eq!(
+            e.problems,
+            vec![
+                "containerDefinitions[0].dependsOn[0].condition: HEALTHY on \"side\" can never be met: \"side\" has no healthCheck; give \"side\" a healthCheck, or use START"
+            ]
+        );
+        let mut v = healthy_on_side();
+        v["containerDefinitions"][1]["healthCheck"] = json!({"command": ["NONE"]});
+        assert!(err(v).problems[0].contains("is [\"NONE\"], which disables it"));
+        let mut v = healthy_on_side();
+        v["containerDefinitions"][1]["healthCheck"] =
+            json!({"command": ["CMD-SHELL", "pg_isready"]});
+        let d = parse(&v).unwrap();
+        assert!(d.containers[1].health_check.is_some());
+        // A container with an invalid healthCheck gets one problem, not two.
+        let mut v = healthy_on_side();
+        v["containerDefinitions"][1]["healthCheck"] = json!({"command": ["pg_isready"]});
+        assert_eq!(
+            problem_fields(&err(v)),
+            vec!["containerDefinitions[1].healthCheck.command"]
+        );
+    }
+
+    fn with_check(check: Value) -> Value {
+        let mut v = ok_def();
+        v["containerDefinitions"][0]["healthCheck"] = check;
+        v
+    }
+
+    #[test]
+    fn health_checks_get_ecs_defaults() {
+        let d = parse(&with_check(
+            json!({"command": ["CMD-SHELL", "curl -f http://localhost/ || exit 1"]}),
+        ))
+        .unwrap();
+        assert_eq!(
+            d.containers[0].health_check,
+            Some(HealthCheck {
+                command: vec![
+                    "CMD-SHELL".into(),
+                    "curl -f http://localhost/ || exit 1".into()
+                ],
+                interval: 30,
+                timeout: 5,
+                retries: 3,
+                start_period: 0,
+            })
+        );
+        assert_eq!(d.containers[1].health_check, None);
+        let d = parse(&with_check(json!({
+            "command": ["CMD", "/bin/check", "--quick"],
+            "interval": 5, "timeout": 60, "retries": 10, "startPeriod": 300
+        })))
+        .unwrap();
+        let h = d.containers[0].health_check.as_ref().unwrap();
+        assert_eq!(
+            (h.interval, h.timeout, h.retries, h.start_period),
+            (5, 60, 10, 300)
+        );
+        // ["NONE"] disables the check (as it disables the image's HEALTHCHECK).
+        let d = parse(&with_check(json!({"command": ["NONE"]}))).unwrap();
+        assert_eq!(d.containers[0].health_check, None);
+    }
+
+    #[test]
+    fn health_check_values_outside_ecs_limits_are_refused() {
+        let e = err(with_check(json!({
+            "command": ["CMD", "true"],
+            "interval": 4, "timeout": 61, "retries": 0, "startPeriod": 301
+        })));
+        assert_eq!(e.kind, ProblemKind::InvalidParameter);
+        assert_eq!(
+            e.problems,
+            vec![
+                "containerDefinitions[0].healthCheck.interval: 4 must be between 5 and 300 seconds",
+                "containerDefinitions[0].healthCheck.timeout: 61 must be between 2 and 60 seconds",
+                "containerDefinitions[0].healthCheck.retries: 0 must be between 1 and 10",
+                "containerDefinitions[0].healthCheck.startPeriod: 301 must be between 0 and 300 seconds",
+            ]
+        );
+        let e = err(with_check(
+            json!({"command": ["CMD", "true"], "interval": "30"}),
+        ));
+        assert_eq!(
+            e.problems,
+            vec!["containerDefinitions[0].healthCheck.interval: \"30\" must be between 5 and 300 seconds"]
+        );
+        let e = err(with_check(
+            json!({"command": ["CMD", "true"], "startPeriod": -1}),
+        ));
+        assert_eq!(
+            problem_fields(&e),
+            vec!["containerDefinitions[0].healthCheck.startPeriod"]
+        );
+    }
+
+    #[test]
+    fn health_check_commands_take_ecs_forms() {
+        let command_problem = |command: Value| -> TaskDefError {
+            let e = err(with_check(json!({"command": command})));
+            assert_eq!(
+                problem_fields(&e),
+                vec!["containerDefinitions[0].healthCheck.command"],
+                "{command}"
+            );
+            e
+        };
+        for (command, kind, says) in [
+            (json!(["CMD"]), ProblemKind::Client, "CMD needs the program"),
+            (
+                json!(["CMD", " "]),
+                ProblemKind::Client,
+                "CMD needs the program",
+            ),
+            (
+                json!(["CMD-SHELL"]),
+                ProblemKind::Client,
+                "CMD-SHELL needs the shell command",
+            ),
+            (
+                json!(["CMD-SHELL", ""]),
+                ProblemKind::Client,
+                "CMD-SHELL needs the shell command",
+            ),
+            (
+                json!(["NONE", "x"]),
+                ProblemKind::InvalidParameter,
+                "takes nothing after NONE",
+            ),
+            (json!([]), ProblemKind::Client, "empty"),
+            (
+                json!(["curl", "-f", "http://localhost/"]),
+                ProblemKind::InvalidParameter,
+                "\"curl\" is not CMD, CMD-SHELL or NONE",
+            ),
+            (
+                json!("CMD-SHELL true"),
+                ProblemKind::InvalidParameter,
+                "must be a list of strings",
+            ),
+            (json!(null), ProblemKind::Client, "required"),
+        ] {
+            let e = command_problem(command.clone());
+            assert_eq!(e.kind, kind, "{command}: {e}");
+            assert!(e.problems[0].contains(says), "{command}: {e}");
+        }
+        let mut v = ok_def();
+        v["containerDefinitions"][0]["healthCheck"] = json!(["CMD", "true"]);
+        assert_eq!(
+            err(v).problems,
+            vec!["containerDefinitions[0].healthCheck: must be an object"]
+        );
+        // Docker joins what follows CMD-SHELL with spaces; so does the agent.
+        assert!(parse(&with_check(
+            json!({"command": ["CMD-SHELL", "test", "-f", "/ready"]})
+        ))
+        .is_ok());
+    }
+
+    #[test]
+    fn health_defs_read_stored_definitions_leniently() {
+        let mut v = ok_def();
+        v["containerDefinitions"][0]["healthCheck"] =
+            json!({"command": ["CMD", "true"], "interval": 1});
+        v["containerDefinitions"][1]["healthCheck"] = json!({"command": ["NONE"]});
+        v["containerDefinitions"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"name": "odd", "essential": "yes", "healthCheck": {"command": ["CMD-SHELL", "x"]}}));
+        assert_eq!(
+            health_defs(&v),
+            vec![
+                HealthDef {
+                    name: "app".into(),
+                    essential: true,
+                    health_check: true
+                },
+                HealthDef {
+                    name: "side".into(),
+                    essential: false,
+                    health_check: false
+                },
+                HealthDef {
+                    name: "odd".into(),
+                    essential: true,
+                    health_check: true
+                },
+            ]
+        );
+        assert!(health_defs(&json!({})).is_empty());
     }
 
     #[test]

@@ -6,7 +6,10 @@ use thiserror::Error;
 
 use crate::instance::{InstanceInfo, Resource};
 use crate::security::IngressRule;
-use crate::task::{AgentChange, ContainerStatus, NetworkBinding, Task, TaskNetwork, TaskStatus};
+use crate::task::{
+    AgentChange, ContainerStatus, HealthReport, HealthStatus, NetworkBinding, Task, TaskNetwork,
+    TaskStatus, MAX_HEALTH_OUTPUT_BYTES,
+};
 use crate::taskdef::TaskDefSpec;
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -91,9 +94,32 @@ pub fn agent_change(sc: &pb::StateChange) -> Result<(u64, AgentChange), WireErro
             runtime_id: c.runtime_id.clone(),
             at_ms: c.at_ms,
             restart_count: i64::from(c.restart_count.max(0)),
+            health: c.health.as_ref().map(health_report),
         },
     };
     Ok((seq, change))
+}
+
+/// An agent's ContainerHealth. A zero checked_at_ms means no check has ended yet (the agent
+/// reports UNKNOWN from RUNNING on), and then there is no exit code either. The output is cut to
+/// the contract's 1 KiB whatever the agent sent.
+fn health_report(h: &pb::ContainerHealth) -> HealthReport {
+    let checked = h.checked_at_ms > 0;
+    HealthReport {
+        status: HealthStatus::parse(&h.status),
+        checked_at_ms: checked.then_some(h.checked_at_ms),
+        exit_code: checked.then_some(h.exit_code),
+        output: truncate(&h.output, MAX_HEALTH_OUTPUT_BYTES),
+    }
+}
+
+/// The start of `s`, at most `max` bytes, cut at a character boundary.
+fn truncate(s: &str, max: usize) -> String {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_string()
 }
 
 fn task_network(n: &pb::TaskNetwork) -> TaskNetwork {
@@ -227,6 +253,62 @@ mod tests {
         assert_eq!(
             agent_change(&sc),
             Err(WireError::BadTaskStatus { seq: 4, value: 0 })
+        );
+    }
+
+    fn container_change(health: Option<pb::ContainerHealth>) -> pb::StateChange {
+        pb::StateChange {
+            seq: 9,
+            change: Some(pb::state_change::Change::Container(
+                pb::ContainerStateChange {
+                    task_arn: "arn".into(),
+                    container_name: "app".into(),
+                    status: pb::ContainerStatus::Running as i32,
+                    health,
+                    ..Default::default()
+                },
+            )),
+        }
+    }
+
+    fn health_of(sc: &pb::StateChange) -> Option<HealthReport> {
+        match agent_change(sc).unwrap().1 {
+            AgentChange::Container { health, .. } => health,
+            other => panic!("not a container change: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn container_health_is_converted() {
+        assert_eq!(health_of(&container_change(None)), None);
+        let checked = container_change(Some(pb::ContainerHealth {
+            status: "UNHEALTHY".into(),
+            checked_at_ms: 1_700_000_000_000,
+            exit_code: -1,
+            output: format!("a{}", "é".repeat(600)),
+        }));
+        let h = health_of(&checked).unwrap();
+        assert_eq!(h.status, HealthStatus::Unhealthy);
+        assert_eq!(h.checked_at_ms, Some(1_700_000_000_000));
+        assert_eq!(h.exit_code, Some(-1));
+        assert_eq!(
+            h.output,
+            format!("a{}", "é".repeat(511)),
+            "cut to 1 KiB, on a character boundary"
+        );
+        // Reported from RUNNING on, before any check ended: no check to show.
+        let unchecked = container_change(Some(pb::ContainerHealth {
+            status: "UNKNOWN".into(),
+            ..Default::default()
+        }));
+        assert_eq!(
+            health_of(&unchecked),
+            Some(HealthReport {
+                status: HealthStatus::Unknown,
+                checked_at_ms: None,
+                exit_code: None,
+                output: String::new(),
+            })
         );
     }
 

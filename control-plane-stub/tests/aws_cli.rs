@@ -92,3 +92,82 @@ async fn aws_cli_registers_describes_and_lists() {
 
     server.shutdown().await.unwrap();
 }
+
+/// Health as the AWS CLI shows it: ECS's healthStatus members parse, and Berth's berthHealth
+/// extension is dropped by botocore (it ignores members it does not know) without an error.
+#[tokio::test]
+async fn aws_cli_reads_health_and_ignores_berths_extension() {
+    use berth_proto::v1 as pb;
+    use pb::control_message::Msg;
+
+    let dir = TempDir::new("awscli-health");
+    let server = start(dir.path()).await;
+    let (api, g) = (server.api_addr, server.grpc_addr);
+    let code =
+        berth_cp::admin::create_activation(&data_dir(dir.path()), "default", 1, 3600).unwrap();
+    let reg = grpc(g)
+        .await
+        .register(register_request("default", code_auth(&code)))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut agent = FakeAgent::connect(g, &reg.instance_id, &reg.secret, 0)
+        .await
+        .unwrap();
+    assert!(matches!(agent.expect().await, Msg::Welcome(_)));
+    assert!(matches!(agent.expect().await, Msg::Manifest(_)));
+
+    let containers = serde_json::json!([{
+        "name": "web", "image": "busybox", "memory": 64,
+        "healthCheck": {"command": ["CMD-SHELL", "true"], "interval": 5, "retries": 1}
+    }]);
+    let registered = aws(
+        dir.path(),
+        api,
+        &[
+            "register-task-definition",
+            "--family",
+            "checked",
+            "--container-definitions",
+            &containers.to_string(),
+        ],
+    )
+    .await;
+    assert_eq!(
+        registered["taskDefinition"]["containerDefinitions"][0]["healthCheck"]["interval"],
+        5
+    );
+    let run = aws(
+        dir.path(),
+        api,
+        &["run-task", "--task-definition", "checked"],
+    )
+    .await;
+    let task = &run["tasks"][0];
+    assert_eq!(task["healthStatus"], "UNKNOWN", "{run}");
+    assert!(task["containers"][0].get("berthHealth").is_none(), "{run}");
+    let arn = task["taskArn"].as_str().unwrap().to_string();
+    assert!(matches!(agent.expect().await, Msg::Payload(_)));
+
+    let pb::state_change::Change::Container(mut change) =
+        container_change(&arn, "web", pb::ContainerStatus::Running, None)
+    else {
+        unreachable!()
+    };
+    change.health = Some(pb::ContainerHealth {
+        status: "HEALTHY".into(),
+        checked_at_ms: 1_700_000_000_000,
+        exit_code: 0,
+        output: String::new(),
+    });
+    agent
+        .state_change(1, pb::state_change::Change::Container(change))
+        .await;
+    let described = aws(dir.path(), api, &["describe-tasks", "--tasks", &arn]).await;
+    let task = &described["tasks"][0];
+    assert_eq!(task["healthStatus"], "HEALTHY", "{described}");
+    assert_eq!(task["containers"][0]["healthStatus"], "HEALTHY");
+    assert!(task["containers"][0].get("berthHealth").is_none());
+
+    server.shutdown().await.unwrap();
+}

@@ -122,25 +122,24 @@ pub fn tasks(tasks: &[Value]) -> String {
                 .and_then(|a| a.rsplit('/').next())
                 .unwrap_or("-")
                 .to_string();
-            let containers = t["containers"]
-                .as_array()
-                .map(|cs| {
-                    cs.iter()
-                        .map(|c| match c.get("exitCode") {
-                            Some(code) if !code.is_null() => {
-                                format!("{}={}({})", s(&c["name"]), s(&c["lastStatus"]), code)
-                            }
-                            _ => format!("{}={}", s(&c["name"]), s(&c["lastStatus"])),
-                        })
-                        .collect::<Vec<_>>()
-                        .join(" ")
+            let containers = containers_of(t)
+                .map(|c| {
+                    let status = match c.get("exitCode") {
+                        Some(code) if !code.is_null() => {
+                            format!("{}={}({})", s(&c["name"]), s(&c["lastStatus"]), code)
+                        }
+                        _ => format!("{}={}", s(&c["name"]), s(&c["lastStatus"])),
+                    };
+                    format!("{status}{}", container_health(c))
                 })
-                .unwrap_or_default();
+                .collect::<Vec<_>>()
+                .join(" ");
             vec![
                 last_segment(t["taskArn"].as_str().unwrap_or("-")),
                 family_rev,
                 s(&t["lastStatus"]),
                 s(&t["desiredStatus"]),
+                task_health(t),
                 t.get("stopCode").map(s).unwrap_or_else(|| "-".into()),
                 task_address(t),
                 task_ports(t),
@@ -154,6 +153,7 @@ pub fn tasks(tasks: &[Value]) -> String {
             "FAMILY:REV",
             "LAST",
             "DESIRED",
+            "HEALTH",
             "STOP CODE",
             "ADDRESS",
             "PORTS",
@@ -165,6 +165,47 @@ pub fn tasks(tasks: &[Value]) -> String {
 
 fn containers_of(t: &Value) -> impl Iterator<Item = &Value> {
     t["containers"].as_array().into_iter().flatten()
+}
+
+/// The task's healthStatus; "-" when none of its containers has a health check (ECS says
+/// UNKNOWN then, which reads like a problem).
+fn task_health(t: &Value) -> String {
+    if containers_of(t).any(|c| c.get("berthHealth").is_some()) {
+        s(&t["healthStatus"])
+    } else {
+        "-".to_string()
+    }
+}
+
+/// Most characters of a check's output shown in the CONTAINERS column.
+const MAX_SHOWN_OUTPUT: usize = 60;
+
+/// A checked container's health after its status: `,HEALTHY`, or with the last check's output
+/// (its first line, trimmed, shortened) `,UNHEALTHY:"connection refused"`. Empty for a
+/// container without a health check.
+fn container_health(c: &Value) -> String {
+    let Some(h) = c.get("berthHealth") else {
+        return String::new();
+    };
+    let status = h["status"].as_str().unwrap_or("UNKNOWN");
+    let line = h["output"]
+        .as_str()
+        .unwrap_or("")
+        .trim()
+        .lines()
+        .next()
+        .unwrap_or("")
+        .trim();
+    if line.is_empty() {
+        return format!(",{status}");
+    }
+    let shown: String = if line.chars().count() > MAX_SHOWN_OUTPUT {
+        let cut: String = line.chars().take(MAX_SHOWN_OUTPUT - 1).collect();
+        format!("{}…", cut.trim_end())
+    } else {
+        line.to_string()
+    };
+    format!(",{status}:{shown:?}")
 }
 
 /// The task's own address (bridge, awsvpc), from its containers' networkInterfaces.
@@ -399,12 +440,12 @@ mod tests {
         };
         let out = tasks(&[bridge]);
         assert_eq!(
-            words(&out, 0)[6..],
+            words(&out, 0)[7..],
             ["ADDRESS", "PORTS", "CONTAINERS"],
             "{out}"
         );
         assert_eq!(
-            words(&out, 1)[5..],
+            words(&out, 1)[6..],
             ["10.232.0.5", "80->49153/tcp,53->5353/udp", "app=RUNNING"],
             "{out}"
         );
@@ -420,11 +461,51 @@ mod tests {
                 ]}]
         });
         assert_eq!(
-            words(&tasks(&[awsvpc]), 1)[5..],
+            words(&tasks(&[awsvpc]), 1)[6..],
             ["10.233.0.2", "80/tcp,9000-9010/udp", "app=RUNNING"]
         );
         let host = json!({"taskArn": "t", "lastStatus": "PENDING", "containers": [{"name": "a", "lastStatus": "PENDING"}]});
-        assert_eq!(words(&tasks(&[host]), 1)[5..], ["-", "-", "a=PENDING"]);
+        assert_eq!(words(&tasks(&[host]), 1)[6..], ["-", "-", "a=PENDING"]);
+    }
+
+    #[test]
+    fn task_rows_show_health() {
+        let long = "x".repeat(100);
+        let t = json!({
+            "taskArn": "arn:aws:ecs:r:a:task/default/abc",
+            "taskDefinitionArn": "arn:aws:ecs:r:a:task-definition/web:2",
+            "lastStatus": "RUNNING", "desiredStatus": "RUNNING", "healthStatus": "UNHEALTHY",
+            "containers": [
+                {"name": "app", "lastStatus": "RUNNING", "healthStatus": "UNHEALTHY",
+                 "berthHealth": {"status": "UNHEALTHY", "exitCode": 7,
+                                 "output": "  \n curl: (7) Failed to connect  \nsecond line\n"}},
+                {"name": "db", "lastStatus": "STOPPED", "exitCode": 0, "healthStatus": "HEALTHY",
+                 "berthHealth": {"status": "HEALTHY", "output": ""}},
+                {"name": "side", "lastStatus": "RUNNING", "healthStatus": "UNKNOWN"},
+                {"name": "big", "lastStatus": "RUNNING", "healthStatus": "UNHEALTHY",
+                 "berthHealth": {"status": "UNHEALTHY", "output": long}}
+            ]
+        });
+        let out = tasks(&[t]);
+        let header = out.lines().next().unwrap();
+        assert!(header.contains("DESIRED  HEALTH     STOP CODE"), "{out}");
+        let row = out.lines().nth(1).unwrap();
+        assert!(row.contains("RUNNING  UNHEALTHY  -"), "{row}");
+        let shown = format!("{}…", "x".repeat(59));
+        assert!(
+            row.ends_with(&format!(
+                "app=RUNNING,UNHEALTHY:\"curl: (7) Failed to connect\" db=STOPPED(0),HEALTHY side=RUNNING big=RUNNING,UNHEALTHY:\"{shown}\""
+            )),
+            "{row}"
+        );
+        // No container with a health check: no task health to speak of.
+        let plain = json!({"taskArn": "t", "lastStatus": "RUNNING", "desiredStatus": "RUNNING",
+            "healthStatus": "UNKNOWN", "containers": [{"name": "a", "lastStatus": "RUNNING", "healthStatus": "UNKNOWN"}]});
+        let out = tasks(&[plain]);
+        assert!(
+            out.lines().nth(1).unwrap().contains("RUNNING  RUNNING  -"),
+            "{out}"
+        );
     }
 
     #[test]

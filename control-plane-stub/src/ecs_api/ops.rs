@@ -277,8 +277,9 @@ fn run_task(cp: &ControlPlane, r: RunTaskRequest) -> OpResult {
         overrides: r.overrides,
         network_configuration: network_configuration(r.network_configuration)?,
     })?;
+    let defs = cp.health_defs(&tasks)?;
     Ok(json!({
-        "tasks": tasks.iter().map(|t| shapes::task(&cp.arns, t)).collect::<Vec<_>>(),
+        "tasks": tasks.iter().map(|t| shapes::task(&cp.arns, t, defs.of(t))).collect::<Vec<_>>(),
         "failures": failures.iter().map(shapes::failure).collect::<Vec<_>>(),
     }))
 }
@@ -293,7 +294,8 @@ struct StopTaskRequest {
 
 fn stop_task(cp: &ControlPlane, r: StopTaskRequest) -> OpResult {
     let task = cp.stop_task(&cluster_or_default(r.cluster), &r.task, r.reason.as_deref())?;
-    Ok(json!({"task": shapes::task(&cp.arns, &task)}))
+    let defs = cp.health_defs(std::slice::from_ref(&task))?;
+    Ok(json!({"task": shapes::task(&cp.arns, &task, defs.of(&task))}))
 }
 
 #[derive(Deserialize)]
@@ -312,8 +314,9 @@ fn describe_tasks(cp: &ControlPlane, r: DescribeTasksRequest) -> OpResult {
     }
     let cluster = cluster_or_default(r.cluster);
     let (found, missing) = cp.describe_tasks(&cluster, &r.tasks)?;
+    let defs = cp.health_defs(&found)?;
     Ok(json!({
-        "tasks": found.iter().map(|t| shapes::task(&cp.arns, t)).collect::<Vec<_>>(),
+        "tasks": found.iter().map(|t| shapes::task(&cp.arns, t, defs.of(t))).collect::<Vec<_>>(),
         "failures": missing.iter().map(|m| {
             let arn = if m.starts_with("arn:") { m.clone() } else { cp.arns.task(&cluster, m) };
             shapes::missing(&arn)

@@ -7,8 +7,8 @@ use crate::ids::Arns;
 use crate::instance::Resource;
 use crate::placement::PlacementFailure;
 use crate::store::{ClusterCounts, TaskDefRecord};
-use crate::task::{Container, Task, TaskStatus};
-use crate::taskdef::Protocol;
+use crate::task::{container_health_status, task_health_status, Container, Task, TaskStatus};
+use crate::taskdef::{HealthDef, Protocol};
 
 /// The subnet named in awsvpc attachments: the agent's task subnet, whatever it is.
 pub const TASK_SUBNET_ID: &str = "berth-task-subnet";
@@ -80,7 +80,9 @@ pub fn tags(r: &TaskDefRecord) -> Value {
     r.raw.get("tags").cloned().unwrap_or_else(|| json!([]))
 }
 
-pub fn task(arns: &Arns, t: &Task) -> Value {
+/// One task. `defs`: what its task definition says about its containers' health (see
+/// `ControlPlane::health_defs`).
+pub fn task(arns: &Arns, t: &Task, defs: &[HealthDef]) -> Value {
     let task_arn = arns.task(&t.cluster, &t.id);
     let containers: Vec<Value> = t
         .containers
@@ -98,6 +100,12 @@ pub fn task(arns: &Arns, t: &Task) -> Value {
             m.insert("lastStatus".into(), json!(c.last_status.as_str()));
             put(&mut m, "exitCode", c.exit_code.map(|v| json!(v)));
             put(&mut m, "reason", c.reason.as_ref().map(|v| json!(v)));
+            m.insert(
+                "healthStatus".into(),
+                json!(container_health_status(c).as_str()),
+            );
+            let checked = defs.iter().any(|d| d.name == c.name && d.health_check);
+            put(&mut m, "berthHealth", berth_health(c, checked));
             m.insert("restartCount".into(), json!(c.restart_count));
             m.insert(
                 "networkBindings".into(),
@@ -130,6 +138,10 @@ pub fn task(arns: &Arns, t: &Task) -> Value {
     );
     m.insert("lastStatus".into(), json!(t.last_status.as_str()));
     m.insert("desiredStatus".into(), json!(t.desired_status.as_str()));
+    m.insert(
+        "healthStatus".into(),
+        json!(task_health_status(t, defs).as_str()),
+    );
     m.insert("createdAt".into(), ts(t.created_at_ms));
     put(&mut m, "startedAt", t.started_at_ms.map(ts));
     put(&mut m, "stoppingAt", t.stopping_at_ms.map(ts));
@@ -159,6 +171,29 @@ pub fn task(arns: &Arns, t: &Task) -> Value {
     m.insert("tags".into(), json!([]));
     m.insert("containers".into(), Value::Array(containers));
     Value::Object(m)
+}
+
+/// Berth's extension with a checked container's last check, beside ECS's healthStatus (botocore
+/// ignores members it does not know): `{"status", "output", "exitCode", "checkedAt",
+/// "receivedAt"}`. exitCode and checkedAt (the agent's clock) once a check has ended, receivedAt
+/// (berth-cp's clock) once the agent reported; for a container with a healthCheck not reported
+/// yet, `{"status": "UNKNOWN", "output": ""}`. None for a container without a healthCheck.
+fn berth_health(c: &Container, checked: bool) -> Option<Value> {
+    if !checked && c.health.is_none() {
+        return None;
+    }
+    let mut m = Map::new();
+    m.insert("status".into(), json!(container_health_status(c).as_str()));
+    let h = c.health.as_ref();
+    m.insert("output".into(), json!(h.map_or("", |h| h.output.as_str())));
+    put(
+        &mut m,
+        "exitCode",
+        h.and_then(|h| h.exit_code).map(|v| json!(v)),
+    );
+    put(&mut m, "checkedAt", h.and_then(|h| h.checked_at_ms).map(ts));
+    put(&mut m, "receivedAt", h.map(|h| ts(h.received_at_ms)));
+    Some(Value::Object(m))
 }
 
 /// The task's network mode: as the agent reported it, else as it was started.
@@ -336,4 +371,63 @@ pub fn container_instance(arns: &Arns, v: &InstanceView) -> Value {
         "attachments": [],
         "tags": [],
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::task::tests::sample_task;
+    use crate::task::{ContainerHealth, HealthStatus};
+
+    fn def(name: &str, essential: bool, health_check: bool) -> HealthDef {
+        HealthDef {
+            name: name.into(),
+            essential,
+            health_check,
+        }
+    }
+
+    #[test]
+    fn health_shows_ecs_fields_and_berths_extension() {
+        let arns = Arns::new("us-east-1", "000000000000");
+        let mut t = sample_task();
+        let mut side = t.containers[0].clone();
+        side.name = "side".into();
+        t.containers.push(side);
+
+        // Not checked: ECS's UNKNOWN and no extension.
+        let v = task(
+            &arns,
+            &t,
+            &[def("app", true, false), def("side", true, false)],
+        );
+        assert_eq!(v["healthStatus"], "UNKNOWN");
+        assert_eq!(v["containers"][0]["healthStatus"], "UNKNOWN");
+        assert!(v["containers"][0].get("berthHealth").is_none(), "{v}");
+
+        // Checked, not reported yet.
+        let defs = [def("app", true, true), def("side", false, false)];
+        let v = task(&arns, &t, &defs);
+        assert_eq!(
+            v["containers"][0]["berthHealth"],
+            json!({"status": "UNKNOWN", "output": ""})
+        );
+        assert!(v["containers"][1].get("berthHealth").is_none());
+
+        t.containers[0].health = Some(ContainerHealth {
+            status: HealthStatus::Unhealthy,
+            checked_at_ms: Some(1_700_000_000_500),
+            exit_code: Some(-1),
+            output: "timed out".into(),
+            received_at_ms: 1_700_000_001_000,
+        });
+        let v = task(&arns, &t, &defs);
+        assert_eq!(v["healthStatus"], "UNHEALTHY");
+        assert_eq!(v["containers"][0]["healthStatus"], "UNHEALTHY");
+        assert_eq!(
+            v["containers"][0]["berthHealth"],
+            json!({"status": "UNHEALTHY", "output": "timed out", "exitCode": -1,
+                   "checkedAt": 1_700_000_000.5, "receivedAt": 1_700_000_001.0})
+        );
+    }
 }

@@ -260,5 +260,6 @@ pub fn container_change(
         runtime_id: "rt-1".into(),
         at_ms: 1_700_000_000_000,
         restart_count: 0,
+        health: None,
     })
 }
