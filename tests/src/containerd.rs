@@ -100,6 +100,31 @@ pub fn import_test_image(namespace: &str) -> Result<()> {
     Ok(())
 }
 
+/// The pids of every process in container `id`'s task (`ctr task ps`): the main process and
+/// any exec'd ones.
+pub fn task_pids(namespace: &str, id: &str) -> Result<Vec<u32>> {
+    Ok(first_column_pids(&ctr(namespace, &["tasks", "ps", id])?))
+}
+
+/// The pid of container `id`'s main process (`ctr task ls`), if it has a task.
+pub fn task_main_pid(namespace: &str, id: &str) -> Result<Option<u32>> {
+    let out = ctr(namespace, &["tasks", "ls"])?;
+    Ok(out.lines().skip(1).find_map(|l| {
+        let mut cols = l.split_whitespace();
+        (cols.next() == Some(id))
+            .then(|| cols.next()?.parse().ok())
+            .flatten()
+    }))
+}
+
+/// The numbers in the first column of a table ctr printed (its header has none).
+fn first_column_pids(table: &str) -> Vec<u32> {
+    table
+        .lines()
+        .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+        .collect()
+}
+
 /// The ids of the containers in `namespace`.
 pub fn containers(namespace: &str) -> Result<Vec<String>> {
     Ok(lines(&ctr(namespace, &["containers", "ls", "-q"])?))

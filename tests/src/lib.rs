@@ -20,8 +20,10 @@ mod cgroups;
 mod containerd;
 mod ecs;
 mod env;
+mod health;
 pub mod net;
 mod process;
+pub mod procstat;
 mod tasks;
 mod wait;
 
@@ -31,9 +33,13 @@ pub use cgroups::{
     cgroup_exists, cgroup_file, cgroup_threads, cpu_usage_ns, is_v2 as cgroup_v2, read_cgroup,
     remove_cgroup_tree,
 };
-pub use containerd::{ctr, TEST_IMAGE};
+pub use containerd::{ctr, task_main_pid, task_pids, TEST_IMAGE};
 pub use ecs::{container, ApiError, EcsClient};
 pub use env::{CpAddrs, TestEnv};
+pub use health::{
+    berth_health, container_health, epoch_secs, health_check, now_epoch_secs, task_health,
+    watch_health, HealthWatch, Trail,
+};
 pub use net::{
     host_links, host_routes, http_get, http_get_async, in_netns, run as run_cmd,
     stored_network_phases, tcp_connects, wait_http_body, HttpResponse, NetworkSettings, Subnet,
@@ -41,7 +47,7 @@ pub use net::{
 };
 pub use process::Proc;
 pub use tasks::{
-    exit_code, register, register_and_run, run_task, start_task, stop_and_wait, task_arn, task_id,
-    wait_running, wait_status, wait_stopped, wait_task,
+    container_log, exit_code, register, register_and_run, run_task, start_task, stop_and_wait,
+    task_arn, task_id, wait_running, wait_status, wait_stopped, wait_task,
 };
 pub use wait::{timeout, wait_until};

@@ -138,3 +138,13 @@ pub async fn stop_and_wait(env: &TestEnv, task: &str) -> Result<()> {
 pub fn exit_code(task: &Value, name: &str) -> Option<i64> {
     container(task, name)?["exitCode"].as_i64()
 }
+
+/// The log (stdout and stderr) of container `name` of `task` on the env's first agent.
+pub fn container_log(env: &TestEnv, task: &str, name: &str) -> Result<String> {
+    let path = env
+        .agent_data_dir(0)
+        .join("logs")
+        .join(task_id(task))
+        .join(format!("{name}.log"));
+    std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))
+}

@@ -154,8 +154,11 @@ async fn a_failed_success_dependency_stops_the_task() -> Result<()> {
             }),
         )
         .await;
-    let err = format!("{:?}", refused.expect_err("HEALTHY must be refused"));
-    ensure!(err.contains("health checks"), "{err}");
+    let err = format!(
+        "{:?}",
+        refused.expect_err("HEALTHY on a container without a healthCheck must be refused")
+    );
+    ensure!(err.contains("healthCheck"), "{err}");
     env.pass();
     Ok(())
 }
