@@ -3,7 +3,7 @@
 //! wedge a task worker, the session or heartbeats).
 
 use std::collections::HashMap;
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -452,18 +452,93 @@ fn exec_process(container_spec: &[u8], args: &[String]) -> Result<Vec<u8>, Strin
     serde_json::to_vec(process).map_err(|e| e.to_string())
 }
 
-/// A `file://` URI for the shim, percent-encoded for Go's url.Parse (which decodes the path).
-fn file_uri(path: &Path) -> String {
-    let mut uri = String::from("file://");
-    for b in path.as_os_str().as_bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => {
-                uri.push(char::from(*b))
+/// Where an exec's stdout and stderr go: one file under two names.
+///
+/// Not a `file://` URI: for that scheme the runc shim writes stdout and stderr through one
+/// shared descriptor that the first copier to finish closes for both (containerd 1.6
+/// `pkg/process/io.go`, `countingWriteCloser`): when the process has exited before the shim
+/// starts copying - a quick check, a loaded host - whatever it wrote to stderr is lost. Given
+/// plain paths of existing regular files the shim opens each on its own (`O_APPEND`), so
+/// stdout and stderr are appended to the same file, in the order the shim copies them.
+#[derive(Debug, Clone)]
+struct ExecOutput {
+    path: PathBuf,
+    /// A hard link to `path` for stderr.
+    stderr: PathBuf,
+}
+
+impl ExecOutput {
+    fn new(path: &Path) -> Result<Self, RuntimeError> {
+        let text = path.to_str().unwrap_or_default();
+        // The shim parses the paths as URLs (to find their scheme): absolute, so that there is
+        // none, and nothing url.Parse rejects.
+        if !path.is_absolute() || text.contains('%') || text.contains(char::is_control) {
+            return Err(RuntimeError::InvalidSpec(format!(
+                "exec output path {} must be absolute, UTF-8, without '%' or control characters",
+                path.display()
+            )));
+        }
+        let mut stderr = path.as_os_str().to_owned();
+        stderr.push(".stderr");
+        Ok(Self {
+            path: path.to_path_buf(),
+            stderr: stderr.into(),
+        })
+    }
+
+    /// Creates the file afresh (the shim appends: a leftover must not add to the output) and
+    /// its second name.
+    fn prepare(&self) -> Result<(), RuntimeError> {
+        let io_err = |what: &str, p: &Path, e: std::io::Error| {
+            RuntimeError::Io(format!("{what} {}: {e}", p.display()))
+        };
+        if let Some(dir) = self.path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| io_err("creating", dir, e))?;
+        }
+        self.remove();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&self.path)
+            .map_err(|e| io_err("creating", &self.path, e))?;
+        std::fs::hard_link(&self.path, &self.stderr).map_err(|e| {
+            self.remove();
+            io_err("linking", &self.stderr, e)
+        })
+    }
+
+    fn stdout_uri(&self) -> String {
+        self.path.to_string_lossy().into_owned()
+    }
+
+    fn stderr_uri(&self) -> String {
+        self.stderr.to_string_lossy().into_owned()
+    }
+
+    fn remove(&self) {
+        for p in [&self.path, &self.stderr] {
+            if let Err(e) = std::fs::remove_file(p) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    tracing::warn!(path = %p.display(), error = %e, "cannot remove an exec's output");
+                }
             }
-            _ => uri.push_str(&format!("%{b:02X}")),
         }
     }
-    uri
+
+    /// The start of the output; the file is removed.
+    async fn take(&self) -> String {
+        use tokio::io::AsyncReadExt;
+        let mut bytes = Vec::new();
+        if let Ok(file) = tokio::fs::File::open(&self.path).await {
+            let _ = file
+                .take(health::MAX_OUTPUT_BYTES as u64)
+                .read_to_end(&mut bytes)
+                .await;
+        }
+        self.remove();
+        health::truncate_output(&bytes)
+    }
 }
 
 /// A host process, told apart from a later one that reuses its pid by its start time.
@@ -493,8 +568,24 @@ fn start_time(pid: i32) -> Option<u64> {
 
 /// Field 22 of /proc/<pid>/stat; the command name before it may hold spaces and parentheses.
 fn parse_start_time(stat: &str) -> Option<u64> {
+    stat_field(stat, 22)?.parse().ok()
+}
+
+/// Field `n` (from 1, as in proc(5)) of /proc/<pid>/stat, for n > 2.
+fn stat_field(stat: &str, n: usize) -> Option<&str> {
     let (_, after_comm) = stat.rsplit_once(')')?;
-    after_comm.split_whitespace().nth(19)?.parse().ok()
+    after_comm.split_whitespace().nth(n.checked_sub(3)?)
+}
+
+/// Whether a process is stopped, or dead, or gone: nothing it does can change any more.
+fn settled(pid: i32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return true;
+    };
+    matches!(
+        stat_field(&stat, 3),
+        Some("T" | "t" | "Z" | "X" | "x") | None
+    )
 }
 
 /// The pids in a /proc/<pid>/task/<tid>/children file.
@@ -540,25 +631,29 @@ fn send_signal(pid: i32, signal: i32) {
     let _ = unsafe { libc::kill(pid, signal) };
 }
 
-/// Kills `root` and every process it started that is still below it. The tree is stopped
-/// first, top-down, so that nothing in it can fork any more (a process forks no child once a
-/// stop is pending for it) and its children lists are final; then all are killed, children
-/// first. Children read while one of them exits may be missed, hence a second walk.
-/// Returns how many processes were killed.
+/// Kills `root` and every process it started that is still below it (blocking, for a few
+/// milliseconds). The tree is stopped first, top-down, each process before its children are
+/// read, and walked again until a walk finds nothing new and every process found has stopped:
+/// then none is in the middle of a fork and the children lists are final, so that no process
+/// escapes by being orphaned (the container's init would inherit it). Then all are killed,
+/// children first. Returns how many processes were killed.
 fn kill_tree(root: HostProcess) -> usize {
     if !root.alive() {
         return 0;
     }
     let mut tree = Vec::new();
-    for _ in 0..5 {
+    for _ in 0..50 {
         let before = tree.len();
         walk_tree(root.pid, &mut tree, |pid| {
             send_signal(pid, libc::SIGSTOP);
             children_of(pid)
         });
-        if tree.len() == before {
+        if tree.len() == before && tree.iter().all(|&pid| settled(pid)) {
             break;
         }
+        // A process in uninterruptible sleep stops when it wakes; one that never does is
+        // killed anyway after the last walk.
+        std::thread::sleep(Duration::from_millis(2));
     }
     for &pid in tree.iter().rev() {
         send_signal(pid, libc::SIGKILL);
@@ -604,8 +699,7 @@ impl ExecProcess {
         }
     }
 
-    async fn create(&self, process: Vec<u8>, output: &Path) -> Result<(), RuntimeError> {
-        let uri = file_uri(output);
+    async fn create(&self, process: Vec<u8>, output: &ExecOutput) -> Result<(), RuntimeError> {
         let mut tasks = self.tasks.clone();
         self.call(
             "Tasks.Exec",
@@ -614,8 +708,8 @@ impl ExecProcess {
                     container_id: self.container_id.clone(),
                     exec_id: self.exec_id.clone(),
                     stdin: String::new(),
-                    stdout: uri.clone(),
-                    stderr: uri,
+                    stdout: output.stdout_uri(),
+                    stderr: output.stderr_uri(),
                     terminal: false,
                     spec: Some(prost_types::Any {
                         type_url: PROCESS_TYPE_URL.to_string(),
@@ -670,8 +764,9 @@ impl ExecProcess {
     /// covers a pid we could not see.
     async fn kill(&self, pid: Option<HostProcess>) {
         if let Some(pid) = pid {
-            let killed = kill_tree(pid);
-            tracing::debug!(exec_id = %self.exec_id, killed, "killed an exec's processes");
+            if let Ok(killed) = tokio::task::spawn_blocking(move || kill_tree(pid)).await {
+                tracing::debug!(exec_id = %self.exec_id, killed, "killed an exec's processes");
+            }
         }
         let mut tasks = self.tasks.clone();
         let _ = self
@@ -708,14 +803,19 @@ impl ExecProcess {
     }
 
     /// Removes the process from containerd, killing it first if it may still run (`kill`)
-    /// or if containerd refuses to delete it (it still runs). The shim waits for the output
-    /// to be copied before the delete returns.
-    async fn delete(&self, pid: Option<HostProcess>, kill: bool) -> Result<(), RuntimeError> {
+    /// or if containerd refuses to delete it (it still runs), for about `patience`. The shim
+    /// waits for the output to be copied before the delete returns.
+    async fn delete(
+        &self,
+        pid: Option<HostProcess>,
+        kill: bool,
+        patience: Duration,
+    ) -> Result<(), RuntimeError> {
         if kill {
             self.kill(pid).await;
             let _ = self.wait(Duration::from_secs(2)).await;
         }
-        let deadline = tokio::time::Instant::now() + self.call_timeout;
+        let deadline = tokio::time::Instant::now() + patience;
         loop {
             match self.delete_once().await {
                 Ok(()) => return Ok(()),
@@ -749,12 +849,14 @@ impl ExecProcess {
     }
 }
 
-/// Removes an exec process whose `exec` call was dropped half-way (a health checker aborted
-/// with its container): killed, deleted and its output file removed, in a task of its own.
+/// Removes an exec process that its `exec` call could not remove: the call was dropped
+/// half-way (a health checker aborted with its container), or containerd did not answer in
+/// time. Killed, deleted and its output file removed, in a task of its own that keeps trying
+/// for a while (a start that timed out on our side may still be going on in the shim).
 struct ExecCleanup {
     process: Option<ExecProcess>,
     pid: Option<HostProcess>,
-    output: PathBuf,
+    output: ExecOutput,
 }
 
 impl ExecCleanup {
@@ -772,32 +874,15 @@ impl Drop for ExecCleanup {
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        let (pid, output) = (self.pid, std::mem::take(&mut self.output));
+        let (pid, output) = (self.pid, self.output.clone());
         rt.spawn(async move {
-            if let Err(e) = process.delete(pid, true).await {
+            let patience = process.call_timeout * 5;
+            if let Err(e) = process.delete(pid, true, patience).await {
                 tracing::warn!(exec_id = %process.exec_id, error = %e, "cannot remove an abandoned exec");
             }
-            let _ = tokio::fs::remove_file(&output).await;
+            output.remove();
         });
     }
-}
-
-/// The start of an exec's output; the file is removed.
-async fn take_output(path: &Path) -> String {
-    use tokio::io::AsyncReadExt;
-    let mut bytes = Vec::new();
-    if let Ok(file) = tokio::fs::File::open(path).await {
-        let _ = file
-            .take(health::MAX_OUTPUT_BYTES as u64)
-            .read_to_end(&mut bytes)
-            .await;
-    }
-    if let Err(e) = tokio::fs::remove_file(path).await {
-        if e.kind() != std::io::ErrorKind::NotFound {
-            tracing::warn!(path = %path.display(), error = %e, "cannot remove an exec's output");
-        }
-    }
-    health::truncate_output(&bytes)
 }
 
 impl Runtime for Containerd {
@@ -827,22 +912,8 @@ impl Runtime for Containerd {
         let process = exec_process(&spec.value, &req.args)
             .map_err(|e| RuntimeError::InvalidSpec(format!("container {id}: {e}")))?;
 
-        // The shim creates the file and appends to it: a leftover must not add to the output.
-        let output = req.output_path.as_path();
-        if let Some(dir) = output.parent() {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| RuntimeError::Io(format!("creating {}: {e}", dir.display())))?;
-        }
-        match std::fs::remove_file(output) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => {
-                return Err(RuntimeError::Io(format!(
-                    "removing {}: {e}",
-                    output.display()
-                )))
-            }
-        }
+        let output = ExecOutput::new(&req.output_path)?;
+        output.prepare()?;
 
         let exec = ExecProcess {
             tasks: self.client.tasks(),
@@ -851,8 +922,8 @@ impl Runtime for Containerd {
             container_id: id.to_string(),
             exec_id: req.exec_id.clone(),
         };
-        if let Err(e) = exec.create(process, output).await {
-            let _ = std::fs::remove_file(output);
+        if let Err(e) = exec.create(process, &output).await {
+            output.remove();
             return Err(e);
         }
         // From here on the process exists in containerd and is removed whatever happens,
@@ -860,18 +931,28 @@ impl Runtime for Containerd {
         let mut cleanup = ExecCleanup {
             process: Some(exec.clone()),
             pid: None,
-            output: output.to_path_buf(),
+            output: output.clone(),
         };
-        let ran = exec.run(req.timeout, &mut cleanup.pid).await;
+        let ran = match exec.run(req.timeout, &mut cleanup.pid).await {
+            // containerd did not answer: the shim may still be starting the process (a 1.6
+            // shim starts one process at a time). The cleanup waits for it in the background.
+            Err(e @ RuntimeError::Timeout { .. }) => {
+                tracing::warn!(runtime_id = id, exec_id = %req.exec_id, error = %e, "exec timed out");
+                return Err(e);
+            }
+            ran => ran,
+        };
         let pid = cleanup.pid;
-        // Wait failed: the process may still run. A failed start never ran (or, if only our
-        // deadline passed, the delete finds it running and kills it).
+        // Wait failed: the process may still run. A failed start never ran.
         let kill = ran.is_err() && pid.is_some();
-        let deleted = exec.delete(pid, kill).await;
-        let text = take_output(output).await;
-        cleanup.disarm();
-        if let Err(e) = deleted {
-            tracing::warn!(runtime_id = id, exec_id = %req.exec_id, error = %e, "cannot delete an exec process");
+        let deleted = exec.delete(pid, kill, self.cfg.call_timeout).await;
+        let text = output.take().await;
+        match deleted {
+            Ok(()) => cleanup.disarm(),
+            // Left to the cleanup, which keeps trying.
+            Err(e) => {
+                tracing::warn!(runtime_id = id, exec_id = %req.exec_id, error = %e, "cannot delete an exec process yet")
+            }
         }
         match ran {
             Ok(exit_code) => Ok(ExecOutcome {
@@ -1175,15 +1256,44 @@ mod tests {
     }
 
     #[test]
-    fn output_uris_are_percent_encoded_paths() {
+    fn output_goes_to_one_file_under_two_names() {
+        let out =
+            ExecOutput::new(Path::new("/var/lib/berth/health/t1-app.health-1-0a.out")).unwrap();
         assert_eq!(
-            file_uri(Path::new("/var/lib/berth/health/t1-app.health-1-0a.out")),
-            "file:///var/lib/berth/health/t1-app.health-1-0a.out"
+            out.stdout_uri(),
+            "/var/lib/berth/health/t1-app.health-1-0a.out"
         );
         assert_eq!(
-            file_uri(Path::new("/tmp/a b/100%?#.out")),
-            "file:///tmp/a%20b/100%25%3F%23.out"
+            out.stderr_uri(),
+            "/var/lib/berth/health/t1-app.health-1-0a.out.stderr"
         );
+        for bad in ["relative.out", "/tmp/100%.out", "/tmp/a\nb.out"] {
+            assert!(ExecOutput::new(Path::new(bad)).is_err(), "{bad}");
+        }
+
+        let dir = std::env::temp_dir().join(format!("berth-exec-out-{:08x}", fastrand::u32(..)));
+        let out = ExecOutput::new(&dir.join("sub/x.out")).unwrap();
+        std::fs::create_dir_all(dir.join("sub")).unwrap();
+        std::fs::write(&out.path, "leftover").unwrap();
+        out.prepare().unwrap();
+        let append = |p: &Path, text: &str| {
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new().append(true).open(p).unwrap();
+            f.write_all(text.as_bytes()).unwrap();
+        };
+        append(&out.path, "out\n");
+        append(&out.stderr, "err\n");
+        append(&out.path, "out again\n");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        assert_eq!(rt.block_on(out.take()), "out\nerr\nout again\n");
+        assert!(!out.path.exists() && !out.stderr.exists());
+        // Preparing twice (a leftover link) works too.
+        out.prepare().unwrap();
+        out.prepare().unwrap();
+        out.remove();
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
@@ -1191,6 +1301,9 @@ mod tests {
         let stat = "4242 (we ird) (x) S 1 4242 4242 0 -1 4194560 150 0 0 0 0 0 0 0 20 0 1 0 \
                     987654 1863680 200 18446744073709551615";
         assert_eq!(parse_start_time(stat), Some(987654));
+        assert_eq!(stat_field(stat, 3), Some("S"));
+        assert_eq!(stat_field(stat, 4), Some("1"));
+        assert_eq!(stat_field(stat, 2), None);
         assert_eq!(parse_start_time("4242 (sh) S 1 2"), None);
         assert_eq!(parse_start_time(""), None);
         let own = std::fs::read_to_string("/proc/self/stat").unwrap();
@@ -1273,6 +1386,59 @@ mod tests {
         }
         // A process that is gone is not killed again.
         assert_eq!(kill_tree(root), 0);
+    }
+
+    /// Live processes whose command line is exactly `args`.
+    fn running(args: &[&str]) -> Vec<i32> {
+        let want: Vec<u8> = args
+            .iter()
+            .flat_map(|a| [a.as_bytes(), b"\0"].concat())
+            .collect();
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+            .filter(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c == want))
+            .collect()
+    }
+
+    #[test]
+    fn a_forking_tree_is_killed_without_escapes() {
+        // A shell starting sleeps, one every few milliseconds for several seconds, while it is
+        // being killed: a kill that is not atomic over the tree leaves some of them running.
+        let secs = format!("{}", 3000 + fastrand::u32(..1000));
+        let script = format!(
+            "i=0; while [ $i -lt 2000 ]; do sleep {secs} & sleep 0.002; i=$((i+1)); done; wait"
+        );
+        // Without our stdio: an escaped sleep must not hold the test harness's output open.
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", &script])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let root = HostProcess::find(child.id()).unwrap();
+        std::thread::sleep(Duration::from_millis(30));
+        let killed = kill_tree(root);
+        child.wait().unwrap();
+        assert!(killed >= 1);
+        // Orphans would live on under the host's init; killed ones are zombies (no command
+        // line) until it reaps them.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let left = running(&["sleep", &secs]);
+            if left.is_empty() {
+                break;
+            }
+            if std::time::Instant::now() > deadline {
+                for &pid in &left {
+                    send_signal(pid, libc::SIGKILL);
+                }
+                panic!("escaped: {left:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     #[test]
