@@ -57,6 +57,10 @@ pub struct ContainerdConfig {
 pub struct Containerd {
     client: Client,
     cfg: ContainerdConfig,
+    /// Each checked container's process spec for execs, read once: a container's spec never
+    /// changes, and health checks would otherwise fetch and parse it every few seconds.
+    /// Dropped when the container is removed (and so before an id is reused).
+    exec_templates: std::sync::Mutex<HashMap<String, std::sync::Arc<ExecTemplate>>>,
 }
 
 impl Containerd {
@@ -72,6 +76,7 @@ impl Containerd {
         Ok(Self {
             client: Client::from(channel),
             cfg,
+            exec_templates: Default::default(),
         })
     }
 
@@ -435,21 +440,34 @@ fn ignore_not_found<T>(r: Result<T, RuntimeError>) -> Result<(), RuntimeError> {
 /// The type of an exec's process spec, as containerd's Go client registers it.
 const PROCESS_TYPE_URL: &str = "types.containerd.io/opencontainers/runtime-spec/1/Process";
 
-/// The process spec of an exec: the container's own process (user, environment, working
-/// directory, capabilities, rlimits...) running `args`, without a terminal.
-fn exec_process(container_spec: &[u8], args: &[String]) -> Result<Vec<u8>, String> {
+/// A container's process, as execs in it run: its user, environment, working directory,
+/// capabilities, rlimits... without a terminal; only the args change from exec to exec.
+type ExecTemplate = serde_json::Map<String, serde_json::Value>;
+
+fn exec_template(container_spec: &[u8]) -> Result<ExecTemplate, String> {
     let mut spec: serde_json::Value = serde_json::from_slice(container_spec)
         .map_err(|e| format!("the container's OCI spec is not JSON: {e}"))?;
-    let process = spec
-        .get_mut("process")
-        .and_then(|p| p.as_object_mut())
-        .ok_or("the container's OCI spec has no process")?;
-    process.insert("args".into(), serde_json::json!(args));
+    let mut process = match spec.get_mut("process").map(serde_json::Value::take) {
+        Some(serde_json::Value::Object(p)) => p,
+        _ => return Err("the container's OCI spec has no process".into()),
+    };
     process.insert("terminal".into(), serde_json::Value::Bool(false));
     // The size of a terminal the exec does not have; a Windows-only command line.
     process.remove("consoleSize");
     process.remove("commandLine");
-    serde_json::to_vec(process).map_err(|e| e.to_string())
+    Ok(process)
+}
+
+/// The process spec of an exec of `args`.
+fn exec_process_spec(template: &ExecTemplate, args: &[String]) -> Result<Vec<u8>, String> {
+    let mut process = template.clone();
+    process.insert("args".into(), serde_json::json!(args));
+    serde_json::to_vec(&process).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+fn exec_process(container_spec: &[u8], args: &[String]) -> Result<Vec<u8>, String> {
+    exec_process_spec(&exec_template(container_spec)?, args)
 }
 
 /// Where an exec's stdout and stderr go: one file under two names.
@@ -885,6 +903,39 @@ impl Drop for ExecCleanup {
     }
 }
 
+impl Containerd {
+    async fn exec_template(&self, id: &str) -> Result<std::sync::Arc<ExecTemplate>, RuntimeError> {
+        if let Some(t) = self.exec_templates_lock().get(id) {
+            return Ok(std::sync::Arc::clone(t));
+        }
+        let mut containers = self.client.containers();
+        let spec = self
+            .call(
+                "Containers.Get",
+                containers.get(self.req(GetContainerRequest { id: id.to_string() })),
+            )
+            .await?
+            .container
+            .and_then(|c| c.spec)
+            .ok_or_else(|| RuntimeError::InvalidSpec(format!("container {id} has no spec")))?;
+        let template = std::sync::Arc::new(
+            exec_template(&spec.value)
+                .map_err(|e| RuntimeError::InvalidSpec(format!("container {id}: {e}")))?,
+        );
+        self.exec_templates_lock()
+            .insert(id.to_string(), std::sync::Arc::clone(&template));
+        Ok(template)
+    }
+
+    fn exec_templates_lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<String, std::sync::Arc<ExecTemplate>>> {
+        self.exec_templates
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+}
+
 impl Runtime for Containerd {
     async fn exec(&self, req: &ExecRequest) -> Result<ExecOutcome, RuntimeError> {
         let id = req.runtime_id.as_str();
@@ -899,17 +950,8 @@ impl Runtime for Containerd {
                 )))
             }
         }
-        let mut containers = self.client.containers();
-        let spec = self
-            .call(
-                "Containers.Get",
-                containers.get(self.req(GetContainerRequest { id: id.to_string() })),
-            )
-            .await?
-            .container
-            .and_then(|c| c.spec)
-            .ok_or_else(|| RuntimeError::InvalidSpec(format!("container {id} has no spec")))?;
-        let process = exec_process(&spec.value, &req.args)
+        let template = self.exec_template(id).await?;
+        let process = exec_process_spec(&template, &req.args)
             .map_err(|e| RuntimeError::InvalidSpec(format!("container {id}: {e}")))?;
 
         let output = ExecOutput::new(&req.output_path)?;
@@ -1120,6 +1162,7 @@ impl Runtime for Containerd {
     }
 
     async fn remove(&self, runtime_id: &str) -> Result<(), RuntimeError> {
+        self.exec_templates_lock().remove(runtime_id);
         self.delete_task(runtime_id).await?;
         let mut containers = self.client.containers();
         let exists = self
