@@ -27,6 +27,9 @@ pub struct Config {
     pub logs: LogsSection,
     /// Seconds a stopped task's containers, volumes and logs are kept before cleanup.
     pub task_cleanup_wait_secs: u64,
+    /// Seconds the control plane's task manifest may disagree with the agent about a task
+    /// before the agent stops it (unlisted) or reports it STOPPED (never received).
+    pub manifest_grace_secs: u64,
     pub cgroups: CgroupsSection,
     /// `[network]`; its reserved ports are the top-level ones.
     pub network: crate::network::NetworkConfig,
@@ -89,7 +92,12 @@ const MAX_TASK_CLEANUP_WAIT_SECS: u64 = 7 * 24 * 3600;
 #[serde(deny_unknown_fields)]
 struct TasksSection {
     task_cleanup_wait_secs: Option<u64>,
+    manifest_grace_secs: Option<u64>,
 }
+
+/// Five control-plane manifests at their default interval (60 s): long enough that a payload
+/// and a manifest crossing on the wire, or a control plane restarting, never stop a task.
+pub const DEFAULT_MANIFEST_GRACE_SECS: u64 = 300;
 
 /// Container log rotation: each container's log is rotated at `max_size_mib`, keeping at most
 /// `max_files` files (the live one included).
@@ -286,6 +294,10 @@ fn resolve(
         reserved_udp_ports: file.resources.reserved_udp_ports,
         logs,
         task_cleanup_wait_secs,
+        manifest_grace_secs: file
+            .tasks
+            .manifest_grace_secs
+            .unwrap_or(DEFAULT_MANIFEST_GRACE_SECS),
         cgroups: file.cgroups,
         network,
     };
@@ -534,6 +546,12 @@ fn validate(cfg: &Config, errors: &mut Vec<String>) {
             cfg.task_cleanup_wait_secs
         ));
     }
+    if !(1..=86_400).contains(&cfg.manifest_grace_secs) {
+        errors.push(format!(
+            "tasks.manifest_grace_secs {}: must be between 1 and 86400 (a day)",
+            cfg.manifest_grace_secs
+        ));
+    }
     let root = &cfg.cgroups.root;
     let root_ok = root.starts_with('/')
         && root.len() > 1
@@ -665,6 +683,18 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err.0.len(), 2, "{err}");
+        assert_eq!(
+            parse("", &[]).unwrap().manifest_grace_secs,
+            DEFAULT_MANIFEST_GRACE_SECS
+        );
+        assert_eq!(
+            parse("[tasks]\nmanifest_grace_secs = 5\n", &[])
+                .unwrap()
+                .manifest_grace_secs,
+            5
+        );
+        let err = parse("[tasks]\nmanifest_grace_secs = 0\n", &[]).unwrap_err();
+        assert!(err.to_string().contains("manifest_grace_secs"), "{err}");
         let err = parse("task_cleanup_wait_secs = 99999999\n", &[]).unwrap_err();
         assert!(err.to_string().contains("task_cleanup_wait_secs"), "{err}");
     }

@@ -17,6 +17,7 @@ use tracing::{debug, info, info_span, warn, Instrument};
 
 use crate::cgroups::{self, TaskCgroups};
 use crate::health::{self, CheckResult};
+use crate::manifest::{self, AgentTasks, ManifestTracker};
 use crate::model::{ContainerStatus, StopCode, TaskSpec, TaskStatus};
 use crate::network::{Allocator, DynNetworkDriver, NetworkConfig, TaskNetwork};
 use crate::resources::{self, Needs};
@@ -45,6 +46,9 @@ pub struct EngineConfig {
     /// Health checks running at once, over all containers: a bound on the execs (and so the
     /// processes and containerd calls) that checks cost, however many containers there are.
     pub max_concurrent_checks: usize,
+    /// How long the control plane's task manifest and the agent may disagree about a task
+    /// before the agent acts on it (see `manifest.rs`).
+    pub manifest_grace: Duration,
 }
 
 /// How long one network setup or teardown may take before it counts as failed.
@@ -102,6 +106,7 @@ pub struct Engine<R: Runtime> {
     in_flight: AtomicUsize,
     settled: Notify,
     check_slots: Arc<tokio::sync::Semaphore>,
+    manifest: Mutex<ManifestTracker>,
 }
 
 /// A task as the control plane sent it, already converted from the wire.
@@ -137,6 +142,7 @@ impl<R: Runtime> Engine<R> {
         let check_slots = Arc::new(tokio::sync::Semaphore::new(
             cfg.max_concurrent_checks.max(1),
         ));
+        let manifest = Mutex::new(ManifestTracker::new(cfg.manifest_grace.as_millis() as u64));
         Arc::new(Self {
             runtime,
             cgroups,
@@ -152,6 +158,7 @@ impl<R: Runtime> Engine<R> {
             in_flight: AtomicUsize::new(0),
             settled: Notify::new(),
             check_slots,
+            manifest,
         })
     }
 
@@ -194,7 +201,41 @@ impl<R: Runtime> Engine<R> {
             info!(task.arn = %state.spec.arn, "recovering task");
             self.spawn_worker(state);
         }
+        tokio::spawn(Arc::clone(self).sweep_orphans());
         Ok(())
+    }
+
+    /// Removes containers of this namespace that carry our task label but belong to no task
+    /// that still needs them: tasks the store does not know, or whose cleanup is recorded as
+    /// done. Record-then-act makes them rare (a cleanup that an operator or a restore
+    /// undid, a store restored from a backup), but a leftover would hold a snapshot and a
+    /// cgroup forever. Containers without our label are not ours to touch.
+    async fn sweep_orphans(self: Arc<Self>) {
+        let listed = match self.runtime.list().await {
+            Ok(l) => l,
+            Err(e) => {
+                warn!(error = %e, "cannot list containers to sweep orphans");
+                return;
+            }
+        };
+        for c in listed {
+            let Some(arn) = c.task_arn else { continue };
+            let owned = match self.store.task(&arn) {
+                Ok(Some(state)) => !state.cleaned_up,
+                Ok(None) => false,
+                Err(e) => {
+                    warn!(error = %e, "cannot read the store; orphan sweep stopped");
+                    return;
+                }
+            };
+            if owned {
+                continue;
+            }
+            info!(runtime_id = %c.runtime_id, task.arn = %arn, "removing an orphan container");
+            if let Err(e) = self.runtime.remove(&c.runtime_id).await {
+                warn!(runtime_id = %c.runtime_id, error = %e, "cannot remove an orphan container");
+            }
+        }
     }
 
     /// Records a payload and hands its tasks to workers. Returns once everything is durable:
@@ -249,6 +290,11 @@ impl<R: Runtime> Engine<R> {
         let touched = self
             .store
             .record_payload(seq, &states, &stops, now_ms() as i64)?;
+        self.tell_workers(touched)
+    }
+
+    /// Hands tasks whose record changed to their workers (a stop request), or to new workers.
+    fn tell_workers(self: &Arc<Self>, touched: Vec<String>) -> Result<(), StoreError> {
         for arn in touched {
             let sender = self.workers_lock().get(&arn).cloned();
             match sender {
@@ -265,6 +311,49 @@ impl<R: Runtime> Engine<R> {
             }
         }
         Ok(())
+    }
+
+    /// Folds in a task manifest from the control plane: stops the tasks it has stopped
+    /// listing and reports STOPPED the tasks it lists that this agent never received, each
+    /// once the disagreement has outlasted the grace period. Durable before it returns.
+    pub fn reconcile_manifest(self: &Arc<Self>, listed: &[String]) -> Result<(), StoreError> {
+        let stopping: std::collections::HashSet<String> =
+            self.store.stop_requested_arns()?.into_iter().collect();
+        let mut agent = AgentTasks {
+            known: self.store.task_arns()?.into_iter().collect(),
+            ..AgentTasks::default()
+        };
+        for s in self.store.unfinished_tasks()? {
+            if s.desired == TaskStatus::Running
+                && s.known != TaskStatus::Stopped
+                && !stopping.contains(&s.spec.arn)
+            {
+                agent.active.insert(s.spec.arn);
+            }
+        }
+        let decisions = self
+            .manifest
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .observe(listed, &agent, now_ms());
+        let mut touched = Vec::new();
+        for arn in decisions.stop {
+            warn!(task.arn = %arn, "the control plane no longer lists this task: stopping it");
+            if self.store.request_stop(&arn, manifest::STOP_REASON)? {
+                touched.push(arn);
+            }
+        }
+        for arn in decisions.report_missing {
+            warn!(task.arn = %arn, "the control plane lists a task this agent never received: reporting it STOPPED");
+            let (state, reports) = TaskState::never_received(&arn, manifest::MISSING_REASON, now_ms());
+            if self
+                .store
+                .record_finished_task(&state, reports, now_ms() as i64)?
+            {
+                self.outbox_ready.notify_one();
+            }
+        }
+        self.tell_workers(touched)
     }
 
     pub fn running_tasks(&self) -> usize {
@@ -461,6 +550,24 @@ impl<R: Runtime> Worker<R> {
                 Ok(ProcessState::Stopped { exit_code }) if known == ContainerStatus::Running => {
                     self.exited(name, &id, exit_code)
                 }
+                // The agent died between Tasks.Start and recording it: the process is the one
+                // it started, so adopt it rather than start (or fail) it again. A process that
+                // was never started is Created, not Stopped.
+                Ok(ProcessState::Running) if known == ContainerStatus::Created => {
+                    info!(container.name = %name, "adopting a container started before a restart");
+                    self.state
+                        .apply(Event::Started { container: name }, now_ms());
+                }
+                Ok(ProcessState::Stopped { exit_code }) if known == ContainerStatus::Created => {
+                    info!(container.name = %name, exit_code, "a container started before a restart has exited");
+                    self.state.apply(
+                        Event::Started {
+                            container: name.clone(),
+                        },
+                        now_ms(),
+                    );
+                    self.exited(name, &id, exit_code)
+                }
                 Ok(ProcessState::Missing) => self
                     .state
                     .apply(Event::Vanished { container: name }, now_ms()),
@@ -505,6 +612,18 @@ impl<R: Runtime> Worker<R> {
                     .find(|c| c.runtime_id == runtime_id)
                     .map(|c| c.name.clone());
                 if let Some(name) = name {
+                    // Exits are matched by container id, and an id outlives its processes: a
+                    // launch retried after a crash deletes the created process and starts a
+                    // new one, and the old one's exit can arrive after the new one started.
+                    // containerd's current state decides.
+                    let exit_code = match self.engine.runtime.state(&runtime_id).await {
+                        Ok(ProcessState::Running) | Ok(ProcessState::Created) => {
+                            info!(container.name = %name, exit_code, "ignoring the exit of a process that was replaced");
+                            return;
+                        }
+                        Ok(ProcessState::Stopped { exit_code }) => exit_code,
+                        Ok(ProcessState::Missing) | Err(_) => exit_code,
+                    };
                     info!(container.name = %name, exit_code, "container exited");
                     self.exited(name, &runtime_id, exit_code);
                 }
@@ -988,6 +1107,7 @@ mod tests {
                 network: NetworkConfig::default(),
                 health_dir: dir.join("health"),
                 max_concurrent_checks: 2,
+                manifest_grace: Duration::from_millis(100),
             },
         );
         Harness {
@@ -1368,6 +1488,69 @@ mod tests {
             .filter(|c| c.starts_with("create"))
             .count();
         assert_eq!(creates_before, creates_after);
+    }
+
+    #[tokio::test]
+    async fn the_task_manifest_stops_unlisted_tasks_and_reports_unreceived_ones() {
+        let h = harness(&["img"]);
+        h.engine.start().await.unwrap();
+        let kept = task("kept", vec![container("a", "img", true)]);
+        let ghost = task("ghost", vec![container("a", "img", true)]);
+        h.engine
+            .accept_payload(1, vec![kept.clone(), ghost.clone()], vec![])
+            .unwrap();
+        let rt = h.engine.runtime();
+        eventually("both running", || {
+            rt.state_of("kept-a") == Some(ProcessState::Running)
+                && rt.state_of("ghost-a") == Some(ProcessState::Running)
+        })
+        .await;
+        rt.obey_sigterm("ghost-a");
+        let lost = "arn:aws:ecs:us-east-1:000000000000:task/c/lost".to_string();
+        let manifest = vec![kept.spec.arn.clone(), lost.clone()];
+        // One manifest never decides; the grace period (100 ms here) must pass as well.
+        h.engine.reconcile_manifest(&manifest).unwrap();
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert_eq!(rt.state_of("ghost-a"), Some(ProcessState::Running));
+        assert!(h.store.task(&lost).unwrap().is_none());
+        h.engine.reconcile_manifest(&manifest).unwrap();
+        eventually("ghost finished", || {
+            h.store
+                .task(&ghost.spec.arn)
+                .unwrap()
+                .is_some_and(|s| s.is_finished())
+        })
+        .await;
+        let s = h.store.task(&ghost.spec.arn).unwrap().unwrap();
+        assert_eq!(s.stopped_reason.as_deref(), Some(manifest::STOP_REASON));
+        assert_eq!(rt.state_of("kept-a"), Some(ProcessState::Running));
+        // The unreceived task is recorded finished, with one STOPPED report...
+        let l = h.store.task(&lost).unwrap().unwrap();
+        assert!(l.is_finished());
+        let reports: Vec<StoredReport> = h
+            .store
+            .outbox_after(0, 1000)
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.task_arn == lost)
+            .map(|e| e.report)
+            .collect();
+        assert_eq!(reports.len(), 1, "{reports:?}");
+        assert!(matches!(
+            &reports[0],
+            StoredReport::Task { status: TaskStatus::Stopped, stop_code: Some(StopCode::TaskFailedToStart), stopped_reason: Some(r), .. } if r == manifest::MISSING_REASON
+        ));
+        // ...and a late payload for it runs nothing.
+        let mut late = task("lost", vec![container("a", "img", true)]);
+        late.spec.arn = lost.clone();
+        h.engine.accept_payload(2, vec![late], vec![]).unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(rt.state_of("lost-a"), None);
+        // Later manifests that agree change nothing.
+        h.engine.reconcile_manifest(&[kept.spec.arn.clone()]).unwrap();
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        h.engine.reconcile_manifest(&[kept.spec.arn.clone()]).unwrap();
+        assert_eq!(rt.state_of("kept-a"), Some(ProcessState::Running));
     }
 
     #[tokio::test]

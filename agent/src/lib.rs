@@ -11,6 +11,7 @@ pub mod engine;
 pub mod health;
 pub mod host;
 pub mod logs;
+pub mod manifest;
 pub mod model;
 pub mod network;
 pub mod resources;

@@ -135,9 +135,6 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         cluster: cfg.cluster.clone(),
         activation_code: cfg.activation_code.clone(),
     };
-    let credential =
-        session::register(&session_cfg, &store, &host, &version, shutdown.clone()).await?;
-
     // Before the engine: recovered tasks may create containers at once.
     let stdio = logs::init_stdio(cfg.logs.max_size_mib, cfg.logs.max_files);
     info!(?stdio, "container logs");
@@ -162,9 +159,23 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
             network: cfg.network.clone(),
             health_dir: cfg.data_dir.join("health"),
             max_concurrent_checks: MAX_CONCURRENT_HEALTH_CHECKS,
+            manifest_grace: Duration::from_secs(cfg.manifest_grace_secs),
         },
     );
+    // The engine runs before registration: after a restart during a control-plane outage,
+    // recovered tasks are watched (exits, health, restarts) and their changes queued in the
+    // outbox while registration keeps retrying.
     engine.start().await?;
+    let credential =
+        match session::register(&session_cfg, &store, &host, &version, shutdown.clone()).await {
+            Ok(c) => c,
+            Err(SessionError::ShuttingDown) => {
+                engine.drain(Duration::from_secs(5)).await;
+                info!("stopped before the control plane was reached; tasks left running");
+                return Ok(());
+            }
+            Err(e) => return Err(e.into()),
+        };
     let log_service = logs::serve::LogService::new(Arc::clone(&store), cfg.data_dir.join("logs"));
     let result = session::run(
         session_cfg,

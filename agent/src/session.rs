@@ -39,6 +39,9 @@ pub enum SessionError {
     Protocol(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A shutdown was asked for before the session could begin.
+    #[error("shutting down before the control plane was reached")]
+    ShuttingDown,
 }
 
 impl SessionError {
@@ -123,7 +126,7 @@ pub async fn register(
         }
         tokio::select! {
             _ = tokio::time::sleep(backoff.next_delay()) => {}
-            _ = shutdown.changed() => return Err(SessionError::Transport("shutting down".into())),
+            _ = shutdown.changed() => return Err(SessionError::ShuttingDown),
         }
     }
 }
@@ -363,6 +366,7 @@ impl<R: Runtime> Session<R> {
             Some(In::StateChangeAck(a)) => self.store.ack_outbox(a.seq)?,
             Some(In::Manifest(m)) => {
                 debug!(tasks = m.task_arns.len(), "task manifest received");
+                self.engine.reconcile_manifest(&m.task_arns)?;
             }
             Some(In::LogRequest(r)) => self.log_request(r, tx),
             Some(In::HeartbeatAck(_)) | Some(In::Welcome(_)) | None => {}

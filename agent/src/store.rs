@@ -262,11 +262,22 @@ impl Store {
             "UPDATE tasks SET state = ?2, finished = ?3, updated_at_ms = ?4 WHERE arn = ?1",
             params![state.spec.arn, to_json(state)?, state.is_finished(), now_ms],
         )?;
-        let mut seq = Self::meta_u64(&tx, "next_state_seq")?.max(1);
+        Self::queue_reports(&tx, &state.spec.arn, reports, now_ms)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn queue_reports(
+        tx: &rusqlite::Transaction<'_>,
+        task_arn: &str,
+        reports: Vec<Report>,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let mut seq = Self::meta_u64(tx, "next_state_seq")?.max(1);
         for report in reports {
             let entry = OutboxEntry {
                 seq,
-                task_arn: state.spec.arn.clone(),
+                task_arn: task_arn.to_owned(),
                 at_ms: now_ms,
                 report: report.into(),
             };
@@ -276,9 +287,58 @@ impl Store {
             )?;
             seq += 1;
         }
-        Self::set_meta(&tx, "next_state_seq", &seq.to_string())?;
+        Self::set_meta(tx, "next_state_seq", &seq.to_string())
+    }
+
+    /// Records a stop the agent itself decided (the task manifest), like a payload's stop but
+    /// without a payload sequence. Returns whether the task was still to be stopped.
+    pub fn request_stop(&self, arn: &str, reason: &str) -> Result<bool, StoreError> {
+        let updated = self.conn().execute(
+            "UPDATE tasks SET stop_reason = ?2 WHERE arn = ?1 AND stop_reason IS NULL
+             AND finished = 0",
+            params![arn, reason],
+        )?;
+        Ok(updated > 0)
+    }
+
+    /// Records a task the agent never ran, already finished, with the reports that tell the
+    /// control plane so; one transaction. A task already recorded is left alone (false).
+    pub fn record_finished_task(
+        &self,
+        state: &TaskState,
+        reports: Vec<Report>,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let inserted = tx.execute(
+            "INSERT OR IGNORE INTO tasks (arn, state, finished, updated_at_ms)
+             VALUES (?1, ?2, ?3, ?4)",
+            params![state.spec.arn, to_json(state)?, state.is_finished(), now_ms],
+        )?;
+        if inserted == 0 {
+            return Ok(false);
+        }
+        Self::queue_reports(&tx, &state.spec.arn, reports, now_ms)?;
         tx.commit()?;
-        Ok(())
+        Ok(true)
+    }
+
+    /// The ARNs of every task recorded, finished or not.
+    pub fn task_arns(&self) -> Result<Vec<String>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT arn FROM tasks")?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The ARNs of unfinished tasks with a stop request recorded.
+    pub fn stop_requested_arns(&self) -> Result<Vec<String>, StoreError> {
+        let conn = self.conn();
+        let mut stmt =
+            conn.prepare("SELECT arn FROM tasks WHERE finished = 0 AND stop_reason IS NOT NULL")?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     pub fn stop_request(&self, arn: &str) -> Result<Option<StopRequest>, StoreError> {

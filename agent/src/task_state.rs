@@ -320,6 +320,44 @@ impl TaskState {
         state
     }
 
+    /// A task the control plane placed here but this agent never received (see
+    /// `manifest.rs`): recorded as finished, so a late payload for it is never run, with the
+    /// one report that tells the control plane it stopped.
+    pub fn never_received(arn: &str, reason: &str, now_ms: u64) -> (Self, Vec<Report>) {
+        let spec = TaskSpec {
+            arn: arn.to_owned(),
+            family: String::new(),
+            revision: 0,
+            network_mode: crate::model::NetworkMode::None,
+            cpu: 0,
+            memory_mib: 0,
+            containers: Vec::new(),
+            volumes: Vec::new(),
+            ingress: None,
+        };
+        let state = TaskState {
+            spec,
+            desired: TaskStatus::Stopped,
+            known: TaskStatus::Stopped,
+            reported: TaskStatus::Stopped,
+            stop_code: Some(StopCode::TaskFailedToStart),
+            stopped_reason: Some(reason.to_owned()),
+            containers: Vec::new(),
+            cleaned_up: true,
+            stopped_at_ms: Some(now_ms),
+            cgroup: None,
+            network_phase: NetworkPhase::NotNeeded,
+            network: None,
+        };
+        let report = Report::Task {
+            status: TaskStatus::Stopped,
+            stop_code: state.stop_code,
+            stopped_reason: state.stopped_reason.clone(),
+            network: None,
+        };
+        (state, vec![report])
+    }
+
     pub fn is_finished(&self) -> bool {
         self.known == TaskStatus::Stopped && self.cleaned_up && self.reported == TaskStatus::Stopped
     }

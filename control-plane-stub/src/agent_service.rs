@@ -154,12 +154,21 @@ impl AgentService for AgentApi {
         });
         let cp = self.cp.clone();
         let instance_id = instance.id.clone();
+        let every = std::time::Duration::from_millis(u64::from(self.cp.manifest_interval_ms));
         tokio::spawn(
             async move {
                 let mut replaced = attached.replaced;
+                // A fresh manifest every interval after the first (sent above).
+                let mut manifests =
+                    tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+                manifests.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 let end = loop {
                     let msg = tokio::select! {
                         _ = &mut replaced => break "replaced by a newer session".to_string(),
+                        _ = manifests.tick() => {
+                            send_manifest(&cp, &instance_id, attached.session_id);
+                            continue;
+                        }
                         msg = inbound.next() => msg,
                     };
                     match msg {
@@ -188,6 +197,19 @@ impl AgentService for AgentApi {
 
 use pb::AgentMessage;
 
+/// A periodic manifest, read fresh from the store. A failure is logged and the session goes on:
+/// the agent only acts on manifests it receives, so a missed one stops nothing.
+fn send_manifest(cp: &ControlPlane, instance_id: &str, session_id: u64) {
+    match cp
+        .sessions
+        .send_manifest(instance_id, session_id, || cp.manifest(instance_id))
+    {
+        Ok(true) => tracing::debug!("task manifest sent"),
+        Ok(false) => tracing::debug!("no manifest sent: the session is no longer live"),
+        Err(e) => tracing::error!("cannot compute the task manifest: {e}"),
+    }
+}
+
 /// One agent message. An Err ends the session with that status.
 fn handle(
     cp: &ControlPlane,
@@ -205,7 +227,8 @@ fn handle(
             return Ok(());
         }
         Some(pb::agent_message::Msg::Heartbeat(h)) => {
-            cp.heartbeat(instance_id).map_err(internal)?;
+            cp.heartbeat(instance_id, h.containerd_healthy)
+                .map_err(internal)?;
             pb::control_message::Msg::HeartbeatAck(pb::HeartbeatAck {
                 sent_at_ms: h.sent_at_ms,
             })

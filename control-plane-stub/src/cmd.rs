@@ -49,6 +49,9 @@ pub struct ServeArgs {
     /// Default 000000000000.
     #[arg(long)]
     pub account: Option<String>,
+    /// How often each agent session gets a fresh task manifest, in ms (default 60000).
+    #[arg(long)]
+    pub manifest_interval_ms: Option<u64>,
     /// Once listening, write {"api":"IP:PORT","grpc":"IP:PORT"} here (atomically).
     #[arg(long)]
     pub ready_file: Option<PathBuf>,
@@ -99,6 +102,7 @@ impl ServeArgs {
             region: self.region.clone(),
             account: self.account.clone(),
             heartbeat_interval_ms: None,
+            manifest_interval_ms: self.manifest_interval_ms,
             allow_non_loopback: self.allow_non_loopback.then_some(true),
             ready_file: self.ready_file.clone(),
         }

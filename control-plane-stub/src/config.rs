@@ -12,6 +12,9 @@ pub const DEFAULT_GRPC_LISTEN: &str = "127.0.0.1:7081";
 pub const DEFAULT_REGION: &str = "us-east-1";
 pub const DEFAULT_ACCOUNT: &str = "000000000000";
 pub const DEFAULT_HEARTBEAT_INTERVAL_MS: u64 = 10_000;
+pub const DEFAULT_MANIFEST_INTERVAL_MS: u64 = 60_000;
+/// The range both intervals must lie in.
+pub const INTERVAL_RANGE_MS: std::ops::RangeInclusive<u64> = 100..=3_600_000;
 
 /// One layer of settings (the file, or the flags); unset means "not given here".
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -23,6 +26,8 @@ pub struct Settings {
     pub region: Option<String>,
     pub account: Option<String>,
     pub heartbeat_interval_ms: Option<u64>,
+    /// How often a session gets a fresh TaskManifest (besides the one after Welcome).
+    pub manifest_interval_ms: Option<u64>,
     pub allow_non_loopback: Option<bool>,
     pub ready_file: Option<PathBuf>,
 }
@@ -37,6 +42,7 @@ impl Settings {
             region: over.region.or(self.region),
             account: over.account.or(self.account),
             heartbeat_interval_ms: over.heartbeat_interval_ms.or(self.heartbeat_interval_ms),
+            manifest_interval_ms: over.manifest_interval_ms.or(self.manifest_interval_ms),
             allow_non_loopback: over.allow_non_loopback.or(self.allow_non_loopback),
             ready_file: over.ready_file.or(self.ready_file),
         }
@@ -51,6 +57,7 @@ pub struct Config {
     pub region: String,
     pub account: String,
     pub heartbeat_interval_ms: u32,
+    pub manifest_interval_ms: u32,
     pub ready_file: Option<PathBuf>,
 }
 
@@ -134,14 +141,27 @@ pub fn resolve(s: Settings) -> Result<Config, ConfigError> {
     if account.len() != 12 || !account.chars().all(|c| c.is_ascii_digit()) {
         problems.push(format!("account: {account:?} must be 12 digits"));
     }
-    let heartbeat = s
-        .heartbeat_interval_ms
-        .unwrap_or(DEFAULT_HEARTBEAT_INTERVAL_MS);
-    if !(100..=3_600_000).contains(&heartbeat) {
-        problems.push(format!(
-            "heartbeat_interval_ms: {heartbeat} must be between 100 and 3600000"
-        ));
-    }
+    let mut interval = |key: &str, value: Option<u64>, default: u64| -> u64 {
+        let v = value.unwrap_or(default);
+        if !INTERVAL_RANGE_MS.contains(&v) {
+            problems.push(format!(
+                "{key}: {v} must be between {} and {}",
+                INTERVAL_RANGE_MS.start(),
+                INTERVAL_RANGE_MS.end()
+            ));
+        }
+        v
+    };
+    let heartbeat = interval(
+        "heartbeat_interval_ms",
+        s.heartbeat_interval_ms,
+        DEFAULT_HEARTBEAT_INTERVAL_MS,
+    );
+    let manifest = interval(
+        "manifest_interval_ms",
+        s.manifest_interval_ms,
+        DEFAULT_MANIFEST_INTERVAL_MS,
+    );
 
     match (api, grpc) {
         (Some(api_listen), Some(grpc_listen)) if problems.is_empty() => Ok(Config {
@@ -151,6 +171,7 @@ pub fn resolve(s: Settings) -> Result<Config, ConfigError> {
             region,
             account,
             heartbeat_interval_ms: heartbeat as u32,
+            manifest_interval_ms: manifest as u32,
             ready_file: s.ready_file,
         }),
         _ => Err(ConfigError::Invalid(problems)),
@@ -176,6 +197,51 @@ mod tests {
         assert_eq!(c.grpc_listen.to_string(), DEFAULT_GRPC_LISTEN);
         assert_eq!(c.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
         assert_eq!(c.heartbeat_interval_ms, 10_000);
+        assert_eq!(c.manifest_interval_ms, 60_000);
+    }
+
+    #[test]
+    fn manifest_interval_from_file_and_flag_within_bounds() {
+        let file: Settings = toml::from_str("manifest_interval_ms = 5000").unwrap();
+        assert_eq!(resolve(file.clone()).unwrap().manifest_interval_ms, 5000);
+        let flags = Settings {
+            manifest_interval_ms: Some(250),
+            ..Settings::default()
+        };
+        assert_eq!(
+            resolve(file.merged_with(flags))
+                .unwrap()
+                .manifest_interval_ms,
+            250
+        );
+        for (v, ok) in [
+            (99, false),
+            (100, true),
+            (3_600_000, true),
+            (3_600_001, false),
+            (0, false),
+        ] {
+            let r = resolve(Settings {
+                manifest_interval_ms: Some(v),
+                ..Settings::default()
+            });
+            match r {
+                Ok(c) => {
+                    assert!(ok, "{v} accepted");
+                    assert_eq!(u64::from(c.manifest_interval_ms), v);
+                }
+                Err(ConfigError::Invalid(p)) => {
+                    assert!(!ok, "{v} refused: {p:?}");
+                    assert_eq!(
+                        p,
+                        vec![format!(
+                            "manifest_interval_ms: {v} must be between 100 and 3600000"
+                        )]
+                    );
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
     }
 
     #[test]
@@ -214,13 +280,14 @@ mod tests {
             api_listen: Some("nope".into()),
             account: Some("12".into()),
             heartbeat_interval_ms: Some(0),
+            manifest_interval_ms: Some(1),
             region: Some("US East".into()),
             ..Settings::default()
         };
         let ConfigError::Invalid(p) = resolve(s).unwrap_err() else {
             panic!()
         };
-        assert_eq!(p.len(), 4, "{p:?}");
+        assert_eq!(p.len(), 5, "{p:?}");
     }
 
     #[test]

@@ -13,7 +13,7 @@ use crate::placement::{self, Candidate, PlacementFailure};
 use crate::security::{self, IngressRule, SecurityGroup};
 use crate::sessions::Sessions;
 use crate::store::{ChangeOutcome, ClusterCounts, Store, StoreError, TaskDefRecord, TaskFilter};
-use crate::task::{AgentChange, Container, ContainerStatus, Task, TaskStatus};
+use crate::task::{AgentChange, Container, ContainerStatus, Task, TaskEvent, TaskStatus};
 use crate::taskdef::{self, HealthDef, Needs, PortRange, Protocol, TaskDefError, TaskDefSpec};
 
 #[derive(Debug, Error)]
@@ -32,6 +32,10 @@ pub enum CpError {
     TaskDefinitionInactive(String),
     #[error("The referenced task was not found: {0}")]
     TaskNotFound(String),
+    /// A Berth endpoint's task (by id or ARN) that does not exist: 404, unlike ECS's
+    /// operations, which answer an unknown task with a 400.
+    #[error("The referenced task was not found: {0}")]
+    NoSuchTask(String),
     #[error("The security group {0:?} does not exist")]
     SecurityGroupNotFound(String),
     #[error("The security group {group} is in use by {tasks} task(s) that are not stopped (e.g. {example}); stop them first")]
@@ -58,6 +62,8 @@ pub struct ControlPlane {
     pub logs: crate::logs::LogRouter,
     pub arns: Arns,
     pub heartbeat_interval_ms: u32,
+    /// How often each session gets a fresh TaskManifest.
+    pub manifest_interval_ms: u32,
 }
 
 pub struct RunTaskInput {
@@ -116,13 +122,19 @@ pub struct Registered {
 }
 
 impl ControlPlane {
-    pub fn new(store: Store, arns: Arns, heartbeat_interval_ms: u32) -> Arc<Self> {
+    pub fn new(
+        store: Store,
+        arns: Arns,
+        heartbeat_interval_ms: u32,
+        manifest_interval_ms: u32,
+    ) -> Arc<Self> {
         Arc::new(Self {
             store,
             sessions: Sessions::default(),
             logs: Default::default(),
             arns,
             heartbeat_interval_ms,
+            manifest_interval_ms,
         })
     }
 
@@ -502,6 +514,7 @@ impl ControlPlane {
             last_heartbeat_ms: None,
             last_state_change_seq: 0,
             info,
+            health: None,
         };
         Ok(self
             .store
@@ -551,7 +564,10 @@ impl ControlPlane {
             .is_some_and(|i| !i.revoked))
     }
 
-    /// The ARNs of the tasks the instance should know about.
+    /// The ARNs of the tasks the instance should know about: every task placed on it whose
+    /// lastStatus is not STOPPED, whatever its desiredStatus (a task being stopped is still
+    /// the agent's to stop). Read from the store on every call, never cached: the agent stops
+    /// what consecutive manifests leave out.
     pub fn manifest(&self, instance_id: &str) -> Result<Vec<String>, CpError> {
         Ok(self
             .store
@@ -580,8 +596,37 @@ impl ControlPlane {
         Ok(self.store.ack_payloads(instance_id, seq)?)
     }
 
-    pub fn heartbeat(&self, instance_id: &str) -> Result<(), CpError> {
-        Ok(self.store.record_heartbeat(instance_id, now_ms())?)
+    pub fn heartbeat(&self, instance_id: &str, containerd_healthy: bool) -> Result<(), CpError> {
+        let health = self
+            .store
+            .record_heartbeat(instance_id, containerd_healthy, now_ms())?;
+        // Logged when it changes (or is first known), not on every heartbeat.
+        if let Some(h) = health.filter(|h| h.changed_at_ms == h.updated_at_ms) {
+            if h.containerd_healthy {
+                tracing::info!(instance.id = instance_id, "containerd reported healthy");
+            } else {
+                tracing::warn!(
+                    instance.id = instance_id,
+                    "containerd reported not healthy: instance IMPAIRED"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The state changes applied to a task (by id or ARN), in sequence order.
+    pub fn task_events(&self, reference: &str) -> Result<(Task, Vec<TaskEvent>), CpError> {
+        let not_found = || CpError::NoSuchTask(reference.to_string());
+        let id = ids::resource_id(reference);
+        let task = self.store.get_task(id)?.ok_or_else(not_found)?;
+        // An ARN names the task's cluster too: another cluster's ARN does not find it.
+        if let Some(cluster) = ids::task_arn_cluster(reference) {
+            if cluster != task.cluster {
+                return Err(not_found());
+            }
+        }
+        let events = self.store.task_events(id)?.ok_or_else(not_found)?;
+        Ok((task, events))
     }
 
     // ------------------------------------------------------------ security groups

@@ -102,6 +102,13 @@ pub fn resource_id(arn_or_id: &str) -> &str {
     }
 }
 
+/// The cluster a task ARN (`...:task/<cluster>/<id>`) names; None for a bare id or an older,
+/// cluster-less ARN (`...:task/<id>`).
+pub fn task_arn_cluster(arn: &str) -> Option<&str> {
+    let rest = arn.strip_prefix("arn:")?.split_once(":task/")?.1;
+    rest.rsplit_once('/').map(|(cluster, _)| cluster)
+}
+
 /// The cluster name from a cluster ARN, or the input when it is already a name.
 pub fn cluster_name(arn_or_name: &str) -> &str {
     if arn_or_name.starts_with("arn:") {
@@ -165,6 +172,9 @@ mod tests {
         assert_eq!(resource_id(&arns.task("c", "abc")), "abc");
         assert_eq!(resource_id("abc"), "abc");
         assert_eq!(cluster_name(&arns.cluster("prod")), "prod");
+        assert_eq!(task_arn_cluster(&arns.task("c", "abc")), Some("c"));
+        assert_eq!(task_arn_cluster("arn:aws:ecs:r:1:task/abc"), None);
+        assert_eq!(task_arn_cluster("abc"), None);
     }
 
     #[test]

@@ -33,6 +33,76 @@ pub struct Instance {
     pub last_heartbeat_ms: Option<i64>,
     pub last_state_change_seq: u64,
     pub info: InstanceInfo,
+    /// What the agent's heartbeats said about containerd; None before the first heartbeat.
+    pub health: Option<RuntimeHealth>,
+}
+
+/// The container runtime's health as the instance's heartbeats report it.
+///
+/// Persisted with the instance (not kept beside the in-memory sessions) so that
+/// `lastStatusChange` survives a control-plane restart: it is when containerd last changed
+/// between healthy and not, which a restart of berth-cp does not change. The write costs
+/// nothing extra: the heartbeat time was already stored on every heartbeat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RuntimeHealth {
+    /// `containerd_healthy` of the last heartbeat.
+    pub containerd_healthy: bool,
+    /// When the last heartbeat was received (the control plane's clock).
+    pub updated_at_ms: i64,
+    /// When `containerd_healthy` last took its current value (the first heartbeat counts).
+    pub changed_at_ms: i64,
+}
+
+impl RuntimeHealth {
+    /// The record after a heartbeat saying `containerd_healthy` at `now_ms`.
+    pub fn observe(prev: Option<RuntimeHealth>, containerd_healthy: bool, now_ms: i64) -> Self {
+        let changed_at_ms = match prev {
+            Some(p) if p.containerd_healthy == containerd_healthy => p.changed_at_ms,
+            _ => now_ms,
+        };
+        Self {
+            containerd_healthy,
+            updated_at_ms: now_ms,
+            changed_at_ms,
+        }
+    }
+
+    /// This check's own status: what the last heartbeat said.
+    pub fn check_status(&self) -> HealthState {
+        if self.containerd_healthy {
+            HealthState::Ok
+        } else {
+            HealthState::Impaired
+        }
+    }
+}
+
+/// ECS's InstanceHealthCheckState (INITIALIZING is never produced: an agent reports at once).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HealthState {
+    Ok,
+    Impaired,
+    InsufficientData,
+}
+
+impl HealthState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HealthState::Ok => "OK",
+            HealthState::Impaired => "IMPAIRED",
+            HealthState::InsufficientData => "INSUFFICIENT_DATA",
+        }
+    }
+}
+
+/// An instance's overallStatus: INSUFFICIENT_DATA without a heartbeat or while its agent is not
+/// connected (the last report may be stale), IMPAIRED when the last heartbeat said containerd
+/// is not healthy, else OK.
+pub fn overall_health(health: Option<&RuntimeHealth>, connected: bool) -> HealthState {
+    match health {
+        Some(h) if connected => h.check_status(),
+        _ => HealthState::InsufficientData,
+    }
 }
 
 /// The agent attribute listing the network modes an instance can run.
@@ -175,6 +245,47 @@ mod tests {
                 .to_string(),
             "activation code is for cluster prod, not dev"
         );
+    }
+
+    #[test]
+    fn runtime_health_records_when_it_changed() {
+        let first = RuntimeHealth::observe(None, true, 10);
+        assert_eq!(
+            first,
+            RuntimeHealth {
+                containerd_healthy: true,
+                updated_at_ms: 10,
+                changed_at_ms: 10
+            }
+        );
+        let same = RuntimeHealth::observe(Some(first), true, 20);
+        assert_eq!((same.updated_at_ms, same.changed_at_ms), (20, 10));
+        let down = RuntimeHealth::observe(Some(same), false, 30);
+        assert_eq!((down.updated_at_ms, down.changed_at_ms), (30, 30));
+        assert_eq!(down.check_status(), HealthState::Impaired);
+        let still = RuntimeHealth::observe(Some(down), false, 40);
+        assert_eq!((still.updated_at_ms, still.changed_at_ms), (40, 30));
+        let up = RuntimeHealth::observe(Some(still), true, 50);
+        assert_eq!((up.changed_at_ms, up.check_status()), (50, HealthState::Ok));
+    }
+
+    #[test]
+    fn overall_health_status() {
+        let ok = RuntimeHealth::observe(None, true, 1);
+        let bad = RuntimeHealth::observe(None, false, 1);
+        assert_eq!(overall_health(None, true), HealthState::InsufficientData);
+        assert_eq!(overall_health(None, false), HealthState::InsufficientData);
+        assert_eq!(overall_health(Some(&ok), true), HealthState::Ok);
+        assert_eq!(overall_health(Some(&bad), true), HealthState::Impaired);
+        assert_eq!(
+            overall_health(Some(&ok), false),
+            HealthState::InsufficientData
+        );
+        assert_eq!(
+            overall_health(Some(&bad), false),
+            HealthState::InsufficientData
+        );
+        assert_eq!(HealthState::InsufficientData.as_str(), "INSUFFICIENT_DATA");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! and berth.agent.v1 to agents; and berthctl, its command-line client.
 //!
 //! Pure decisions: `taskdef`, `units`, `placement`, `task`, `instance`, `security`, `config`.
-//! Edges: `store` (SQLite), `ecs_api` (HTTP/JSON; with `logs` and `security_api` under /berth/v1), `agent_service` + `sessions` + `wire` (gRPC).
+//! Edges: `store` (SQLite), `ecs_api` (HTTP/JSON; with `logs`, `security_api` and `events_api` under /berth/v1), `agent_service` + `sessions` + `wire` (gRPC).
 //! `control` is the one place the operations are carried out.
 
 pub mod admin;
@@ -13,6 +13,7 @@ pub mod compat;
 pub mod config;
 pub mod control;
 pub mod ecs_api;
+pub mod events_api;
 pub mod ids;
 pub mod instance;
 pub mod logs;

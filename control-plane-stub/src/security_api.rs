@@ -38,7 +38,7 @@ pub fn group_json(g: &SecurityGroup) -> Value {
     })
 }
 
-fn json_body(status: StatusCode, body: &Value) -> Response {
+pub(crate) fn json_body(status: StatusCode, body: &Value) -> Response {
     let mut resp = (status, body.to_string()).into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -47,12 +47,13 @@ fn json_body(status: StatusCode, body: &Value) -> Response {
     resp
 }
 
-fn error(e: ApiError) -> Response {
+pub(crate) fn error(e: ApiError) -> Response {
     json_body(e.status, &json!({"__type": e.code, "message": e.message}))
 }
 
-/// Runs `op` off the async workers (SQLite blocks briefly) and renders its outcome.
-async fn run(
+/// Runs `op` off the async workers (SQLite blocks briefly) and renders its outcome. Shared by
+/// the Berth JSON endpoints.
+pub(crate) async fn run(
     cp: Arc<ControlPlane>,
     op: impl FnOnce(&ControlPlane) -> Result<(StatusCode, Value), CpError> + Send + 'static,
 ) -> Response {
@@ -60,7 +61,7 @@ async fn run(
         Ok(Ok((status, body))) => json_body(status, &body),
         Ok(Err(e)) => error(ApiError::from(e)),
         Err(join) => {
-            tracing::error!("security group request panicked: {join}");
+            tracing::error!("berth API request panicked: {join}");
             error(ApiError {
                 status: StatusCode::INTERNAL_SERVER_ERROR,
                 code: "ServerException",

@@ -57,6 +57,7 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
         store,
         Arns::new(&config.region, &config.account),
         config.heartbeat_interval_ms,
+        config.manifest_interval_ms,
     );
 
     let bind = |what: &'static str, addr: SocketAddr| async move {

@@ -111,6 +111,32 @@ impl Sessions {
         self.live().get(instance_id).map(|s| s.id)
     }
 
+    /// Sends a TaskManifest computed by `manifest` on session `session_id` of the instance, if
+    /// that session is still the live one. Returns whether it was sent.
+    ///
+    /// The manifest is computed while holding the registry lock, which `flush` holds while
+    /// sending payloads: a payload sent before this manifest has its task committed before the
+    /// manifest is read, so the agent is never sent a manifest that misses a task it was already
+    /// told to run.
+    pub fn send_manifest<E>(
+        &self,
+        instance_id: &str,
+        session_id: u64,
+        manifest: impl FnOnce() -> Result<Vec<String>, E>,
+    ) -> Result<bool, E> {
+        let live = self.live();
+        let Some(s) = live.get(instance_id).filter(|s| s.id == session_id) else {
+            return Ok(false);
+        };
+        let task_arns = manifest()?;
+        let msg = pb::ControlMessage {
+            msg: Some(pb::control_message::Msg::Manifest(pb::TaskManifest {
+                task_arns,
+            })),
+        };
+        Ok(s.tx.send(Ok(msg)).is_ok())
+    }
+
     /// Sends one message on the instance's live session; returns that session's id, or None if
     /// the instance is not connected. For messages outside the payload sequence (log requests).
     pub fn send(&self, instance_id: &str, msg: pb::ControlMessage) -> Option<u64> {

@@ -12,12 +12,14 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use thiserror::Error;
 
-use crate::instance::{check_activation, ActivationCode, Instance, InstanceInfo, Refusal};
+use crate::instance::{
+    check_activation, ActivationCode, Instance, InstanceInfo, Refusal, RuntimeHealth,
+};
 use crate::security::{GroupContent, SecurityGroup};
-use crate::task::{AgentChange, Task};
+use crate::task::{AgentChange, EventKind, Task, TaskEvent};
 
 pub const DB_FILE: &str = "berth-cp.db";
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -32,6 +34,12 @@ pub enum StoreError {
     Corrupt(#[from] serde_json::Error),
     #[error("database schema version {found} is newer than this berth-cp ({SCHEMA_VERSION}); upgrade berth-cp")]
     SchemaTooNew { found: i64 },
+    #[error("stored task event of task {task_id} (seq {seq}) has unknown kind {kind:?}")]
+    BadEventKind {
+        task_id: String,
+        seq: u64,
+        kind: String,
+    },
 }
 
 type Result<T> = std::result::Result<T, StoreError>;
@@ -357,12 +365,41 @@ impl Store {
         Ok(n == 1)
     }
 
-    pub fn record_heartbeat(&self, id: &str, now_ms: i64) -> Result<()> {
-        self.conn().execute(
-            "UPDATE instances SET last_heartbeat_ms = ?2 WHERE id = ?1",
-            params![id, now_ms],
+    /// A heartbeat at `now_ms` saying whether containerd is healthy: updates the instance's
+    /// runtime health (see [`RuntimeHealth::observe`]). Returns the new record, or None when
+    /// there is no such instance.
+    pub fn record_heartbeat(
+        &self,
+        id: &str,
+        containerd_healthy: bool,
+        now_ms: i64,
+    ) -> Result<Option<RuntimeHealth>> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let prev = tx
+            .query_row(
+                "SELECT containerd_healthy, health_changed_at_ms, last_heartbeat_ms
+                 FROM instances WHERE id = ?1",
+                [id],
+                |r| Ok(runtime_health(r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()?;
+        let Some(prev) = prev else {
+            return Ok(None);
+        };
+        let health = RuntimeHealth::observe(prev, containerd_healthy, now_ms);
+        tx.execute(
+            "UPDATE instances SET last_heartbeat_ms = ?2, containerd_healthy = ?3,
+                 health_changed_at_ms = ?4 WHERE id = ?1",
+            params![
+                id,
+                health.updated_at_ms,
+                health.containerd_healthy,
+                health.changed_at_ms
+            ],
         )?;
-        Ok(())
+        tx.commit()?;
+        Ok(Some(health))
     }
 
     // ------------------------------------------------------------ tasks
@@ -488,6 +525,9 @@ impl Store {
             Some(mut t) => {
                 if t.apply(change, now_ms) {
                     save_task(&tx, &t)?;
+                    // In the same transaction as the sequence number: exactly one event per
+                    // applied sequence, never one for a duplicate.
+                    insert_event(&tx, &t.id, &TaskEvent::of(seq, instance_id, change, now_ms))?;
                     ChangeOutcome::Applied
                 } else {
                     ChangeOutcome::Ignored(format!(
@@ -503,6 +543,58 @@ impl Store {
         )?;
         tx.commit()?;
         Ok(outcome)
+    }
+
+    /// The task's event history in sequence order; None when there is no such task.
+    pub fn task_events(&self, task_id: &str) -> Result<Option<Vec<TaskEvent>>> {
+        let conn = self.conn();
+        let exists = conn
+            .query_row("SELECT 1 FROM tasks WHERE id = ?1", [task_id], |_| Ok(()))
+            .optional()?
+            .is_some();
+        if !exists {
+            return Ok(None);
+        }
+        let mut stmt = conn.prepare(
+            "SELECT seq, instance_id, kind, container_name, status, exit_code, reason, at_ms,
+                    received_at_ms
+             FROM task_events WHERE task_id = ?1 ORDER BY seq",
+        )?;
+        let rows = stmt.query_map([task_id], |r| {
+            Ok((
+                r.get::<_, i64>(0)? as u64,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, Option<String>>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, Option<i32>>(5)?,
+                r.get::<_, String>(6)?,
+                r.get::<_, i64>(7)?,
+                r.get::<_, i64>(8)?,
+            ))
+        })?;
+        let mut events = Vec::new();
+        for row in rows {
+            let (seq, instance_id, kind, container_name, status, exit_code, reason, at_ms, recv) =
+                row?;
+            let kind = EventKind::parse(&kind).ok_or_else(|| StoreError::BadEventKind {
+                task_id: task_id.to_string(),
+                seq,
+                kind: kind.clone(),
+            })?;
+            events.push(TaskEvent {
+                seq,
+                instance_id,
+                kind,
+                container_name,
+                status,
+                exit_code,
+                reason,
+                at_ms,
+                received_at_ms: recv,
+            });
+        }
+        Ok(Some(events))
     }
 
     // ------------------------------------------------------------ security groups
@@ -610,11 +702,21 @@ impl Store {
 }
 
 fn migrate(conn: &Connection) -> Result<()> {
-    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    migrate_to(conn, SCHEMA_VERSION)
+}
+
+fn schema_version(conn: &Connection) -> Result<i64> {
+    Ok(conn.pragma_query_value(None, "user_version", |r| r.get(0))?)
+}
+
+/// Brings the schema up to `target` (below SCHEMA_VERSION only in tests, to build an older
+/// database).
+fn migrate_to(conn: &Connection, target: i64) -> Result<()> {
+    let version = schema_version(conn)?;
     if version > SCHEMA_VERSION {
         return Err(StoreError::SchemaTooNew { found: version });
     }
-    if version < 1 {
+    if version < 1 && target >= 1 {
         conn.execute_batch(
             "BEGIN IMMEDIATE;
              CREATE TABLE IF NOT EXISTS clusters (
@@ -667,7 +769,7 @@ fn migrate(conn: &Connection) -> Result<()> {
              COMMIT;",
         )?;
     }
-    if version < 2 {
+    if version < 2 && target >= 2 {
         conn.execute_batch(
             "BEGIN IMMEDIATE;
              CREATE TABLE IF NOT EXISTS security_groups (
@@ -677,6 +779,42 @@ fn migrate(conn: &Connection) -> Result<()> {
              PRAGMA user_version = 2;
              COMMIT;",
         )?;
+    }
+    if version < 3 && target >= 3 {
+        // Version 3: the instances' runtime health (from heartbeats) and the tasks' event
+        // history. ADD COLUMN has no IF NOT EXISTS, so the version is read again inside the
+        // transaction: another process (`berth-cp activation create`) may have just migrated.
+        conn.execute_batch("BEGIN IMMEDIATE")?;
+        let step = || -> Result<()> {
+            if schema_version(conn)? < 3 {
+                conn.execute_batch(
+                    "ALTER TABLE instances ADD COLUMN containerd_healthy INTEGER;
+                     ALTER TABLE instances ADD COLUMN health_changed_at_ms INTEGER;
+                     CREATE TABLE IF NOT EXISTS task_events (
+                         task_id TEXT NOT NULL REFERENCES tasks(id),
+                         seq INTEGER NOT NULL,
+                         instance_id TEXT NOT NULL,
+                         kind TEXT NOT NULL,
+                         container_name TEXT,
+                         status TEXT NOT NULL,
+                         exit_code INTEGER,
+                         reason TEXT NOT NULL,
+                         at_ms INTEGER NOT NULL,
+                         received_at_ms INTEGER NOT NULL,
+                         PRIMARY KEY (instance_id, seq));
+                     CREATE INDEX IF NOT EXISTS task_events_by_task ON task_events (task_id, seq);
+                     PRAGMA user_version = 3;",
+                )?;
+            }
+            Ok(())
+        };
+        match step() {
+            Ok(()) => conn.execute_batch("COMMIT")?,
+            Err(e) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                return Err(e);
+            }
+        }
     }
     Ok(())
 }
@@ -698,7 +836,24 @@ fn task_def_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TaskDefRow> {
 }
 
 const INSTANCE_SELECT: &str = "SELECT id, cluster, secret_sha256, revoked, registered_at_ms,
-    last_heartbeat_ms, last_state_change_seq, info_json FROM instances";
+    last_heartbeat_ms, last_state_change_seq, info_json, containerd_healthy,
+    health_changed_at_ms FROM instances";
+
+/// The stored runtime health: none until a heartbeat has said something (heartbeats recorded
+/// before schema version 3 did not).
+fn runtime_health(
+    containerd_healthy: Option<bool>,
+    changed_at_ms: Option<i64>,
+    last_heartbeat_ms: Option<i64>,
+) -> Option<RuntimeHealth> {
+    let containerd_healthy = containerd_healthy?;
+    let updated_at_ms = last_heartbeat_ms.or(changed_at_ms)?;
+    Some(RuntimeHealth {
+        containerd_healthy,
+        updated_at_ms,
+        changed_at_ms: changed_at_ms.unwrap_or(updated_at_ms),
+    })
+}
 
 fn instance_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Instance, String)> {
     Ok((
@@ -711,6 +866,7 @@ fn instance_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Instance, String)> {
             last_heartbeat_ms: r.get(5)?,
             last_state_change_seq: r.get::<_, i64>(6)? as u64,
             info: InstanceInfo::default(),
+            health: runtime_health(r.get(8)?, r.get(9)?, r.get(5)?),
         },
         r.get(7)?,
     ))
@@ -745,6 +901,27 @@ fn save_task(conn: &Connection, t: &Task) -> Result<()> {
     Ok(())
 }
 
+fn insert_event(conn: &Connection, task_id: &str, e: &TaskEvent) -> Result<()> {
+    conn.execute(
+        "INSERT INTO task_events (task_id, seq, instance_id, kind, container_name, status,
+             exit_code, reason, at_ms, received_at_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        params![
+            task_id,
+            e.seq as i64,
+            e.instance_id,
+            e.kind.as_str(),
+            e.container_name,
+            e.status,
+            e.exit_code,
+            e.reason,
+            e.at_ms,
+            e.received_at_ms
+        ],
+    )?;
+    Ok(())
+}
+
 fn next_payload_seq(conn: &Connection, instance_id: &str) -> Result<u64> {
     let seq: i64 = conn.query_row(
         "UPDATE instances SET next_payload_seq = next_payload_seq + 1 WHERE id = ?1
@@ -767,6 +944,7 @@ fn insert_outbox(conn: &Connection, instance_id: &str, seq: u64, payload: &[u8])
 mod tests {
     use super::*;
     use crate::security::parse_ingress_spec;
+    use crate::task::{ContainerStatus, TaskStatus};
 
     struct TempDir(PathBuf);
 
@@ -820,13 +998,282 @@ mod tests {
         assert_eq!(store.get_security_group("web").unwrap(), None);
     }
 
+    fn instance(id: &str) -> Instance {
+        Instance {
+            id: id.into(),
+            cluster: "default".into(),
+            secret_sha256: "x".into(),
+            revoked: false,
+            registered_at_ms: 1,
+            last_heartbeat_ms: None,
+            last_state_change_seq: 0,
+            info: InstanceInfo::default(),
+            health: None,
+        }
+    }
+
+    /// Instance `i1` with task `t1` (container `app`) placed on it.
+    fn with_task(store: &Store) -> Task {
+        let code = ActivationCode {
+            cluster: "default".into(),
+            uses_left: 5,
+            expires_at_ms: i64::MAX,
+            revoked: false,
+        };
+        store.insert_activation("code", &code, 1).unwrap();
+        store
+            .register_with_activation("code", &instance("i1"), 1)
+            .unwrap()
+            .unwrap();
+        let t = crate::task::tests::sample_task();
+        store
+            .insert_tasks(std::slice::from_ref(&t), &|_, _| Vec::new())
+            .unwrap();
+        t
+    }
+
+    fn task_change(status: TaskStatus, at_ms: i64) -> AgentChange {
+        AgentChange::Task {
+            task_arn: "arn:aws:ecs:us-east-1:0:task/default/t1".into(),
+            status,
+            stop_code: String::new(),
+            stopped_reason: String::new(),
+            at_ms,
+            network: None,
+        }
+    }
+
+    fn container_change(name: &str, status: ContainerStatus, exit: Option<i32>) -> AgentChange {
+        AgentChange::Container {
+            task_arn: "t1".into(),
+            container_name: name.into(),
+            status,
+            exit_code: exit,
+            reason: "why".into(),
+            runtime_id: String::new(),
+            at_ms: 5,
+            restart_count: 0,
+            health: None,
+        }
+    }
+
     #[test]
-    fn a_version_1_database_gains_the_security_group_table() {
+    fn each_applied_change_is_one_event_and_duplicates_none() {
+        let dir = temp_dir();
+        let store = Store::open(&dir.0).unwrap();
+        with_task(&store);
+        let seqs = |store: &Store| -> Vec<u64> {
+            store
+                .task_events("t1")
+                .unwrap()
+                .unwrap()
+                .iter()
+                .map(|e| e.seq)
+                .collect()
+        };
+        assert_eq!(seqs(&store), Vec::<u64>::new());
+        let apply =
+            |seq, c: &AgentChange, now| store.apply_state_change("i1", seq, c, now).unwrap();
+        let running = container_change("app", ContainerStatus::Running, None);
+        assert_eq!(apply(1, &running, 100), ChangeOutcome::Applied);
+        assert_eq!(apply(1, &running, 101), ChangeOutcome::Duplicate);
+        assert_eq!(
+            apply(2, &task_change(TaskStatus::Running, 7), 102),
+            ChangeOutcome::Applied
+        );
+        // A resent older sequence, even with other content, is a duplicate: no event.
+        assert_eq!(
+            apply(1, &task_change(TaskStatus::Stopped, 8), 103),
+            ChangeOutcome::Duplicate
+        );
+        // Ignored changes (no such container) are not events.
+        assert!(matches!(
+            apply(
+                3,
+                &container_change("nope", ContainerStatus::Running, None),
+                104
+            ),
+            ChangeOutcome::Ignored(_)
+        ));
+        // Sequences may skip (the agent's other tasks); events keep the agent's numbers.
+        let stopped = container_change("app", ContainerStatus::Stopped, Some(137));
+        assert_eq!(apply(5, &stopped, 105), ChangeOutcome::Applied);
+        assert_eq!(
+            apply(6, &task_change(TaskStatus::Stopped, 9), 106),
+            ChangeOutcome::Applied
+        );
+        assert_eq!(apply(6, &stopped, 107), ChangeOutcome::Duplicate);
+        assert_eq!(seqs(&store), vec![1, 2, 5, 6]);
+
+        drop(store);
+        let store = Store::open(&dir.0).unwrap();
+        let events = store.task_events("t1").unwrap().unwrap();
+        assert_eq!(seqs(&store), vec![1, 2, 5, 6]);
+        assert_eq!(
+            events[2],
+            TaskEvent {
+                seq: 5,
+                instance_id: "i1".into(),
+                kind: EventKind::Container,
+                container_name: Some("app".into()),
+                status: "STOPPED".into(),
+                exit_code: Some(137),
+                reason: "why".into(),
+                at_ms: 5,
+                received_at_ms: 105,
+            }
+        );
+        assert_eq!(
+            (
+                events[1].kind,
+                events[1].status.as_str(),
+                events[1].at_ms,
+                events[1].received_at_ms
+            ),
+            (EventKind::Task, "RUNNING", 7, 102)
+        );
+        assert_eq!(store.task_events("ghost").unwrap(), None);
+    }
+
+    #[test]
+    fn the_manifest_query_keeps_tasks_being_stopped() {
+        let dir = temp_dir();
+        let store = Store::open(&dir.0).unwrap();
+        with_task(&store);
+        let not_stopped = || {
+            store
+                .list_tasks(&TaskFilter {
+                    instance_id: Some("i1".into()),
+                    not_stopped: true,
+                    ..TaskFilter::default()
+                })
+                .unwrap()
+                .iter()
+                .map(|t| t.id.clone())
+                .collect::<Vec<_>>()
+        };
+        store
+            .apply_state_change("i1", 1, &task_change(TaskStatus::Running, 1), 1)
+            .unwrap();
+        store.stop_task("t1", None, 2, &|_, _| Vec::new()).unwrap();
+        let t = store.get_task("t1").unwrap().unwrap();
+        assert_eq!(
+            (t.desired_status, t.last_status),
+            (TaskStatus::Stopped, TaskStatus::Running)
+        );
+        assert_eq!(not_stopped(), vec!["t1"]);
+        store
+            .apply_state_change("i1", 2, &task_change(TaskStatus::Stopped, 3), 3)
+            .unwrap();
+        assert_eq!(not_stopped(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn heartbeats_record_runtime_health() {
+        let dir = temp_dir();
+        let store = Store::open(&dir.0).unwrap();
+        with_task(&store);
+        assert_eq!(store.get_instance("i1").unwrap().unwrap().health, None);
+        assert_eq!(store.record_heartbeat("ghost", true, 1).unwrap(), None);
+        store.record_heartbeat("i1", true, 10).unwrap();
+        store.record_heartbeat("i1", true, 20).unwrap();
+        let h = store.record_heartbeat("i1", false, 30).unwrap().unwrap();
+        assert_eq!((h.updated_at_ms, h.changed_at_ms), (30, 30));
+        store.record_heartbeat("i1", false, 40).unwrap();
+        drop(store);
+        let store = Store::open(&dir.0).unwrap();
+        let i = store.get_instance("i1").unwrap().unwrap();
+        assert_eq!(i.last_heartbeat_ms, Some(40));
+        assert_eq!(
+            i.health,
+            Some(RuntimeHealth {
+                containerd_healthy: false,
+                updated_at_ms: 40,
+                changed_at_ms: 30
+            })
+        );
+    }
+
+    #[test]
+    fn a_version_2_database_migrates_to_3_keeping_its_data() {
+        let dir = temp_dir();
+        std::fs::create_dir_all(&dir.0).unwrap();
+        {
+            let conn = Connection::open(dir.0.join(DB_FILE)).unwrap();
+            migrate_to(&conn, 2).unwrap();
+            assert_eq!(schema_version(&conn).unwrap(), 2);
+            conn.execute_batch(
+                "INSERT INTO clusters VALUES ('default', 1);
+                 INSERT INTO instances (id, cluster, secret_sha256, revoked, registered_at_ms,
+                     last_heartbeat_ms, last_state_change_seq, info_json)
+                     VALUES ('i1', 'default', 'x', 0, 1, 50, 4, '{\"hostname\":\"h\",\"resources\":[],\"attributes\":[],\"agent_version\":\"\",\"agent_hash\":\"\",\"containerd_version\":\"\"}');",
+            )
+            .unwrap();
+            let t = crate::task::tests::sample_task();
+            conn.execute(
+                "INSERT INTO tasks (id, cluster, instance_id, family, last_status, desired_status,
+                     created_at_ms, body_json) VALUES ('t1', 'default', 'i1', 'web', 'PENDING',
+                     'RUNNING', 1, ?1)",
+                [serde_json::to_string(&t).unwrap()],
+            )
+            .unwrap();
+        }
+        let store = Store::open(&dir.0).unwrap();
+        assert_eq!(schema_version(&store.conn()).unwrap(), 3);
+        let i = store.get_instance("i1").unwrap().unwrap();
+        // A heartbeat recorded by version 2 said nothing about containerd.
+        assert_eq!(
+            (i.last_heartbeat_ms, i.health, i.last_state_change_seq),
+            (Some(50), None, 4)
+        );
+        assert_eq!(i.info.hostname, "h");
+        assert_eq!(store.task_events("t1").unwrap(), Some(Vec::new()));
+        // Sequences already applied stay duplicates; new ones are events.
+        let c = container_change("app", ContainerStatus::Running, None);
+        assert_eq!(
+            store.apply_state_change("i1", 4, &c, 60).unwrap(),
+            ChangeOutcome::Duplicate
+        );
+        assert_eq!(
+            store.apply_state_change("i1", 5, &c, 61).unwrap(),
+            ChangeOutcome::Applied
+        );
+        assert_eq!(store.task_events("t1").unwrap().unwrap().len(), 1);
+        store.record_heartbeat("i1", true, 70).unwrap();
+        assert_eq!(
+            store
+                .get_instance("i1")
+                .unwrap()
+                .unwrap()
+                .health
+                .map(|h| h.changed_at_ms),
+            Some(70)
+        );
+        // Opening again (another process, or a restart) migrates nothing twice.
+        drop(store);
+        let again = Store::open(&dir.0).unwrap();
+        assert_eq!(again.task_events("t1").unwrap().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused() {
         let dir = temp_dir();
         drop(Store::open(&dir.0).unwrap());
         let conn = Connection::open(dir.0.join(DB_FILE)).unwrap();
-        conn.execute_batch("DROP TABLE security_groups; PRAGMA user_version = 1;")
-            .unwrap();
+        conn.execute_batch("PRAGMA user_version = 4;").unwrap();
+        drop(conn);
+        assert!(matches!(
+            Store::open(&dir.0),
+            Err(StoreError::SchemaTooNew { found: 4 })
+        ));
+    }
+
+    #[test]
+    fn a_version_1_database_gains_the_security_group_table() {
+        let dir = temp_dir();
+        std::fs::create_dir_all(&dir.0).unwrap();
+        let conn = Connection::open(dir.0.join(DB_FILE)).unwrap();
+        migrate_to(&conn, 1).unwrap();
         drop(conn);
         let store = Store::open(&dir.0).unwrap();
         store.put_security_group("web", &content(&[]), 1).unwrap();

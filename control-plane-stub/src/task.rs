@@ -272,6 +272,97 @@ impl AgentChange {
     }
 }
 
+/// Whether an event changed the task or one of its containers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    Task,
+    Container,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Task => "task",
+            EventKind::Container => "container",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "task" => Some(EventKind::Task),
+            "container" => Some(EventKind::Container),
+            _ => None,
+        }
+    }
+}
+
+/// One state change the control plane applied, as the task's event history keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskEvent {
+    /// The agent's sequence number (per instance; a task lives on one instance).
+    pub seq: u64,
+    pub instance_id: String,
+    pub kind: EventKind,
+    /// Container events only.
+    pub container_name: Option<String>,
+    /// The reported status (TaskStatus or ContainerStatus as ECS names it).
+    pub status: String,
+    pub exit_code: Option<i32>,
+    /// The task's stopped reason or the container's reason, as reported (may be empty).
+    pub reason: String,
+    /// The agent's clock.
+    pub at_ms: i64,
+    /// The control plane's clock when it applied the change.
+    pub received_at_ms: i64,
+}
+
+impl TaskEvent {
+    /// The event recording `change`, applied under `seq` at `received_at_ms`.
+    pub fn of(seq: u64, instance_id: &str, change: &AgentChange, received_at_ms: i64) -> Self {
+        let (kind, container_name, status, exit_code, reason, at_ms) = match change {
+            AgentChange::Task {
+                status,
+                stopped_reason,
+                at_ms,
+                ..
+            } => (
+                EventKind::Task,
+                None,
+                status.as_str(),
+                None,
+                stopped_reason,
+                *at_ms,
+            ),
+            AgentChange::Container {
+                container_name,
+                status,
+                exit_code,
+                reason,
+                at_ms,
+                ..
+            } => (
+                EventKind::Container,
+                Some(container_name.clone()),
+                status.as_str(),
+                *exit_code,
+                reason,
+                *at_ms,
+            ),
+        };
+        Self {
+            seq,
+            instance_id: instance_id.to_string(),
+            kind,
+            container_name,
+            status: status.to_string(),
+            exit_code,
+            reason: reason.clone(),
+            at_ms,
+            received_at_ms,
+        }
+    }
+}
+
 pub const USER_STOP_CODE: &str = "UserInitiated";
 pub const DEFAULT_USER_STOP_REASON: &str = "Task stopped by user";
 
@@ -470,6 +561,55 @@ pub(crate) mod tests {
         assert_eq!(t.execution_stopped_at_ms, Some(20));
         assert_eq!(t.stop_code.as_deref(), Some("EssentialContainerExited"));
         assert_eq!(t.version, 3);
+    }
+
+    #[test]
+    fn events_record_what_was_reported() {
+        let e = TaskEvent::of(
+            7,
+            "i1",
+            &task_change(TaskStatus::Stopped, "EssentialContainerExited", 20),
+            25,
+        );
+        assert_eq!(
+            e,
+            TaskEvent {
+                seq: 7,
+                instance_id: "i1".into(),
+                kind: EventKind::Task,
+                container_name: None,
+                status: "STOPPED".into(),
+                exit_code: None,
+                reason: "EssentialContainerExited reason".into(),
+                at_ms: 20,
+                received_at_ms: 25,
+            }
+        );
+        let c = AgentChange::Container {
+            task_arn: "arn".into(),
+            container_name: "app".into(),
+            status: ContainerStatus::Stopped,
+            exit_code: Some(137),
+            reason: "OutOfMemoryError".into(),
+            runtime_id: "abc".into(),
+            at_ms: 30,
+            restart_count: 0,
+            health: None,
+        };
+        let e = TaskEvent::of(8, "i1", &c, 31);
+        assert_eq!(
+            (e.kind, e.container_name.as_deref(), e.status.as_str()),
+            (EventKind::Container, Some("app"), "STOPPED")
+        );
+        assert_eq!(
+            (e.exit_code, e.reason.as_str(), e.at_ms),
+            (Some(137), "OutOfMemoryError", 30)
+        );
+        assert_eq!(
+            EventKind::parse(e.kind.as_str()),
+            Some(EventKind::Container)
+        );
+        assert_eq!(EventKind::parse("x"), None);
     }
 
     #[test]

@@ -33,6 +33,47 @@ pub fn ctr(namespace: &str, args: &[&str]) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// How long one `ctr -a` call may take before it is killed: a frozen or wedged containerd
+/// must fail a test (or a clean-up step), not hang it.
+pub const CTR_AT_LIMIT: Duration = Duration::from_secs(60);
+
+/// Runs `ctr -a ADDRESS -n NAMESPACE ARGS...` (the containerd listening on `address`) and
+/// returns its stdout; a failure carries ctr's stderr. Killed after [`CTR_AT_LIMIT`].
+pub fn ctr_at(address: &str, namespace: &str, args: &[&str]) -> Result<String> {
+    ctr_at_within(address, namespace, args, CTR_AT_LIMIT)
+}
+
+/// [`ctr_at`], killed after `limit` (whole seconds, at least one).
+pub fn ctr_at_within(
+    address: &str,
+    namespace: &str,
+    args: &[&str],
+    limit: Duration,
+) -> Result<String> {
+    let secs = limit.as_secs().max(1).to_string();
+    let out = Command::new("timeout")
+        .args(["-s", "KILL", &secs, "ctr", "-a", address, "-n", namespace])
+        .args(args)
+        .env_remove("CONTAINERD_ADDRESS")
+        .env_remove("CONTAINERD_NAMESPACE")
+        .output()
+        .context("cannot run timeout ctr (apt-get install containerd coreutils)")?;
+    if !out.status.success() {
+        let killed = if out.status.code() == Some(137) {
+            format!(" (killed after {secs}s)")
+        } else {
+            String::new()
+        };
+        bail!(
+            "`ctr -a {address} -n {namespace} {}` failed ({}){killed}: {}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 /// The containerd socket the agents are pointed at.
 pub fn socket() -> String {
     std::env::var("CONTAINERD_ADDRESS")
@@ -100,6 +141,72 @@ pub fn import_test_image(namespace: &str) -> Result<()> {
     Ok(())
 }
 
+/// [`import_test_image`] into the containerd listening on `address` (a private one, say).
+pub fn import_test_image_at(address: &str, namespace: &str) -> Result<()> {
+    let archive = image_archive()?;
+    let archive = archive.to_str().context("the image path is not UTF-8")?;
+    ctr_at(address, namespace, &["images", "import", archive])?;
+    let images = ctr_at(address, namespace, &["images", "ls", "-q"])?;
+    if !images.lines().any(|l| l.trim() == TEST_IMAGE) {
+        bail!(
+            "{TEST_IMAGE} is not in namespace {namespace} of {address} after the import: \
+             {images:?}"
+        );
+    }
+    Ok(())
+}
+
+/// One row of `ctr tasks ls`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CtrTask {
+    pub id: String,
+    pub pid: u32,
+    /// RUNNING, STOPPED, CREATED, PAUSED, ...
+    pub status: String,
+}
+
+/// The tasks (`ctr tasks ls`) of `namespace` in the containerd listening on `address`.
+pub fn tasks_at(address: &str, namespace: &str) -> Result<Vec<CtrTask>> {
+    Ok(parse_tasks(&ctr_at(address, namespace, &["tasks", "ls"])?))
+}
+
+fn parse_tasks(table: &str) -> Vec<CtrTask> {
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let mut cols = l.split_whitespace();
+            Some(CtrTask {
+                id: cols.next()?.to_owned(),
+                pid: cols.next()?.parse().ok()?,
+                status: cols.next()?.to_owned(),
+            })
+        })
+        .collect()
+}
+
+/// [`task_main_pid`] in the containerd listening on `address`.
+pub fn task_main_pid_at(address: &str, namespace: &str, id: &str) -> Result<Option<u32>> {
+    Ok(tasks_at(address, namespace)?
+        .into_iter()
+        .find(|t| t.id == id)
+        .map(|t| t.pid))
+}
+
+/// [`containers`] in the containerd listening on `address`.
+pub fn containers_at(address: &str, namespace: &str) -> Result<Vec<String>> {
+    Ok(lines(&ctr_at(
+        address,
+        namespace,
+        &["containers", "ls", "-q"],
+    )?))
+}
+
+/// The namespaces of the containerd listening on `address`.
+pub fn namespaces_at(address: &str) -> Result<Vec<String>> {
+    Ok(lines(&ctr_at(address, "default", &["namespaces", "ls", "-q"])?))
+}
+
 /// The pids of every process in container `id`'s task (`ctr task ps`): the main process and
 /// any exec'd ones.
 pub fn task_pids(namespace: &str, id: &str) -> Result<Vec<u32>> {
@@ -153,7 +260,7 @@ pub fn purge_namespace(namespace: &str, limit: Duration) -> Result<()> {
         if !namespace_exists(namespace)? {
             return Ok(());
         }
-        sweep(namespace);
+        sweep(namespace, &|ns, args| ctr(ns, args));
         match ctr("default", &["namespaces", "rm", namespace]) {
             Ok(_) => return Ok(()),
             Err(e) if Instant::now() >= deadline => {
@@ -164,8 +271,27 @@ pub fn purge_namespace(namespace: &str, limit: Duration) -> Result<()> {
     }
 }
 
+/// [`purge_namespace`] in the containerd listening on `address`.
+pub fn purge_namespace_at(address: &str, namespace: &str, limit: Duration) -> Result<()> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if !namespaces_at(address)?.iter().any(|n| n == namespace) {
+            return Ok(());
+        }
+        sweep(namespace, &|ns, args| ctr_at(address, ns, args));
+        match ctr_at(address, "default", &["namespaces", "rm", namespace]) {
+            Ok(_) => return Ok(()),
+            Err(e) if Instant::now() >= deadline => {
+                return Err(e.context(format!("namespace {namespace} is not empty")))
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(300)),
+        }
+    }
+}
+
 /// One best-effort pass over a namespace; errors are expected (things vanish while we look).
-fn sweep(ns: &str) {
+/// `ctr` runs one ctr command against the containerd being swept.
+fn sweep(ns: &str, ctr: &dyn Fn(&str, &[&str]) -> Result<String>) {
     let tasks = ctr(ns, &["tasks", "ls", "-q"])
         .map(|s| lines(&s))
         .unwrap_or_default();
@@ -175,7 +301,10 @@ fn sweep(ns: &str) {
     for task in &tasks {
         let _ = ctr(ns, &["tasks", "rm", "-f", task]);
     }
-    for container in containers(ns).unwrap_or_default() {
+    for container in ctr(ns, &["containers", "ls", "-q"])
+        .map(|s| lines(&s))
+        .unwrap_or_default()
+    {
         let _ = ctr(ns, &["containers", "rm", &container]);
     }
     for image in ctr(ns, &["images", "ls", "-q"])

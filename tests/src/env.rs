@@ -14,6 +14,7 @@ use crate::bins::bin;
 use crate::containerd;
 use crate::ecs::EcsClient;
 use crate::net::NetworkSettings;
+use crate::private_containerd::PrivateContainerd;
 use crate::process::Proc;
 use crate::wait::{timeout, wait_until};
 
@@ -53,6 +54,14 @@ pub struct TestEnv {
     /// How many times each agent has been started (its logs are `agent-N.log`, then
     /// `agent-N-runK.log`).
     agent_runs: std::collections::HashMap<usize, usize>,
+    /// The env's own containerd, if [`TestEnv::use_private_containerd`] was called: the
+    /// agents use it instead of the host's, and the drop cleans it up.
+    private_containerd: Option<PrivateContainerd>,
+    /// `[containerd] call_timeout_secs` of agents started from now on (the agent's default
+    /// unless set).
+    containerd_call_timeout_secs: Option<u64>,
+    /// berth-cp's `heartbeat_interval_ms` (its default unless set), from its next start.
+    cp_heartbeat_interval_ms: Option<u64>,
     passed: bool,
 }
 
@@ -92,6 +101,9 @@ impl TestEnv {
             network,
             networks_used: Vec::new(),
             agent_runs: Default::default(),
+            private_containerd: None,
+            containerd_call_timeout_secs: None,
+            cp_heartbeat_interval_ms: None,
             passed: false,
         })
     }
@@ -181,6 +193,9 @@ impl TestEnv {
             .arg(&ready)
             .env("RUST_LOG", log_filter())
             .env("NO_COLOR", "1");
+        if let Some(config) = self.cp_config_file()? {
+            cmd.arg("--config").arg(config);
+        }
         let log = self.dir.join(format!("cp-{}.log", self.cp_runs));
         self.cp = Some(Proc::spawn("berth-cp", cmd, &log)?);
         let cp = self.cp.as_mut().expect("just set");
@@ -263,7 +278,10 @@ impl TestEnv {
     /// is imported into the namespace first.
     pub fn start_agent(&mut self, activation_code: Option<&str>) -> Result<usize> {
         if !self.image_imported {
-            containerd::import_test_image(&self.namespace)?;
+            match &self.private_containerd {
+                Some(c) => containerd::import_test_image_at(c.socket(), &self.namespace)?,
+                None => containerd::import_test_image(&self.namespace)?,
+            }
             self.image_imported = true;
         }
         let n = self.agents.len() + 1;
@@ -354,9 +372,18 @@ impl TestEnv {
         toml.push_str(&format!(
             "\n[containerd]\nsocket = {socket:?}\nnamespace = {ns:?}\nsnapshotter = \"overlayfs\"\n\
              \n[resources]\nreserved_memory_mib = 256\n",
-            socket = containerd::socket(),
+            socket = self.containerd_socket(),
             ns = self.namespace,
         ));
+        if let Some(secs) = self.containerd_call_timeout_secs {
+            // The key belongs in [containerd], which [resources] has closed: it goes after the
+            // snapshotter line.
+            let at = toml
+                .find("snapshotter = \"overlayfs\"\n")
+                .map(|i| i + "snapshotter = \"overlayfs\"\n".len())
+                .expect("the [containerd] table was just written");
+            toml.insert_str(at, &format!("call_timeout_secs = {secs}\n"));
+        }
         toml.push_str(&format!("\n[cgroups]\nroot = {:?}\n", self.cgroup_root));
         if let Some(limit) = self.pids_limit {
             toml.push_str(&format!("pids_limit = {limit}\n"));
@@ -411,7 +438,73 @@ impl TestEnv {
 
     /// The containers in this env's containerd namespace.
     pub fn containerd_containers(&self) -> Result<Vec<String>> {
-        containerd::containers(&self.namespace)
+        match &self.private_containerd {
+            Some(c) => containerd::containers_at(c.socket(), &self.namespace),
+            None => containerd::containers(&self.namespace),
+        }
+    }
+
+    /// Gives this env a containerd of its own (see [`PrivateContainerd`]), started now: agents
+    /// started after this call use it (`[containerd] socket`), the test image is imported into
+    /// it, and dropping the env removes it with everything in it. A test may then stop, kill,
+    /// restart or freeze it ([`TestEnv::private_containerd`]) without disturbing other tests.
+    pub fn use_private_containerd(&mut self) -> Result<()> {
+        ensure!(
+            self.agents.is_empty(),
+            "use_private_containerd must come before the first agent is started"
+        );
+        ensure!(
+            self.private_containerd.is_none(),
+            "this env already has a private containerd"
+        );
+        self.private_containerd = Some(PrivateContainerd::new(&self.id, &self.dir)?);
+        self.image_imported = false;
+        Ok(())
+    }
+
+    /// The env's private containerd; panics unless [`TestEnv::use_private_containerd`] was
+    /// called.
+    pub fn private_containerd(&mut self) -> &mut PrivateContainerd {
+        self.private_containerd
+            .as_mut()
+            .expect("use_private_containerd was called")
+    }
+
+    /// The containerd socket of this env's agents: the private one, if any, else the host's.
+    pub fn containerd_socket(&self) -> String {
+        match &self.private_containerd {
+            Some(c) => c.socket().to_owned(),
+            None => containerd::socket(),
+        }
+    }
+
+    /// `ctr -a <the env's containerd> -n <the env's namespace> ARGS...`.
+    pub fn ctr(&self, args: &[&str]) -> Result<String> {
+        containerd::ctr_at(&self.containerd_socket(), &self.namespace, args)
+    }
+
+    /// `[containerd] call_timeout_secs` (the deadline of every containerd call) of agents
+    /// started after this call.
+    pub fn set_containerd_call_timeout_secs(&mut self, secs: u64) {
+        self.containerd_call_timeout_secs = Some(secs);
+    }
+
+    /// berth-cp's `heartbeat_interval_ms` (what it tells agents in Welcome), from its next
+    /// start.
+    pub fn set_cp_heartbeat_interval_ms(&mut self, ms: u64) {
+        self.cp_heartbeat_interval_ms = Some(ms);
+    }
+
+    /// berth-cp's config file, for the settings it takes only from a file; None if none is
+    /// set.
+    fn cp_config_file(&self) -> Result<Option<PathBuf>> {
+        let Some(ms) = self.cp_heartbeat_interval_ms else {
+            return Ok(None);
+        };
+        let path = self.dir.join("cp.toml");
+        std::fs::write(&path, format!("heartbeat_interval_ms = {ms}\n"))
+            .with_context(|| format!("writing {}", path.display()))?;
+        Ok(Some(path))
     }
 
     /// Marks the test as passed: the logs are not printed when the env is dropped.
@@ -456,6 +549,9 @@ impl Drop for TestEnv {
         if !self.passed {
             self.print_logs();
         }
+        // Its tasks, containers, shims, mounts and dirs (also when a test left it frozen or
+        // down); before the cgroups and networks below, as the namespace purge is.
+        drop(self.private_containerd.take());
         if let Err(e) = containerd::purge_namespace(&self.namespace, Duration::from_secs(30)) {
             eprintln!("cleanup: {e:#}");
         }

@@ -18,10 +18,12 @@ mod aws;
 mod bins;
 mod cgroups;
 mod containerd;
+mod durability;
 mod ecs;
 mod env;
 mod health;
 pub mod net;
+mod private_containerd;
 mod process;
 pub mod procstat;
 mod tasks;
@@ -33,7 +35,11 @@ pub use cgroups::{
     cgroup_exists, cgroup_file, cgroup_threads, cpu_usage_ns, is_v2 as cgroup_v2, read_cgroup,
     remove_cgroup_tree,
 };
-pub use containerd::{ctr, task_main_pid, task_pids, TEST_IMAGE};
+pub use containerd::{
+    containers_at, ctr, ctr_at, import_test_image_at, purge_namespace_at, task_main_pid,
+    task_main_pid_at, task_pids, tasks_at, CtrTask, TEST_IMAGE,
+};
+pub use durability::{check_event_history, leftovers, task_events};
 pub use ecs::{container, ApiError, EcsClient};
 pub use env::{CpAddrs, TestEnv};
 pub use health::{
@@ -45,6 +51,7 @@ pub use net::{
     stored_network_phases, tcp_connects, wait_http_body, HttpResponse, NetworkSettings, Subnet,
     TestNetns,
 };
+pub use private_containerd::PrivateContainerd;
 pub use process::Proc;
 pub use tasks::{
     container_log, exit_code, register, register_and_run, run_task, start_task, stop_and_wait,

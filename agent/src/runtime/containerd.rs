@@ -21,6 +21,7 @@ use containerd_client::services::v1::{
 };
 use containerd_client::services::v1::{
     CreateRequest as LeaseCreateRequest, DeleteRequest as LeaseDeleteRequest,
+    ListRequest as LeaseListRequest,
 };
 use containerd_client::tonic::transport::Channel;
 use containerd_client::types::v1::Status as ProcStatus;
@@ -208,7 +209,7 @@ impl Containerd {
             .call(
                 "Leases.Create",
                 leases.create(self.req(LeaseCreateRequest {
-                    id: format!("berth-launch-{id}-{:08x}", fastrand::u32(..)),
+                    id: format!("{}{:08x}", launch_lease_prefix(id), fastrand::u32(..)),
                     labels: HashMap::from([(
                         "containerd.io/gc.expire".to_string(),
                         rfc3339(expire),
@@ -219,6 +220,24 @@ impl Containerd {
         resp.lease
             .map(|l| l.id)
             .ok_or_else(|| RuntimeError::Io("Leases.Create returned no lease".into()))
+    }
+
+    /// Deletes the launch leases of container `id` that a crash mid-launch left behind, so
+    /// their snapshot does not outlive the container by the lease's hour.
+    async fn delete_launch_leases(&self, id: &str) -> Result<(), RuntimeError> {
+        let prefix = launch_lease_prefix(id);
+        let mut leases = self.client.leases();
+        let listed = self
+            .call(
+                "Leases.List",
+                leases.list(self.req(LeaseListRequest { filters: vec![] })),
+            )
+            .await?
+            .leases;
+        for lease in listed.into_iter().filter(|l| l.id.starts_with(&prefix)) {
+            self.delete_lease(&lease.id).await;
+        }
+        Ok(())
     }
 
     async fn delete_lease(&self, lease: &str) {
@@ -405,6 +424,11 @@ impl Containerd {
         .await
         .map(|_| ())
     }
+}
+
+/// Every launch lease of a container starts with this; the rest is random.
+fn launch_lease_prefix(runtime_id: &str) -> String {
+    format!("berth-launch-{runtime_id}-")
 }
 
 /// RFC 3339 in UTC, as containerd's gc.expire label wants it.
@@ -1186,7 +1210,8 @@ impl Runtime for Containerd {
             Err(e) if e.is_not_found() => {}
             Err(e) => return Err(e),
         }
-        self.remove_snapshot(runtime_id).await
+        self.remove_snapshot(runtime_id).await?;
+        self.delete_launch_leases(runtime_id).await
     }
 
     async fn list(&self) -> Result<Vec<ListedContainer>, RuntimeError> {

@@ -102,6 +102,11 @@ pub enum Command {
         group: String,
     },
     ListClusters,
+    /// Print the state changes applied to a task, in the agent's sequence order.
+    Events {
+        /// Task ARN or id.
+        task: String,
+    },
     /// Print a container's log (stdout and stderr), read from its agent.
     Logs {
         /// Task ARN or id.
@@ -366,6 +371,19 @@ pub async fn execute(cli: &Cli) -> Result<String, CliError> {
                 .await?,
             |v| table::security_groups(std::slice::from_ref(&v["securityGroup"])),
         ),
+        Command::Events { task } => (
+            client
+                .berth(
+                    reqwest::Method::GET,
+                    &crate::events_api::events_path(task),
+                    None,
+                )
+                .await?,
+            |v| {
+                let events = v["events"].as_array().cloned().unwrap_or_default();
+                table::events(&events)
+            },
+        ),
         Command::Logs {
             task,
             container,
@@ -392,14 +410,17 @@ pub async fn execute(cli: &Cli) -> Result<String, CliError> {
 
 /// `/berth/v1/security-groups/<group>`, the group percent-encoded for the path.
 fn security_group_path(group: &str) -> String {
-    let encoded: String = group
-        .bytes()
+    format!("{}/{}", crate::security_api::PATH, path_segment(group))
+}
+
+/// `s` percent-encoded as one path segment (everything but RFC 3986's unreserved characters).
+pub fn path_segment(s: &str) -> String {
+    s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
                 (b as char).to_string()
             }
             _ => format!("%{b:02X}"),
         })
-        .collect();
-    format!("{}/{encoded}", crate::security_api::PATH)
+        .collect()
 }

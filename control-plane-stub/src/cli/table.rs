@@ -329,6 +329,7 @@ pub fn container_instances(v: &Value) -> String {
                         last_segment(i["containerInstanceArn"].as_str().unwrap_or("-")),
                         s(&i["status"]),
                         s(&i["agentConnected"]),
+                        s(&i["healthStatus"]["overallStatus"]),
                         format!(
                             "{}/{}",
                             resource(&i["remainingResources"], "CPU"),
@@ -354,6 +355,7 @@ pub fn container_instances(v: &Value) -> String {
                 "INSTANCE",
                 "STATUS",
                 "CONNECTED",
+                "HEALTH",
                 "CPU FREE/ALL",
                 "MEM FREE/ALL",
                 "RUNNING",
@@ -363,6 +365,67 @@ pub fn container_instances(v: &Value) -> String {
             &rows
         ),
         failures(v)
+    )
+}
+
+/// A task's events (`GET /berth/v1/tasks/<task>/events`), one row each, in the order given.
+pub fn events(events: &[Value]) -> String {
+    let rows: Vec<Vec<String>> = events
+        .iter()
+        .map(|e| {
+            let reason = e["reason"].as_str().unwrap_or("");
+            vec![
+                s(&e["seq"]),
+                utc(&e["at"]),
+                s(&e["kind"]),
+                s(&e["container"]),
+                s(&e["status"]),
+                s(&e["exitCode"]),
+                if reason.is_empty() {
+                    "-".to_string()
+                } else {
+                    reason.to_string()
+                },
+            ]
+        })
+        .collect();
+    render(
+        &[
+            "SEQ",
+            "AT (UTC)",
+            "KIND",
+            "CONTAINER",
+            "STATUS",
+            "EXIT",
+            "REASON",
+        ],
+        &rows,
+    )
+}
+
+/// Epoch seconds as `YYYY-MM-DD HH:MM:SS.mmm`, in UTC; "-" when not a number.
+fn utc(v: &Value) -> String {
+    let Some(secs) = v.as_f64() else {
+        return "-".to_string();
+    };
+    let ms = (secs * 1000.0).round() as i64;
+    let (days, ms_of_day) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}.{:03}",
+        ms_of_day / 3_600_000,
+        ms_of_day / 60_000 % 60,
+        ms_of_day / 1000 % 60,
+        ms_of_day % 1000
     )
 }
 
@@ -504,6 +567,74 @@ mod tests {
         let out = tasks(&[plain]);
         assert!(
             out.lines().nth(1).unwrap().contains("RUNNING  RUNNING  -"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn event_rows() {
+        let out = events(&[
+            json!({"seq": 1, "kind": "container", "container": "app", "status": "RUNNING",
+                   "exitCode": null, "reason": "", "at": 1_700_000_000.25, "receivedAt": 1_700_000_000.3}),
+            json!({"seq": 2, "kind": "task", "container": null, "status": "STOPPED",
+                   "exitCode": null, "reason": "Essential container in task exited", "at": 0.0, "receivedAt": 0.0}),
+            json!({"seq": 3, "kind": "container", "container": "app", "status": "STOPPED",
+                   "exitCode": 137, "reason": "", "at": 951_782_400.0, "receivedAt": 0.0}),
+        ]);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(
+            lines[0].split_whitespace().collect::<Vec<_>>(),
+            [
+                "SEQ",
+                "AT",
+                "(UTC)",
+                "KIND",
+                "CONTAINER",
+                "STATUS",
+                "EXIT",
+                "REASON"
+            ]
+        );
+        assert_eq!(
+            lines[1].split_whitespace().collect::<Vec<_>>(),
+            [
+                "1",
+                "2023-11-14",
+                "22:13:20.250",
+                "container",
+                "app",
+                "RUNNING",
+                "-",
+                "-"
+            ]
+        );
+        assert!(
+            lines[2].ends_with(
+                "task       -          STOPPED  -     Essential container in task exited"
+            ),
+            "{out}"
+        );
+        assert!(lines[2].contains("1970-01-01 00:00:00.000"), "{out}");
+        assert!(lines[3].contains("2000-02-29 00:00:00.000"), "{out}");
+        assert!(lines[3].contains("STOPPED  137"), "{out}");
+    }
+
+    #[test]
+    fn instance_rows_show_health() {
+        let v = json!({"containerInstances": [{
+            "containerInstanceArn": "arn:aws:ecs:r:a:container-instance/default/i1",
+            "status": "ACTIVE", "agentConnected": true,
+            "healthStatus": {"overallStatus": "IMPAIRED", "details": []},
+            "remainingResources": [], "registeredResources": [],
+            "runningTasksCount": 0, "pendingTasksCount": 0, "versionInfo": {"agentVersion": "0.1.0"}
+        }]});
+        let out = container_instances(&v);
+        assert!(
+            out.lines().next().unwrap().contains("CONNECTED  HEALTH"),
+            "{out}"
+        );
+        assert!(
+            out.lines().nth(1).unwrap().contains("true       IMPAIRED"),
             "{out}"
         );
     }

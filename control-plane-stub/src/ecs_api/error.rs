@@ -37,7 +37,7 @@ impl From<CpError> for ApiError {
             },
             CpError::ClusterNotFound(_) => "ClusterNotFoundException",
             CpError::TaskNotFound(_) => "InvalidParameterException",
-            CpError::SecurityGroupNotFound(_) => {
+            CpError::NoSuchTask(_) | CpError::SecurityGroupNotFound(_) => {
                 return Self {
                     status: StatusCode::NOT_FOUND,
                     code: "ResourceNotFoundException",

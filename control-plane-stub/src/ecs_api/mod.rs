@@ -33,6 +33,7 @@ pub fn router(cp: Arc<ControlPlane>) -> Router {
                 .put(crate::security_api::put)
                 .delete(crate::security_api::delete),
         )
+        .route(crate::events_api::PATH, get(crate::events_api::get))
         .with_state(cp)
 }
 

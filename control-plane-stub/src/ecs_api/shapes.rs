@@ -4,7 +4,7 @@ use serde_json::{json, Map, Value};
 
 use crate::control::InstanceView;
 use crate::ids::Arns;
-use crate::instance::Resource;
+use crate::instance::{overall_health, Resource, RuntimeHealth};
 use crate::placement::PlacementFailure;
 use crate::store::{ClusterCounts, TaskDefRecord};
 use crate::task::{container_health_status, task_health_status, Container, Task, TaskStatus};
@@ -313,6 +313,29 @@ fn resource(r: &Resource, integer_value: i64) -> Value {
     v
 }
 
+/// ECS's ContainerInstanceHealthStatus, from the heartbeats' containerd health. Shown whether or
+/// not the request asked for CONTAINER_INSTANCE_HEALTH (ECS's `include`): an extra member costs
+/// clients nothing. The CONTAINER_RUNTIME detail is the last report, shown from the first
+/// heartbeat on, also while the agent is away (its lastUpdated tells how old it is); the
+/// overallStatus is INSUFFICIENT_DATA then.
+pub fn instance_health(health: Option<&RuntimeHealth>, connected: bool) -> Value {
+    let details: Vec<Value> = health
+        .map(|h| {
+            json!({
+                "type": "CONTAINER_RUNTIME",
+                "status": h.check_status().as_str(),
+                "lastUpdated": ts(h.updated_at_ms),
+                "lastStatusChange": ts(h.changed_at_ms),
+            })
+        })
+        .into_iter()
+        .collect();
+    json!({
+        "overallStatus": overall_health(health, connected).as_str(),
+        "details": details,
+    })
+}
+
 pub fn container_instance(arns: &Arns, v: &InstanceView) -> Value {
     let i = &v.instance;
     let info = &i.info;
@@ -364,6 +387,7 @@ pub fn container_instance(arns: &Arns, v: &InstanceView) -> Value {
         "registeredResources": registered,
         "status": if i.revoked { "INACTIVE" } else { "ACTIVE" },
         "agentConnected": v.connected,
+        "healthStatus": instance_health(i.health.as_ref(), v.connected),
         "runningTasksCount": v.running_tasks,
         "pendingTasksCount": v.pending_tasks,
         "attributes": info.attributes.iter().map(|(n, val)| json!({"name": n, "value": val})).collect::<Vec<_>>(),
@@ -385,6 +409,38 @@ mod tests {
             essential,
             health_check,
         }
+    }
+
+    #[test]
+    fn instance_health_shape() {
+        assert_eq!(
+            instance_health(None, true),
+            json!({"overallStatus": "INSUFFICIENT_DATA", "details": []})
+        );
+        let h = RuntimeHealth {
+            containerd_healthy: false,
+            updated_at_ms: 1_700_000_002_500,
+            changed_at_ms: 1_700_000_001_000,
+        };
+        let detail = json!({"type": "CONTAINER_RUNTIME", "status": "IMPAIRED",
+            "lastUpdated": 1_700_000_002.5, "lastStatusChange": 1_700_000_001.0});
+        assert_eq!(
+            instance_health(Some(&h), true),
+            json!({"overallStatus": "IMPAIRED", "details": [detail.clone()]})
+        );
+        assert_eq!(
+            instance_health(Some(&h), false),
+            json!({"overallStatus": "INSUFFICIENT_DATA", "details": [detail]})
+        );
+        let ok = RuntimeHealth {
+            containerd_healthy: true,
+            ..h
+        };
+        let v = instance_health(Some(&ok), true);
+        assert_eq!(
+            (&v["overallStatus"], &v["details"][0]["status"]),
+            (&json!("OK"), &json!("OK"))
+        );
     }
 
     #[test]

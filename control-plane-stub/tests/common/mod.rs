@@ -39,15 +39,20 @@ impl Drop for TempDir {
 }
 
 pub async fn start(dir: &Path) -> RunningServer {
-    let config = resolve(Settings {
+    start_with(dir, Settings::default()).await
+}
+
+/// `start`, with `extra`'s settings over the test defaults.
+pub async fn start_with(dir: &Path, extra: Settings) -> RunningServer {
+    let defaults = Settings {
         data_dir: Some(dir.join("data")),
         api_listen: Some("127.0.0.1:0".into()),
         grpc_listen: Some("127.0.0.1:0".into()),
         heartbeat_interval_ms: Some(1000),
         ready_file: Some(dir.join("ready.json")),
         ..Settings::default()
-    })
-    .unwrap();
+    };
+    let config = resolve(defaults.merged_with(extra)).unwrap();
     server::start(&config).await.expect("server starts")
 }
 

@@ -4,6 +4,7 @@
 //!
 //! ```sh
 //! cargo run --release -p berth-e2e --bin berth-bench -- health
+//! cargo run --release -p berth-e2e --bin berth-bench -- soak
 //! ```
 //!
 //! `health` measures (i) how long a health status change takes from the end of the check that
@@ -15,6 +16,11 @@
 //!
 //! Options: `--flip-tasks N` (10), `--flips N` (60), `--cpu-containers N` (100, rounded up to
 //! a multiple of 10), `--cpu-secs N` (60), `--baseline` (also measure the same containers without checks).
+//!
+//! `soak` (issue #7, `soak.rs`) runs `--cycles N` (1000) task cycles, `--batch N` (10) in
+//! flight, across the four network modes, and samples the agent's RSS, PSS, open fds and
+//! threads after the first 100 cycles and every 100 after that; it fails if any task did not
+//! run and stop as expected or anything of the tasks is left afterwards.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -28,8 +34,12 @@ use berth_e2e::{
 };
 use serde_json::{json, Value};
 
+#[path = "berth-bench/soak.rs"]
+mod soak;
+
 const USAGE: &str = "usage: berth-bench health [--flip-tasks N] [--flips N] \
-                     [--cpu-containers N] [--cpu-secs N] [--baseline]";
+                     [--cpu-containers N] [--cpu-secs N] [--baseline] | berth-bench soak \
+                     [--cycles N] [--batch N]";
 
 /// Containers per task in the CPU part.
 const PER_TASK: usize = 10;
@@ -76,8 +86,13 @@ fn parse(args: &[String]) -> Result<Options> {
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let run = match args.first().map(String::as_str) {
-        Some("health") => health(parse(&args[1..])?),
+    enum Bench {
+        Health(Options),
+        Soak(soak::Options),
+    }
+    let bench = match args.first().map(String::as_str) {
+        Some("health") => Bench::Health(parse(&args[1..])?),
+        Some("soak") => Bench::Soak(soak::parse(&args[1..])?),
         _ => bail!("{USAGE}"),
     };
     // The processes log at `info`, as installed, unless BERTH_E2E_LOG says otherwise (the
@@ -89,7 +104,12 @@ fn main() -> Result<()> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?
-        .block_on(run)
+        .block_on(async {
+            match bench {
+                Bench::Health(o) => health(o).await,
+                Bench::Soak(o) => soak::run(o).await,
+            }
+        })
 }
 
 /// Progress on stderr, with the seconds since the start.

@@ -1,0 +1,523 @@
+//! Durability (#7): the agent killed at random moments while tasks launch and stop, and the
+//! control plane away for two minutes while tasks exit and start. Afterwards every task's final
+//! state is what its containers did, no task ran twice, every state change reached the control
+//! plane exactly once and in order, and nothing leaked.
+//!
+//! Each container appends to a log on a host volume when it starts and when it ends (with the
+//! code it exits with), so the tests know what really ran, independently of the agent.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context, Result};
+use berth_e2e::{
+    check_event_history, container, leftovers, register, task_arn, task_events, task_id,
+    task_main_pid, timeout, wait_running, wait_task, wait_until, EcsClient, TestEnv, TEST_IMAGE,
+};
+use serde_json::{json, Value};
+
+const MODES: [&str; 4] = ["host", "none", "bridge", "awsvpc"];
+
+/// A small deterministic generator: the seed is printed, so a failing run can be replayed.
+struct Rng(u64);
+
+impl Rng {
+    fn new() -> Rng {
+        let seed = std::env::var("BERTH_CHAOS_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos() as u64)
+                    .unwrap_or(1)
+            });
+        eprintln!("chaos seed: {seed} (BERTH_CHAOS_SEED replays it)");
+        Rng(seed | 1)
+    }
+
+    /// Uniform in [lo, hi).
+    fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        // xorshift64*
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        lo + self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % (hi - lo).max(1)
+    }
+}
+
+/// The container's script: it records its start, then either exits by itself with code 3
+/// after `$LIFE` seconds or (LIFE 0) runs until SIGTERM, which it records and exits 143 on.
+const SCRIPT: &str = r#"echo "start $TAG" >> /runs/log
+trap 'echo "end $TAG 143" >> /runs/log; exit 143' TERM
+if [ "$LIFE" -gt 0 ]; then
+  sleep "$LIFE"
+  echo "end $TAG 3" >> /runs/log
+  exit 3
+fi
+while true; do sleep 1; done"#;
+
+fn app() -> Value {
+    json!({
+        "name": "app",
+        "image": TEST_IMAGE,
+        "essential": true,
+        "memory": 16,
+        "stopTimeout": 3,
+        "entryPoint": ["sh", "-c"],
+        "command": [SCRIPT],
+        "mountPoints": [{"sourceVolume": "runs", "containerPath": "/runs"}],
+    })
+}
+
+async fn define(env: &TestEnv, mode: &str, runs: &Path) -> Result<String> {
+    register(
+        &env.api(),
+        json!({
+            "family": format!("chaos-{mode}-{}", env.id),
+            "networkMode": mode,
+            "containerDefinitions": [app()],
+            "volumes": [{"name": "runs", "host": {"sourcePath": runs.display().to_string()}}],
+        }),
+    )
+    .await
+}
+
+fn runs_dir(env: &TestEnv) -> Result<PathBuf> {
+    let dir = env.dir().join("runs");
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+/// What the containers recorded: starts per tag, and the exit code each one recorded.
+#[derive(Debug, Default)]
+struct Runs {
+    starts: HashMap<String, usize>,
+    ends: HashMap<String, Vec<i64>>,
+}
+
+fn read_runs(dir: &Path) -> Result<Runs> {
+    let text = std::fs::read_to_string(dir.join("log")).unwrap_or_default();
+    let mut runs = Runs::default();
+    for line in text.lines() {
+        let parts: Vec<&str> = line.split_whitespace().collect();
+        match parts.as_slice() {
+            ["start", tag] => *runs.starts.entry(tag.to_string()).or_default() += 1,
+            ["end", tag, code] => runs
+                .ends
+                .entry(tag.to_string())
+                .or_default()
+                .push(code.parse().context("exit code in the runs log")?),
+            _ => bail!("unexpected line in the runs log: {line:?}"),
+        }
+    }
+    Ok(runs)
+}
+
+async fn run_tagged(
+    api: &EcsClient,
+    cluster: &str,
+    td: &str,
+    tag: &str,
+    life: u64,
+    mode: &str,
+) -> Result<String> {
+    let mut request = json!({
+        "cluster": cluster,
+        "taskDefinition": td,
+        "overrides": {"containerOverrides": [{"name": "app", "environment": [
+            {"name": "TAG", "value": tag},
+            {"name": "LIFE", "value": life.to_string()},
+        ]}]},
+    });
+    if mode == "awsvpc" {
+        request["networkConfiguration"] = json!({"awsvpcConfiguration": {"subnets": []}});
+    }
+    // berth-cp places a task only on an instance whose agent is connected (it never queues
+    // one): while the agent restarts, a user retries, and so does this.
+    let deadline = Instant::now() + timeout(60);
+    loop {
+        let out = api.call("RunTask", request.clone()).await.context("RunTask")?;
+        let failures = out["failures"].as_array().cloned().unwrap_or_default();
+        if failures.is_empty() {
+            return task_arn(&out["tasks"][0]);
+        }
+        let agent_away = failures.iter().all(|f| f["reason"] == "AGENT");
+        ensure!(
+            agent_away && Instant::now() < deadline,
+            "RunTask failures: {out}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn stop(api: &EcsClient, cluster: &str, task: &str) -> Result<()> {
+    api.call(
+        "StopTask",
+        json!({"cluster": cluster, "task": task, "reason": "chaos test"}),
+    )
+    .await
+    .context("StopTask")?;
+    Ok(())
+}
+
+async fn describe_all(api: &EcsClient, cluster: &str, arns: &[String]) -> Result<Vec<Value>> {
+    let mut out = Vec::new();
+    for chunk in arns.chunks(100) {
+        let resp = api
+            .call(
+                "DescribeTasks",
+                json!({"cluster": cluster, "tasks": chunk}),
+            )
+            .await
+            .context("DescribeTasks")?;
+        out.extend(resp["tasks"].as_array().cloned().unwrap_or_default());
+    }
+    Ok(out)
+}
+
+async fn wait_all_stopped(api: &EcsClient, cluster: &str, arns: &[String]) -> Result<Vec<Value>> {
+    wait_until("every task to be STOPPED", timeout(240), || async {
+        let tasks = describe_all(api, cluster, arns).await?;
+        let running: Vec<&str> = tasks
+            .iter()
+            .filter(|t| t["lastStatus"] != "STOPPED")
+            .filter_map(|t| t["taskArn"].as_str())
+            .collect();
+        if tasks.len() == arns.len() && running.is_empty() {
+            Ok(Some(tasks))
+        } else {
+            bail!(
+                "{} of {} not STOPPED yet: {:?}",
+                running.len(),
+                arns.len(),
+                &running[..running.len().min(5)]
+            )
+        }
+    })
+    .await
+}
+
+async fn wait_nothing_left(env: &TestEnv, ids: &[String]) -> Result<()> {
+    wait_until("nothing left on the host", timeout(90), || async {
+        let left = leftovers(env, ids)?;
+        if left.is_empty() {
+            Ok(Some(()))
+        } else {
+            bail!("left: {}", left.join("; "))
+        }
+    })
+    .await
+}
+
+struct Launched {
+    arn: String,
+    tag: String,
+    mode: &'static str,
+    /// Exits by itself with 3; otherwise stopped with StopTask.
+    exits_itself: bool,
+}
+
+/// The chaos test: 100 tasks launched over about 20 s across the four network modes, half of
+/// them stopped through the API a few seconds after launch, while the agent is killed with
+/// SIGKILL at random moments at least 20 times and restarted each time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_at_random_moments_loses_nothing_runs_nothing_twice_and_leaks_nothing() -> Result<()>
+{
+    const TASKS: usize = 100;
+    const KILLS: usize = 20;
+    let mut env = TestEnv::new("chaos")?;
+    env.start_cp().await?;
+    let code = env.create_activation(1)?;
+    env.start_agent(Some(&code))?;
+    env.wait_agent_connected().await?;
+    let runs = runs_dir(&env)?;
+    let mut tds = HashMap::new();
+    for mode in MODES {
+        tds.insert(mode, define(&env, mode, &runs).await?);
+    }
+    let api = env.api();
+    let cluster = env.cluster.clone();
+    let mut rng = Rng::new();
+    let kill_delays: Vec<u64> = (0..KILLS).map(|_| rng.range(300, 1500)).collect();
+    let down_times: Vec<u64> = (0..KILLS).map(|_| rng.range(0, 400)).collect();
+    let lives: Vec<u64> = (0..TASKS).map(|_| rng.range(1, 4)).collect();
+    let stop_after: Vec<u64> = (0..TASKS).map(|_| rng.range(500, 4000)).collect();
+    let started = Instant::now();
+
+    let launcher = async {
+        let mut launched: Vec<Launched> = Vec::new();
+        let mut due: Vec<(Instant, String)> = Vec::new();
+        for i in 0..TASKS {
+            let mode = MODES[i % MODES.len()];
+            let exits_itself = i % 2 == 0;
+            let tag = format!("t{i}");
+            let life = if exits_itself { lives[i] } else { 0 };
+            let arn = run_tagged(&api, &cluster, &tds[mode], &tag, life, mode)
+                .await
+                .with_context(|| format!("launching {tag} ({mode})"))?;
+            if !exits_itself {
+                due.push((
+                    Instant::now() + Duration::from_millis(stop_after[i]),
+                    arn.clone(),
+                ));
+            }
+            launched.push(Launched {
+                arn,
+                tag,
+                mode,
+                exits_itself,
+            });
+            let now = Instant::now();
+            for (_, arn) in due.iter().filter(|(at, _)| *at <= now) {
+                stop(&api, &cluster, arn).await?;
+            }
+            due.retain(|(at, _)| *at > now);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        for (at, arn) in due {
+            tokio::time::sleep_until(at.into()).await;
+            stop(&api, &cluster, &arn).await?;
+        }
+        anyhow::Ok(launched)
+    };
+    let killer = async {
+        for k in 0..KILLS {
+            tokio::time::sleep(Duration::from_millis(kill_delays[k])).await;
+            env.kill_agent(0).await?;
+            tokio::time::sleep(Duration::from_millis(down_times[k])).await;
+            env.restart_agent(0)?;
+        }
+        anyhow::Ok(KILLS)
+    };
+    let (launched, kills) = tokio::join!(launcher, killer);
+    let (launched, kills) = (launched?, kills?);
+    eprintln!(
+        "{} tasks launched, agent killed {kills} times, in {:?}",
+        launched.len(),
+        started.elapsed()
+    );
+    ensure!(kills >= 20);
+
+    let arns: Vec<String> = launched.iter().map(|l| l.arn.clone()).collect();
+    let tasks = wait_all_stopped(&api, &cluster, &arns).await?;
+    let by_arn: HashMap<String, &Value> = tasks
+        .iter()
+        .filter_map(|t| Some((t["taskArn"].as_str()?.to_owned(), t)))
+        .collect();
+    let recorded = read_runs(&runs)?;
+    let mut problems = Vec::new();
+    let mut never_started = 0;
+    for l in &launched {
+        let t = by_arn[&l.arn];
+        let c = container(t, "app").with_context(|| format!("{}: no app container", l.tag))?;
+        let starts = recorded.starts.get(&l.tag).copied().unwrap_or(0);
+        let ends = recorded.ends.get(&l.tag).cloned().unwrap_or_default();
+        let reported = c["exitCode"].as_i64();
+        let stop_code = t["stopCode"].as_str().unwrap_or_default();
+        if starts > 1 {
+            problems.push(format!("{} ({}) ran {starts} times", l.tag, l.mode));
+        }
+        if ends.len() > 1 {
+            problems.push(format!("{} ({}) ended {} times", l.tag, l.mode, ends.len()));
+        }
+        if l.exits_itself {
+            // Nobody stops these: each must have run once and exited 3.
+            if starts != 1 || ends != [3] || reported != Some(3) {
+                problems.push(format!(
+                    "{} ({}): starts {starts}, recorded ends {ends:?}, reported exit {reported:?}: {t}",
+                    l.tag, l.mode
+                ));
+            }
+            if stop_code != "EssentialContainerExited" {
+                problems.push(format!(
+                    "{} ({}): stop code {stop_code:?}: {t}",
+                    l.tag, l.mode
+                ));
+            }
+        } else {
+            if stop_code != "UserInitiated" {
+                problems.push(format!(
+                    "{} ({}): stop code {stop_code:?}: {t}",
+                    l.tag, l.mode
+                ));
+            }
+            match (starts, ends.as_slice(), reported) {
+                // Stopped before it started.
+                (0, [], None) => never_started += 1,
+                // SIGTERM, recorded by the container itself.
+                (1, [143], Some(143)) => {}
+                // Killed after the stop timeout, before its trap could record anything.
+                (1, [], Some(137)) => {}
+                other => problems.push(format!(
+                    "{} ({}): (starts, recorded ends, reported exit) = {other:?}: {t}",
+                    l.tag, l.mode
+                )),
+            }
+        }
+        // Every change reached the control plane exactly once, in order.
+        match task_events(&env, &l.arn).await {
+            Ok(events) => match check_event_history(&l.tag, &events, &["app"]) {
+                Ok(stopped) => {
+                    let applied = stopped["app"]["exitCode"].as_i64();
+                    if applied != reported {
+                        problems.push(format!(
+                            "{}: the applied STOPPED change has exit {applied:?}, DescribeTasks {reported:?}",
+                            l.tag
+                        ));
+                    }
+                }
+                Err(e) => problems.push(format!("{e:#}")),
+            },
+            Err(e) => problems.push(format!("{}: {e:#}", l.tag)),
+        }
+    }
+    eprintln!(
+        "{} tasks checked ({never_started} stopped before they started), {:?} since the first launch",
+        launched.len(),
+        started.elapsed()
+    );
+    ensure!(
+        problems.is_empty(),
+        "{} problems:\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
+
+    let ids: Vec<String> = arns.iter().map(|a| task_id(a).to_owned()).collect();
+    wait_nothing_left(&env, &ids).await?;
+    env.pass();
+    Ok(())
+}
+
+/// The outage test: berth-cp stopped for two minutes while tasks exit and start (a dependsOn
+/// COMPLETE successor starts while it is away), and the agent itself restarted in the middle of
+/// the outage. When berth-cp returns, DescribeTasks shows every change, in order, and the task
+/// that ran throughout is the same process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_two_minute_control_plane_outage_loses_no_change() -> Result<()> {
+    let mut env = TestEnv::new("outage")?;
+    env.start_cp().await?;
+    let code = env.create_activation(1)?;
+    env.start_agent(Some(&code))?;
+    env.wait_agent_connected().await?;
+    let runs = runs_dir(&env)?;
+    let api = env.api();
+    let cluster = env.cluster.clone();
+
+    let td = define(&env, "none", &runs).await?;
+    let long = run_tagged(&api, &cluster, &td, "long", 0, "none").await?;
+    let exits = run_tagged(&api, &cluster, &td, "exits", 20, "none").await?;
+    let mut first = app();
+    let mut second = app();
+    for (c, name, tag, life, essential) in [
+        (&mut first, "first", "first", "15", false),
+        (&mut second, "second", "second", "0", true),
+    ] {
+        let o = c.as_object_mut().context("container definition")?;
+        o.insert("name".into(), json!(name));
+        o.insert("essential".into(), json!(essential));
+        o.insert(
+            "environment".into(),
+            json!([{"name": "TAG", "value": tag}, {"name": "LIFE", "value": life}]),
+        );
+    }
+    second["dependsOn"] = json!([{"containerName": "first", "condition": "COMPLETE"}]);
+    let chain_td = register(
+        &api,
+        json!({
+            "family": format!("outage-chain-{}", env.id),
+            "networkMode": "none",
+            "containerDefinitions": [first, second],
+            "volumes": [{"name": "runs", "host": {"sourcePath": runs.display().to_string()}}],
+        }),
+    )
+    .await?;
+    let chain = berth_e2e::run_task(&env, &chain_td, Value::Null).await?;
+    for t in [&long, &exits, &chain] {
+        wait_running(&env, t).await?;
+    }
+    let long_pid = task_main_pid(&env.namespace, &runtime_id_of(&env, &long).await?)?;
+    ensure!(long_pid.is_some(), "the long task has no process");
+
+    let outage = Instant::now();
+    env.stop_cp();
+    // In the middle of the outage the agent restarts too: it must watch its tasks before it
+    // can register again.
+    tokio::time::sleep(Duration::from_secs(50)).await;
+    env.kill_agent(0).await?;
+    env.restart_agent(0)?;
+    let rest = Duration::from_secs(120).saturating_sub(outage.elapsed());
+    tokio::time::sleep(rest).await;
+    let recorded = read_runs(&runs)?;
+    ensure!(
+        recorded.ends.get("exits") == Some(&vec![3])
+            && recorded.ends.get("first") == Some(&vec![3])
+            && recorded.starts.get("second") == Some(&1),
+        "during the outage the exits and the start did not all happen: {recorded:?}"
+    );
+    env.start_cp().await?;
+    eprintln!("berth-cp back after {:?}", outage.elapsed());
+    env.wait_agent_connected().await?;
+
+    let t = wait_task(&env, &exits, "the exited task STOPPED", 120, |t| {
+        Ok(t["lastStatus"] == "STOPPED")
+    })
+    .await?;
+    ensure!(berth_e2e::exit_code(&t, "app") == Some(3), "{t}");
+    let c = wait_task(&env, &chain, "second RUNNING, first STOPPED", 120, |t| {
+        Ok(container(t, "second").is_some_and(|c| c["lastStatus"] == "RUNNING")
+            && container(t, "first").is_some_and(|c| c["lastStatus"] == "STOPPED"))
+    })
+    .await?;
+    ensure!(berth_e2e::exit_code(&c, "first") == Some(3), "{c}");
+    let l = env.api().describe_task(&cluster, &long).await?;
+    ensure!(l["lastStatus"] == "RUNNING", "the long task: {l}");
+    ensure!(
+        task_main_pid(&env.namespace, &runtime_id_of(&env, &long).await?)? == long_pid,
+        "the long task's process changed"
+    );
+
+    // The changes arrived in order: first's exit before second's start, each once.
+    let events = task_events(&env, &chain).await?;
+    let position = |container: &str, status: &str| {
+        events
+            .iter()
+            .position(|e| e["container"] == container && e["status"] == status)
+    };
+    let first_stopped = position("first", "STOPPED").context("first STOPPED not applied")?;
+    let second_running = position("second", "RUNNING").context("second RUNNING not applied")?;
+    ensure!(
+        first_stopped < second_running,
+        "second RUNNING applied before first STOPPED: {events:?}"
+    );
+    let exits_events = task_events(&env, &exits).await?;
+    check_event_history("exits", &exits_events, &["app"])?;
+
+    for t in [&long, &chain] {
+        berth_e2e::stop_and_wait(&env, t).await?;
+    }
+    check_event_history("long", &task_events(&env, &long).await?, &["app"])?;
+    check_event_history(
+        "chain",
+        &task_events(&env, &chain).await?,
+        &["first", "second"],
+    )?;
+    let ids: Vec<String> = [&long, &exits, &chain]
+        .iter()
+        .map(|a| task_id(a).to_owned())
+        .collect();
+    wait_nothing_left(&env, &ids).await?;
+    env.pass();
+    Ok(())
+}
+
+/// The containerd id of the task's `app` container, from DescribeTasks' runtimeId.
+async fn runtime_id_of(env: &TestEnv, task: &str) -> Result<String> {
+    let t = env.api().describe_task(&env.cluster, task).await?;
+    container(&t, "app")
+        .and_then(|c| c["runtimeId"].as_str())
+        .map(str::to_owned)
+        .with_context(|| format!("no runtimeId for app in {t}"))
+}
