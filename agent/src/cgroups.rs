@@ -103,6 +103,10 @@ pub trait TaskCgroups: Send + Sync + 'static {
     fn remove(&self, path: &str) -> Result<(), CgroupError>;
     /// Whether the OOM killer killed a process of the cgroup at `path` (a container's).
     fn oom_killed(&self, path: &str) -> bool;
+    /// The names of the cgroups directly below `root` (task ids, for the orphan sweep).
+    fn children(&self, _root: &str) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// The v1 controllers whose files the agent writes; runc creates the rest.
@@ -262,6 +266,22 @@ impl TaskCgroups for FsCgroups {
             }
         }
         Ok(())
+    }
+
+    fn children(&self, root: &str) -> Vec<String> {
+        // Every task cgroup has a directory in the memory hierarchy (v1) or the unified one.
+        let dir = if self.v2 {
+            self.dir(None, root)
+        } else {
+            self.mount.join("memory").join(root.trim_start_matches('/'))
+        };
+        std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect()
     }
 
     fn oom_killed(&self, path: &str) -> bool {

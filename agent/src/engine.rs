@@ -201,8 +201,27 @@ impl<R: Runtime> Engine<R> {
             info!(task.arn = %state.spec.arn, "recovering task");
             self.spawn_worker(state);
         }
-        tokio::spawn(Arc::clone(self).sweep_orphans());
+        // What is on disk now, before any new task can create anything.
+        let leftovers = self.task_dirs_and_cgroups();
+        tokio::spawn(Arc::clone(self).sweep_orphans(leftovers));
         Ok(())
+    }
+
+    /// The task ids that have a logs dir, a volumes dir or a cgroup.
+    fn task_dirs_and_cgroups(&self) -> std::collections::BTreeSet<String> {
+        // Only names shaped like task ids: the cgroup root may be shared with others.
+        let mut ids: std::collections::BTreeSet<String> = self
+            .cgroups
+            .children(&self.cfg.cgroup_root)
+            .into_iter()
+            .filter(|n| n.len() >= 16 && n.bytes().all(|b| b.is_ascii_hexdigit()))
+            .collect();
+        for dir in [&self.cfg.logs_dir, &self.cfg.volumes_dir] {
+            for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                ids.insert(e.file_name().to_string_lossy().into_owned());
+            }
+        }
+        ids
     }
 
     /// Removes containers of this namespace that carry our task label but belong to no task
@@ -210,7 +229,11 @@ impl<R: Runtime> Engine<R> {
     /// done. Record-then-act makes them rare (a cleanup that an operator or a restore
     /// undid, a store restored from a backup), but a leftover would hold a snapshot and a
     /// cgroup forever. Containers without our label are not ours to touch.
-    async fn sweep_orphans(self: Arc<Self>) {
+    ///
+    /// Then the task cgroups, logs and volumes dirs of tasks that own nothing any more (in
+    /// `candidates`, listed before any new task started, plus the orphan containers' tasks):
+    /// a task's own cleanup removes them, but not when its record is gone.
+    async fn sweep_orphans(self: Arc<Self>, mut candidates: std::collections::BTreeSet<String>) {
         let listed = match self.runtime.list().await {
             Ok(l) => l,
             Err(e) => {
@@ -232,8 +255,41 @@ impl<R: Runtime> Engine<R> {
                 continue;
             }
             info!(runtime_id = %c.runtime_id, task.arn = %arn, "removing an orphan container");
-            if let Err(e) = self.runtime.remove(&c.runtime_id).await {
-                warn!(runtime_id = %c.runtime_id, error = %e, "cannot remove an orphan container");
+            match self.runtime.remove(&c.runtime_id).await {
+                Ok(()) => {
+                    candidates.insert(arn.rsplit('/').next().unwrap_or(&arn).to_owned());
+                }
+                Err(e) => {
+                    warn!(runtime_id = %c.runtime_id, error = %e, "cannot remove an orphan container");
+                    // Its cgroup cannot go while it lives.
+                    candidates.remove(arn.rsplit('/').next().unwrap_or(&arn));
+                }
+            }
+        }
+        let owned: std::collections::HashSet<String> = match self.store.unfinished_tasks() {
+            Ok(states) => states
+                .iter()
+                .filter(|s| !s.cleaned_up)
+                .map(|s| s.spec.id().to_owned())
+                .collect(),
+            Err(e) => {
+                warn!(error = %e, "cannot read the store; orphan sweep stopped");
+                return;
+            }
+        };
+        for id in candidates.iter().filter(|id| !owned.contains(*id)) {
+            info!(task.id = %id, "removing an orphan task's cgroup, logs and volumes");
+            let cgroup = cgroups::task_cgroup_path(&self.cfg.cgroup_root, id);
+            if let Err(e) = self.cgroups.remove(&cgroup) {
+                warn!(cgroup = %cgroup, error = %e, "cannot remove an orphan task cgroup");
+            }
+            for dir in [&self.cfg.logs_dir, &self.cfg.volumes_dir] {
+                let path = dir.join(id);
+                if let Err(e) = std::fs::remove_dir_all(&path) {
+                    if e.kind() != std::io::ErrorKind::NotFound {
+                        warn!(path = %path.display(), error = %e, "cannot remove an orphan task dir");
+                    }
+                }
             }
         }
     }
@@ -461,8 +517,10 @@ impl<R: Runtime> Drop for Worker<R> {
 
 impl<R: Runtime> Worker<R> {
     async fn run(mut self) {
-        self.check_stop_request();
+        // What containerd has first: a stop applied to a container recorded as created, but
+        // started just before a crash, would count it as never started and lose its exit.
         self.recheck().await;
+        self.check_stop_request();
         loop {
             if let Err(e) = self.persist() {
                 // Without the store we cannot promise anything: keep the task as it is and

@@ -287,6 +287,14 @@ impl<R: Runtime> Session<R> {
             last_applied = welcome.last_state_change_seq,
             "session established"
         );
+        if let Some(renumbered) = self.store.rebase_outbox(welcome.last_state_change_seq)? {
+            warn!(
+                last_applied = welcome.last_state_change_seq,
+                renumbered,
+                "this agent's store is behind the control plane (restored from a backup?): \
+                 its reports now follow what the control plane applied"
+            );
+        }
         self.store.ack_outbox(welcome.last_state_change_seq)?;
         let mut sent_upto = welcome.last_state_change_seq;
         let outbox_ready = Arc::clone(&self.engine.outbox_ready);

@@ -390,6 +390,43 @@ impl Store {
         Ok(out)
     }
 
+    /// Makes the outbox's sequence numbers start after `applied`, the highest the control
+    /// plane has applied, when the store is behind it: a data dir restored from a backup, or a
+    /// lost one, would otherwise number new reports with sequences the control plane already
+    /// applied, and it would drop them as duplicates. Reports keep their order. Returns how
+    /// many were renumbered, or None when the store was not behind.
+    pub fn rebase_outbox(&self, applied: u64) -> Result<Option<usize>, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let next = Self::meta_u64(&tx, "next_state_seq")?.max(1);
+        if next > applied {
+            return Ok(None);
+        }
+        let mut entries: Vec<OutboxEntry> = Vec::new();
+        {
+            let mut stmt = tx.prepare("SELECT seq, body FROM outbox ORDER BY seq")?;
+            let rows =
+                stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
+            for row in rows {
+                let (seq, body) = row?;
+                entries.push(from_json(&format!("outbox entry {seq}"), &body)?);
+            }
+        }
+        tx.execute("DELETE FROM outbox", [])?;
+        let mut seq = applied + 1;
+        for mut entry in entries.iter().cloned() {
+            entry.seq = seq;
+            tx.execute(
+                "INSERT INTO outbox (seq, body) VALUES (?1, ?2)",
+                params![seq as i64, to_json(&entry)?],
+            )?;
+            seq += 1;
+        }
+        Self::set_meta(&tx, "next_state_seq", &seq.to_string())?;
+        tx.commit()?;
+        Ok(Some(entries.len()))
+    }
+
     /// The control plane has applied every report up to `seq`.
     pub fn ack_outbox(&self, seq: u64) -> Result<(), StoreError> {
         self.conn()
@@ -516,6 +553,54 @@ mod tests {
         );
         store.save_task(&t, t.clone().take_reports(), 6).unwrap();
         assert_eq!(store.outbox_after(0, 10).unwrap()[0].seq, 2);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_store_behind_the_control_plane_renumbers_its_reports_after_what_was_applied() {
+        let (store, dir) = temp_store();
+        let mut t = state("arn:1");
+        store.record_payload(1, &[t.clone()], &[], 0).unwrap();
+        for event in [
+            Event::ImageResolved {
+                container: "a".into(),
+            },
+            Event::Created {
+                container: "a".into(),
+            },
+        ] {
+            t.apply(event, 0);
+            let reports = t.take_reports();
+            store.save_task(&t, reports, 5).unwrap();
+        }
+        let before: Vec<StoredReport> = store
+            .outbox_after(0, 10)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.report)
+            .collect();
+        assert_eq!(before.len(), 2);
+        // Not behind: nothing changes.
+        assert_eq!(store.rebase_outbox(0).unwrap(), None);
+        assert_eq!(store.outbox_after(0, 10).unwrap()[0].seq, 1);
+        // The control plane has applied up to 40 (this store was restored from a backup).
+        assert_eq!(store.rebase_outbox(40).unwrap(), Some(2));
+        let after = store.outbox_after(40, 10).unwrap();
+        assert_eq!(after.iter().map(|e| e.seq).collect::<Vec<_>>(), [41, 42]);
+        assert_eq!(
+            after.into_iter().map(|e| e.report).collect::<Vec<_>>(),
+            before
+        );
+        store.ack_outbox(40).unwrap();
+        assert_eq!(store.outbox_len().unwrap(), 2);
+        // New reports follow.
+        let (gone, reports) = TaskState::never_received("arn:2", "lost", 0);
+        assert!(store.record_finished_task(&gone, reports, 7).unwrap());
+        assert_eq!(store.outbox_after(42, 10).unwrap()[0].seq, 43);
+        // Recorded once.
+        let (again, reports) = TaskState::never_received("arn:2", "lost", 0);
+        assert!(!store.record_finished_task(&again, reports, 8).unwrap());
+        assert_eq!(store.outbox_len().unwrap(), 3);
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -133,6 +133,20 @@ impl AgentService for AgentApi {
         let _ = tx.send(control(pb::control_message::Msg::Manifest(
             pb::TaskManifest { task_arns },
         )));
+        let rebased = self
+            .cp
+            .store
+            .rebase_payloads(&instance.id, hello.last_payload_seq)
+            .map_err(|e| internal(e.into()))?;
+        if let Some(n) = rebased {
+            tracing::warn!(
+                instance.id = %instance.id,
+                agent_last = hello.last_payload_seq,
+                renumbered = n,
+                "this control plane's state is behind the agent (restored from a backup?): \
+                 its payloads now follow what the agent recorded"
+            );
+        }
         let attached = self
             .cp
             .sessions

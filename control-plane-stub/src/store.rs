@@ -684,6 +684,42 @@ impl Store {
         Ok(rows.collect::<std::result::Result<_, _>>()?)
     }
 
+    /// Makes the instance's payload sequence continue after `agent_last`, the highest the
+    /// agent has recorded, when this store is behind it (restored from a backup): new payloads
+    /// would otherwise carry sequences the agent has seen, and the session would not send them.
+    /// Unsent payloads are renumbered in order. Returns how many, or None when not behind.
+    pub fn rebase_payloads(&self, instance_id: &str, agent_last: u64) -> Result<Option<usize>> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let next: i64 = tx.query_row(
+            "SELECT next_payload_seq FROM instances WHERE id = ?1",
+            [instance_id],
+            |r| r.get(0),
+        )?;
+        if next as u64 > agent_last {
+            return Ok(None);
+        }
+        let pending: Vec<(i64, Vec<u8>)> = {
+            let mut stmt = tx.prepare(
+                "SELECT seq, payload FROM outbox WHERE instance_id = ?1 ORDER BY seq",
+            )?;
+            let rows = stmt.query_map([instance_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect::<std::result::Result<_, _>>()?
+        };
+        tx.execute("DELETE FROM outbox WHERE instance_id = ?1", [instance_id])?;
+        let mut seq = agent_last + 1;
+        for (_, payload) in &pending {
+            insert_outbox(&tx, instance_id, seq, payload)?;
+            seq += 1;
+        }
+        tx.execute(
+            "UPDATE instances SET next_payload_seq = ?2, acked_payload_seq = ?3 WHERE id = ?1",
+            params![instance_id, seq as i64, agent_last as i64],
+        )?;
+        tx.commit()?;
+        Ok(Some(pending.len()))
+    }
+
     /// The agent has recorded every payload up to `seq`: they need never be sent again.
     pub fn ack_payloads(&self, instance_id: &str, seq: u64) -> Result<()> {
         let mut conn = self.conn();

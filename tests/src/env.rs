@@ -62,6 +62,10 @@ pub struct TestEnv {
     containerd_call_timeout_secs: Option<u64>,
     /// berth-cp's `heartbeat_interval_ms` (its default unless set), from its next start.
     cp_heartbeat_interval_ms: Option<u64>,
+    /// berth-cp's `--manifest-interval-ms` (its default unless set), from its next start.
+    cp_manifest_interval_ms: Option<u64>,
+    /// `[tasks] manifest_grace_secs` of agents started from now on.
+    manifest_grace_secs: Option<u64>,
     passed: bool,
 }
 
@@ -104,6 +108,8 @@ impl TestEnv {
             private_containerd: None,
             containerd_call_timeout_secs: None,
             cp_heartbeat_interval_ms: None,
+            cp_manifest_interval_ms: None,
+            manifest_grace_secs: None,
             passed: false,
         })
     }
@@ -193,6 +199,9 @@ impl TestEnv {
             .arg(&ready)
             .env("RUST_LOG", log_filter())
             .env("NO_COLOR", "1");
+        if let Some(ms) = self.cp_manifest_interval_ms {
+            cmd.args(["--manifest-interval-ms", &ms.to_string()]);
+        }
         if let Some(config) = self.cp_config_file()? {
             cmd.arg("--config").arg(config);
         }
@@ -394,6 +403,9 @@ impl TestEnv {
             ));
         }
         toml.push_str(&self.network.agent_toml());
+        if let Some(secs) = self.manifest_grace_secs {
+            toml.push_str(&format!("\n[tasks]\nmanifest_grace_secs = {secs}\n"));
+        }
         toml
     }
 
@@ -487,6 +499,17 @@ impl TestEnv {
     /// started after this call.
     pub fn set_containerd_call_timeout_secs(&mut self, secs: u64) {
         self.containerd_call_timeout_secs = Some(secs);
+    }
+
+    /// How often berth-cp sends each agent its task manifest, from its next start.
+    pub fn set_cp_manifest_interval_ms(&mut self, ms: u64) {
+        self.cp_manifest_interval_ms = Some(ms);
+    }
+
+    /// How long agents started after this call let the task manifest disagree with them
+    /// before they act (`[tasks] manifest_grace_secs`).
+    pub fn set_manifest_grace_secs(&mut self, secs: u64) {
+        self.manifest_grace_secs = Some(secs);
     }
 
     /// berth-cp's `heartbeat_interval_ms` (what it tells agents in Welcome), from its next

@@ -50,6 +50,8 @@ async fn register_sh(env: &TestEnv, family: &str, script: &str) -> Result<String
                 "image": TEST_IMAGE,
                 "essential": true,
                 "memory": 32,
+                // sleep as pid 1 ignores SIGTERM: a stop is a SIGKILL after this.
+                "stopTimeout": 2,
                 "command": ["sh", "-c", script]
             }]
         }),
@@ -253,7 +255,7 @@ async fn wait_health(env: &TestEnv, arn: &str, want: &str, secs: u64) -> Result<
 
 #[tokio::test]
 async fn a_frozen_containerd_degrades_instance_health_but_not_the_session() -> Result<()> {
-    let mut env = env_on_private_containerd("cd-freeze", Some(3_000)).await?;
+    let mut env = env_on_private_containerd("cd-freeze", Some(1_000)).await?;
     let arn = env.wait_agent_connected().await?;
     let long_td = register_sh(&env, "cd-long", "exec sleep 600").await?;
     let long = run_task(&env, &long_td, Value::Null).await?;
@@ -327,4 +329,26 @@ async fn a_frozen_containerd_degrades_instance_health_but_not_the_session() -> R
     wait_containers_gone(&env, &[&long_id, &after_id]).await?;
     env.pass();
     Ok(())
+}
+
+#[tokio::test]
+async fn zz_tmp_cleanup_frozen() -> Result<()> {
+    let mut env = env_on_private_containerd("cd-tmpf", None).await?;
+    let td = register_sh(&env, "cd-long", "exec sleep 600").await?;
+    let t = run_task(&env, &td, Value::Null).await?;
+    wait_running(&env, &t).await?;
+    eprintln!("TMP socket {}", env.containerd_socket());
+    env.private_containerd().freeze()?;
+    bail!("deliberate failure while frozen")
+}
+
+#[tokio::test]
+async fn zz_tmp_cleanup_killed() -> Result<()> {
+    let mut env = env_on_private_containerd("cd-tmpk", None).await?;
+    let td = register_sh(&env, "cd-long", "exec sleep 600").await?;
+    let t = run_task(&env, &td, Value::Null).await?;
+    wait_running(&env, &t).await?;
+    eprintln!("TMP socket {}", env.containerd_socket());
+    env.private_containerd().kill()?;
+    bail!("deliberate failure while down")
 }

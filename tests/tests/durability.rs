@@ -521,3 +521,132 @@ async fn runtime_id_of(env: &TestEnv, task: &str) -> Result<String> {
         .map(str::to_owned)
         .with_context(|| format!("no runtimeId for app in {t}"))
 }
+
+/// The stopped reason the agent's store holds for `task`, if any.
+fn stored_stopped_reason(agent_data_dir: &Path, task: &str) -> Result<Option<String>> {
+    let path = agent_data_dir.join("agent.db");
+    let conn = rusqlite::Connection::open_with_flags(
+        &path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    let reason: Option<Option<String>> = conn
+        .query_row(
+            "SELECT json_extract(state, '$.stopped_reason') FROM tasks WHERE arn = ?1",
+            [task],
+            |r| r.get(0),
+        )
+        .ok();
+    Ok(reason.flatten())
+}
+
+/// Copies a directory tree (`cp -a`), replacing `to`.
+fn copy_dir(from: &Path, to: &Path) -> Result<()> {
+    let _ = std::fs::remove_dir_all(to);
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .context("running cp")?;
+    ensure!(status.success(), "cp -a {} {} failed", from.display(), to.display());
+    Ok(())
+}
+
+/// The task manifest makes both sides agree after either lost its state (restored from a
+/// backup): a task the control plane no longer knows is stopped by the agent, and a task the
+/// control plane placed that the agent never received is reported STOPPED, each after the
+/// grace period.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_task_manifest_reconciles_both_sides_after_a_restore() -> Result<()> {
+    let mut env = TestEnv::new("manifest")?;
+    env.set_cp_manifest_interval_ms(500);
+    env.set_manifest_grace_secs(2);
+    env.start_cp().await?;
+    let code = env.create_activation(1)?;
+    env.start_agent(Some(&code))?;
+    env.wait_agent_connected().await?;
+    let runs = runs_dir(&env)?;
+    let api = env.api();
+    let cluster = env.cluster.clone();
+    let td = define(&env, "none", &runs).await?;
+    let kept = run_tagged(&api, &cluster, &td, "kept", 0, "none").await?;
+    wait_running(&env, &kept).await?;
+
+    // 1. The control plane goes back to a backup taken before `forgotten` was placed.
+    env.stop_cp();
+    let cp_backup = env.dir().join("cp-backup");
+    copy_dir(&env.cp_data_dir(), &cp_backup)?;
+    env.start_cp().await?;
+    env.wait_agent_connected().await?;
+    let forgotten = run_tagged(&api, &cluster, &td, "forgotten", 0, "none").await?;
+    wait_running(&env, &forgotten).await?;
+    env.stop_cp();
+    copy_dir(&cp_backup, &env.cp_data_dir())?;
+    env.start_cp().await?;
+    env.wait_agent_connected().await?;
+    let data = env.agent_data_dir(0);
+    wait_until("the agent to stop the forgotten task", timeout(60), || async {
+        let reason = stored_stopped_reason(&data, &forgotten)?;
+        let gone = !env
+            .containerd_containers()?
+            .iter()
+            .any(|c| c.starts_with(task_id(&forgotten)));
+        Ok((gone && reason.as_deref().is_some_and(|r| r.contains("manifest"))).then_some(()))
+    })
+    .await?;
+    let runs_log = read_runs(&runs)?;
+    ensure!(
+        runs_log.ends.get("forgotten") == Some(&vec![143]),
+        "the forgotten task was not stopped with SIGTERM: {runs_log:?}"
+    );
+    let k = env.api().describe_task(&cluster, &kept).await?;
+    ensure!(k["lastStatus"] == "RUNNING", "the listed task: {k}");
+
+    // 2. The agent goes back to a backup taken before `lost` was placed: it never received it.
+    env.kill_agent(0).await?;
+    let agent_backup = env.dir().join("agent-backup");
+    copy_dir(&data, &agent_backup)?;
+    env.restart_agent(0)?;
+    env.wait_agent_connected().await?;
+    let lost = run_tagged(&api, &cluster, &td, "lost", 0, "none").await?;
+    wait_running(&env, &lost).await?;
+    env.kill_agent(0).await?;
+    copy_dir(&agent_backup, &data)?;
+    env.restart_agent(0)?;
+    let t = wait_task(&env, &lost, "the lost task reported STOPPED", 60, |t| {
+        Ok(t["lastStatus"] == "STOPPED")
+    })
+    .await?;
+    ensure!(
+        t["stopCode"] == "TaskFailedToStart"
+            && t["stoppedReason"]
+                .as_str()
+                .is_some_and(|r| r.contains("no record")),
+        "{t}"
+    );
+    // Its container, which the restored agent knew nothing of, is gone too.
+    wait_until("the lost task's container to be removed", timeout(60), || async {
+        Ok((!env
+            .containerd_containers()?
+            .iter()
+            .any(|c| c.starts_with(task_id(&lost))))
+        .then_some(()))
+    })
+    .await?;
+    // The task the control plane always knew kept running through all of it.
+    let k = env.api().describe_task(&cluster, &kept).await?;
+    ensure!(k["lastStatus"] == "RUNNING", "the listed task: {k}");
+    ensure!(
+        read_runs(&runs)?.starts.get("kept") == Some(&1),
+        "the listed task ran more than once"
+    );
+    berth_e2e::stop_and_wait(&env, &kept).await?;
+    let ids: Vec<String> = [&kept, &forgotten, &lost]
+        .iter()
+        .map(|a| task_id(a).to_owned())
+        .collect();
+    wait_nothing_left(&env, &ids).await?;
+    env.pass();
+    Ok(())
+}

@@ -115,10 +115,16 @@ struct Cycle {
 struct Sample {
     cycle: usize,
     rss_kib: u64,
+    /// RssAnon: the heap and other anonymous memory (the rest of RSS is the binary and
+    /// libraries, and shared memory such as SQLite's -shm file).
+    anon_kib: u64,
     pss_kib: u64,
     fds: usize,
     threads: u64,
     containerd_fds: Option<usize>,
+    /// The size of the agent's SQLite store (page_count * page_size), and the tasks it holds.
+    store_kib: u64,
+    store_tasks: usize,
     /// The agent's fds by kind (socket, pipe, anon_inode:[eventpoll], a file's path...).
     fd_kinds: BTreeMap<String, usize>,
     secs: f64,
@@ -136,10 +142,12 @@ pub async fn run(o: Options) -> Result<()> {
     let containerd_pid = containerd_pid();
     let api = env.api();
     let env_dir = env.dir().to_owned();
+    let data_dir = env.agent_data_dir(0);
     let probe = Probe {
         agent: agent_pid,
         containerd: containerd_pid,
         env_dir: &env_dir,
+        data_dir: &data_dir,
         started,
     };
 
@@ -454,6 +462,8 @@ async fn leftovers(env: &TestEnv, ids: &[String]) -> Result<()> {
 }
 
 struct StoreCounts {
+    /// page_count * page_size of agent.db (the WAL not included).
+    kib: u64,
     tasks: usize,
     unfinished: usize,
     outbox: usize,
@@ -475,6 +485,7 @@ fn store_counts(data_dir: &Path) -> Result<StoreCounts> {
         Ok(usize::try_from(n).unwrap_or_default())
     };
     Ok(StoreCounts {
+        kib: (count("PRAGMA page_count")? * count("PRAGMA page_size")? / 1024) as u64,
         tasks: count("SELECT COUNT(*) FROM tasks")?,
         unfinished: count("SELECT COUNT(*) FROM tasks WHERE finished = 0")?,
         outbox: count("SELECT COUNT(*) FROM outbox")?,
@@ -489,6 +500,8 @@ struct Probe<'a> {
     containerd: Option<u32>,
     /// The env's temp dir: shown as `<env>` in fd paths.
     env_dir: &'a Path,
+    /// The agent's data dir (its store).
+    data_dir: &'a Path,
     started: Instant,
 }
 
@@ -500,6 +513,7 @@ impl Probe<'_> {
         let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
             .with_context(|| format!("reading /proc/{pid}/smaps_rollup"))?;
         let kinds = fd_kinds(pid, self.env_dir)?;
+        let store = store_counts(self.data_dir)?;
         let containerd_fds = self
             .containerd
             .and_then(|p| fd_kinds(p, self.env_dir).ok())
@@ -507,11 +521,14 @@ impl Probe<'_> {
         Ok(Sample {
             cycle,
             rss_kib: kib_field(&status, "VmRSS:")?,
+            anon_kib: kib_field(&status, "RssAnon:")?,
             pss_kib: kib_field(&rollup, "Pss:")?,
             threads: kib_field(&status, "Threads:")?,
             fds: kinds.values().sum(),
             fd_kinds: kinds,
             containerd_fds,
+            store_kib: store.kib,
+            store_tasks: store.tasks,
             secs: self.started.elapsed().as_secs_f64(),
         })
     }
@@ -600,13 +617,14 @@ fn report(samples: &[Sample]) -> String {
     );
     let _ = writeln!(
         out,
-        "| cycle | RSS KiB | PSS KiB | fds | threads | containerd fds | time s |"
+        "| cycle | RSS KiB | PSS KiB | fds | threads | containerd fds | RssAnon KiB | agent.db KiB \
+         (tasks) | time s |"
     );
-    let _ = writeln!(out, "|---|---|---|---|---|---|---|");
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|");
     for s in samples {
         let _ = writeln!(
             out,
-            "| {}{} | {} | {} | {} | {} | {} | {:.0} |",
+            "| {}{} | {} | {} | {} | {} | {} | {} | {} ({}) | {:.0} |",
             s.cycle,
             if s.cycle == 0 {
                 " (before any task)"
@@ -618,13 +636,38 @@ fn report(samples: &[Sample]) -> String {
             s.fds,
             s.threads,
             s.containerd_fds.map_or("?".to_owned(), |n| n.to_string()),
+            s.anon_kib,
+            s.store_kib,
+            s.store_tasks,
             s.secs
         );
     }
+    // The agent's fds by kind: in full once, then only what changed.
     let _ = writeln!(out, "\nagent fds by kind:");
+    let mut previous: Option<&BTreeMap<String, usize>> = None;
     for s in samples {
-        let kinds: Vec<String> = s.fd_kinds.iter().map(|(k, n)| format!("{k} {n}")).collect();
-        let _ = writeln!(out, "  {:>5}: {}", s.cycle, kinds.join(", "));
+        let kinds = &s.fd_kinds;
+        let shown: Vec<String> = match previous {
+            None => kinds.iter().map(|(k, n)| format!("{k} {n}")).collect(),
+            Some(p) => p
+                .keys()
+                .chain(kinds.keys())
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .filter(|k| p.get(*k) != kinds.get(*k))
+                .map(|k| {
+                    let n = |m: &BTreeMap<String, usize>| m.get(k).copied().unwrap_or(0);
+                    format!("{k} {} -> {}", n(p), n(kinds))
+                })
+                .collect(),
+        };
+        let line = if shown.is_empty() {
+            "unchanged".to_owned()
+        } else {
+            shown.join(", ")
+        };
+        let _ = writeln!(out, "  {:>5}: {line}", s.cycle);
+        previous = Some(kinds);
     }
     // The verdict compares the first sample after the warm-up with the last one.
     let measured: Vec<&Sample> = samples.iter().filter(|s| s.cycle > 0).collect();
