@@ -493,7 +493,9 @@ impl<R: Runtime> Engine<R> {
                 Err(e) => warn!(error = %e, "cannot subscribe to runtime exits; retrying"),
             }
             tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(5));
+            // Capped low: the first attempt after containerd returns decides how late the
+            // exits it kept are seen, and a refused connect on a unix socket costs nothing.
+            backoff = (backoff * 2).min(Duration::from_secs(1));
         }
     }
 }

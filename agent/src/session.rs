@@ -301,6 +301,7 @@ impl<R: Runtime> Session<R> {
         let mut heartbeat = tokio::time::interval(heartbeat_every);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let silence_limit = heartbeat_every * 3;
+        let probe = RuntimeProbe::default();
         let mut last_heard = tokio::time::Instant::now();
 
         loop {
@@ -331,14 +332,12 @@ impl<R: Runtime> Session<R> {
                             "nothing heard from the control plane for {}s", silence_limit.as_secs()
                         )));
                     }
-                    let healthy = tokio::time::timeout(
-                        Duration::from_secs(2), self.engine.runtime().version()
-                    ).await.is_ok_and(|r| r.is_ok());
                     send(&tx, Out::Heartbeat(pb::Heartbeat {
                         sent_at_ms: now_ms(),
                         running_tasks: self.engine.running_tasks() as u32,
-                        containerd_healthy: healthy,
+                        containerd_healthy: probe.healthy(),
                     })).await?;
+                    probe.start(&self.engine);
                 }
                 _ = shutdown.changed() => {
                     self.flush(&mut inbound).await;
@@ -449,6 +448,55 @@ impl<R: Runtime> Session<R> {
                 _ => break,
             }
         }
+    }
+}
+
+/// containerd's health as heartbeats report it. The check runs beside the session loop, never
+/// in it: a hung containerd must not keep the session from reading what the control plane
+/// sends (acks, payloads), or the session itself would time out. A check that has not
+/// answered within its deadline counts as unhealthy; heartbeats carry the latest result.
+#[derive(Clone)]
+struct RuntimeProbe {
+    healthy: Arc<AtomicBool>,
+    in_flight: Arc<AtomicBool>,
+}
+
+impl Default for RuntimeProbe {
+    fn default() -> Self {
+        Self {
+            healthy: Arc::new(AtomicBool::new(true)),
+            in_flight: Arc::new(AtomicBool::new(false)),
+        }
+    }
+}
+
+impl RuntimeProbe {
+    const DEADLINE: Duration = Duration::from_secs(2);
+
+    fn healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+
+    /// Starts a check unless one is under way.
+    fn start<R: Runtime>(&self, engine: &Arc<Engine<R>>) {
+        if self.in_flight.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (probe, engine) = (self.clone(), Arc::clone(engine));
+        tokio::spawn(async move {
+            let ok = tokio::time::timeout(Self::DEADLINE, engine.runtime().version())
+                .await
+                .is_ok_and(|r| r.is_ok());
+            if ok != probe.healthy() {
+                if ok {
+                    info!("containerd answers again");
+                } else {
+                    warn!("containerd does not answer: reporting the instance impaired");
+                }
+            }
+            probe.healthy.store(ok, Ordering::Relaxed);
+            probe.in_flight.store(false, Ordering::Release);
+        });
     }
 }
 

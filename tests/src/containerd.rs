@@ -204,7 +204,11 @@ pub fn containers_at(address: &str, namespace: &str) -> Result<Vec<String>> {
 
 /// The namespaces of the containerd listening on `address`.
 pub fn namespaces_at(address: &str) -> Result<Vec<String>> {
-    Ok(lines(&ctr_at(address, "default", &["namespaces", "ls", "-q"])?))
+    Ok(lines(&ctr_at(
+        address,
+        "default",
+        &["namespaces", "ls", "-q"],
+    )?))
 }
 
 /// The pids of every process in container `id`'s task (`ctr task ps`): the main process and

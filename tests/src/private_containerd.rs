@@ -26,7 +26,6 @@ use crate::containerd::{ctr_at, ctr_at_within, namespaces_at, purge_namespace_at
 const RUNC_ROOT: &str = "/run/containerd/runc";
 /// Where containerd 1.6's shims put their sockets, whatever containerd's state dir.
 const SHIM_SOCKET_DIR: &str = "/run/containerd/s/";
-const OVERLAYFS_SUPER_MAGIC: i64 = 0x794c_7630;
 
 pub struct PrivateContainerd {
     /// `/run/berth-e2e-<id>`: the sockets (short paths) and the state dir.
@@ -238,8 +237,13 @@ disabled_plugins = [
                 );
             }
             let answered = Path::new(&self.socket).exists()
-                && ctr_at_within(&self.socket, "default", &["version"], Duration::from_secs(5))
-                    .is_ok();
+                && ctr_at_within(
+                    &self.socket,
+                    "default",
+                    &["version"],
+                    Duration::from_secs(5),
+                )
+                .is_ok();
             if answered {
                 return Ok(());
             }
@@ -328,7 +332,11 @@ disabled_plugins = [
     pub fn shim_pids(&self) -> Vec<u32> {
         let mut pids = Vec::new();
         for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-            let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse::<u32>().ok())
+            else {
                 continue;
             };
             let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
@@ -466,7 +474,7 @@ fn proc_state(pid: u32) -> Option<char> {
 
 fn is_overlayfs(path: &Path) -> bool {
     nix::sys::statfs::statfs(path)
-        .map(|s| s.filesystem_type().0 as i64 == OVERLAYFS_SUPER_MAGIC)
+        .map(|s| s.filesystem_type() == nix::sys::statfs::OVERLAYFS_SUPER_MAGIC)
         .unwrap_or(false)
 }
 
@@ -519,6 +527,7 @@ mod tests {
 
     #[test]
     fn the_state_follows_the_last_parenthesis() {
-        assert_eq!(proc_state(std::process::id()), Some('R'));
+        // The harness's main thread runs or waits for this one.
+        assert!(matches!(proc_state(std::process::id()), Some('R' | 'S')));
     }
 }

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use berth_e2e::{
-    container, exit_code, register, run_task, stop_and_wait, task_id, task_main_pid_at,
-    tasks_at, timeout, wait_running, wait_task, wait_until, TestEnv, TEST_IMAGE,
+    container, exit_code, register, run_task, stop_and_wait, task_id, task_main_pid_at, tasks_at,
+    timeout, wait_running, wait_task, wait_until, TestEnv, TEST_IMAGE,
 };
 use serde_json::{json, Value};
 
@@ -78,13 +78,20 @@ fn ctr_task(env: &TestEnv, id: &str) -> Result<Option<(u32, String)>> {
 
 /// Waits until none of `ids` is a container in the env's containerd any more.
 async fn wait_containers_gone(env: &TestEnv, ids: &[&str]) -> Result<()> {
-    wait_until("the containers to be removed from containerd", timeout(60), || {
-        let left = env.containerd_containers();
-        async move {
-            let left = left?;
-            Ok(ids.iter().all(|id| !left.iter().any(|c| c == id)).then_some(()))
-        }
-    })
+    wait_until(
+        "the containers to be removed from containerd",
+        timeout(60),
+        || {
+            let left = env.containerd_containers();
+            async move {
+                let left = left?;
+                Ok(ids
+                    .iter()
+                    .all(|id| !left.iter().any(|c| c == id))
+                    .then_some(()))
+            }
+        },
+    )
     .await
 }
 
@@ -108,18 +115,13 @@ enum Outage {
 async fn survive_an_outage(name: &str, outage: Outage) -> Result<()> {
     let mut env = env_on_private_containerd(name, None).await?;
     let long_td = register_sh(&env, "cd-long", "exec sleep 600").await?;
-    let exit_td = register_sh(
-        &env,
-        "cd-exit",
-        &format!("sleep {EXIT_AFTER_SECS}; exit 7"),
-    )
-    .await?;
+    let exit_td = register_sh(&env, "cd-exit", &format!("sleep {EXIT_AFTER_SECS}; exit 7")).await?;
 
     let long = run_task(&env, &long_td, Value::Null).await?;
     let long_running = wait_running(&env, &long).await?;
     let long_id = runtime_id(&long_running)?;
-    let (long_pid, status) = ctr_task(&env, &long_id)?
-        .with_context(|| format!("no containerd task for {long_id}"))?;
+    let (long_pid, status) =
+        ctr_task(&env, &long_id)?.with_context(|| format!("no containerd task for {long_id}"))?;
     ensure!(status == "RUNNING", "{long_id} is {status} in containerd");
     let shims_before = env.private_containerd().shim_pids();
 
@@ -260,8 +262,8 @@ async fn a_frozen_containerd_degrades_instance_health_but_not_the_session() -> R
     let long_td = register_sh(&env, "cd-long", "exec sleep 600").await?;
     let long = run_task(&env, &long_td, Value::Null).await?;
     let long_id = runtime_id(&wait_running(&env, &long).await?)?;
-    let (long_pid, _) = ctr_task(&env, &long_id)?
-        .with_context(|| format!("no containerd task for {long_id}"))?;
+    let (long_pid, _) =
+        ctr_task(&env, &long_id)?.with_context(|| format!("no containerd task for {long_id}"))?;
     wait_health(&env, &arn, "OK", 30).await?;
 
     let sessions_before = agent_log_count(&mut env, "session established");
@@ -315,7 +317,10 @@ async fn a_frozen_containerd_degrades_instance_health_but_not_the_session() -> R
 
     // The task that ran through the freeze still runs, in the same process.
     let status = env.api().task_status(&env.cluster, &long).await?;
-    ensure!(status == "RUNNING", "the long task became {status} after the freeze");
+    ensure!(
+        status == "RUNNING",
+        "the long task became {status} after the freeze"
+    );
     ensure!(
         ctr_task(&env, &long_id)? == Some((long_pid, "RUNNING".to_owned())),
         "the long task's process changed across the freeze"
@@ -329,26 +334,4 @@ async fn a_frozen_containerd_degrades_instance_health_but_not_the_session() -> R
     wait_containers_gone(&env, &[&long_id, &after_id]).await?;
     env.pass();
     Ok(())
-}
-
-#[tokio::test]
-async fn zz_tmp_cleanup_frozen() -> Result<()> {
-    let mut env = env_on_private_containerd("cd-tmpf", None).await?;
-    let td = register_sh(&env, "cd-long", "exec sleep 600").await?;
-    let t = run_task(&env, &td, Value::Null).await?;
-    wait_running(&env, &t).await?;
-    eprintln!("TMP socket {}", env.containerd_socket());
-    env.private_containerd().freeze()?;
-    bail!("deliberate failure while frozen")
-}
-
-#[tokio::test]
-async fn zz_tmp_cleanup_killed() -> Result<()> {
-    let mut env = env_on_private_containerd("cd-tmpk", None).await?;
-    let td = register_sh(&env, "cd-long", "exec sleep 600").await?;
-    let t = run_task(&env, &td, Value::Null).await?;
-    wait_running(&env, &t).await?;
-    eprintln!("TMP socket {}", env.containerd_socket());
-    env.private_containerd().kill()?;
-    bail!("deliberate failure while down")
 }
