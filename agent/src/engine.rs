@@ -401,7 +401,8 @@ impl<R: Runtime> Engine<R> {
         }
         for arn in decisions.report_missing {
             warn!(task.arn = %arn, "the control plane lists a task this agent never received: reporting it STOPPED");
-            let (state, reports) = TaskState::never_received(&arn, manifest::MISSING_REASON, now_ms());
+            let (state, reports) =
+                TaskState::never_received(&arn, manifest::MISSING_REASON, now_ms());
             if self
                 .store
                 .record_finished_task(&state, reports, now_ms() as i64)?
@@ -452,6 +453,7 @@ impl<R: Runtime> Engine<R> {
                     state,
                     rx,
                     teardown_failures: 0,
+                    saved: None,
                     checkers: HashMap::new(),
                 };
                 worker.run().await;
@@ -507,6 +509,8 @@ struct Worker<R: Runtime> {
     teardown_failures: u32,
     /// The health checker of each checked container that is running.
     checkers: HashMap<String, tokio::task::JoinHandle<()>>,
+    /// The state as last written to the store: an unchanged state is not written again.
+    saved: Option<TaskState>,
 }
 
 impl<R: Runtime> Drop for Worker<R> {
@@ -555,6 +559,11 @@ impl<R: Runtime> Worker<R> {
                 if let Some(event) = event {
                     self.state.apply(event, now_ms());
                 }
+                // Recorded before the action counts as done: a shutdown waits for in-flight
+                // actions and then sends what they reported.
+                if let Err(e) = self.persist() {
+                    warn!(error = %e, "cannot persist task state; retrying");
+                }
                 self.engine.in_flight.fetch_sub(1, Ordering::SeqCst);
                 self.engine.settled.notify_waiters();
                 continue;
@@ -571,9 +580,13 @@ impl<R: Runtime> Worker<R> {
         let mut next = self.state.clone();
         let reports = next.take_reports();
         let had_reports = !reports.is_empty();
+        if !had_reports && self.saved.as_ref() == Some(&next) {
+            return Ok(());
+        }
         self.engine
             .store
             .save_task(&next, reports, now_ms() as i64)?;
+        self.saved = Some(next.clone());
         self.state = next;
         if had_reports {
             self.engine.outbox_ready.notify_one();
@@ -1607,9 +1620,13 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert_eq!(rt.state_of("lost-a"), None);
         // Later manifests that agree change nothing.
-        h.engine.reconcile_manifest(&[kept.spec.arn.clone()]).unwrap();
+        h.engine
+            .reconcile_manifest(std::slice::from_ref(&kept.spec.arn))
+            .unwrap();
         tokio::time::sleep(Duration::from_millis(150)).await;
-        h.engine.reconcile_manifest(&[kept.spec.arn.clone()]).unwrap();
+        h.engine
+            .reconcile_manifest(std::slice::from_ref(&kept.spec.arn))
+            .unwrap();
         assert_eq!(rt.state_of("kept-a"), Some(ProcessState::Running));
     }
 

@@ -110,7 +110,10 @@ mod tests {
             known: set(&["a", "b", "old"]),
         };
         for now in [0, 5000, 10_000] {
-            assert_eq!(t.observe(&list(&["a", "b"]), &agent, now), Decisions::default());
+            assert_eq!(
+                t.observe(&list(&["a", "b"]), &agent, now),
+                Decisions::default()
+            );
         }
     }
 
@@ -124,7 +127,10 @@ mod tests {
         // One manifest alone never decides, however long ago the grace began.
         assert!(t.observe(&list(&["a"]), &agent, 0).stop.is_empty());
         assert!(t.observe(&list(&["a"]), &agent, 999).stop.is_empty());
-        assert_eq!(t.observe(&list(&["a"]), &agent, 1000).stop, list(&["ghost"]));
+        assert_eq!(
+            t.observe(&list(&["a"]), &agent, 1000).stop,
+            list(&["ghost"])
+        );
         // Decided once.
         assert!(t.observe(&list(&["a"]), &agent, 5000).stop.is_empty());
     }

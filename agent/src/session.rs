@@ -340,7 +340,7 @@ impl<R: Runtime> Session<R> {
                     probe.start(&self.engine);
                 }
                 _ = shutdown.changed() => {
-                    self.flush(&mut inbound).await;
+                    self.flush(&mut inbound, &tx, sent_upto).await;
                     return Ok(());
                 }
             }
@@ -433,11 +433,38 @@ impl<R: Runtime> Session<R> {
         );
     }
 
-    /// On shutdown: give the control plane a moment to ack what is in flight, so that fewer
-    /// reports are sent twice. Nothing is lost either way: the outbox is durable.
-    async fn flush(&mut self, inbound: &mut tonic::Streaming<pb::ControlMessage>) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
-        while self.store.outbox_len().unwrap_or(0) > 0 {
+    /// On shutdown: let the runtime actions under way finish (they may produce reports), then
+    /// send everything still queued and give the control plane a moment to ack it, so that
+    /// the next agent has little to send twice. Nothing is lost either way: the outbox is
+    /// durable.
+    async fn flush(
+        &mut self,
+        inbound: &mut tonic::Streaming<pb::ControlMessage>,
+        tx: &mpsc::Sender<pb::AgentMessage>,
+        mut sent_upto: u64,
+    ) {
+        self.engine.drain(Duration::from_secs(5)).await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+        loop {
+            let Ok(batch) = self.store.outbox_after(sent_upto, OUTBOX_BATCH) else {
+                return;
+            };
+            for entry in batch {
+                sent_upto = entry.seq;
+                let msg = pb::AgentMessage {
+                    msg: Some(Out::StateChange(wire::state_change(entry))),
+                };
+                if tokio::time::timeout_at(deadline, tx.send(msg))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            if self.store.outbox_len().unwrap_or(0) == 0 {
+                info!("every state change acked by the control plane");
+                return;
+            }
             match tokio::time::timeout_at(deadline, inbound.message()).await {
                 Ok(Ok(Some(pb::ControlMessage {
                     msg: Some(In::StateChangeAck(a)),
@@ -445,7 +472,13 @@ impl<R: Runtime> Session<R> {
                     let _ = self.store.ack_outbox(a.seq);
                 }
                 Ok(Ok(Some(_))) => {}
-                _ => break,
+                _ => {
+                    warn!(
+                        queued = self.store.outbox_len().unwrap_or(0),
+                        "leaving with state changes not yet acked; the next start sends them"
+                    );
+                    return;
+                }
             }
         }
     }

@@ -17,6 +17,10 @@ use crate::model::{ContainerStatus, StopCode, TaskStatus};
 use crate::task_state::{Report, TaskState};
 
 const SCHEMA_VERSION: i32 = 1;
+/// Reports queued per task at most (see `Store::bound_outbox`): with a task's few transitions
+/// this is only reached by a container restarting or a health status flipping many times while
+/// the control plane is away.
+pub const OUTBOX_PER_TASK: usize = 64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -287,7 +291,42 @@ impl Store {
             )?;
             seq += 1;
         }
-        Self::set_meta(tx, "next_state_seq", &seq.to_string())
+        Self::set_meta(tx, "next_state_seq", &seq.to_string())?;
+        Self::bound_outbox(tx, task_arn)
+    }
+
+    /// Keeps a task's queued reports bounded while the control plane is away: beyond
+    /// [`OUTBOX_PER_TASK`], its oldest intermediate container reports (a container restarted
+    /// by its policy, or a health status flipping, again and again) are dropped. Task reports
+    /// and containers' STOPPED reports are never dropped, and what is kept stays in order, so
+    /// the control plane still sees every task transition and every container's end.
+    fn bound_outbox(tx: &rusqlite::Transaction<'_>, task_arn: &str) -> Result<(), StoreError> {
+        let queued: i64 = tx.query_row(
+            "SELECT COUNT(*) FROM outbox WHERE json_extract(body, '$.task_arn') = ?1",
+            [task_arn],
+            |r| r.get(0),
+        )?;
+        let excess = queued - OUTBOX_PER_TASK as i64;
+        if excess <= 0 {
+            return Ok(());
+        }
+        let dropped = tx.execute(
+            "DELETE FROM outbox WHERE seq IN (
+                 SELECT seq FROM outbox
+                 WHERE json_extract(body, '$.task_arn') = ?1
+                   AND json_extract(body, '$.report.Container.status') IS NOT NULL
+                   AND json_extract(body, '$.report.Container.status') != 'Stopped'
+                 ORDER BY seq LIMIT ?2)",
+            params![task_arn, excess],
+        )?;
+        if dropped > 0 {
+            tracing::warn!(
+                task.arn = task_arn,
+                dropped,
+                "outbox full for this task: oldest intermediate container reports dropped"
+            );
+        }
+        Ok(())
     }
 
     /// Records a stop the agent itself decided (the task manifest), like a payload's stop but
@@ -405,8 +444,7 @@ impl Store {
         let mut entries: Vec<OutboxEntry> = Vec::new();
         {
             let mut stmt = tx.prepare("SELECT seq, body FROM outbox ORDER BY seq")?;
-            let rows =
-                stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
+            let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
             for row in rows {
                 let (seq, body) = row?;
                 entries.push(from_json(&format!("outbox entry {seq}"), &body)?);
@@ -601,6 +639,93 @@ mod tests {
         let (again, reports) = TaskState::never_received("arn:2", "lost", 0);
         assert!(!store.record_finished_task(&again, reports, 8).unwrap());
         assert_eq!(store.outbox_len().unwrap(), 3);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_tasks_outbox_is_bounded_by_dropping_only_intermediate_container_reports() {
+        let (store, dir) = temp_store();
+        let t = state("arn:1");
+        store
+            .record_payload(1, std::slice::from_ref(&t), &[], 0)
+            .unwrap();
+        let container = |status: ContainerStatus, restart_count: u32| Report::Container {
+            name: "a".into(),
+            runtime_id: "r".into(),
+            status,
+            exit_code: None,
+            reason: None,
+            restart_count,
+            health: None,
+        };
+        let task = |status: TaskStatus| Report::Task {
+            status,
+            stop_code: None,
+            stopped_reason: None,
+            network: None,
+        };
+        store
+            .save_task(
+                &t,
+                vec![
+                    container(ContainerStatus::Running, 0),
+                    task(TaskStatus::Running),
+                ],
+                0,
+            )
+            .unwrap();
+        // A crash loop while the control plane is away.
+        for n in 1..=200 {
+            store
+                .save_task(&t, vec![container(ContainerStatus::Running, n)], 0)
+                .unwrap();
+        }
+        store
+            .save_task(
+                &t,
+                vec![
+                    container(ContainerStatus::Stopped, 200),
+                    task(TaskStatus::Stopped),
+                ],
+                0,
+            )
+            .unwrap();
+        let out = store.outbox_after(0, 1000).unwrap();
+        assert!(out.len() <= OUTBOX_PER_TASK, "{}", out.len());
+        let seqs: Vec<u64> = out.iter().map(|e| e.seq).collect();
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]));
+        let tasks: Vec<TaskStatus> = out
+            .iter()
+            .filter_map(|e| match &e.report {
+                StoredReport::Task { status, .. } => Some(*status),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(tasks, [TaskStatus::Running, TaskStatus::Stopped]);
+        // The newest restarts and the end are kept.
+        assert!(matches!(
+            out.last().map(|e| &e.report),
+            Some(StoredReport::Task {
+                status: TaskStatus::Stopped,
+                ..
+            })
+        ));
+        assert!(out.iter().any(|e| matches!(
+            &e.report,
+            StoredReport::Container {
+                status: ContainerStatus::Stopped,
+                restart_count: 200,
+                ..
+            }
+        )));
+        assert!(out.iter().any(|e| matches!(
+            &e.report,
+            StoredReport::Container {
+                status: ContainerStatus::Running,
+                restart_count: 199,
+                ..
+            }
+        )));
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -700,9 +700,8 @@ impl Store {
             return Ok(None);
         }
         let pending: Vec<(i64, Vec<u8>)> = {
-            let mut stmt = tx.prepare(
-                "SELECT seq, payload FROM outbox WHERE instance_id = ?1 ORDER BY seq",
-            )?;
+            let mut stmt =
+                tx.prepare("SELECT seq, payload FROM outbox WHERE instance_id = ?1 ORDER BY seq")?;
             let rows = stmt.query_map([instance_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
             rows.collect::<std::result::Result<_, _>>()?
         };

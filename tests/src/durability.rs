@@ -55,7 +55,9 @@ pub fn check_event_history(
     let mut last_rank: std::collections::HashMap<String, (u8, i64)> = Default::default();
     let mut stopped: std::collections::HashMap<String, Value> = Default::default();
     for e in events {
-        let seq = e["seq"].as_u64().with_context(|| format!("{task}: no seq in {e}"))?;
+        let seq = e["seq"]
+            .as_u64()
+            .with_context(|| format!("{task}: no seq in {e}"))?;
         if seq <= last_seq {
             bail!("{task}: sequence {seq} after {last_seq}: {events:?}");
         }

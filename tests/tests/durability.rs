@@ -138,7 +138,10 @@ async fn run_tagged(
     // one): while the agent restarts, a user retries, and so does this.
     let deadline = Instant::now() + timeout(60);
     loop {
-        let out = api.call("RunTask", request.clone()).await.context("RunTask")?;
+        let out = api
+            .call("RunTask", request.clone())
+            .await
+            .context("RunTask")?;
         let failures = out["failures"].as_array().cloned().unwrap_or_default();
         if failures.is_empty() {
             return task_arn(&out["tasks"][0]);
@@ -166,10 +169,7 @@ async fn describe_all(api: &EcsClient, cluster: &str, arns: &[String]) -> Result
     let mut out = Vec::new();
     for chunk in arns.chunks(100) {
         let resp = api
-            .call(
-                "DescribeTasks",
-                json!({"cluster": cluster, "tasks": chunk}),
-            )
+            .call("DescribeTasks", json!({"cluster": cluster, "tasks": chunk}))
             .await
             .context("DescribeTasks")?;
         out.extend(resp["tasks"].as_array().cloned().unwrap_or_default());
@@ -467,8 +467,10 @@ async fn a_two_minute_control_plane_outage_loses_no_change() -> Result<()> {
     .await?;
     ensure!(berth_e2e::exit_code(&t, "app") == Some(3), "{t}");
     let c = wait_task(&env, &chain, "second RUNNING, first STOPPED", 120, |t| {
-        Ok(container(t, "second").is_some_and(|c| c["lastStatus"] == "RUNNING")
-            && container(t, "first").is_some_and(|c| c["lastStatus"] == "STOPPED"))
+        Ok(
+            container(t, "second").is_some_and(|c| c["lastStatus"] == "RUNNING")
+                && container(t, "first").is_some_and(|c| c["lastStatus"] == "STOPPED"),
+        )
     })
     .await?;
     ensure!(berth_e2e::exit_code(&c, "first") == Some(3), "{c}");
@@ -549,7 +551,12 @@ fn copy_dir(from: &Path, to: &Path) -> Result<()> {
         .arg(to)
         .status()
         .context("running cp")?;
-    ensure!(status.success(), "cp -a {} {} failed", from.display(), to.display());
+    ensure!(
+        status.success(),
+        "cp -a {} {} failed",
+        from.display(),
+        to.display()
+    );
     Ok(())
 }
 
@@ -586,14 +593,18 @@ async fn the_task_manifest_reconciles_both_sides_after_a_restore() -> Result<()>
     env.start_cp().await?;
     env.wait_agent_connected().await?;
     let data = env.agent_data_dir(0);
-    wait_until("the agent to stop the forgotten task", timeout(60), || async {
-        let reason = stored_stopped_reason(&data, &forgotten)?;
-        let gone = !env
-            .containerd_containers()?
-            .iter()
-            .any(|c| c.starts_with(task_id(&forgotten)));
-        Ok((gone && reason.as_deref().is_some_and(|r| r.contains("manifest"))).then_some(()))
-    })
+    wait_until(
+        "the agent to stop the forgotten task",
+        timeout(60),
+        || async {
+            let reason = stored_stopped_reason(&data, &forgotten)?;
+            let gone = !env
+                .containerd_containers()?
+                .iter()
+                .any(|c| c.starts_with(task_id(&forgotten)));
+            Ok((gone && reason.as_deref().is_some_and(|r| r.contains("manifest"))).then_some(()))
+        },
+    )
     .await?;
     let runs_log = read_runs(&runs)?;
     ensure!(
@@ -626,13 +637,17 @@ async fn the_task_manifest_reconciles_both_sides_after_a_restore() -> Result<()>
         "{t}"
     );
     // Its container, which the restored agent knew nothing of, is gone too.
-    wait_until("the lost task's container to be removed", timeout(60), || async {
-        Ok((!env
-            .containerd_containers()?
-            .iter()
-            .any(|c| c.starts_with(task_id(&lost))))
-        .then_some(()))
-    })
+    wait_until(
+        "the lost task's container to be removed",
+        timeout(60),
+        || async {
+            Ok((!env
+                .containerd_containers()?
+                .iter()
+                .any(|c| c.starts_with(task_id(&lost))))
+            .then_some(()))
+        },
+    )
     .await?;
     // The task the control plane always knew kept running through all of it.
     let k = env.api().describe_task(&cluster, &kept).await?;
@@ -646,6 +661,77 @@ async fn the_task_manifest_reconciles_both_sides_after_a_restore() -> Result<()>
         .iter()
         .map(|a| task_id(a).to_owned())
         .collect();
+    wait_nothing_left(&env, &ids).await?;
+    env.pass();
+    Ok(())
+}
+
+/// The reports the agent's store still holds for the control plane.
+fn queued_reports(agent_data_dir: &Path) -> Result<i64> {
+    let path = agent_data_dir.join("agent.db");
+    let conn = rusqlite::Connection::open_with_flags(
+        &path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    Ok(conn.query_row("SELECT COUNT(*) FROM outbox", [], |r| r.get(0))?)
+}
+
+/// SIGTERM while changes are being produced: the agent exits cleanly (0), after the control
+/// plane acked what it had queued, and leaves its tasks running; the next agent carries on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_flushes_pending_changes_and_leaves_tasks_running() -> Result<()> {
+    let mut env = TestEnv::new("sigterm")?;
+    env.start_cp().await?;
+    let code = env.create_activation(1)?;
+    env.start_agent(Some(&code))?;
+    env.wait_agent_connected().await?;
+    let runs = runs_dir(&env)?;
+    let api = env.api();
+    let cluster = env.cluster.clone();
+    let td = define(&env, "none", &runs).await?;
+    let long = run_tagged(&api, &cluster, &td, "long", 0, "none").await?;
+    wait_running(&env, &long).await?;
+    let pid = task_main_pid(&env.namespace, &runtime_id_of(&env, &long).await?)?;
+    // Ten tasks start at once, so the agent is busy launching when the signal comes.
+    let mut burst = Vec::new();
+    for i in 0..10 {
+        burst.push(run_tagged(&api, &cluster, &td, &format!("b{i}"), 0, "none").await?);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let status = env.agent(0).stop(Duration::from_secs(20));
+    ensure!(
+        status.success(),
+        "berth-agent exited with {status} on SIGTERM"
+    );
+    ensure!(
+        queued_reports(&env.agent_data_dir(0))? == 0,
+        "the agent left on SIGTERM with reports the control plane had not acked"
+    );
+    ensure!(
+        task_main_pid(&env.namespace, &runtime_id_of(&env, &long).await?)? == pid,
+        "the long task's process did not outlive the agent"
+    );
+    env.restart_agent(0)?;
+    for t in burst.iter().chain([&long]) {
+        wait_running(&env, t).await?;
+    }
+    for t in burst.iter().chain([&long]) {
+        stop(&api, &cluster, t).await?;
+    }
+    let arns: Vec<String> = burst.iter().chain([&long]).cloned().collect();
+    wait_all_stopped(&api, &cluster, &arns).await?;
+    let recorded = read_runs(&runs)?;
+    for i in 0..10 {
+        ensure!(
+            recorded.starts.get(&format!("b{i}")) == Some(&1),
+            "b{i} did not run exactly once: {recorded:?}"
+        );
+    }
+    for t in &arns {
+        check_event_history(t, &task_events(&env, t).await?, &["app"])?;
+    }
+    let ids: Vec<String> = arns.iter().map(|a| task_id(a).to_owned()).collect();
     wait_nothing_left(&env, &ids).await?;
     env.pass();
     Ok(())
