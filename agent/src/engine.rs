@@ -527,6 +527,7 @@ impl<R: Runtime> Worker<R> {
         // started just before a crash, would count it as never started and lose its exit.
         self.recheck().await;
         self.check_stop_request();
+        self.remove_stale_checks().await;
         loop {
             if let Err(e) = self.persist() {
                 // Without the store we cannot promise anything: keep the task as it is and
@@ -605,6 +606,35 @@ impl<R: Runtime> Worker<R> {
             ),
             Ok(None) => {}
             Err(e) => warn!(error = %e, "cannot read the task's stop request"),
+        }
+    }
+
+    /// Removes health checks that a previous agent left running in this task's containers
+    /// (it died mid-check): a hanging one would run for ever and hold a pids slot. Before the
+    /// checkers start, so only leftovers can be found.
+    async fn remove_stale_checks(&mut self) {
+        let checked: Vec<(String, String)> = self
+            .state
+            .containers
+            .iter()
+            .filter(|c| c.known == ContainerStatus::Running && c.health.is_some())
+            .map(|c| (c.name.clone(), c.runtime_id.clone()))
+            .collect();
+        for (name, id) in checked {
+            match self
+                .engine
+                .runtime
+                .remove_execs(&id, health::EXEC_PREFIX)
+                .await
+            {
+                Ok(0) => {}
+                Ok(n) => {
+                    info!(container.name = %name, removed = n, "removed health checks a previous agent left running")
+                }
+                Err(e) => {
+                    warn!(container.name = %name, error = %e, "cannot remove leftover health checks")
+                }
+            }
         }
     }
 
@@ -1086,7 +1116,7 @@ async fn run_checks<R: Runtime>(
             return;
         }
         n += 1;
-        let exec_id = format!("health-{n}-{:08x}", fastrand::u32(..));
+        let exec_id = format!("{}{n}-{:08x}", health::EXEC_PREFIX, fastrand::u32(..));
         let req = ExecRequest {
             output_path: engine
                 .cfg

@@ -14,6 +14,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::HealthCheck;
 
+/// Every health-check exec id starts with this, so that the checks a crashed agent left
+/// running can be told from anything else executed in a container.
+pub const EXEC_PREFIX: &str = "health-";
+
 /// ECS's defaults and limits (RegisterTaskDefinition's HealthCheck).
 pub const DEFAULT_INTERVAL_SECS: u32 = 30;
 pub const DEFAULT_TIMEOUT_SECS: u32 = 5;

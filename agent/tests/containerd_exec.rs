@@ -358,3 +358,55 @@ async fn an_abandoned_exec_is_removed_in_the_background() {
     }
     rt.remove(&id).await.unwrap();
 }
+
+#[tokio::test]
+async fn checks_a_crashed_agent_left_running_are_removed_and_other_execs_are_not() {
+    let s = Scratch::new().await;
+    let rt = s.runtime().await;
+    let id = s
+        .sleeper(&rt, "app", common::busybox("app", &["sleep", "600"]))
+        .await;
+    // What a previous agent's hanging check and an operator's debugging exec look like.
+    for (exec_id, script) in [
+        ("health-7-deadbeef", "sleep 300 & sleep 300"),
+        ("debug-1", "sleep 300"),
+    ] {
+        let out = std::process::Command::new("ctr")
+            .args([
+                "-n",
+                &s.ns,
+                "tasks",
+                "exec",
+                "-d",
+                "--exec-id",
+                exec_id,
+                &id,
+            ])
+            .args(["sh", "-c", script])
+            .output()
+            .expect("running ctr");
+        assert!(out.status.success(), "ctr tasks exec: {out:?}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while s.pids(&id).await.len() < 4 {
+        assert!(Instant::now() < deadline, "the execs did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    assert_eq!(rt.remove_execs(&id, "health-").await.unwrap(), 1);
+    assert!(!s.registered(&id, "health-7-deadbeef").await);
+    assert!(s.registered(&id, "debug-1").await);
+    // The check's background child went with it; the main process and the debug exec stay.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let pids = s.pids(&id).await;
+        if pids.len() == 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "processes left: {pids:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Nothing to remove the second time.
+    assert_eq!(rt.remove_execs(&id, "health-").await.unwrap(), 0);
+    rt.remove(&id).await.unwrap();
+}

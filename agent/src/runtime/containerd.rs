@@ -17,7 +17,8 @@ use containerd_client::services::v1::{
     container::Runtime as ContainerRuntime, Container, CreateContainerRequest, CreateTaskRequest,
     DeleteContainerRequest, DeleteProcessRequest, DeleteTaskRequest, ExecProcessRequest,
     GetContainerRequest, GetImageRequest, GetRequest, KillRequest, ListContainersRequest,
-    PublishRequest, ReadContentRequest, StartRequest, SubscribeRequest, WaitRequest,
+    ListPidsRequest, PublishRequest, ReadContentRequest, StartRequest, SubscribeRequest,
+    WaitRequest,
 };
 use containerd_client::services::v1::{
     CreateRequest as LeaseCreateRequest, DeleteRequest as LeaseDeleteRequest,
@@ -424,6 +425,14 @@ impl Containerd {
         .await
         .map(|_| ())
     }
+}
+
+/// The runc shim's details of a process (containerd.runc.v1.ProcessDetails), as
+/// Tasks.ListPids returns them for exec processes.
+#[derive(Clone, PartialEq, prost::Message)]
+struct ProcessDetails {
+    #[prost(string, tag = "1")]
+    exec_id: String,
 }
 
 /// Every launch lease of a container starts with this; the rest is random.
@@ -1212,6 +1221,50 @@ impl Runtime for Containerd {
         }
         self.remove_snapshot(runtime_id).await?;
         self.delete_launch_leases(runtime_id).await
+    }
+
+    async fn remove_execs(&self, runtime_id: &str, prefix: &str) -> Result<usize, RuntimeError> {
+        let mut tasks = self.client.tasks();
+        let listed = self
+            .call(
+                "Tasks.ListPids",
+                tasks.list_pids(self.req(ListPidsRequest {
+                    container_id: runtime_id.to_string(),
+                })),
+            )
+            .await;
+        let processes = match listed {
+            Ok(resp) => resp.processes,
+            Err(e) if e.is_not_found() => return Ok(0),
+            Err(e) => return Err(e),
+        };
+        let mut removed = 0;
+        for p in processes {
+            // The runc shim names the exec a pid belongs to; the main process has no details.
+            let Some(exec_id) = p
+                .info
+                .as_ref()
+                .and_then(|a| ProcessDetails::decode(a.value.as_slice()).ok())
+                .map(|d| d.exec_id)
+            else {
+                continue;
+            };
+            if !exec_id.starts_with(prefix) {
+                continue;
+            }
+            let process = ExecProcess {
+                tasks: self.client.tasks(),
+                namespace: self.cfg.namespace.clone(),
+                call_timeout: self.cfg.call_timeout,
+                container_id: runtime_id.to_string(),
+                exec_id,
+            };
+            process
+                .delete(HostProcess::find(p.pid), true, self.cfg.call_timeout)
+                .await?;
+            removed += 1;
+        }
+        Ok(removed)
     }
 
     async fn list(&self) -> Result<Vec<ListedContainer>, RuntimeError> {

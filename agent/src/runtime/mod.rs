@@ -177,6 +177,17 @@ pub trait Runtime: Send + Sync + 'static {
         req: &ExecRequest,
     ) -> impl Future<Output = Result<ExecOutcome, RuntimeError>> + Send;
 
+    /// Kills and deletes the exec processes of a running container whose exec id starts with
+    /// `prefix`: after a crash, the checks the previous agent had running (a hanging one
+    /// would run for ever). Returns how many it removed.
+    fn remove_execs(
+        &self,
+        _runtime_id: &str,
+        _prefix: &str,
+    ) -> impl Future<Output = Result<usize, RuntimeError>> + Send {
+        async { Ok(0) }
+    }
+
     /// Containers in the agent's namespace, for recovery.
     fn list(&self) -> impl Future<Output = Result<Vec<ListedContainer>, RuntimeError>> + Send;
 
