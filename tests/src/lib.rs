@@ -39,7 +39,7 @@ pub use containerd::{
     containers_at, ctr, ctr_at, import_test_image_at, purge_namespace_at, task_main_pid,
     task_main_pid_at, task_pids, tasks_at, CtrTask, TEST_IMAGE,
 };
-pub use durability::{check_event_history, leftovers, task_events};
+pub use durability::{agent_db, check_event_history, leftovers, task_events};
 pub use ecs::{container, ApiError, EcsClient};
 pub use env::{CpAddrs, TestEnv};
 pub use health::{

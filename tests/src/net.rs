@@ -362,20 +362,14 @@ impl NetworkSettings {
 /// it: (task ARN, phase), phase being `NotNeeded`, `Pending`, `Planned`, `Up` or `Released`
 /// (`Planned` and `Up` hold an address and host ports).
 pub fn stored_network_phases(agent_data_dir: &Path) -> Result<Vec<(String, String)>> {
-    let path = agent_data_dir.join("agent.db");
-    let conn = rusqlite::Connection::open_with_flags(
-        &path,
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .with_context(|| format!("opening {}", path.display()))?;
-    conn.busy_timeout(Duration::from_secs(5))?;
+    let conn = crate::durability::agent_db(agent_data_dir)?;
     let mut stmt = conn.prepare(
         "SELECT arn, COALESCE(json_extract(state, '$.network_phase'), '') FROM tasks ORDER BY arn",
     )?;
     let rows = stmt
         .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?
         .collect::<Result<Vec<_>, _>>()
-        .with_context(|| format!("reading the tasks of {}", path.display()))?;
+        .with_context(|| format!("reading the tasks of {}", agent_data_dir.display()))?;
     Ok(rows)
 }
 

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use berth_e2e::{
-    check_event_history, container, leftovers, register, task_arn, task_events, task_id,
+    agent_db, check_event_history, container, leftovers, register, task_arn, task_events, task_id,
     task_main_pid, timeout, wait_running, wait_task, wait_until, EcsClient, TestEnv, TEST_IMAGE,
 };
 use serde_json::{json, Value};
@@ -88,6 +88,19 @@ fn runs_dir(env: &TestEnv) -> Result<PathBuf> {
     let dir = env.dir().join("runs");
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
+}
+
+/// A test env with berth-cp and one connected agent (`configure` runs before they start), and
+/// the host dir the containers record their runs in.
+async fn started(name: &str, configure: impl FnOnce(&mut TestEnv)) -> Result<(TestEnv, PathBuf)> {
+    let mut env = TestEnv::new(name)?;
+    configure(&mut env);
+    env.start_cp().await?;
+    let code = env.create_activation(1)?;
+    env.start_agent(Some(&code))?;
+    env.wait_agent_connected().await?;
+    let runs = runs_dir(&env)?;
+    Ok((env, runs))
 }
 
 /// What the containers recorded: starts per tag, and the exit code each one recorded.
@@ -227,12 +240,7 @@ async fn kill_9_at_random_moments_loses_nothing_runs_nothing_twice_and_leaks_not
 {
     const TASKS: usize = 100;
     const KILLS: usize = 20;
-    let mut env = TestEnv::new("chaos")?;
-    env.start_cp().await?;
-    let code = env.create_activation(1)?;
-    env.start_agent(Some(&code))?;
-    env.wait_agent_connected().await?;
-    let runs = runs_dir(&env)?;
+    let (mut env, runs) = started("chaos", |_| {}).await?;
     let mut tds = HashMap::new();
     for mode in MODES {
         tds.insert(mode, define(&env, mode, &runs).await?);
@@ -397,12 +405,7 @@ async fn kill_9_at_random_moments_loses_nothing_runs_nothing_twice_and_leaks_not
 /// that ran throughout is the same process.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_two_minute_control_plane_outage_loses_no_change() -> Result<()> {
-    let mut env = TestEnv::new("outage")?;
-    env.start_cp().await?;
-    let code = env.create_activation(1)?;
-    env.start_agent(Some(&code))?;
-    env.wait_agent_connected().await?;
-    let runs = runs_dir(&env)?;
+    let (mut env, runs) = started("outage", |_| {}).await?;
     let api = env.api();
     let cluster = env.cluster.clone();
 
@@ -526,12 +529,7 @@ async fn runtime_id_of(env: &TestEnv, task: &str) -> Result<String> {
 
 /// The stopped reason the agent's store holds for `task`, if any.
 fn stored_stopped_reason(agent_data_dir: &Path, task: &str) -> Result<Option<String>> {
-    let path = agent_data_dir.join("agent.db");
-    let conn = rusqlite::Connection::open_with_flags(
-        &path,
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
-    conn.busy_timeout(Duration::from_secs(5))?;
+    let conn = agent_db(agent_data_dir)?;
     let reason: Option<Option<String>> = conn
         .query_row(
             "SELECT json_extract(state, '$.stopped_reason') FROM tasks WHERE arn = ?1",
@@ -566,14 +564,11 @@ fn copy_dir(from: &Path, to: &Path) -> Result<()> {
 /// grace period.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_task_manifest_reconciles_both_sides_after_a_restore() -> Result<()> {
-    let mut env = TestEnv::new("manifest")?;
-    env.set_cp_manifest_interval_ms(500);
-    env.set_manifest_grace_secs(2);
-    env.start_cp().await?;
-    let code = env.create_activation(1)?;
-    env.start_agent(Some(&code))?;
-    env.wait_agent_connected().await?;
-    let runs = runs_dir(&env)?;
+    let (mut env, runs) = started("manifest", |env| {
+        env.set_cp_manifest_interval_ms(500);
+        env.set_manifest_grace_secs(2);
+    })
+    .await?;
     let api = env.api();
     let cluster = env.cluster.clone();
     let td = define(&env, "none", &runs).await?;
@@ -668,12 +663,7 @@ async fn the_task_manifest_reconciles_both_sides_after_a_restore() -> Result<()>
 
 /// The reports the agent's store still holds for the control plane.
 fn queued_reports(agent_data_dir: &Path) -> Result<i64> {
-    let path = agent_data_dir.join("agent.db");
-    let conn = rusqlite::Connection::open_with_flags(
-        &path,
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
-    conn.busy_timeout(Duration::from_secs(5))?;
+    let conn = agent_db(agent_data_dir)?;
     Ok(conn.query_row("SELECT COUNT(*) FROM outbox", [], |r| r.get(0))?)
 }
 
@@ -681,12 +671,7 @@ fn queued_reports(agent_data_dir: &Path) -> Result<i64> {
 /// plane acked what it had queued, and leaves its tasks running; the next agent carries on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_flushes_pending_changes_and_leaves_tasks_running() -> Result<()> {
-    let mut env = TestEnv::new("sigterm")?;
-    env.start_cp().await?;
-    let code = env.create_activation(1)?;
-    env.start_agent(Some(&code))?;
-    env.wait_agent_connected().await?;
-    let runs = runs_dir(&env)?;
+    let (mut env, runs) = started("sigterm", |_| {}).await?;
     let api = env.api();
     let cluster = env.cluster.clone();
     let td = define(&env, "none", &runs).await?;

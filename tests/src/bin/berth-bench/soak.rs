@@ -86,7 +86,7 @@ enum Kind {
 
 impl Kind {
     fn of(cycle: usize) -> Kind {
-        if (cycle / MODES.len()) % 2 == 0 {
+        if (cycle / MODES.len()).is_multiple_of(2) {
             Kind::Exits
         } else {
             Kind::Stopped
