@@ -201,10 +201,27 @@ impl<R: Runtime> Engine<R> {
             info!(task.arn = %state.spec.arn, "recovering task");
             self.spawn_worker(state);
         }
+        tokio::spawn(Arc::clone(self).prune_finished_tasks());
         // What is on disk now, before any new task can create anything.
         let leftovers = self.task_dirs_and_cgroups();
         tokio::spawn(Arc::clone(self).sweep_orphans(leftovers));
         Ok(())
+    }
+
+    /// Forgets finished tasks a day after they finished (hourly): the store stays the size of
+    /// what runs, not of everything that ever ran.
+    async fn prune_finished_tasks(self: Arc<Self>) {
+        const RETENTION_MS: u64 = 24 * 3600 * 1000;
+        let mut every = tokio::time::interval(Duration::from_secs(3600));
+        loop {
+            every.tick().await;
+            let before = now_ms().saturating_sub(RETENTION_MS) as i64;
+            match self.store.prune_finished(before) {
+                Ok(0) => {}
+                Ok(n) => info!(tasks = n, "forgot finished tasks"),
+                Err(e) => warn!(error = %e, "cannot prune finished tasks"),
+            }
+        }
     }
 
     /// The task ids that have a logs dir, a volumes dir or a cgroup.

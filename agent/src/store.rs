@@ -155,6 +155,14 @@ impl Store {
                  COMMIT;",
             )?;
         }
+        // Recovery, payloads and the manifest read the unfinished tasks; finished ones pile up
+        // until pruned. Without the index each of those reads walks every task ever run.
+        conn.execute_batch(
+            "CREATE INDEX IF NOT EXISTS tasks_unfinished ON tasks (arn) WHERE finished = 0;",
+        )?;
+        // SQLite's default page cache (2 MiB) would fill with finished tasks' pages: the
+        // agent's hot data is a few unfinished rows and the outbox.
+        conn.pragma_update(None, "cache_size", -512)?;
         Ok(Self {
             conn: Mutex::new(conn),
         })
@@ -361,6 +369,19 @@ impl Store {
         Self::queue_reports(&tx, &state.spec.arn, reports, now_ms)?;
         tx.commit()?;
         Ok(true)
+    }
+
+    /// Forgets finished tasks last changed before `before_ms` whose reports the control plane
+    /// has all acked. Until then a finished task is kept so that a payload delivered again
+    /// never runs it twice; afterwards no payload can name it any more (payloads are only
+    /// redelivered after the last one recorded). Returns how many were forgotten.
+    pub fn prune_finished(&self, before_ms: i64) -> Result<usize, StoreError> {
+        let n = self.conn().execute(
+            "DELETE FROM tasks WHERE finished = 1 AND updated_at_ms < ?1
+             AND arn NOT IN (SELECT json_extract(body, '$.task_arn') FROM outbox)",
+            [before_ms],
+        )?;
+        Ok(n)
     }
 
     /// The ARNs of every task recorded, finished or not.
@@ -726,6 +747,25 @@ mod tests {
                 ..
             }
         )));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn finished_tasks_are_pruned_only_when_old_and_acked() {
+        let (store, dir) = temp_store();
+        let (old, reports) = TaskState::never_received("arn:old", "gone", 0);
+        store.record_finished_task(&old, reports, 1_000).unwrap();
+        let (recent, reports) = TaskState::never_received("arn:recent", "gone", 0);
+        store.record_finished_task(&recent, reports, 9_000).unwrap();
+        let running = state("arn:running");
+        store.record_payload(1, &[running], &[], 1_000).unwrap();
+        // Reports not acked yet: nothing goes.
+        assert_eq!(store.prune_finished(5_000).unwrap(), 0);
+        store.ack_outbox(u64::MAX >> 1).unwrap();
+        assert_eq!(store.prune_finished(5_000).unwrap(), 1);
+        assert!(store.task("arn:old").unwrap().is_none());
+        assert!(store.task("arn:recent").unwrap().is_some());
+        assert!(store.task("arn:running").unwrap().is_some());
         std::fs::remove_dir_all(dir).unwrap();
     }
 

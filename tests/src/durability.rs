@@ -134,6 +134,10 @@ pub fn leftovers(env: &TestEnv, task_ids: &[String]) -> Result<Vec<String>> {
     if !ours.is_empty() {
         left.push(format!("launch leases {ours:?}"));
     }
+    let shims = shims_of(&env.namespace);
+    if !shims.is_empty() {
+        left.push(format!("containerd shims {shims:?}"));
+    }
     let net = env.network();
     let files = net.netns_files();
     if !files.is_empty() {
@@ -174,6 +178,31 @@ pub fn leftovers(env: &TestEnv, task_ids: &[String]) -> Result<Vec<String>> {
         }
     }
     Ok(left)
+}
+
+/// The pids of containerd shims serving `namespace` (a shim outliving its containers is a
+/// leak: it holds memory and a socket).
+fn shims_of(namespace: &str) -> Vec<u32> {
+    let mut pids = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        let is_shim = args
+            .first()
+            .is_some_and(|a| a.ends_with(b"containerd-shim-runc-v2"));
+        let ours = args
+            .windows(2)
+            .any(|w| w[0] == b"-namespace" && w[1] == namespace.as_bytes());
+        if is_shim && ours {
+            pids.push(pid);
+        }
+    }
+    pids
 }
 
 /// The task cgroups below the env's cgroup root, in any hierarchy (v1 or v2).

@@ -410,6 +410,44 @@ impl Containerd {
         )
     }
 
+    /// One launch attempt: the snapshot and container record under a lease, then the task.
+    async fn create_once(&self, req: &CreateRequest) -> Result<(), RuntimeError> {
+        let id = req.runtime_id.as_str();
+        let resolved = self.resolve(&req.container.image).await?;
+
+        // Replace a leftover of an earlier attempt (the agent may have crashed mid-launch).
+        self.remove(id).await?;
+
+        if let Some(dir) = req.log_path.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| RuntimeError::Io(format!("creating {}: {e}", dir.display())))?;
+        }
+        let lease = self.create_lease(id).await?;
+        let result = self.create_under_lease(req, &resolved, &lease).await;
+        self.delete_lease(&lease).await;
+        let mounts = result?;
+        // The shim (or the logger it starts) writes the log: the agent never holds a pipe.
+        let log_uri = crate::logs::stdio_uri(&req.log_path);
+        let mut tasks = self.client.tasks();
+        let created = self
+            .call(
+                "Tasks.Create",
+                tasks.create(self.req(CreateTaskRequest {
+                    container_id: id.to_string(),
+                    rootfs: mounts,
+                    stdout: log_uri.clone(),
+                    stderr: log_uri,
+                    ..Default::default()
+                })),
+            )
+            .await;
+        if let Err(e) = created {
+            let _ = self.remove(id).await;
+            return Err(e);
+        }
+        Ok(())
+    }
+
     async fn publish_marker(&self) -> Result<(), RuntimeError> {
         let mut events = self.client.events();
         self.call(
@@ -1059,40 +1097,19 @@ impl Runtime for Containerd {
     }
 
     async fn create(&self, req: &CreateRequest) -> Result<(), RuntimeError> {
-        let id = req.runtime_id.as_str();
-        let resolved = self.resolve(&req.container.image).await?;
-
-        // Replace a leftover of an earlier attempt (the agent may have crashed mid-launch).
-        self.remove(id).await?;
-
-        if let Some(dir) = req.log_path.parent() {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| RuntimeError::Io(format!("creating {}: {e}", dir.display())))?;
+        // A leftover of a launch whose caller died may still be in progress in containerd:
+        // wait for it to end (each attempt removes what it left) rather than fail the task.
+        let mut attempt = 0;
+        loop {
+            match self.create_once(req).await {
+                Err(e) if e.is_leftover_in_progress() && attempt < 5 => {
+                    attempt += 1;
+                    tracing::info!(runtime_id = %req.runtime_id, attempt, error = %e, "an earlier launch is still in progress in containerd; retrying");
+                    tokio::time::sleep(Duration::from_millis(300 * attempt)).await;
+                }
+                result => return result,
+            }
         }
-        let lease = self.create_lease(id).await?;
-        let result = self.create_under_lease(req, &resolved, &lease).await;
-        self.delete_lease(&lease).await;
-        let mounts = result?;
-        // The shim (or the logger it starts) writes the log: the agent never holds a pipe.
-        let log_uri = crate::logs::stdio_uri(&req.log_path);
-        let mut tasks = self.client.tasks();
-        let created = self
-            .call(
-                "Tasks.Create",
-                tasks.create(self.req(CreateTaskRequest {
-                    container_id: id.to_string(),
-                    rootfs: mounts,
-                    stdout: log_uri.clone(),
-                    stderr: log_uri,
-                    ..Default::default()
-                })),
-            )
-            .await;
-        if let Err(e) = created {
-            let _ = self.remove(id).await;
-            return Err(e);
-        }
-        Ok(())
     }
 
     async fn start(&self, runtime_id: &str) -> Result<(), RuntimeError> {

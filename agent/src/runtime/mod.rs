@@ -109,6 +109,15 @@ impl RuntimeError {
     pub fn is_not_found(&self) -> bool {
         matches!(self, Self::Containerd { status, .. } if status.code() == tonic::Code::NotFound)
     }
+
+    /// containerd is still busy with an earlier call for the same container: a Tasks.Create
+    /// whose caller died (an agent killed mid-launch) goes on in containerd, and until it
+    /// ends a new one finds its bundle directory ("file exists") or its task. Worth retrying.
+    pub fn is_leftover_in_progress(&self) -> bool {
+        matches!(self, Self::Containerd { status, .. }
+            if status.code() == tonic::Code::AlreadyExists
+                || status.message().contains("file exists"))
+    }
 }
 
 /// The reason ECS would show for a failure at each stage of a container's start.
