@@ -1204,6 +1204,35 @@ mod tests {
     }
 
     #[test]
+    fn payloads_are_renumbered_after_an_agent_that_is_ahead() {
+        let dir = temp_dir();
+        let store = Store::open(&dir.0).unwrap();
+        with_task(&store);
+        // with_task placed t1: one payload queued.
+        store
+            .stop_task("t1", None, 2, &|seq, _| vec![seq as u8])
+            .unwrap();
+        let queued = |store: &Store| -> Vec<u64> {
+            store
+                .outbox_after("i1", 0)
+                .unwrap()
+                .iter()
+                .map(|(seq, _)| *seq)
+                .collect()
+        };
+        let before = queued(&store);
+        assert_eq!(before.len(), 2);
+        // An agent that has recorded no more than we sent: nothing to do.
+        assert_eq!(store.rebase_payloads("i1", 0).unwrap(), None);
+        assert_eq!(queued(&store), before);
+        // This store was restored from a backup: the agent has recorded up to 40.
+        assert_eq!(store.rebase_payloads("i1", 40).unwrap(), Some(2));
+        assert_eq!(queued(&store), vec![41, 42]);
+        // The next payload follows them: the store is no longer behind.
+        assert_eq!(store.rebase_payloads("i1", 40).unwrap(), None);
+    }
+
+    #[test]
     fn heartbeats_record_runtime_health() {
         let dir = temp_dir();
         let store = Store::open(&dir.0).unwrap();
