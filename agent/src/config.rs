@@ -33,6 +33,65 @@ pub struct Config {
     pub cgroups: CgroupsSection,
     /// `[network]`; its reserved ports are the top-level ones.
     pub network: crate::network::NetworkConfig,
+    pub images: ImagesSection,
+}
+
+/// `[images]`: pulling images from registries (ECS_IMAGE_PULL_BEHAVIOR and friends).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ImagesSection {
+    /// "default", "always", "once" or "prefer-cached".
+    pub pull_behavior: String,
+    /// Registries ("host[:port]") spoken to over plain HTTP.
+    pub insecure_registries: Vec<String>,
+    /// Layers of one image downloaded at once.
+    pub parallel_layer_downloads: usize,
+    /// Attempts of a pull that fails for a reason worth retrying (connection, 5xx, 429).
+    pub pull_attempts: u32,
+    /// Logins by registry ("host[:port]"; Docker Hub is "docker.io").
+    pub credentials: std::collections::BTreeMap<String, RegistryLogin>,
+    /// Image cleanup (ECS_DISABLE_IMAGE_CLEANUP, ECS_IMAGE_CLEANUP_INTERVAL,
+    /// ECS_IMAGE_MINIMUM_CLEANUP_AGE, ECS_NUM_IMAGES_DELETE_PER_CYCLE).
+    pub cleanup_enabled: bool,
+    pub cleanup_interval_secs: u64,
+    pub minimum_image_age_secs: u64,
+    pub images_per_cycle: usize,
+    /// Images never removed (as tasks name them: "busybox", "registry:5000/app:1").
+    pub pinned: Vec<String>,
+}
+
+impl Default for ImagesSection {
+    fn default() -> Self {
+        Self {
+            pull_behavior: "default".into(),
+            insecure_registries: Vec::new(),
+            parallel_layer_downloads: 3,
+            pull_attempts: 3,
+            credentials: Default::default(),
+            cleanup_enabled: true,
+            cleanup_interval_secs: 30 * 60,
+            minimum_image_age_secs: 3600,
+            images_per_cycle: 5,
+            pinned: Vec::new(),
+        }
+    }
+}
+
+/// A registry login. Its password is never printed.
+#[derive(Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryLogin {
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for RegistryLogin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryLogin")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .finish()
+    }
 }
 
 pub const DEFAULT_BRIDGE: &str = "berth0";
@@ -164,6 +223,8 @@ struct FileConfig {
     cgroups: CgroupsSection,
     #[serde(default)]
     network: NetworkSection,
+    #[serde(default)]
+    images: ImagesSection,
 }
 
 #[derive(Debug, Deserialize)]
@@ -300,6 +361,10 @@ fn resolve(
             .unwrap_or(DEFAULT_MANIFEST_GRACE_SECS),
         cgroups: file.cgroups,
         network,
+        images: ImagesSection {
+            pull_behavior: var("BERTH_IMAGE_PULL_BEHAVIOR").unwrap_or(file.images.pull_behavior),
+            ..file.images
+        },
     };
     validate(&cfg, &mut errors);
     if errors.is_empty() {
@@ -546,6 +611,41 @@ fn validate(cfg: &Config, errors: &mut Vec<String>) {
             cfg.task_cleanup_wait_secs
         ));
     }
+    if crate::images::PullBehavior::parse(&cfg.images.pull_behavior).is_none() {
+        errors.push(format!(
+            "images.pull_behavior {:?}: must be \"default\", \"always\", \"once\" or \"prefer-cached\"",
+            cfg.images.pull_behavior
+        ));
+    }
+    if !(1..=16).contains(&cfg.images.parallel_layer_downloads) {
+        errors.push(format!(
+            "images.parallel_layer_downloads {}: must be between 1 and 16",
+            cfg.images.parallel_layer_downloads
+        ));
+    }
+    if !(1..=86_400).contains(&cfg.images.cleanup_interval_secs) {
+        errors.push(format!(
+            "images.cleanup_interval_secs {}: must be between 1 and 86400",
+            cfg.images.cleanup_interval_secs
+        ));
+    }
+    if !(1..=1000).contains(&cfg.images.images_per_cycle) {
+        errors.push(format!(
+            "images.images_per_cycle {}: must be between 1 and 1000",
+            cfg.images.images_per_cycle
+        ));
+    }
+    for p in &cfg.images.pinned {
+        if let Err(e) = crate::registry::Reference::parse(p) {
+            errors.push(format!("images.pinned {p:?}: {e}"));
+        }
+    }
+    if !(1..=10).contains(&cfg.images.pull_attempts) {
+        errors.push(format!(
+            "images.pull_attempts {}: must be between 1 and 10",
+            cfg.images.pull_attempts
+        ));
+    }
     if !(1..=86_400).contains(&cfg.manifest_grace_secs) {
         errors.push(format!(
             "tasks.manifest_grace_secs {}: must be between 1 and 86400 (a day)",
@@ -693,6 +793,20 @@ mod tests {
                 .manifest_grace_secs,
             5
         );
+        let cfg = parse(
+            "[images]\npull_behavior = \"once\"\ninsecure_registries = [\"127.0.0.1:5000\"]\n\
+             [images.credentials.\"127.0.0.1:5000\"]\nusername = \"u\"\npassword = \"secret\"\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(cfg.images.pull_behavior, "once");
+        assert_eq!(cfg.images.insecure_registries, ["127.0.0.1:5000"]);
+        assert!(
+            !format!("{cfg:?}").contains("secret"),
+            "a password in Debug output"
+        );
+        let err = parse("[images]\npull_behavior = \"sometimes\"\n", &[]).unwrap_err();
+        assert!(err.to_string().contains("pull_behavior"), "{err}");
         let err = parse("[tasks]\nmanifest_grace_secs = 0\n", &[]).unwrap_err();
         assert!(err.to_string().contains("manifest_grace_secs"), "{err}");
         let err = parse("task_cleanup_wait_secs = 99999999\n", &[]).unwrap_err();

@@ -17,6 +17,7 @@ use tracing::{debug, info, info_span, warn, Instrument};
 
 use crate::cgroups::{self, TaskCgroups};
 use crate::health::{self, CheckResult};
+use crate::images::ImageProvider;
 use crate::manifest::{self, AgentTasks, ManifestTracker};
 use crate::model::{ContainerStatus, StopCode, TaskSpec, TaskStatus};
 use crate::network::{Allocator, DynNetworkDriver, NetworkConfig, TaskNetwork};
@@ -84,6 +85,8 @@ enum WorkerMsg {
 
 pub struct Engine<R: Runtime> {
     runtime: Arc<R>,
+    /// Gets containers' images into containerd (pull policy, registries).
+    images: Arc<dyn ImageProvider>,
     cgroups: Arc<dyn TaskCgroups>,
     /// None when the host's networking could not be initialised: bridge and awsvpc tasks then
     /// fail with the reason kept in `network_unavailable`.
@@ -130,6 +133,7 @@ impl<R: Runtime> Engine<R> {
     /// `network` is the initialised network driver, or why there is none.
     pub fn new(
         runtime: Arc<R>,
+        images: Arc<dyn ImageProvider>,
         cgroups: Arc<dyn TaskCgroups>,
         network: Result<Arc<dyn DynNetworkDriver>, String>,
         store: Arc<Store>,
@@ -145,6 +149,7 @@ impl<R: Runtime> Engine<R> {
         let manifest = Mutex::new(ManifestTracker::new(cfg.manifest_grace.as_millis() as u64));
         Arc::new(Self {
             runtime,
+            images,
             cgroups,
             network,
             network_unavailable,
@@ -827,11 +832,24 @@ impl<R: Runtime> Worker<R> {
             Action::ResolveImage(name) => {
                 let image = self.spec_of(&name)?.image.clone();
                 let span = info_span!("container", container.name = %name);
-                match runtime.resolve_image(&image).instrument(span).await {
-                    Ok(()) => Some(Event::ImageResolved { container: name }),
+                let images = Arc::clone(&self.engine.images);
+                match images.ensure(&image).instrument(span).await {
+                    Ok(ensured) => {
+                        info!(container.name = %name, "{}", ensured.summary);
+                        if let Some((started_at_ms, stopped_at_ms)) = ensured.pulled {
+                            self.state.apply(
+                                Event::ImagePulled {
+                                    started_at_ms,
+                                    stopped_at_ms,
+                                },
+                                now_ms(),
+                            );
+                        }
+                        Some(Event::ImageResolved { container: name })
+                    }
                     Err(e) => Some(Event::Failed {
                         container: name,
-                        reason: Stage::Image.reason(&e),
+                        reason: format!("CannotPullContainerError: {e}"),
                     }),
                 }
             }
@@ -1208,8 +1226,10 @@ mod tests {
         let store = Arc::new(Store::open(&dir.join("agent.db")).unwrap());
         let cgroups = Arc::new(crate::cgroups::FakeCgroups::default());
         let network = Arc::new(crate::network::FakeNetwork::default());
+        let runtime = Arc::new(FakeRuntime::new(images));
         let engine = Engine::new(
-            Arc::new(FakeRuntime::new(images)),
+            Arc::clone(&runtime),
+            Arc::new(crate::images::PresentOnly(runtime)),
             Arc::clone(&cgroups) as Arc<dyn TaskCgroups>,
             Ok(Arc::clone(&network) as Arc<dyn DynNetworkDriver>),
             Arc::clone(&store),

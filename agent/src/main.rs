@@ -11,10 +11,14 @@ use berth_agent::cgroups;
 use berth_agent::config::{self, Config, EXIT_BAD_CONFIG};
 use berth_agent::engine::{Engine, EngineConfig};
 use berth_agent::host;
+use berth_agent::images::{
+    canonical_name, CleanupPolicy, ImageProvider, PullBehavior, PullSettings, RegistryImages,
+};
 use berth_agent::logs;
 use berth_agent::model::NetworkMode;
 use berth_agent::network::host::HostNetwork;
 use berth_agent::network::DynNetworkDriver;
+use berth_agent::registry::{Credentials, RegistryClient, RegistryConfig};
 use berth_agent::resources::Needs;
 use berth_agent::runtime::containerd::{Containerd, ContainerdConfig};
 use berth_agent::runtime::Runtime;
@@ -140,8 +144,11 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     info!(?stdio, "container logs");
     let cgroups = cgroups::FsCgroups::new("/sys/fs/cgroup");
     info!(root = %cfg.cgroups.root, v2 = cgroups.is_v2(), "task cgroups");
+    let images = image_provider(&cfg, &containerd)?;
+    let containerd_for_cleanup = Arc::clone(&containerd);
     let engine = Engine::new(
         containerd,
+        images,
         Arc::new(cgroups),
         network,
         Arc::clone(&store),
@@ -166,6 +173,9 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     // recovered tasks are watched (exits, health, restarts) and their changes queued in the
     // outbox while registration keeps retrying.
     engine.start().await?;
+    if cfg.images.cleanup_enabled {
+        spawn_image_cleanup(&cfg, &containerd_for_cleanup, &store);
+    }
     let credential =
         match session::register(&session_cfg, &store, &host, &version, shutdown.clone()).await {
             Ok(c) => c,
@@ -213,6 +223,76 @@ async fn init_network(cfg: &Config, store: &Store) -> Result<Arc<dyn DynNetworkD
             Err(e.to_string())
         }
     }
+}
+
+/// Registries and the pull policy of `[images]`.
+fn image_provider(
+    cfg: &Config,
+    containerd: &Arc<Containerd>,
+) -> anyhow::Result<Arc<dyn ImageProvider>> {
+    let credentials = cfg
+        .images
+        .credentials
+        .iter()
+        .map(|(host, login)| {
+            (
+                host.clone(),
+                Credentials {
+                    username: login.username.clone(),
+                    password: login.password.clone(),
+                },
+            )
+        })
+        .collect();
+    let client = RegistryClient::new(RegistryConfig {
+        insecure: cfg.images.insecure_registries.clone(),
+        credentials,
+    })
+    .context("setting up the registry client")?;
+    let settings = PullSettings {
+        behavior: PullBehavior::parse(&cfg.images.pull_behavior).unwrap_or_default(),
+        parallel_layers: cfg.images.parallel_layer_downloads,
+        attempts: cfg.images.pull_attempts,
+    };
+    info!(behavior = settings.behavior.as_str(), insecure = ?cfg.images.insecure_registries, "image pulls");
+    Ok(RegistryImages::new(
+        client,
+        Arc::clone(containerd),
+        settings,
+    ))
+}
+
+/// Removes unused images this agent pulled, as `[images]` says.
+fn spawn_image_cleanup(cfg: &Config, containerd: &Arc<Containerd>, store: &Arc<Store>) {
+    let policy = CleanupPolicy {
+        minimum_age_ms: cfg.images.minimum_image_age_secs.saturating_mul(1000),
+        per_cycle: cfg.images.images_per_cycle,
+        pinned: cfg
+            .images
+            .pinned
+            .iter()
+            .map(|p| canonical_name(p))
+            .collect(),
+    };
+    let store = Arc::clone(store);
+    let in_use = move || match store.unfinished_tasks() {
+        Ok(tasks) => Some(
+            tasks
+                .iter()
+                .flat_map(|t| t.spec.containers.iter().map(|c| canonical_name(&c.image)))
+                .collect(),
+        ),
+        Err(e) => {
+            warn!(error = %e, "image cleanup: cannot read the store; skipping this cycle");
+            None
+        }
+    };
+    tokio::spawn(berth_agent::images::run_cleanup(
+        Arc::clone(containerd),
+        policy,
+        Duration::from_secs(cfg.images.cleanup_interval_secs),
+        in_use,
+    ));
 }
 
 /// containerd may start after us (or restart): wait for it rather than fail.

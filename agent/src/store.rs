@@ -74,6 +74,8 @@ pub enum StoredReport {
         /// Absent in entries written by older agents.
         #[serde(default)]
         network: Option<crate::network::TaskNetwork>,
+        #[serde(default)]
+        pull: Option<crate::task_state::PullTimes>,
     },
 }
 
@@ -102,11 +104,13 @@ impl From<Report> for StoredReport {
                 stop_code,
                 stopped_reason,
                 network,
+                pull,
             } => Self::Task {
                 status,
                 stop_code,
                 stopped_reason,
                 network,
+                pull,
             },
         }
     }
@@ -684,6 +688,7 @@ mod tests {
             stop_code: None,
             stopped_reason: None,
             network: None,
+            pull: None,
         };
         store
             .save_task(

@@ -74,6 +74,17 @@ pub struct TaskState {
     /// The task's network as decided, recorded before any of it is created.
     #[serde(default)]
     pub network: Option<TaskNetwork>,
+    /// When the first of its image pulls began and the last ended (ms since the epoch);
+    /// None while no image was pulled (all cached).
+    #[serde(default)]
+    pub pull: Option<PullTimes>,
+}
+
+/// ECS's pullStartedAt and pullStoppedAt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PullTimes {
+    pub started_at_ms: u64,
+    pub stopped_at_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -150,6 +161,11 @@ pub enum Event {
     OutOfMemory {
         container: String,
     },
+    /// A container's image was pulled between these times.
+    ImagePulled {
+        started_at_ms: u64,
+        stopped_at_ms: u64,
+    },
     /// Recovery found no process where the state expected one (the agent was down).
     Vanished {
         container: String,
@@ -222,6 +238,8 @@ pub enum Report {
         stopped_reason: Option<String>,
         /// With RUNNING and STOPPED, when the task has a network.
         network: Option<TaskNetwork>,
+        /// With RUNNING and STOPPED, when an image was pulled.
+        pull: Option<PullTimes>,
     },
 }
 
@@ -307,6 +325,7 @@ impl TaskState {
             cgroup: None,
             network_phase: NetworkPhase::Pending,
             network: None,
+            pull: None,
         };
         if desired == TaskStatus::Stopped {
             state.apply(
@@ -348,12 +367,14 @@ impl TaskState {
             cgroup: None,
             network_phase: NetworkPhase::NotNeeded,
             network: None,
+            pull: None,
         };
         let report = Report::Task {
             status: TaskStatus::Stopped,
             stop_code: state.stop_code,
             stopped_reason: state.stopped_reason.clone(),
             network: None,
+            pull: None,
         };
         (state, vec![report])
     }
@@ -391,6 +412,17 @@ impl TaskState {
     pub fn apply(&mut self, event: Event, now_ms: u64) {
         match event {
             Event::ImageResolved { container } => self.advance(&container, ContainerStatus::Pulled),
+            Event::ImagePulled {
+                started_at_ms,
+                stopped_at_ms,
+            } => {
+                let pull = self.pull.get_or_insert(PullTimes {
+                    started_at_ms,
+                    stopped_at_ms,
+                });
+                pull.started_at_ms = pull.started_at_ms.min(started_at_ms);
+                pull.stopped_at_ms = pull.stopped_at_ms.max(stopped_at_ms);
+            }
             Event::Created { container } => self.advance(&container, ContainerStatus::Created),
             Event::Started { container } => {
                 self.advance(&container, ContainerStatus::Running);
@@ -856,6 +888,7 @@ impl TaskState {
                     .network
                     .clone()
                     .filter(|_| self.known != TaskStatus::Pending),
+                pull: self.pull.filter(|_| self.known != TaskStatus::Pending),
             });
         }
         reports

@@ -314,6 +314,7 @@ pub fn state_change(e: OutboxEntry) -> pb::StateChange {
             stop_code,
             stopped_reason,
             network,
+            pull,
         } => pb::state_change::Change::Task(pb::TaskStateChange {
             task_arn: e.task_arn,
             status: task_status(status) as i32,
@@ -323,6 +324,8 @@ pub fn state_change(e: OutboxEntry) -> pb::StateChange {
             stopped_reason: stopped_reason.unwrap_or_default(),
             at_ms: e.at_ms,
             network: network.map(network_to_wire),
+            pull_started_at_ms: pull.map_or(0, |p| p.started_at_ms as i64),
+            pull_stopped_at_ms: pull.map_or(0, |p| p.stopped_at_ms as i64),
         }),
         StoredReport::Container {
             name,

@@ -80,7 +80,7 @@ const CONTAINER_IGNORED: &[(&str, &str)] = &[
     ("interactive", "no stdin is attached to tasks"),
     ("disableNetworking", "use networkMode none"),
     ("links", "legacy Docker links are not needed: a task's containers share one network namespace on Berth and reach each other on localhost"),
-    ("repositoryCredentials", "images are not pulled yet"),
+    ("repositoryCredentials", "Secrets Manager ARNs cannot be resolved on a Berth host; registry logins go in the agent's [images.credentials]"),
     ("firelensConfiguration", "FireLens is AWS-only; logs go to the agent's local files"),
     ("systemControls", "not supported yet"),
     ("resourceRequirements", "GPUs are not supported yet"),

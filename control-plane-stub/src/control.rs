@@ -740,6 +740,8 @@ fn new_task(
         network_mode: spec.network_mode.clone(),
         security_groups: Vec::new(),
         network: None,
+        pull_started_at_ms: None,
+        pull_stopped_at_ms: None,
         containers: spec
             .containers
             .iter()

@@ -1075,6 +1075,7 @@ mod tests {
             stopped_reason: String::new(),
             at_ms,
             network: None,
+            pull: None,
         }
     }
 

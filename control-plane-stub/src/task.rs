@@ -92,6 +92,11 @@ pub struct Task {
     /// The network the agent reported with the task's RUNNING or STOPPED change.
     #[serde(default)]
     pub network: Option<TaskNetwork>,
+    /// ECS's pullStartedAt and pullStoppedAt (ms), as the agent reported them.
+    #[serde(default)]
+    pub pull_started_at_ms: Option<i64>,
+    #[serde(default)]
+    pub pull_stopped_at_ms: Option<i64>,
     pub containers: Vec<Container>,
 }
 
@@ -247,6 +252,8 @@ pub enum AgentChange {
         at_ms: i64,
         /// Sent with RUNNING and STOPPED by agents that report it.
         network: Option<TaskNetwork>,
+        /// When the task's image pulls began and ended (ms), if any image was pulled.
+        pull: Option<(i64, i64)>,
     },
     Container {
         task_arn: String,
@@ -403,6 +410,7 @@ impl Task {
                 stopped_reason,
                 at_ms,
                 network,
+                pull,
                 ..
             } => {
                 if self.last_status == TaskStatus::Stopped
@@ -411,6 +419,10 @@ impl Task {
                     return true;
                 }
                 self.last_status = *status;
+                if let Some((started, stopped)) = *pull {
+                    self.pull_started_at_ms = Some(started);
+                    self.pull_stopped_at_ms = Some(stopped);
+                }
                 // A report without a network (or an empty one) keeps what an earlier one said.
                 if let Some(n) = network.as_ref().filter(|n| **n != TaskNetwork::default()) {
                     self.network = Some(n.clone());
@@ -517,6 +529,8 @@ pub(crate) mod tests {
             network_mode: "bridge".into(),
             security_groups: Vec::new(),
             network: None,
+            pull_started_at_ms: None,
+            pull_stopped_at_ms: None,
             containers: vec![Container {
                 id: "c1".into(),
                 name: "app".into(),
@@ -543,6 +557,7 @@ pub(crate) mod tests {
             stopped_reason: format!("{code} reason"),
             at_ms,
             network: None,
+            pull: None,
         }
     }
 

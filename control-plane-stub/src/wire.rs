@@ -72,6 +72,8 @@ pub fn agent_change(sc: &pb::StateChange) -> Result<(u64, AgentChange), WireErro
             stopped_reason: t.stopped_reason.clone(),
             at_ms: t.at_ms,
             network: t.network.as_ref().map(task_network),
+            pull: (t.pull_started_at_ms > 0 && t.pull_stopped_at_ms >= t.pull_started_at_ms)
+                .then_some((t.pull_started_at_ms, t.pull_stopped_at_ms)),
         },
         Some(pb::state_change::Change::Container(c)) => AgentChange::Container {
             task_arn: c.task_arn.clone(),

@@ -66,6 +66,8 @@ pub struct TestEnv {
     cp_manifest_interval_ms: Option<u64>,
     /// `[tasks] manifest_grace_secs` of agents started from now on.
     manifest_grace_secs: Option<u64>,
+    /// The `[images]` table (its lines, without the header) of agents started from now on.
+    agent_images_toml: Option<String>,
     passed: bool,
 }
 
@@ -110,6 +112,7 @@ impl TestEnv {
             cp_heartbeat_interval_ms: None,
             cp_manifest_interval_ms: None,
             manifest_grace_secs: None,
+            agent_images_toml: None,
             passed: false,
         })
     }
@@ -406,6 +409,13 @@ impl TestEnv {
         if let Some(secs) = self.manifest_grace_secs {
             toml.push_str(&format!("\n[tasks]\nmanifest_grace_secs = {secs}\n"));
         }
+        // Tests send traffic to loopback only: unless a test sets up its own registry, images
+        // are the ones imported into the namespace, and the agent must not ask docker.io.
+        let images = self
+            .agent_images_toml
+            .as_deref()
+            .unwrap_or("pull_behavior = \"prefer-cached\"");
+        toml.push_str(&format!("\n[images]\n{images}\n"));
         toml
     }
 
@@ -499,6 +509,12 @@ impl TestEnv {
     /// started after this call.
     pub fn set_containerd_call_timeout_secs(&mut self, secs: u64) {
         self.containerd_call_timeout_secs = Some(secs);
+    }
+
+    /// The `[images]` table of agents started after this call: its key lines, without the
+    /// `[images]` header (sub-tables such as `[images.credentials."host"]` may follow).
+    pub fn set_agent_images_toml(&mut self, lines: &str) {
+        self.agent_images_toml = Some(lines.to_owned());
     }
 
     /// How often berth-cp sends each agent its task manifest, from its next start.

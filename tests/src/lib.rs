@@ -26,6 +26,7 @@ pub mod net;
 mod private_containerd;
 mod process;
 pub mod procstat;
+mod registry;
 mod tasks;
 mod wait;
 
@@ -53,6 +54,12 @@ pub use net::{
 };
 pub use private_containerd::PrivateContainerd;
 pub use process::Proc;
+pub use registry::{
+    big_layout, ctr_pull, layout_with_unique_layer, multilayer_layout, push_layout, skopeo_inspect,
+    OciLayout, ScratchNamespace, TestRegistry, MULTILAYER_CHECK_SCRIPT, MULTILAYER_LAYER2_CONTENT,
+    MULTILAYER_LAYER2_FILE, MULTILAYER_LAYER3_CONTENT, MULTILAYER_LAYER3_FILE,
+    MULTILAYER_OPAQUE_DIR, MULTILAYER_WHITEOUT_DIR,
+};
 pub use tasks::{
     container_log, exit_code, register, register_and_run, run_task, start_task, stop_and_wait,
     task_arn, task_id, wait_running, wait_status, wait_stopped, wait_task,

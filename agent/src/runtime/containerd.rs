@@ -57,8 +57,8 @@ pub struct ContainerdConfig {
 }
 
 pub struct Containerd {
-    client: Client,
-    cfg: ContainerdConfig,
+    pub(super) client: Client,
+    pub(super) cfg: ContainerdConfig,
     /// Each checked container's process spec for execs, read once: a container's spec never
     /// changes, and health checks would otherwise fetch and parse it every few seconds.
     /// Dropped when the container is removed (and so before an id is reused).
@@ -82,7 +82,7 @@ impl Containerd {
         })
     }
 
-    fn req<T>(&self, msg: T) -> Request<T> {
+    pub(super) fn req<T>(&self, msg: T) -> Request<T> {
         let mut req = Request::new(msg);
         req.set_timeout(self.cfg.call_timeout);
         // The namespace is validated by our config: it always parses as a header value.
@@ -93,7 +93,7 @@ impl Containerd {
     }
 
     /// Runs one call with the configured deadline, mapping its error.
-    async fn call<T, F>(&self, name: &'static str, fut: F) -> Result<T, RuntimeError>
+    pub(super) async fn call<T, F>(&self, name: &'static str, fut: F) -> Result<T, RuntimeError>
     where
         F: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
@@ -141,7 +141,7 @@ impl Containerd {
     }
 
     /// Image record -> (index ->) manifest -> config, and the chain id of its layers.
-    async fn resolve(&self, name: &str) -> Result<ResolvedImage, RuntimeError> {
+    pub(super) async fn resolve(&self, name: &str) -> Result<ResolvedImage, RuntimeError> {
         let bad = |message: String| RuntimeError::BadImage {
             image: name.to_string(),
             message,
@@ -259,7 +259,7 @@ impl Containerd {
     }
 
     /// A request that works under `lease`.
-    fn leased<T>(&self, msg: T, lease: &str) -> Request<T> {
+    pub(super) fn leased<T>(&self, msg: T, lease: &str) -> Request<T> {
         let mut req = self.req(msg);
         if let Ok(v) = lease.parse() {
             req.metadata_mut().insert("containerd-lease", v);
@@ -304,7 +304,7 @@ impl Containerd {
         }
     }
 
-    async fn remove_snapshot(&self, key: &str) -> Result<(), RuntimeError> {
+    pub(super) async fn remove_snapshot(&self, key: &str) -> Result<(), RuntimeError> {
         let mut snapshots = self.client.snapshots();
         ignore_not_found(
             self.call(
@@ -479,7 +479,7 @@ fn launch_lease_prefix(runtime_id: &str) -> String {
 }
 
 /// RFC 3339 in UTC, as containerd's gc.expire label wants it.
-fn rfc3339(t: SystemTime) -> String {
+pub(super) fn rfc3339(t: SystemTime) -> String {
     let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     // Howard Hinnant's days-to-civil.

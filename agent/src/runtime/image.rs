@@ -80,6 +80,79 @@ struct RootFs {
     diff_ids: Vec<String>,
 }
 
+/// A content descriptor (OCI image spec): what to fetch, how big it is, what it must hash to.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContentDescriptor {
+    pub media_type: String,
+    pub digest: String,
+    pub size: u64,
+}
+
+/// An image manifest's config and layers, in order (bottom first).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestParts {
+    pub config: ContentDescriptor,
+    pub layers: Vec<ContentDescriptor>,
+}
+
+#[derive(Deserialize)]
+struct FullManifest {
+    config: ContentDescriptor,
+    #[serde(default)]
+    layers: Vec<ContentDescriptor>,
+}
+
+#[derive(Deserialize)]
+struct FullIndex {
+    manifests: Vec<FullIndexEntry>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct FullIndexEntry {
+    media_type: String,
+    digest: String,
+    size: u64,
+}
+
+/// The config and layers of an image manifest (OCI or Docker schema 2).
+pub fn manifest_parts(manifest: &[u8]) -> Result<ManifestParts, String> {
+    let m: FullManifest =
+        serde_json::from_slice(manifest).map_err(|e| format!("unreadable image manifest: {e}"))?;
+    if m.layers.is_empty() {
+        return Err("the image manifest lists no layers".into());
+    }
+    Ok(ManifestParts {
+        config: m.config,
+        layers: m.layers,
+    })
+}
+
+/// [`select_manifest`], returning the whole descriptor (media type and size too).
+pub fn select_manifest_descriptor(index: &[u8], arch: &str) -> Result<ContentDescriptor, String> {
+    let digest = select_manifest(index, arch)?;
+    let index: FullIndex =
+        serde_json::from_slice(index).map_err(|e| format!("unreadable image index: {e}"))?;
+    index
+        .manifests
+        .into_iter()
+        .find(|m| m.digest == digest)
+        .map(|m| ContentDescriptor {
+            media_type: m.media_type,
+            digest: m.digest,
+            size: m.size,
+        })
+        .ok_or_else(|| format!("the image index has no manifest {digest}"))
+}
+
+/// The layers' uncompressed digests (rootfs.diff_ids), bottom first.
+pub fn diff_ids(config: &[u8]) -> Result<Vec<String>, String> {
+    let c: ConfigFile =
+        serde_json::from_slice(config).map_err(|e| format!("unreadable image config: {e}"))?;
+    Ok(c.rootfs.diff_ids)
+}
+
 pub fn is_index(media_type: &str) -> bool {
     media_type == MEDIA_OCI_INDEX || media_type == MEDIA_DOCKER_LIST
 }
@@ -177,6 +250,36 @@ mod tests {
         assert!(select_manifest(index, "s390x").is_err());
         let single = br#"{"manifests":[{"digest":"sha256:x"}]}"#;
         assert_eq!(select_manifest(single, "amd64").unwrap(), "sha256:x");
+    }
+
+    #[test]
+    fn manifests_and_indexes_give_whole_descriptors() {
+        let manifest = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",
+            "config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:c","size":7},
+            "layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"sha256:l0","size":10},
+                      {"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"sha256:l1","size":20}]}"#;
+        let parts = manifest_parts(manifest).unwrap();
+        assert_eq!(parts.config.digest, "sha256:c");
+        assert_eq!(parts.config.size, 7);
+        assert_eq!(
+            parts
+                .layers
+                .iter()
+                .map(|l| l.digest.as_str())
+                .collect::<Vec<_>>(),
+            ["sha256:l0", "sha256:l1"]
+        );
+        assert!(
+            manifest_parts(br#"{"config":{"mediaType":"x","digest":"sha256:c","size":1}}"#)
+                .is_err()
+        );
+        let index = br#"{"manifests":[
+            {"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:arm","size":5,"platform":{"architecture":"arm64","os":"linux"}},
+            {"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:amd","size":6,"platform":{"architecture":"amd64","os":"linux"}}]}"#;
+        let d = select_manifest_descriptor(index, "amd64").unwrap();
+        assert_eq!((d.digest.as_str(), d.size), ("sha256:amd", 6));
+        let cfg = br#"{"rootfs":{"type":"layers","diff_ids":["sha256:a","sha256:b"]}}"#;
+        assert_eq!(diff_ids(cfg).unwrap(), ["sha256:a", "sha256:b"]);
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod fake;
 pub mod image;
 pub mod mounts;
 pub mod oci;
+pub mod pull;
 pub mod rootfs;
 
 use std::future::Future;

@@ -143,6 +143,8 @@ pub fn task(arns: &Arns, t: &Task, defs: &[HealthDef]) -> Value {
         json!(task_health_status(t, defs).as_str()),
     );
     m.insert("createdAt".into(), ts(t.created_at_ms));
+    put(&mut m, "pullStartedAt", t.pull_started_at_ms.map(ts));
+    put(&mut m, "pullStoppedAt", t.pull_stopped_at_ms.map(ts));
     put(&mut m, "startedAt", t.started_at_ms.map(ts));
     put(&mut m, "stoppingAt", t.stopping_at_ms.map(ts));
     put(&mut m, "stoppedAt", t.stopped_at_ms.map(ts));

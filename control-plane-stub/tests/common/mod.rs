@@ -247,6 +247,7 @@ pub fn task_change(
         stopped_reason: format!("{code} reason"),
         at_ms,
         network: None,
+        ..Default::default()
     })
 }
 

@@ -5,6 +5,7 @@
 //! ```sh
 //! cargo run --release -p berth-e2e --bin berth-bench -- health
 //! cargo run --release -p berth-e2e --bin berth-bench -- soak
+//! cargo run --release -p berth-e2e --bin berth-bench -- pull
 //! ```
 //!
 //! `health` measures (i) how long a health status change takes from the end of the check that
@@ -21,6 +22,9 @@
 //! flight, across the four network modes, and samples the agent's RSS, PSS, open fds and
 //! threads after the first 100 cycles and every 100 after that; it fails if any task did not
 //! run and stop as expected or anything of the tasks is left afterwards.
+//!
+//! `pull` (issue #8, `pull.rs`) pulls a ~100 MB multi-layer image from a registry on loopback,
+//! `--rounds N` (5) times each with Berth and with `ctr images pull --plain-http`.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -34,12 +38,14 @@ use berth_e2e::{
 };
 use serde_json::{json, Value};
 
+#[path = "berth-bench/pull.rs"]
+mod pull;
 #[path = "berth-bench/soak.rs"]
 mod soak;
 
 const USAGE: &str = "usage: berth-bench health [--flip-tasks N] [--flips N] \
                      [--cpu-containers N] [--cpu-secs N] [--baseline] | berth-bench soak \
-                     [--cycles N] [--batch N]";
+                     [--cycles N] [--batch N] | berth-bench pull [--rounds N]";
 
 /// Containers per task in the CPU part.
 const PER_TASK: usize = 10;
@@ -89,10 +95,12 @@ fn main() -> Result<()> {
     enum Bench {
         Health(Options),
         Soak(soak::Options),
+        Pull(pull::Options),
     }
     let bench = match args.first().map(String::as_str) {
         Some("health") => Bench::Health(parse(&args[1..])?),
         Some("soak") => Bench::Soak(soak::parse(&args[1..])?),
+        Some("pull") => Bench::Pull(pull::parse(&args[1..])?),
         _ => bail!("{USAGE}"),
     };
     // The processes log at `info`, as installed, unless BERTH_E2E_LOG says otherwise (the
@@ -108,6 +116,7 @@ fn main() -> Result<()> {
             match bench {
                 Bench::Health(o) => health(o).await,
                 Bench::Soak(o) => soak::run(o).await,
+                Bench::Pull(o) => pull::run(o).await,
             }
         })
 }
