@@ -313,8 +313,10 @@ fn plan(name: &str, r: ResolvedRemote) -> PullPlan {
     }
 }
 
+/// A registry that cannot be reached may be restarting: worth another attempt, as a 5xx is.
 fn registry_error(name: &str, e: &RegistryError) -> (PullError, bool) {
-    (PullError(format!("{name}: {e}")), e.is_transient())
+    let transient = e.is_transient() || matches!(e, RegistryError::Unreachable(_));
+    (PullError(format!("{name}: {e}")), transient)
 }
 
 /// Blobs of one image, from its registry.

@@ -144,6 +144,12 @@ async fn credentials_are_used_refusals_and_unknown_tags_name_their_cause() -> Re
             known.image_ref("berth/private:nope"),
             ["not found", "unknown"],
         ),
+        // Nothing listens on port 1 of loopback.
+        (
+            "unreachable",
+            "127.0.0.1:1/berth/private:v1".to_owned(),
+            ["unreachable", "connect"],
+        ),
     ];
     for (what, image, words) in cases {
         let td = define(&env, &format!("auth-{what}"), &image, "true").await?;

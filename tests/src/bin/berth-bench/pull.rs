@@ -59,16 +59,21 @@ pub async fn run(o: Options) -> Result<()> {
         size as f64 / 1e6
     ));
 
+    let layers = layer_digests(&layout)?;
     let mut ctr_secs = Vec::new();
     let mut berth_secs = Vec::new();
     for round in 1..=o.rounds {
         let ns = ScratchNamespace::new("bench-ctr");
+        let before = layer_gets(&registry, &layers);
         let clock = Instant::now();
         ctr_pull(&registry, ns.name(), "berth/big:v1")?;
         ctr_secs.push(clock.elapsed().as_secs_f64());
+        downloaded_all(&registry, &layers, before, "ctr")?;
         drop(ns);
 
+        let before = layer_gets(&registry, &layers);
         let secs = berth_pull(&registry, &image).await?;
+        downloaded_all(&registry, &layers, before, "berth")?;
         berth_secs.push(secs);
         progress(format_args!(
             "round {round}: ctr {:.2} s, berth {:.2} s",
@@ -103,6 +108,53 @@ pub async fn run(o: Options) -> Result<()> {
         b / c
     );
     registry.pass();
+    Ok(())
+}
+
+/// The digests of the image's layers.
+fn layer_digests(layout: &berth_e2e::OciLayout) -> Result<Vec<String>> {
+    let path = layout
+        .dir
+        .join("blobs/sha256")
+        .join(layout.digest.trim_start_matches("sha256:"));
+    let manifest: Value = serde_json::from_slice(&std::fs::read(&path)?)?;
+    manifest["layers"]
+        .as_array()
+        .context("no layers in the manifest")?
+        .iter()
+        .map(|l| {
+            l["digest"]
+                .as_str()
+                .map(str::to_owned)
+                .context("layer digest")
+        })
+        .collect()
+}
+
+/// How many times the registry has served one of `layers` (its access log's GETs).
+fn layer_gets(registry: &TestRegistry, layers: &[String]) -> usize {
+    registry
+        .log()
+        .lines()
+        .filter(|l| l.contains("\"GET /v2/") && layers.iter().any(|d| l.contains(d.as_str())))
+        .count()
+}
+
+/// A timing only counts if the pull downloaded every layer: containerd shares blobs between
+/// namespaces, so a layer left by an earlier round would be skipped and flatter the figure.
+fn downloaded_all(
+    registry: &TestRegistry,
+    layers: &[String],
+    before: usize,
+    who: &str,
+) -> Result<()> {
+    let fetched = layer_gets(registry, layers) - before;
+    ensure!(
+        fetched == layers.len(),
+        "{who} fetched {fetched} layers of {}: blobs left by an earlier pull were reused, so \
+         this round does not measure a full pull",
+        layers.len()
+    );
     Ok(())
 }
 
