@@ -836,15 +836,19 @@ impl<R: Runtime> Worker<R> {
                 match images.ensure(&image).instrument(span).await {
                     Ok(ensured) => {
                         info!(container.name = %name, "{}", ensured.summary);
-                        if let Some((started_at_ms, stopped_at_ms)) = ensured.pulled {
-                            self.state.apply(
-                                Event::ImagePulled {
-                                    started_at_ms,
-                                    stopped_at_ms,
-                                },
-                                now_ms(),
-                            );
-                        }
+                        self.state.apply(
+                            Event::ImageReady {
+                                container: name.clone(),
+                                summary: ensured.summary,
+                                pulled: ensured.pulled.map(|(started_at_ms, stopped_at_ms)| {
+                                    crate::task_state::PullTimes {
+                                        started_at_ms,
+                                        stopped_at_ms,
+                                    }
+                                }),
+                            },
+                            now_ms(),
+                        );
                         Some(Event::ImageResolved { container: name })
                     }
                     Err(e) => Some(Event::Failed {

@@ -119,6 +119,9 @@ pub struct ContainerState {
     /// The health status last handed to the outbox.
     #[serde(default)]
     pub reported_health: Option<HealthStatus>,
+    /// How the image got into containerd (pulled or cached), for the PULLED report.
+    #[serde(default)]
+    pub pull_summary: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -161,10 +164,12 @@ pub enum Event {
     OutOfMemory {
         container: String,
     },
-    /// A container's image was pulled between these times.
-    ImagePulled {
-        started_at_ms: u64,
-        stopped_at_ms: u64,
+    /// A container's image is in containerd: `summary` says how (pulled: layers, bytes,
+    /// time; or the cached one used), `pulled` when a pull began and ended.
+    ImageReady {
+        container: String,
+        summary: String,
+        pulled: Option<PullTimes>,
     },
     /// Recovery found no process where the state expected one (the agent was down).
     Vanished {
@@ -310,6 +315,7 @@ impl TaskState {
                     .as_ref()
                     .map(|_| HealthState::default()),
                 reported_health: None,
+                pull_summary: None,
             })
             .collect();
         let mut state = TaskState {
@@ -412,16 +418,19 @@ impl TaskState {
     pub fn apply(&mut self, event: Event, now_ms: u64) {
         match event {
             Event::ImageResolved { container } => self.advance(&container, ContainerStatus::Pulled),
-            Event::ImagePulled {
-                started_at_ms,
-                stopped_at_ms,
+            Event::ImageReady {
+                container,
+                summary,
+                pulled,
             } => {
-                let pull = self.pull.get_or_insert(PullTimes {
-                    started_at_ms,
-                    stopped_at_ms,
-                });
-                pull.started_at_ms = pull.started_at_ms.min(started_at_ms);
-                pull.stopped_at_ms = pull.stopped_at_ms.max(stopped_at_ms);
+                if let Some(c) = self.container_mut(&container) {
+                    c.pull_summary = Some(summary);
+                }
+                if let Some(p) = pulled {
+                    let pull = self.pull.get_or_insert(p);
+                    pull.started_at_ms = pull.started_at_ms.min(p.started_at_ms);
+                    pull.stopped_at_ms = pull.stopped_at_ms.max(p.stopped_at_ms);
+                }
             }
             Event::Created { container } => self.advance(&container, ContainerStatus::Created),
             Event::Started { container } => {
@@ -868,7 +877,12 @@ impl TaskState {
                     runtime_id: c.runtime_id.clone(),
                     status: c.known,
                     exit_code: c.exit_code,
-                    reason: c.reason.clone(),
+                    // PULLED carries how the image got there: the task's events show it.
+                    reason: if c.known == ContainerStatus::Pulled {
+                        c.pull_summary.clone()
+                    } else {
+                        c.reason.clone()
+                    },
                     restart_count: c.restart_count,
                     health: c
                         .health

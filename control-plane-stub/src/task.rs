@@ -469,7 +469,9 @@ impl Task {
                 if exit_code.is_some() {
                     c.exit_code = *exit_code;
                 }
-                if !reason.is_empty() {
+                // As on ECS, a container's reason says why it stopped; what the agent says
+                // along the way (how its image was pulled) is in the task's events only.
+                if !reason.is_empty() && *status == ContainerStatus::Stopped {
                     c.reason = Some(reason.clone());
                 }
                 if !runtime_id.is_empty() {

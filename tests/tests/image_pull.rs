@@ -8,8 +8,8 @@ use std::collections::HashMap;
 use anyhow::{ensure, Context, Result};
 use berth_e2e::{
     container, container_log, ctr, layout_with_unique_layer, multilayer_layout, push_layout,
-    register, run_task, start_task, stop_and_wait, task_arn, timeout, wait_stopped, wait_until,
-    TestEnv, TestRegistry, MULTILAYER_CHECK_SCRIPT,
+    register, run_task, start_task, stop_and_wait, task_arn, task_events, timeout, wait_stopped,
+    wait_until, TestEnv, TestRegistry, MULTILAYER_CHECK_SCRIPT,
 };
 use serde_json::{json, Value};
 
@@ -92,6 +92,15 @@ async fn a_multi_layer_image_is_pulled_by_tag_and_by_digest_and_runs() -> Result
         ensure!(
             started <= stopped && stopped <= running,
             "by {what}: pullStartedAt {started}, pullStoppedAt {stopped}, startedAt {running}"
+        );
+        // The task's events say how the image got there: layers, bytes and time.
+        let events = task_events(&env, &task).await?;
+        ensure!(
+            events.iter().any(|e| e["status"] == "PULLED"
+                && e["reason"]
+                    .as_str()
+                    .is_some_and(|r| r.starts_with("pulled ") && r.contains("layers"))),
+            "by {what}: no PULLED event with the pull's summary: {events:?}"
         );
     }
     let records = images(&env)?;
