@@ -437,6 +437,7 @@ pub fn container(json: &str, problems: &mut Vec<String>) -> Option<ContainerSpec
             extra_hosts,
             health_check,
             ignored_fields,
+            registry_auth: None,
         },
         name: raw.name,
         image: raw.image,

@@ -830,10 +830,11 @@ impl<R: Runtime> Worker<R> {
         let runtime = &self.engine.runtime;
         match action {
             Action::ResolveImage(name) => {
-                let image = self.spec_of(&name)?.image.clone();
+                let spec = self.spec_of(&name)?;
+                let (image, auth) = (spec.image.clone(), spec.extra.registry_auth.clone());
                 let span = info_span!("container", container.name = %name);
                 let images = Arc::clone(&self.engine.images);
-                match images.ensure(&image).instrument(span).await {
+                match images.ensure(&image, auth.as_ref()).instrument(span).await {
                     Ok(ensured) => {
                         info!(container.name = %name, "{}", ensured.summary);
                         self.state.apply(

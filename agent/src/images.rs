@@ -13,6 +13,7 @@ use futures_util::future::{BoxFuture, FutureExt, Shared};
 use futures_util::StreamExt;
 use tracing::{info, warn};
 
+use crate::model::RegistryAuth;
 use crate::registry::{Credentials, Reference, RegistryClient, RegistryError, ResolvedRemote};
 use crate::runtime::containerd::Containerd;
 use crate::runtime::image::ContentDescriptor;
@@ -92,7 +93,13 @@ pub struct Ensured {
 
 /// What the engine needs: the image of a container, present in containerd.
 pub trait ImageProvider: Send + Sync + 'static {
-    fn ensure<'a>(&'a self, image: &'a str) -> BoxFuture<'a, Result<Ensured, PullError>>;
+    /// `auth`: the task's login for the image's registry (repositoryCredentials), which takes
+    /// the place of the agent's own for that registry.
+    fn ensure<'a>(
+        &'a self,
+        image: &'a str,
+        auth: Option<&'a RegistryAuth>,
+    ) -> BoxFuture<'a, Result<Ensured, PullError>>;
 }
 
 /// Images that must already be in containerd (no registry): the engine's tests, and hosts that
@@ -100,7 +107,11 @@ pub trait ImageProvider: Send + Sync + 'static {
 pub struct PresentOnly<R: Runtime>(pub Arc<R>);
 
 impl<R: Runtime> ImageProvider for PresentOnly<R> {
-    fn ensure<'a>(&'a self, image: &'a str) -> BoxFuture<'a, Result<Ensured, PullError>> {
+    fn ensure<'a>(
+        &'a self,
+        image: &'a str,
+        _auth: Option<&'a RegistryAuth>,
+    ) -> BoxFuture<'a, Result<Ensured, PullError>> {
         async move {
             self.0
                 .resolve_image(image)
@@ -153,22 +164,27 @@ impl RegistryImages {
         })
     }
 
-    /// The one pull of `reference` under way, or a new one.
-    fn shared_pull(&self, reference: &Reference) -> SharedPull {
-        let name = reference.canonical();
+    /// The one pull under `key` under way, or a new one.
+    fn shared_pull(
+        &self,
+        reference: &Reference,
+        key: &str,
+        creds: Option<Credentials>,
+    ) -> SharedPull {
         let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(pull) = in_flight.get(&name) {
+        if let Some(pull) = in_flight.get(key) {
             return pull.clone();
         }
         let pull = pull_with_retries(
             Arc::clone(&self.client),
             Arc::clone(&self.containerd),
             reference.clone(),
+            creds,
             self.settings.clone(),
         )
         .boxed()
         .shared();
-        in_flight.insert(name, pull.clone());
+        in_flight.insert(key.to_owned(), pull.clone());
         pull
     }
 
@@ -181,7 +197,11 @@ impl RegistryImages {
 }
 
 impl ImageProvider for RegistryImages {
-    fn ensure<'a>(&'a self, image: &'a str) -> BoxFuture<'a, Result<Ensured, PullError>> {
+    fn ensure<'a>(
+        &'a self,
+        image: &'a str,
+        auth: Option<&'a RegistryAuth>,
+    ) -> BoxFuture<'a, Result<Ensured, PullError>> {
         async move {
             let reference =
                 Reference::parse(image).map_err(|e| PullError(format!("{image}: {e}")))?;
@@ -207,8 +227,13 @@ impl ImageProvider for RegistryImages {
             };
             let started = now_ms();
             let clock = Instant::now();
-            let result = self.shared_pull(&reference).await;
-            self.done(&name);
+            let creds = auth.map(|a| Credentials {
+                username: a.username.clone(),
+                password: a.password.clone(),
+            });
+            let key = pull_key(&name, creds.as_ref());
+            let result = self.shared_pull(&reference, &key, creds).await;
+            self.done(&key);
             match result {
                 Ok(stats) => {
                     self.pulled
@@ -240,17 +265,27 @@ impl ImageProvider for RegistryImages {
     }
 }
 
+/// Tasks share a download only when they use the same login: a task must not get an image
+/// through another task's credentials it does not have itself.
+fn pull_key(name: &str, creds: Option<&Credentials>) -> String {
+    match creds {
+        Some(c) => format!("{name} as {}", c.username),
+        None => name.to_owned(),
+    }
+}
+
 async fn pull_with_retries(
     client: Arc<RegistryClient>,
     containerd: Arc<Containerd>,
     reference: Reference,
+    creds: Option<Credentials>,
     settings: PullSettings,
 ) -> Result<PullStats, PullError> {
     let name = reference.canonical();
     let mut delay = Duration::from_millis(500);
     let mut attempt = 1;
     loop {
-        match pull_once(&client, &containerd, &reference, &settings).await {
+        match pull_once(&client, &containerd, &reference, creds.as_ref(), &settings).await {
             Ok(stats) => return Ok(stats),
             Err((e, transient)) if transient && attempt < settings.attempts.max(1) => {
                 warn!(image = %name, attempt, error = %e, "pull failed; retrying");
@@ -268,16 +303,21 @@ async fn pull_once(
     client: &RegistryClient,
     containerd: &Containerd,
     reference: &Reference,
+    creds: Option<&Credentials>,
     settings: &PullSettings,
 ) -> Result<PullStats, (PullError, bool)> {
     let name = reference.canonical();
     let remote = client
-        .resolve(reference, None)
+        .resolve(reference, creds)
         .await
         .map_err(|e| registry_error(&name, &e))?;
     info!(image = %name, digest = %remote.top.digest, layers = remote.layers.len(), "pulling");
     let plan = plan(&name, remote);
-    let source = RegistrySource { client, reference };
+    let source = RegistrySource {
+        client,
+        reference,
+        creds,
+    };
     let total_layers = plan.layers.len();
     let progress = |p: PullProgress| {
         if p.bytes == p.total {
@@ -323,6 +363,7 @@ fn registry_error(name: &str, e: &RegistryError) -> (PullError, bool) {
 struct RegistrySource<'a> {
     client: &'a RegistryClient,
     reference: &'a Reference,
+    creds: Option<&'a Credentials>,
 }
 
 impl BlobSource for RegistrySource<'_> {
@@ -335,7 +376,7 @@ impl BlobSource for RegistrySource<'_> {
     > {
         let stream = self
             .client
-            .blob(self.reference, desc, None::<&Credentials>)
+            .blob(self.reference, desc, self.creds)
             .await
             .map_err(|e| e.to_string())?;
         Ok(Box::pin(stream.map(|r| r.map_err(|e| e.to_string()))))

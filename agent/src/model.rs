@@ -148,6 +148,25 @@ pub struct ContainerExtra {
     pub extra_hosts: Vec<(String, String)>,
     /// Fields present in the definition that have no meaning on this host.
     pub ignored_fields: Vec<String>,
+    /// The image registry's login from the task definition's repositoryCredentials, resolved
+    /// by the control plane.
+    pub registry_auth: Option<RegistryAuth>,
+}
+
+/// A registry login. Its password is never printed.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegistryAuth {
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for RegistryAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryAuth")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .finish()
+    }
 }
 
 /// A container's healthCheck, with ECS's defaults applied.

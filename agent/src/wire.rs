@@ -8,8 +8,8 @@ use crate::ecs_json;
 use crate::engine::IncomingTask;
 use crate::host::Registration;
 use crate::model::{
-    ContainerSpec, ContainerStatus, DependencyCondition, NetworkMode, TaskSpec, TaskStatus, Volume,
-    DEFAULT_STOP_TIMEOUT_SECS,
+    ContainerSpec, ContainerStatus, DependencyCondition, NetworkMode, RegistryAuth, TaskSpec,
+    TaskStatus, Volume, DEFAULT_STOP_TIMEOUT_SECS,
 };
 use crate::network::{Cidr, IngressProtocol, IngressRule, TaskNetwork};
 use crate::store::{OutboxEntry, StoredReport};
@@ -37,7 +37,18 @@ pub fn task_from_wire(t: pb::TaskSpec) -> IncomingTask {
     }
     let volumes = ecs_json::volumes(&t.volumes_json, &mut problems);
     let mut seen = std::collections::HashSet::new();
-    let containers: Vec<ContainerSpec> = t
+    // Each container's registry login, in the containers' order (kept out of the JSON).
+    let auths: Vec<Option<RegistryAuth>> = t
+        .containers
+        .iter()
+        .map(|c| {
+            c.registry_credentials.as_ref().map(|r| RegistryAuth {
+                username: r.username.clone(),
+                password: r.password.clone(),
+            })
+        })
+        .collect();
+    let mut containers: Vec<ContainerSpec> = t
         .containers
         .into_iter()
         .map(|c| {
@@ -77,6 +88,9 @@ pub fn task_from_wire(t: pb::TaskSpec) -> IncomingTask {
             container_from_wire(c)
         })
         .collect();
+    for (c, auth) in containers.iter_mut().zip(auths) {
+        c.extra.registry_auth = auth;
+    }
     for c in &containers {
         let min = crate::cgroups::MIN_CONTAINER_MEMORY_MIB;
         if c.memory_mib > 0 && c.memory_mib < min {

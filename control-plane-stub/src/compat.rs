@@ -73,6 +73,7 @@ pub const CONTAINER_SUPPORTED: &[&str] = &[
     "dnsSearchDomains",
     "extraHosts",
     "healthCheck",
+    "repositoryCredentials",
 ];
 
 const CONTAINER_IGNORED: &[(&str, &str)] = &[
@@ -80,7 +81,6 @@ const CONTAINER_IGNORED: &[(&str, &str)] = &[
     ("interactive", "no stdin is attached to tasks"),
     ("disableNetworking", "use networkMode none"),
     ("links", "legacy Docker links are not needed: a task's containers share one network namespace on Berth and reach each other on localhost"),
-    ("repositoryCredentials", "Secrets Manager ARNs cannot be resolved on a Berth host; registry logins go in the agent's [images.credentials]"),
     ("firelensConfiguration", "FireLens is AWS-only; logs go to the agent's local files"),
     ("systemControls", "not supported yet"),
     ("resourceRequirements", "GPUs are not supported yet"),
@@ -229,6 +229,7 @@ mod tests {
             "family": "f", "networkMode": "host",
             "containerDefinitions": [{"name": "c", "image": "i", "memory": 64,
                 "mountPoints": [], "dependsOn": [], "restartPolicy": {"enabled": true},
+                "repositoryCredentials": {"credentialsParameter": "reg"},
                 "healthCheck": {"command": ["CMD-SHELL", "true"], "interval": 10}}]
         }));
         assert_eq!(r, Review::default());

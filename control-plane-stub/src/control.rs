@@ -10,6 +10,7 @@ use crate::compat;
 use crate::ids::{self, Arns};
 use crate::instance::{check_credential, Instance, InstanceInfo, Refusal};
 use crate::placement::{self, Candidate, PlacementFailure};
+use crate::secrets::{self, SecretInfo};
 use crate::security::{self, IngressRule, SecurityGroup};
 use crate::sessions::Sessions;
 use crate::store::{ChangeOutcome, ClusterCounts, Store, StoreError, TaskDefRecord, TaskFilter};
@@ -38,6 +39,8 @@ pub enum CpError {
     NoSuchTask(String),
     #[error("The security group {0:?} does not exist")]
     SecurityGroupNotFound(String),
+    #[error("The secret {0:?} does not exist")]
+    SecretNotFound(String),
     #[error("The security group {group} is in use by {tasks} task(s) that are not stopped (e.g. {example}); stop them first")]
     SecurityGroupInUse {
         group: String,
@@ -257,6 +260,7 @@ impl ControlPlane {
         }
         let overrides = taskdef::parse_overrides(input.overrides.as_ref())?;
         let spec = taskdef::apply_overrides(&taskdef::parse(&record.raw)?, &overrides)?;
+        self.check_repository_credentials(&spec)?;
         let needs = spec.needs();
         let host_ports = spec.host_ports();
         let groups = self.task_security_groups(&spec, input.network_configuration.as_ref())?;
@@ -314,6 +318,24 @@ impl ControlPlane {
             tracing::info!(task.id = %t.id, instance.id = %t.instance_id, family = %t.family, "task placed");
         }
         Ok((tasks, failures))
+    }
+
+    /// Every secret the task's containers name in repositoryCredentials must exist now (as ECS
+    /// checks at launch; registration does not). Their logins are read when the payload is sent.
+    fn check_repository_credentials(&self, spec: &TaskDefSpec) -> Result<(), CpError> {
+        for c in &spec.containers {
+            let Some(parameter) = c.repository_credentials.as_deref() else {
+                continue;
+            };
+            if self.store.get_secret(parameter)?.is_none() {
+                return Err(CpError::Client(format!(
+                    "repositoryCredentials of container {}: no secret named {parameter} in \
+                     berth-cp (create it with berthctl create-secret)",
+                    c.name
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// The security groups a RunTask names, checked against the task's network mode.
@@ -690,6 +712,54 @@ impl ControlPlane {
         }
         tracing::info!(group.id = %group.id, group.name = %group.name, "security group deleted");
         Ok(group)
+    }
+
+    // ------------------------------------------------------------ secrets
+
+    /// Creates the secret `name` or replaces its login; returns it and whether it was created.
+    pub fn put_secret(
+        &self,
+        name: &str,
+        body: &serde_json::Value,
+    ) -> Result<(SecretInfo, bool), CpError> {
+        let mut problems = Vec::new();
+        if let Err(e) = secrets::check_name(name) {
+            problems.push(e);
+        }
+        let login = match secrets::parse_login(body) {
+            Ok(l) => Some(l),
+            Err(p) => {
+                problems.extend(p);
+                None
+            }
+        };
+        let Some(login) = login.filter(|_| problems.is_empty()) else {
+            return Err(CpError::InvalidParameter(problems.join("; ")));
+        };
+        let (info, created) =
+            self.store
+                .put_secret(name, &self.arns.secret(name), &login, now_ms())?;
+        // The name and ARN only: never the login.
+        tracing::info!(secret.name = %info.name, secret.arn = %info.arn, created, "secret saved");
+        Ok((info, created))
+    }
+
+    pub fn list_secrets(&self) -> Result<Vec<SecretInfo>, CpError> {
+        Ok(self.store.list_secrets()?)
+    }
+
+    /// Deletes a secret by name or ARN. Tasks already placed that name it are sent without a
+    /// login from then on (their agent may still have one).
+    pub fn delete_secret(&self, reference: &str) -> Result<SecretInfo, CpError> {
+        let (info, _) = self
+            .store
+            .get_secret(reference)?
+            .ok_or_else(|| CpError::SecretNotFound(reference.to_string()))?;
+        if !self.store.delete_secret(&info.name)? {
+            return Err(CpError::SecretNotFound(reference.to_string()));
+        }
+        tracing::info!(secret.name = %info.name, "secret deleted");
+        Ok(info)
     }
 }
 

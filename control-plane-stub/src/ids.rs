@@ -64,13 +64,20 @@ pub fn eni_id(task_id: &str) -> String {
 #[derive(Debug, Clone)]
 pub struct Arns {
     prefix: String,
+    /// `arn:aws:secretsmanager:<region>:<account>`: the secrets berth-cp holds.
+    secrets_prefix: String,
 }
 
 impl Arns {
     pub fn new(region: &str, account: &str) -> Self {
         Self {
             prefix: format!("arn:aws:ecs:{region}:{account}"),
+            secrets_prefix: format!("arn:aws:secretsmanager:{region}:{account}"),
         }
+    }
+    /// A secret's ARN, shaped as Secrets Manager's (without its random suffix).
+    pub fn secret(&self, name: &str) -> String {
+        format!("{}:secret:{name}", self.secrets_prefix)
     }
     pub fn cluster(&self, name: &str) -> String {
         format!("{}:cluster/{name}", self.prefix)
@@ -164,6 +171,10 @@ mod tests {
         assert_eq!(parse_task_definition_ref("web:x"), None);
         assert_eq!(parse_task_definition_ref("web:0"), None);
         assert_eq!(parse_task_definition_ref(""), None);
+        assert_eq!(
+            arns.secret("team/reg"),
+            "arn:aws:secretsmanager:us-east-1:000000000000:secret:team/reg"
+        );
     }
 
     #[test]

@@ -3,6 +3,8 @@
 //! Payloads are never pushed by value: whoever has added to an instance's outbox calls `flush`,
 //! which sends everything past what this session has already sent, in sequence order. That keeps
 //! the resend at Hello and concurrent RunTask/StopTask pushes from reordering or duplicating.
+//! Stored payloads hold no registry password: each send fills the containers' registry
+//! credentials from the secrets as they are then (`wire::fill_registry_credentials`).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -159,6 +161,20 @@ fn flush_locked(
             Ok(mut msg) => {
                 if let Some(pb::control_message::Msg::Payload(p)) = &mut msg.msg {
                     p.seq = seq;
+                    let unresolved = crate::wire::fill_registry_credentials(p, |parameter| {
+                        Ok::<_, StoreError>(store.get_secret(parameter)?.map(|(_, login)| login))
+                    })?;
+                    for u in unresolved {
+                        tracing::warn!(
+                            instance.id = instance_id,
+                            seq,
+                            task.arn = %u.task_arn,
+                            container = %u.container,
+                            "repositoryCredentials: no secret named {} in berth-cp any more; \
+                             the task is sent without a registry login",
+                            u.parameter
+                        );
+                    }
                 }
                 if session.tx.send(Ok(msg)).is_err() {
                     // The stream is gone; its session task will detach it.

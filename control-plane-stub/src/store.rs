@@ -15,11 +15,12 @@ use thiserror::Error;
 use crate::instance::{
     check_activation, ActivationCode, Instance, InstanceInfo, Refusal, RuntimeHealth,
 };
+use crate::secrets::{Login, SecretInfo};
 use crate::security::{GroupContent, SecurityGroup};
 use crate::task::{AgentChange, EventKind, Task, TaskEvent};
 
 pub const DB_FILE: &str = "berth-cp.db";
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -671,6 +672,89 @@ impl Store {
         Ok(n == 1)
     }
 
+    // ------------------------------------------------------------ secrets
+
+    /// Creates the secret `name` with `arn`, or replaces the login of the existing one (keeping
+    /// its ARN and creation time). Returns it and whether it was created.
+    pub fn put_secret(
+        &self,
+        name: &str,
+        arn: &str,
+        login: &Login,
+        now_ms: i64,
+    ) -> Result<(SecretInfo, bool)> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let existing = tx
+            .query_row(
+                "SELECT name, arn, created_at_ms FROM secrets WHERE name = ?1",
+                [name],
+                secret_info_row,
+            )
+            .optional()?;
+        let created = existing.is_none();
+        let info = match existing {
+            Some(info) => {
+                tx.execute(
+                    "UPDATE secrets SET username = ?2, password = ?3 WHERE name = ?1",
+                    params![name, login.username, login.password],
+                )?;
+                info
+            }
+            None => {
+                tx.execute(
+                    "INSERT INTO secrets (name, arn, username, password, created_at_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![name, arn, login.username, login.password, now_ms],
+                )?;
+                SecretInfo {
+                    name: name.to_string(),
+                    arn: arn.to_string(),
+                    created_at_ms: now_ms,
+                }
+            }
+        };
+        tx.commit()?;
+        Ok((info, created))
+    }
+
+    /// A secret and its login, by name or ARN.
+    pub fn get_secret(&self, reference: &str) -> Result<Option<(SecretInfo, Login)>> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT name, arn, created_at_ms, username, password FROM secrets
+                 WHERE name = ?1 OR arn = ?1",
+                [reference],
+                |r| {
+                    Ok((
+                        secret_info_row(r)?,
+                        Login {
+                            username: r.get(3)?,
+                            password: r.get(4)?,
+                        },
+                    ))
+                },
+            )
+            .optional()?)
+    }
+
+    /// Every secret, by name; never their logins.
+    pub fn list_secrets(&self) -> Result<Vec<SecretInfo>> {
+        let conn = self.conn();
+        let mut stmt =
+            conn.prepare("SELECT name, arn, created_at_ms FROM secrets ORDER BY name")?;
+        let rows = stmt.query_map([], secret_info_row)?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
+    pub fn delete_secret(&self, name: &str) -> Result<bool> {
+        let n = self
+            .conn()
+            .execute("DELETE FROM secrets WHERE name = ?1", [name])?;
+        Ok(n == 1)
+    }
+
     // ------------------------------------------------------------ payload outbox
 
     pub fn outbox_after(&self, instance_id: &str, seq: u64) -> Result<Vec<OutboxEntry>> {
@@ -851,7 +935,29 @@ fn migrate_to(conn: &Connection, target: i64) -> Result<()> {
             }
         }
     }
+    if version < 4 && target >= 4 {
+        // Version 4: registry logins for repositoryCredentials.
+        conn.execute_batch(
+            "BEGIN IMMEDIATE;
+             CREATE TABLE IF NOT EXISTS secrets (
+                 name TEXT PRIMARY KEY,
+                 arn TEXT NOT NULL UNIQUE,
+                 username TEXT NOT NULL,
+                 password TEXT NOT NULL,
+                 created_at_ms INTEGER NOT NULL);
+             PRAGMA user_version = 4;
+             COMMIT;",
+        )?;
+    }
     Ok(())
+}
+
+fn secret_info_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SecretInfo> {
+    Ok(SecretInfo {
+        name: r.get(0)?,
+        arn: r.get(1)?,
+        created_at_ms: r.get(2)?,
+    })
 }
 
 type TaskDefRow = (TaskDefRecord, String);
@@ -1284,7 +1390,7 @@ mod tests {
             .unwrap();
         }
         let store = Store::open(&dir.0).unwrap();
-        assert_eq!(schema_version(&store.conn()).unwrap(), 3);
+        assert_eq!(schema_version(&store.conn()).unwrap(), SCHEMA_VERSION);
         let i = store.get_instance("i1").unwrap().unwrap();
         // A heartbeat recorded by version 2 said nothing about containerd.
         assert_eq!(
@@ -1325,11 +1431,11 @@ mod tests {
         let dir = temp_dir();
         drop(Store::open(&dir.0).unwrap());
         let conn = Connection::open(dir.0.join(DB_FILE)).unwrap();
-        conn.execute_batch("PRAGMA user_version = 4;").unwrap();
+        conn.execute_batch("PRAGMA user_version = 5;").unwrap();
         drop(conn);
         assert!(matches!(
             Store::open(&dir.0),
-            Err(StoreError::SchemaTooNew { found: 4 })
+            Err(StoreError::SchemaTooNew { found: 5 })
         ));
     }
 
@@ -1347,5 +1453,104 @@ mod tests {
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .unwrap();
         assert_eq!(version, SCHEMA_VERSION);
+    }
+
+    fn login(username: &str, password: &str) -> Login {
+        Login {
+            username: username.into(),
+            password: password.into(),
+        }
+    }
+
+    #[test]
+    fn secrets_are_put_listed_found_and_deleted() {
+        let dir = temp_dir();
+        let store = Store::open(&dir.0).unwrap();
+        let arn = "arn:aws:secretsmanager:r:a:secret:reg";
+        let (info, created) = store.put_secret("reg", arn, &login("u", "p1"), 10).unwrap();
+        assert!(created);
+        assert_eq!(
+            info,
+            SecretInfo {
+                name: "reg".into(),
+                arn: arn.into(),
+                created_at_ms: 10
+            }
+        );
+        // Replacing keeps the ARN and creation time, and changes the login.
+        let (again, created) = store
+            .put_secret("reg", "ignored", &login("u2", "p2"), 20)
+            .unwrap();
+        assert!(!created);
+        assert_eq!(again, info);
+        store
+            .put_secret(
+                "a/other",
+                "arn:aws:secretsmanager:r:a:secret:a/other",
+                &login("x", "y"),
+                30,
+            )
+            .unwrap();
+        drop(store);
+        let store = Store::open(&dir.0).unwrap();
+        assert_eq!(
+            store.get_secret("reg").unwrap(),
+            Some((info.clone(), login("u2", "p2")))
+        );
+        assert_eq!(store.get_secret(arn).unwrap().unwrap().0, info);
+        assert_eq!(store.get_secret("ghost").unwrap(), None);
+        let names: Vec<String> = store
+            .list_secrets()
+            .unwrap()
+            .into_iter()
+            .map(|s| s.name)
+            .collect();
+        assert_eq!(names, ["a/other", "reg"]);
+        assert!(store.delete_secret("reg").unwrap());
+        assert!(!store.delete_secret("reg").unwrap());
+        assert_eq!(store.get_secret("reg").unwrap(), None);
+        assert_eq!(store.list_secrets().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_version_3_database_migrates_to_4_keeping_its_data() {
+        let dir = temp_dir();
+        std::fs::create_dir_all(&dir.0).unwrap();
+        {
+            let conn = Connection::open(dir.0.join(DB_FILE)).unwrap();
+            migrate_to(&conn, 3).unwrap();
+            assert_eq!(schema_version(&conn).unwrap(), 3);
+            conn.execute_batch(
+                "INSERT INTO clusters VALUES ('default', 1);
+                 INSERT INTO task_definitions VALUES ('web', 1, 1, '{\"family\":\"web\"}', 5, NULL);
+                 INSERT INTO security_groups VALUES ('sg-1', 'web', '{\"id\":\"sg-1\",\"name\":\"web\",\"ingress\":[],\"created_at_ms\":1,\"updated_at_ms\":1}');",
+            )
+            .unwrap();
+        }
+        let store = Store::open(&dir.0).unwrap();
+        assert_eq!(schema_version(&store.conn()).unwrap(), 4);
+        assert_eq!(store.list_clusters().unwrap(), ["default"]);
+        assert_eq!(
+            store
+                .get_task_definition("web", Some(1))
+                .unwrap()
+                .unwrap()
+                .registered_at_ms,
+            5
+        );
+        assert_eq!(store.get_security_group("web").unwrap().unwrap().id, "sg-1");
+        assert_eq!(store.list_secrets().unwrap(), Vec::new());
+        store
+            .put_secret(
+                "reg",
+                "arn:aws:secretsmanager:r:a:secret:reg",
+                &login("u", "p"),
+                1,
+            )
+            .unwrap();
+        drop(store);
+        // Opening again migrates nothing twice and keeps the secret.
+        let store = Store::open(&dir.0).unwrap();
+        assert_eq!(store.get_secret("reg").unwrap().unwrap().1, login("u", "p"));
     }
 }

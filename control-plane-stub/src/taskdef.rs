@@ -64,6 +64,9 @@ pub struct ContainerDef {
     pub port_mappings: Vec<PortMapping>,
     /// The healthCheck; None without one, or with `["NONE"]`.
     pub health_check: Option<HealthCheck>,
+    /// `repositoryCredentials.credentialsParameter`: the name or ARN of a secret held by
+    /// berth-cp, whose login the agent pulls the image with.
+    pub repository_credentials: Option<String>,
     /// The container definition as given, with overrides applied by `apply_overrides`: the
     /// agent reads every field it supports from this.
     pub raw: Value,
@@ -455,6 +458,7 @@ fn parse_container(
 
     lifecycle_fields(p, obj, &f);
     let health_check = health_check(p, obj, &f);
+    let repository_credentials = repository_credentials(p, obj, &f);
     let port_mappings = port_mappings(p, obj, &f, network_mode);
     network_fields(p, obj, &f, network_mode);
 
@@ -473,8 +477,48 @@ fn parse_container(
         stop_timeout,
         port_mappings,
         health_check,
+        repository_credentials,
         raw: def.clone(),
     })
+}
+
+/// `repositoryCredentials`: an object with a non-empty string `credentialsParameter` (a secret's
+/// name or ARN). The secret need not exist yet: RunTask checks.
+fn repository_credentials(
+    p: &mut Problems,
+    obj: &Map<String, Value>,
+    f: &dyn Fn(&str) -> String,
+) -> Option<String> {
+    let rc = match obj.get("repositoryCredentials") {
+        None | Some(Value::Null) => return None,
+        Some(Value::Object(rc)) => rc,
+        Some(_) => {
+            p.client(
+                &f("repositoryCredentials"),
+                "must be an object {\"credentialsParameter\": \"<secret name or ARN>\"}",
+            );
+            return None;
+        }
+    };
+    let path = f("repositoryCredentials.credentialsParameter");
+    match rc.get("credentialsParameter") {
+        Some(Value::String(s)) if !s.trim().is_empty() => Some(s.clone()),
+        None | Some(Value::Null) => {
+            p.client(
+                &path,
+                "required: the name or ARN of a secret held by berth-cp (berthctl create-secret)",
+            );
+            None
+        }
+        Some(Value::String(_)) => {
+            p.client(&path, "must not be empty");
+            None
+        }
+        Some(_) => {
+            p.client(&path, "must be a string (a secret's name or ARN)");
+            None
+        }
+    }
 }
 
 /// A container's healthCheck, as ECS checks it at registration. None without one, with
@@ -1465,6 +1509,37 @@ mod tests {
             err(v).problems,
             vec!["containerDefinitions[0].name: required"]
         );
+    }
+
+    #[test]
+    fn repository_credentials_name_a_secret() {
+        let mut v = ok_def();
+        v["containerDefinitions"][0]["repositoryCredentials"] =
+            json!({"credentialsParameter": "arn:aws:secretsmanager:r:a:secret:reg"});
+        let d = parse(&v).unwrap();
+        assert_eq!(
+            d.containers[0].repository_credentials.as_deref(),
+            Some("arn:aws:secretsmanager:r:a:secret:reg")
+        );
+        assert_eq!(d.containers[1].repository_credentials, None);
+        for (bad, why) in [
+            (json!("reg"), "containerDefinitions[0].repositoryCredentials: must be an object"),
+            (json!({}), "containerDefinitions[0].repositoryCredentials.credentialsParameter: required"),
+            (
+                json!({"credentialsParameter": ""}),
+                "containerDefinitions[0].repositoryCredentials.credentialsParameter: must not be empty",
+            ),
+            (
+                json!({"credentialsParameter": 5}),
+                "containerDefinitions[0].repositoryCredentials.credentialsParameter: must be a string",
+            ),
+        ] {
+            let mut v = ok_def();
+            v["containerDefinitions"][0]["repositoryCredentials"] = bad.clone();
+            let e = err(v);
+            assert_eq!(e.kind, ProblemKind::Client, "{bad}");
+            assert!(e.problems[0].starts_with(why), "{bad}: {:?}", e.problems);
+        }
     }
 
     #[test]

@@ -5,6 +5,7 @@ use prost::Message;
 use thiserror::Error;
 
 use crate::instance::{InstanceInfo, Resource};
+use crate::secrets::{credentials_parameter, Login};
 use crate::security::IngressRule;
 use crate::task::{
     AgentChange, ContainerStatus, HealthReport, HealthStatus, NetworkBinding, Task, TaskNetwork,
@@ -151,6 +152,8 @@ fn to_i32(v: Option<i64>) -> i32 {
 
 /// The spec the agent runs: `spec` is the definition with the task's overrides applied.
 /// `ingress`: the rules of an awsvpc task's security groups; None allows all ingress.
+/// `registry_credentials` is left empty: stored payloads hold no password, and
+/// [`fill_registry_credentials`] adds the logins each time the payload is sent.
 pub fn task_spec(
     task_arn: &str,
     task: &Task,
@@ -207,6 +210,7 @@ pub fn task_spec(
                 memory_reservation_mib: to_i32(c.memory_reservation),
                 stop_timeout_seconds: to_i32(c.stop_timeout),
                 definition_json: c.raw.to_string(),
+                registry_credentials: None,
             })
             .collect(),
     }
@@ -231,6 +235,54 @@ pub fn stop_payload(seq: u64, task_arn: &str, reason: &str) -> Vec<u8> {
         }],
     }
     .encode_to_vec()
+}
+
+/// A container whose repositoryCredentials named a secret that could not be found when its
+/// payload was sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnresolvedCredentials {
+    pub task_arn: String,
+    pub container: String,
+    pub parameter: String,
+}
+
+/// Sets each container's `registry_credentials` from the secret its definition's
+/// `repositoryCredentials.credentialsParameter` names, as `lookup` finds it now (by name or
+/// ARN), so a resent payload carries the secret's current login. Containers whose secret is
+/// gone are sent without one and returned.
+pub fn fill_registry_credentials<E>(
+    payload: &mut pb::TaskPayload,
+    mut lookup: impl FnMut(&str) -> Result<Option<Login>, E>,
+) -> Result<Vec<UnresolvedCredentials>, E> {
+    let mut unresolved = Vec::new();
+    for task in &mut payload.tasks {
+        for c in &mut task.containers {
+            c.registry_credentials = None;
+            if !c.definition_json.contains("repositoryCredentials") {
+                continue;
+            }
+            let Ok(def) = serde_json::from_str::<serde_json::Value>(&c.definition_json) else {
+                continue;
+            };
+            let Some(parameter) = credentials_parameter(&def) else {
+                continue;
+            };
+            match lookup(parameter)? {
+                Some(login) => {
+                    c.registry_credentials = Some(pb::RegistryCredentials {
+                        username: login.username,
+                        password: login.password,
+                    })
+                }
+                None => unresolved.push(UnresolvedCredentials {
+                    task_arn: task.task_arn.clone(),
+                    container: c.name.clone(),
+                    parameter: parameter.to_string(),
+                }),
+            }
+        }
+    }
+    Ok(unresolved)
 }
 
 pub fn payload_message(bytes: &[u8]) -> Result<pb::ControlMessage, WireError> {
@@ -312,6 +364,70 @@ mod tests {
                 output: String::new(),
             })
         );
+    }
+
+    fn container(name: &str, def: serde_json::Value) -> pb::ContainerSpec {
+        pb::ContainerSpec {
+            name: name.into(),
+            definition_json: def.to_string(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn registry_credentials_are_filled_when_sent() {
+        let mut payload = pb::TaskPayload {
+            seq: 1,
+            tasks: vec![pb::TaskSpec {
+                task_arn: "t".into(),
+                containers: vec![
+                    container(
+                        "app",
+                        serde_json::json!({"name": "app", "repositoryCredentials": {"credentialsParameter": "reg"}}),
+                    ),
+                    container("plain", serde_json::json!({"name": "plain"})),
+                    container(
+                        "gone",
+                        serde_json::json!({"name": "gone", "repositoryCredentials": {"credentialsParameter": "old"}}),
+                    ),
+                ],
+                ..Default::default()
+            }],
+            stops: Vec::new(),
+        };
+        // What is stored holds no login: a round trip through bytes, as the outbox does.
+        let bytes = payload.encode_to_vec();
+        let mut asked = Vec::new();
+        let unresolved = fill_registry_credentials(&mut payload, |p| {
+            asked.push(p.to_string());
+            Ok::<_, ()>((p == "reg").then(|| Login {
+                username: "robot".into(),
+                password: "hunter2".into(),
+            }))
+        })
+        .unwrap();
+        assert_eq!(asked, ["reg", "old"]);
+        let c = &payload.tasks[0].containers;
+        assert_eq!(
+            c[0].registry_credentials,
+            Some(pb::RegistryCredentials {
+                username: "robot".into(),
+                password: "hunter2".into()
+            })
+        );
+        assert_eq!(
+            (&c[1].registry_credentials, &c[2].registry_credentials),
+            (&None, &None)
+        );
+        assert_eq!(
+            unresolved,
+            [UnresolvedCredentials {
+                task_arn: "t".into(),
+                container: "gone".into(),
+                parameter: "old".into()
+            }]
+        );
+        assert!(!String::from_utf8_lossy(&bytes).contains("hunter2"));
     }
 
     #[test]

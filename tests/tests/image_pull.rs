@@ -331,3 +331,98 @@ async fn cleanup_removes_only_unused_images_the_agent_pulled() -> Result<()> {
     env.pass();
     Ok(())
 }
+
+/// `berthctl create-secret` with the password on stdin.
+fn create_secret(env: &TestEnv, name: &str, username: &str, password: &str) -> Result<()> {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new(berth_e2e::bin("berthctl"))
+        .args(["--endpoint", &env.api_url(), "--cluster", &env.cluster])
+        .args(["create-secret", "--name", name, "--username", username])
+        .arg("--password-stdin")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .context("running berthctl")?;
+    child
+        .stdin
+        .take()
+        .context("berthctl's stdin")?
+        .write_all(format!("{password}\n").as_bytes())?;
+    let out = child.wait_with_output()?;
+    ensure!(
+        out.status.success(),
+        "berthctl create-secret failed: {}{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repository_credentials_name_a_secret_berth_cp_holds() -> Result<()> {
+    let layout = multilayer_layout()?;
+    let registry = TestRegistry::start_with_auth("pull-repocreds", "robot", "t0ken-pass")?;
+    push_layout(&registry, &layout.dir, "berth/private:v1")?;
+    // The agent itself has no login for this registry.
+    let env = env_with_images(
+        "pull-repocreds",
+        &format!(
+            "insecure_registries = [{:?}]\npull_behavior = \"always\"",
+            registry.host()
+        ),
+    )
+    .await?;
+    create_secret(&env, "registry-login", "robot", "t0ken-pass")?;
+    let define_with = |family: &'static str, parameter: Option<&'static str>| {
+        let mut c = json!({
+            "name": "app",
+            "image": registry.image_ref("berth/private:v1"),
+            "essential": true,
+            "memory": 32,
+            "entryPoint": ["sh", "-c"],
+            "command": [MULTILAYER_CHECK_SCRIPT],
+        });
+        if let Some(p) = parameter {
+            c["repositoryCredentials"] = json!({"credentialsParameter": p});
+        }
+        let body = json!({
+            "family": format!("{family}-{}", env.id),
+            "networkMode": "none",
+            "containerDefinitions": [c],
+        });
+        let api = env.api();
+        async move { register(&api, body).await }
+    };
+    // By the secret's name, and without: the same agent is refused.
+    let with = define_with("repocreds", Some("registry-login")).await?;
+    let t = wait_stopped(&env, &run_task(&env, &with, Value::Null).await?).await?;
+    ensure!(berth_e2e::exit_code(&t, "app") == Some(0), "{t}");
+    let without = define_with("repocreds-none", None).await?;
+    let t = wait_stopped(&env, &run_task(&env, &without, Value::Null).await?).await?;
+    ensure!(
+        stopped_reason(&t).starts_with("CannotPullContainerError"),
+        "without repositoryCredentials: {t}"
+    );
+    // A secret that does not exist: RunTask says so.
+    let missing = define_with("repocreds-missing", Some("no-such-secret")).await?;
+    let err = run_task(&env, &missing, Value::Null).await;
+    ensure!(
+        err.as_ref()
+            .is_err_and(|e| format!("{e:#}").contains("no-such-secret")),
+        "RunTask with a missing secret: {err:?}"
+    );
+    // The password is in no log and no API answer.
+    for log in ["agent-1.log", "cp-1.log"] {
+        let text = std::fs::read_to_string(env.dir().join(log))?;
+        ensure!(!text.contains("t0ken-pass"), "{log} holds the password");
+    }
+    let described = env
+        .api()
+        .describe_task(&env.cluster, &task_arn(&t)?)
+        .await?;
+    ensure!(!described.to_string().contains("t0ken-pass"));
+    registry.pass();
+    env.pass();
+    Ok(())
+}

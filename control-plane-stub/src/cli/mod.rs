@@ -101,6 +101,26 @@ pub enum Command {
         /// Id (sg-...) or name.
         group: String,
     },
+    /// Store a registry login for repositoryCredentials (create, or replace the login of the
+    /// secret with this name); task definitions name it by name or by the ARN printed.
+    CreateSecret {
+        /// 1-128 letters, digits or any of / _ + = . @ -
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        username: String,
+        /// Read the password from stdin (it is never an argument, so it stays out of the shell
+        /// history and `ps`), e.g. `printf %s "$TOKEN" | berthctl create-secret ... --password-stdin`.
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+    /// The secrets berth-cp holds (names and ARNs; never their logins).
+    ListSecrets,
+    DeleteSecret {
+        /// Name or ARN.
+        #[arg(long)]
+        name: String,
+    },
     ListClusters,
     /// Print the state changes applied to a task, in the agent's sequence order.
     Events {
@@ -149,6 +169,8 @@ pub enum CliError {
     Logs(String),
     #[error("unexpected response from {endpoint}: {message}")]
     BadResponse { endpoint: String, message: String },
+    #[error("reading the password from stdin: {0}")]
+    Password(String),
 }
 
 pub struct Client {
@@ -371,6 +393,35 @@ pub async fn execute(cli: &Cli) -> Result<String, CliError> {
                 .await?,
             |v| table::security_groups(std::slice::from_ref(&v["securityGroup"])),
         ),
+        Command::CreateSecret {
+            name,
+            username,
+            password_stdin: _,
+        } => {
+            let password = read_password(&mut std::io::stdin().lock())?;
+            let body = json!({"username": username, "password": password});
+            (
+                client
+                    .berth(reqwest::Method::PUT, &secret_path(name), Some(body))
+                    .await?,
+                |v| table::secrets(std::slice::from_ref(v)),
+            )
+        }
+        Command::ListSecrets => (
+            client
+                .berth(reqwest::Method::GET, crate::secrets_api::PATH, None)
+                .await?,
+            |v| {
+                let secrets = v["secrets"].as_array().cloned().unwrap_or_default();
+                table::secrets(&secrets)
+            },
+        ),
+        Command::DeleteSecret { name } => (
+            client
+                .berth(reqwest::Method::DELETE, &secret_path(name), None)
+                .await?,
+            |v| table::secrets(std::slice::from_ref(v)),
+        ),
         Command::Events { task } => (
             client
                 .berth(
@@ -413,6 +464,30 @@ fn security_group_path(group: &str) -> String {
     format!("{}/{}", crate::security_api::PATH, path_segment(group))
 }
 
+/// `/berth/v1/secrets/<name>`, the name percent-encoded for the path (names may hold `/`).
+fn secret_path(name: &str) -> String {
+    format!("{}/{}", crate::secrets_api::PATH, path_segment(name))
+}
+
+/// The password piped to `--password-stdin`: everything read, less one trailing newline (as
+/// `echo` adds). Empty is refused.
+pub fn read_password(input: &mut dyn std::io::Read) -> Result<String, CliError> {
+    let mut text = String::new();
+    input
+        .read_to_string(&mut text)
+        .map_err(|e| CliError::Password(e.to_string()))?;
+    let password = text
+        .strip_suffix('\n')
+        .map(|t| t.strip_suffix('\r').unwrap_or(t))
+        .unwrap_or(&text);
+    if password.is_empty() {
+        return Err(CliError::Password(
+            "nothing was read: pipe the password in, e.g. printf %s \"$TOKEN\" | berthctl create-secret ... --password-stdin".into(),
+        ));
+    }
+    Ok(password.to_string())
+}
+
 /// `s` percent-encoded as one path segment (everything but RFC 3986's unreserved characters).
 pub fn path_segment(s: &str) -> String {
     s.bytes()
@@ -423,4 +498,41 @@ pub fn path_segment(s: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[test]
+    fn the_password_comes_from_stdin_without_its_newline() {
+        let read = |s: &str| read_password(&mut s.as_bytes());
+        assert_eq!(read("s3cr3t\n").unwrap(), "s3cr3t");
+        assert_eq!(read("s3cr3t\r\n").unwrap(), "s3cr3t");
+        assert_eq!(read("two\nlines").unwrap(), "two\nlines");
+        assert_eq!(read(" spaced ").unwrap(), " spaced ");
+        assert!(matches!(read("\n"), Err(CliError::Password(_))));
+        assert!(matches!(read(""), Err(CliError::Password(_))));
+    }
+
+    #[test]
+    fn create_secret_takes_no_password_argument() {
+        let argv = |extra: &[&str]| {
+            let mut v = vec![
+                "berthctl",
+                "create-secret",
+                "--name",
+                "reg",
+                "--username",
+                "u",
+            ];
+            v.extend_from_slice(extra);
+            Cli::try_parse_from(v)
+        };
+        assert!(argv(&["--password-stdin"]).is_ok());
+        assert!(argv(&[]).is_err(), "--password-stdin is required");
+        assert!(argv(&["--password", "p"]).is_err());
+        assert_eq!(secret_path("team/reg"), "/berth/v1/secrets/team%2Freg");
+    }
 }

@@ -286,6 +286,15 @@ pub fn security_groups(groups: &[Value]) -> String {
     render(&["ID", "NAME", "INGRESS"], &rows)
 }
 
+/// Secrets as names, ARNs and creation times (the API never gives their logins).
+pub fn secrets(secrets: &[Value]) -> String {
+    let rows: Vec<Vec<String>> = secrets
+        .iter()
+        .map(|x| vec![s(&x["name"]), s(&x["arn"]), utc(&x["createdAt"])])
+        .collect();
+    render(&["NAME", "ARN", "CREATED"], &rows)
+}
+
 fn failures(v: &Value) -> String {
     let rows: Vec<Vec<String>> = v["failures"]
         .as_array()
@@ -650,6 +659,23 @@ mod tests {
         assert_eq!(
             out.lines().nth(1).unwrap(),
             "sg-1  web   tcp:80:0.0.0.0/0 tcp:8000-8010:10.0.0.0/8 all::192.168.0.0/16"
+        );
+    }
+
+    #[test]
+    fn secret_rows_show_name_arn_and_creation() {
+        let out = secrets(&[
+            json!({"name": "reg", "arn": "arn:aws:secretsmanager:r:a:secret:reg", "createdAt": 1_700_000_000.25}),
+            json!({"name": "team/long-name", "arn": "arn:aws:secretsmanager:r:a:secret:team/long-name", "createdAt": 0}),
+        ]);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "NAME            ARN                                               CREATED",
+                "reg             arn:aws:secretsmanager:r:a:secret:reg             2023-11-14 22:13:20.250",
+                "team/long-name  arn:aws:secretsmanager:r:a:secret:team/long-name  1970-01-01 00:00:00.000",
+            ]
         );
     }
 }

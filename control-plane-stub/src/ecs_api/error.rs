@@ -37,7 +37,9 @@ impl From<CpError> for ApiError {
             },
             CpError::ClusterNotFound(_) => "ClusterNotFoundException",
             CpError::TaskNotFound(_) => "InvalidParameterException",
-            CpError::NoSuchTask(_) | CpError::SecurityGroupNotFound(_) => {
+            CpError::NoSuchTask(_)
+            | CpError::SecurityGroupNotFound(_)
+            | CpError::SecretNotFound(_) => {
                 return Self {
                     status: StatusCode::NOT_FOUND,
                     code: "ResourceNotFoundException",

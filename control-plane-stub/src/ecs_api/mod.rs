@@ -33,6 +33,11 @@ pub fn router(cp: Arc<ControlPlane>) -> Router {
                 .put(crate::security_api::put)
                 .delete(crate::security_api::delete),
         )
+        .route(crate::secrets_api::PATH, get(crate::secrets_api::list))
+        .route(
+            crate::secrets_api::ITEM_PATH,
+            axum::routing::put(crate::secrets_api::put).delete(crate::secrets_api::delete),
+        )
         .route(crate::events_api::PATH, get(crate::events_api::get))
         .with_state(cp)
 }

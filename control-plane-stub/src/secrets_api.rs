@@ -1,0 +1,84 @@
+//! Berth-specific HTTP API for the secrets berth-cp holds (registry logins for
+//! `repositoryCredentials`; on AWS they are Secrets Manager's). JSON in and out; errors are
+//! ECS-style `{"__type", "message"}` bodies. No answer ever carries a username or password.
+//!
+//! - `GET    /berth/v1/secrets`         -> `{"secrets": [SECRET...]}`
+//! - `PUT    /berth/v1/secrets/{name}`  <- `{"username", "password"}`, -> 201 (created) or 200
+//!   (login replaced) `SECRET`
+//! - `DELETE /berth/v1/secrets/{name}`  -> `SECRET` (name or ARN); 404 when there is none
+//!
+//! SECRET is `{"name", "arn", "createdAt"}`. A name with `/` is sent percent-encoded (`%2F`).
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde_json::{json, Value};
+
+use crate::control::ControlPlane;
+use crate::ecs_api::ApiError;
+use crate::secrets::SecretInfo;
+use crate::security_api::{error, run};
+
+pub const PATH: &str = "/berth/v1/secrets";
+pub const ITEM_PATH: &str = "/berth/v1/secrets/{name}";
+
+pub fn secret_json(s: &SecretInfo) -> Value {
+    json!({
+        "name": s.name,
+        "arn": s.arn,
+        "createdAt": crate::ecs_api::ts(s.created_at_ms),
+    })
+}
+
+pub async fn list(State(cp): State<Arc<ControlPlane>>) -> Response {
+    run(cp, |cp| {
+        let secrets = cp.list_secrets()?;
+        Ok((
+            StatusCode::OK,
+            json!({"secrets": secrets.iter().map(secret_json).collect::<Vec<_>>()}),
+        ))
+    })
+    .await
+}
+
+pub async fn put(
+    State(cp): State<Arc<ControlPlane>>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Response {
+    // The parse error says where, never what: the body holds a password.
+    let body: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => {
+            return error(ApiError::client(
+                "SerializationException",
+                format!(
+                    "request body is not valid JSON (line {}, column {}); expected {{\"username\", \"password\"}}",
+                    e.line(),
+                    e.column()
+                ),
+            ))
+        }
+    };
+    run(cp, move |cp| {
+        let (s, created) = cp.put_secret(&name, &body)?;
+        let status = if created {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        };
+        Ok((status, secret_json(&s)))
+    })
+    .await
+}
+
+pub async fn delete(State(cp): State<Arc<ControlPlane>>, Path(name): Path<String>) -> Response {
+    run(cp, move |cp| {
+        let s = cp.delete_secret(&name)?;
+        Ok((StatusCode::OK, secret_json(&s)))
+    })
+    .await
+}
