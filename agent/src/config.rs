@@ -77,22 +77,8 @@ impl Default for ImagesSection {
     }
 }
 
-/// A registry login. Its password is never printed.
-#[derive(Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RegistryLogin {
-    pub username: String,
-    pub password: String,
-}
-
-impl std::fmt::Debug for RegistryLogin {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RegistryLogin")
-            .field("username", &self.username)
-            .field("password", &"<redacted>")
-            .finish()
-    }
-}
+/// A registry login (`username`, `password`); its password is never printed.
+pub type RegistryLogin = crate::model::Credentials;
 
 pub const DEFAULT_BRIDGE: &str = "berth0";
 pub const DEFAULT_BRIDGE_SUBNET: &str = "10.231.0.0/16";

@@ -13,7 +13,6 @@ use futures_util::future::{BoxFuture, FutureExt, Shared};
 use futures_util::StreamExt;
 use tracing::{info, warn};
 
-use crate::model::RegistryAuth;
 use crate::registry::{Credentials, Reference, RegistryClient, RegistryError, ResolvedRemote};
 use crate::runtime::containerd::Containerd;
 use crate::runtime::image::ContentDescriptor;
@@ -98,7 +97,7 @@ pub trait ImageProvider: Send + Sync + 'static {
     fn ensure<'a>(
         &'a self,
         image: &'a str,
-        auth: Option<&'a RegistryAuth>,
+        auth: Option<&'a Credentials>,
     ) -> BoxFuture<'a, Result<Ensured, PullError>>;
 }
 
@@ -110,7 +109,7 @@ impl<R: Runtime> ImageProvider for PresentOnly<R> {
     fn ensure<'a>(
         &'a self,
         image: &'a str,
-        _auth: Option<&'a RegistryAuth>,
+        _auth: Option<&'a Credentials>,
     ) -> BoxFuture<'a, Result<Ensured, PullError>> {
         async move {
             self.0
@@ -200,7 +199,7 @@ impl ImageProvider for RegistryImages {
     fn ensure<'a>(
         &'a self,
         image: &'a str,
-        auth: Option<&'a RegistryAuth>,
+        auth: Option<&'a Credentials>,
     ) -> BoxFuture<'a, Result<Ensured, PullError>> {
         async move {
             let reference =
@@ -227,10 +226,7 @@ impl ImageProvider for RegistryImages {
             };
             let started = now_ms();
             let clock = Instant::now();
-            let creds = auth.map(|a| Credentials {
-                username: a.username.clone(),
-                password: a.password.clone(),
-            });
+            let creds = auth.cloned();
             let key = pull_key(&name, creds.as_ref());
             let result = self.shared_pull(&reference, &key, creds).await;
             self.done(&key);

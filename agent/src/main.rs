@@ -18,7 +18,7 @@ use berth_agent::logs;
 use berth_agent::model::NetworkMode;
 use berth_agent::network::host::HostNetwork;
 use berth_agent::network::DynNetworkDriver;
-use berth_agent::registry::{Credentials, RegistryClient, RegistryConfig};
+use berth_agent::registry::{RegistryClient, RegistryConfig};
 use berth_agent::resources::Needs;
 use berth_agent::runtime::containerd::{Containerd, ContainerdConfig};
 use berth_agent::runtime::Runtime;
@@ -230,20 +230,7 @@ fn image_provider(
     cfg: &Config,
     containerd: &Arc<Containerd>,
 ) -> anyhow::Result<Arc<dyn ImageProvider>> {
-    let credentials = cfg
-        .images
-        .credentials
-        .iter()
-        .map(|(host, login)| {
-            (
-                host.clone(),
-                Credentials {
-                    username: login.username.clone(),
-                    password: login.password.clone(),
-                },
-            )
-        })
-        .collect();
+    let credentials = cfg.images.credentials.clone().into_iter().collect();
     let client = RegistryClient::new(RegistryConfig {
         insecure: cfg.images.insecure_registries.clone(),
         credentials,

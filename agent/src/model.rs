@@ -150,22 +150,39 @@ pub struct ContainerExtra {
     pub ignored_fields: Vec<String>,
     /// The image registry's login from the task definition's repositoryCredentials, resolved
     /// by the control plane.
-    pub registry_auth: Option<RegistryAuth>,
+    pub registry_auth: Option<Credentials>,
 }
 
-/// A registry login. Its password is never printed.
+/// A registry user name and password (or token), from the agent's config or a task's
+/// repositoryCredentials. Debug and Display never show the password.
 #[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RegistryAuth {
+#[serde(deny_unknown_fields)]
+pub struct Credentials {
     pub username: String,
     pub password: String,
 }
 
-impl std::fmt::Debug for RegistryAuth {
+impl Credentials {
+    pub fn new(username: impl Into<String>, password: impl Into<String>) -> Self {
+        Credentials {
+            username: username.into(),
+            password: password.into(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Credentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RegistryAuth")
+        f.debug_struct("Credentials")
             .field("username", &self.username)
             .field("password", &"<redacted>")
             .finish()
+    }
+}
+
+impl std::fmt::Display for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:<redacted>", self.username)
     }
 }
 

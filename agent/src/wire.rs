@@ -8,7 +8,7 @@ use crate::ecs_json;
 use crate::engine::IncomingTask;
 use crate::host::Registration;
 use crate::model::{
-    ContainerSpec, ContainerStatus, DependencyCondition, NetworkMode, RegistryAuth, TaskSpec,
+    ContainerSpec, ContainerStatus, Credentials, DependencyCondition, NetworkMode, TaskSpec,
     TaskStatus, Volume, DEFAULT_STOP_TIMEOUT_SECS,
 };
 use crate::network::{Cidr, IngressProtocol, IngressRule, TaskNetwork};
@@ -38,14 +38,13 @@ pub fn task_from_wire(t: pb::TaskSpec) -> IncomingTask {
     let volumes = ecs_json::volumes(&t.volumes_json, &mut problems);
     let mut seen = std::collections::HashSet::new();
     // Each container's registry login, in the containers' order (kept out of the JSON).
-    let auths: Vec<Option<RegistryAuth>> = t
+    let auths: Vec<Option<Credentials>> = t
         .containers
         .iter()
         .map(|c| {
-            c.registry_credentials.as_ref().map(|r| RegistryAuth {
-                username: r.username.clone(),
-                password: r.password.clone(),
-            })
+            c.registry_credentials
+                .as_ref()
+                .map(|r| Credentials::new(&r.username, &r.password))
         })
         .collect();
     let mut containers: Vec<ContainerSpec> = t

@@ -8,44 +8,15 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
-/// A registry user name and password (or token). Debug and Display never show the password.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Credentials {
-    pub username: String,
-    pub password: String,
-}
+pub use crate::model::Credentials;
 
-impl Credentials {
-    pub fn new(username: impl Into<String>, password: impl Into<String>) -> Self {
-        Credentials {
-            username: username.into(),
-            password: password.into(),
-        }
-    }
-
-    /// Tells credentials apart in the token cache without keeping a second copy of them.
-    pub(crate) fn fingerprint(&self) -> String {
-        let mut h = Sha256::new();
-        h.update(self.username.as_bytes());
-        h.update([0]);
-        h.update(self.password.as_bytes());
-        hex::encode(h.finalize())
-    }
-}
-
-impl fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Credentials")
-            .field("username", &self.username)
-            .field("password", &"<redacted>")
-            .finish()
-    }
-}
-
-impl fmt::Display for Credentials {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:<redacted>", self.username)
-    }
+/// Tells credentials apart in the token cache without keeping a second copy of them.
+pub(crate) fn fingerprint(c: &Credentials) -> String {
+    let mut h = Sha256::new();
+    h.update(c.username.as_bytes());
+    h.update([0]);
+    h.update(c.password.as_bytes());
+    hex::encode(h.finalize())
 }
 
 /// One challenge of a `WWW-Authenticate` header.
@@ -237,7 +208,7 @@ impl CacheKey {
         CacheKey {
             registry: registry.to_string(),
             repository: repository.to_string(),
-            credentials: creds.map(Credentials::fingerprint),
+            credentials: creds.map(fingerprint),
         }
     }
 }
@@ -340,8 +311,8 @@ mod tests {
         }
         assert!(format!("{c:?}").contains("alice"));
         assert_ne!(
-            c.fingerprint(),
-            Credentials::new("alice", "other").fingerprint()
+            fingerprint(&c),
+            fingerprint(&Credentials::new("alice", "other"))
         );
     }
 
