@@ -488,6 +488,11 @@ impl Drop for ScratchNamespace {
         if let Err(e) = crate::containerd::purge_namespace(&self.name, Duration::from_secs(30)) {
             eprintln!("cleanup: {e:#}");
         }
+        // `ctr run` puts a container's cgroup below /<namespace>; runc removes the container's
+        // own, not that parent.
+        if let Err(e) = crate::cgroups::remove_cgroup_tree(&format!("/{}", self.name)) {
+            eprintln!("cleanup: {e:#}");
+        }
     }
 }
 
