@@ -404,46 +404,14 @@ async fn wait_idle(env: &TestEnv, done: usize) -> Result<()> {
     .await
 }
 
-/// After the last cycle: nothing of any task may be left on the host or in the store.
+/// After the last cycle: nothing of any task may be left on the host (the e2e tests' own
+/// leak check) or unfinished in the store.
 async fn leftovers(env: &TestEnv, ids: &[String]) -> Result<()> {
-    let net = env.network().clone();
-    let root = env.cgroup_root().to_owned();
     let data_dir = env.agent_data_dir(0);
     wait_until("nothing of the tasks left", Duration::from_secs(60), || {
-        let net = &net;
-        let root = &root;
         let data_dir = &data_dir;
         async move {
-            let mut left = Vec::new();
-            let containers = env.containerd_containers()?;
-            if !containers.is_empty() {
-                left.push(format!("containers {containers:?}"));
-            }
-            let files = net.netns_files();
-            if !files.is_empty() {
-                left.push(format!("namespace files {files:?}"));
-            }
-            let mounts = net.netns_mounts();
-            if !mounts.is_empty() {
-                left.push(format!("namespace mounts {mounts:?}"));
-            }
-            let links = net.agent_links()?;
-            if !links.is_empty() {
-                left.push(format!("links {links:?}"));
-            }
-            if let Some(table) = net.nft_table_json()? {
-                let named: Vec<&String> = ids.iter().filter(|id| table.contains(*id)).collect();
-                if !named.is_empty() {
-                    left.push(format!("nftables rules naming tasks {named:?}"));
-                }
-            }
-            let cgroups: Vec<&String> = ids
-                .iter()
-                .filter(|id| berth_e2e::cgroup_exists(&format!("{root}/{id}")))
-                .collect();
-            if !cgroups.is_empty() {
-                left.push(format!("task cgroups {cgroups:?}"));
-            }
+            let mut left = berth_e2e::leftovers(env, ids)?;
             let store = store_counts(data_dir)?;
             if store.unfinished != 0 {
                 left.push(format!(
@@ -471,17 +439,11 @@ struct StoreCounts {
 
 /// Counts in the agent's store (read-only; the agent keeps writing in WAL mode).
 fn store_counts(data_dir: &Path) -> Result<StoreCounts> {
-    let path = data_dir.join("agent.db");
-    let conn = rusqlite::Connection::open_with_flags(
-        &path,
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .with_context(|| format!("opening {}", path.display()))?;
-    conn.busy_timeout(Duration::from_secs(5))?;
+    let conn = berth_e2e::agent_db(data_dir)?;
     let count = |sql: &str| -> Result<usize> {
         let n: i64 = conn
             .query_row(sql, [], |r| r.get(0))
-            .with_context(|| format!("{sql} in {}", path.display()))?;
+            .with_context(|| format!("{sql} in {}", data_dir.display()))?;
         Ok(usize::try_from(n).unwrap_or_default())
     };
     Ok(StoreCounts {
