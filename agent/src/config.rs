@@ -671,6 +671,35 @@ fn validate(cfg: &Config, errors: &mut Vec<String>) {
     validate_network(&cfg.network, errors);
 }
 
+/// The log filter from `BERTH_LOG`, else `RUST_LOG`, else `info`: comma-separated `level` and
+/// `target=level` directives (`info,berth_agent=debug`), targets matched by module-path prefix.
+/// tracing-subscriber's `Targets` rather than its `EnvFilter`: the latter's span and field
+/// directives (`[span]`, `{field}`) cost a regex engine's worth of resident code (issue #9), so
+/// they are refused here with the variable's name rather than silently ignored.
+pub fn log_filter(
+    env: &HashMap<String, String>,
+) -> Result<tracing_subscriber::filter::Targets, String> {
+    let (name, value) = match ["BERTH_LOG", "RUST_LOG"]
+        .iter()
+        .find_map(|n| env.get(*n).map(|v| (*n, v.trim())))
+    {
+        Some((_, "")) | None => return Ok("info".parse().expect("a valid filter")),
+        Some(found) => found,
+    };
+    if value.contains(['[', ']', '{', '}']) {
+        return Err(format!(
+            "{name} {value:?}: span and field filters are not supported; use `level` or \
+             `target=level` directives separated by commas (e.g. info,berth_agent=debug)"
+        ));
+    }
+    value.parse().map_err(|e| {
+        format!(
+            "{name} {value:?}: {e}; use `level` or `target=level` directives separated by \
+             commas (e.g. info,berth_agent=debug)"
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -984,5 +1013,45 @@ mod tests {
         let err = load(Some(&path), &HashMap::new()).unwrap_err();
         std::fs::remove_file(&path).unwrap();
         assert!(err.to_string().contains("clustr"), "{err}");
+    }
+
+    #[test]
+    fn log_filter_takes_berth_log_then_rust_log_then_info() {
+        use tracing::Level;
+        let env = |pairs: &[(&str, &str)]| -> HashMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let f = log_filter(&env(&[])).unwrap();
+        assert!(f.would_enable("berth_agent::engine", &Level::INFO));
+        assert!(!f.would_enable("berth_agent::engine", &Level::DEBUG));
+        let f = log_filter(&env(&[("RUST_LOG", "  ")])).unwrap();
+        assert!(f.would_enable("h2", &Level::INFO));
+
+        let f = log_filter(&env(&[("RUST_LOG", "warn,berth_agent=debug")])).unwrap();
+        assert!(f.would_enable("berth_agent::session", &Level::DEBUG));
+        assert!(!f.would_enable("berth_agent::session", &Level::TRACE));
+        assert!(!f.would_enable("h2::proto", &Level::INFO));
+        assert!(f.would_enable("h2::proto", &Level::WARN));
+
+        let f = log_filter(&env(&[("RUST_LOG", "warn"), ("BERTH_LOG", "DEBUG,h2=off")])).unwrap();
+        assert!(f.would_enable("berth_agent", &Level::DEBUG));
+        assert!(!f.would_enable("h2", &Level::ERROR));
+    }
+
+    #[test]
+    fn log_filter_refuses_what_it_cannot_honour() {
+        let env = |v: &str| HashMap::from([("BERTH_LOG".to_string(), v.to_string())]);
+        for bad in [
+            "berth_agent=loud",
+            "info,[session]=debug",
+            "berth_agent[{id=1}]=trace",
+        ] {
+            let err = log_filter(&env(bad)).unwrap_err();
+            assert!(err.starts_with("BERTH_LOG "), "{err}");
+            assert!(err.contains("target=level"), "{err}");
+        }
     }
 }

@@ -32,7 +32,8 @@ const MAX_CONCURRENT_HEALTH_CHECKS: usize = 8;
 
 const USAGE: &str = "usage: berth-agent [--config FILE]\n\
     Configuration: a TOML file (default /etc/berth/agent.toml if it exists), then BERTH_* \
-    environment variables. Logging: RUST_LOG or BERTH_LOG (default info).";
+    environment variables. Logging: BERTH_LOG or RUST_LOG, e.g. info,berth_agent=debug \
+    (default info).";
 
 fn main() -> ExitCode {
     // Started by containerd's shim as a container's logger (see `berth_agent::logs`).
@@ -40,23 +41,32 @@ fn main() -> ExitCode {
     if logs::logger::is_logger_invocation(&args) {
         return ExitCode::from(logs::logger::run(&args) as u8);
     }
-    let filter = std::env::var("BERTH_LOG")
-        .or_else(|_| std::env::var("RUST_LOG"))
-        .unwrap_or_else(|_| "info".into());
+    let env: std::collections::HashMap<String, String> = std::env::vars().collect();
+    let filter = match config::log_filter(&env) {
+        Ok(f) => f,
+        Err(message) => {
+            eprintln!("berth-agent: {message}");
+            return ExitCode::from(EXIT_BAD_CONFIG as u8);
+        }
+    };
     // Colour only for a person at a terminal: journald and log files get plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
         && std::env::var_os("NO_COLOR").is_none();
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_target(false)
-        .with_ansi(ansi)
-        .with_writer(std::io::stderr)
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_target(false)
+                .with_ansi(ansi)
+                .with_writer(std::io::stderr),
+        )
+        .with(filter)
         .init();
 
-    let cfg = match parse_args().and_then(|path| {
-        let env = std::env::vars().collect();
-        config::load(path.as_deref(), &env).map_err(|e| e.to_string())
-    }) {
+    let cfg = match parse_args()
+        .and_then(|path| config::load(path.as_deref(), &env).map_err(|e| e.to_string()))
+    {
         Ok(cfg) => cfg,
         Err(message) => {
             eprintln!("berth-agent: {message}");

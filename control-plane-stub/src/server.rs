@@ -9,7 +9,7 @@ use berth_proto::v1::agent_service_server::AgentServiceServer;
 use thiserror::Error;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 
 use crate::agent_service::AgentApi;
 use crate::config::Config;
@@ -94,7 +94,13 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
     let grpc = tokio::spawn(async move {
         tonic::transport::Server::builder()
             .add_service(grpc_service)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(grpc_listener), grpc_stop)
+            .serve_with_incoming_shutdown(
+                // Without TCP_NODELAY a payload written while an earlier small write waits
+                // for the agent's delayed ACK sits in Nagle's buffer for up to 40 ms: that was
+                // a third of RunTask -> RUNNING (BENCHMARKS.md, issue #9).
+                TcpIncoming::from(grpc_listener).with_nodelay(Some(true)),
+                grpc_stop,
+            )
             .await
             .map_err(|e| ServerError::Serve {
                 what: "gRPC",

@@ -68,6 +68,9 @@ pub struct TestEnv {
     manifest_grace_secs: Option<u64>,
     /// The `[images]` table (its lines, without the header) of agents started from now on.
     agent_images_toml: Option<String>,
+    /// The control plane agents started from now on connect to, instead of this env's
+    /// berth-cp (a benchmark's own minimal control plane).
+    agent_endpoint: Option<SocketAddr>,
     passed: bool,
 }
 
@@ -113,6 +116,7 @@ impl TestEnv {
             cp_manifest_interval_ms: None,
             manifest_grace_secs: None,
             agent_images_toml: None,
+            agent_endpoint: None,
             passed: false,
         })
     }
@@ -371,7 +375,7 @@ impl TestEnv {
         let mut toml = format!(
             "cluster = {cluster:?}\nendpoint = \"http://{grpc}\"\ndata_dir = {data_dir:?}\n",
             cluster = self.cluster,
-            grpc = self.cp_addrs().grpc,
+            grpc = self.agent_endpoint.unwrap_or_else(|| self.cp_addrs().grpc),
             data_dir = data_dir.display().to_string(),
         );
         if let Some(code) = activation_code {
@@ -421,6 +425,10 @@ impl TestEnv {
 
     pub fn agent(&mut self, index: usize) -> &mut Proc {
         &mut self.agents[index]
+    }
+
+    pub fn agent_pid(&self, index: usize) -> u32 {
+        self.agents[index].pid()
     }
 
     /// Waits until the cluster has a container instance whose agent is connected; returns its
@@ -509,6 +517,11 @@ impl TestEnv {
     /// started after this call.
     pub fn set_containerd_call_timeout_secs(&mut self, secs: u64) {
         self.containerd_call_timeout_secs = Some(secs);
+    }
+
+    /// Agents started from now on connect to `grpc` instead of this env's berth-cp.
+    pub fn set_agent_endpoint(&mut self, grpc: SocketAddr) {
+        self.agent_endpoint = Some(grpc);
     }
 
     /// The `[images]` table of agents started after this call: its key lines, without the

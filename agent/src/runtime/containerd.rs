@@ -63,7 +63,14 @@ pub struct Containerd {
     /// changes, and health checks would otherwise fetch and parse it every few seconds.
     /// Dropped when the container is removed (and so before an id is reused).
     exec_templates: std::sync::Mutex<HashMap<String, std::sync::Arc<ExecTemplate>>>,
+    /// Images resolved, by the digest their record points at: content is immutable, so a
+    /// digest seen once needs no more reads of its manifest and config (two calls per launch).
+    /// Bounded by [`RESOLVED_CACHE_MAX`].
+    resolved: std::sync::Mutex<HashMap<String, ResolvedImage>>,
 }
+
+/// Distinct image digests remembered; the cache starts afresh beyond it.
+const RESOLVED_CACHE_MAX: usize = 64;
 
 impl Containerd {
     /// Connects lazily: the channel reconnects by itself when containerd restarts.
@@ -79,6 +86,7 @@ impl Containerd {
             client: Client::from(channel),
             cfg,
             exec_templates: Default::default(),
+            resolved: Default::default(),
         })
     }
 
@@ -97,7 +105,15 @@ impl Containerd {
     where
         F: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
-        match tokio::time::timeout(self.cfg.call_timeout, fut).await {
+        let started = std::time::Instant::now();
+        let result = tokio::time::timeout(self.cfg.call_timeout, fut).await;
+        // Where a launch's time goes, call by call (`berth_agent::runtime=trace`).
+        tracing::trace!(
+            call = name,
+            us = started.elapsed().as_micros() as u64,
+            "containerd"
+        );
+        match result {
             Ok(Ok(resp)) => Ok(resp.into_inner()),
             Ok(Err(status)) => Err(RuntimeError::Containerd {
                 call: name,
@@ -166,15 +182,28 @@ impl Containerd {
             .image
             .and_then(|i| i.target)
             .ok_or_else(|| bad("the image record has no target".into()))?;
-        let mut manifest_digest = target.digest;
-        if image::is_index(&target.media_type) {
-            let index = self.read_blob(&manifest_digest).await?;
-            manifest_digest = image::select_manifest(&index, image::host_arch()).map_err(bad)?;
-        }
-        let manifest = self.read_blob(&manifest_digest).await?;
-        let config_digest = image::config_digest(&manifest).map_err(bad)?;
-        let config = self.read_blob(&config_digest).await?;
-        let resolved = image::parse_config(&config).map_err(bad)?;
+        let cached = self.resolved_lock().get(&target.digest).cloned();
+        let resolved = match cached {
+            Some(resolved) => resolved,
+            None => {
+                let mut manifest_digest = target.digest.clone();
+                if image::is_index(&target.media_type) {
+                    let index = self.read_blob(&manifest_digest).await?;
+                    manifest_digest =
+                        image::select_manifest(&index, image::host_arch()).map_err(bad)?;
+                }
+                let manifest = self.read_blob(&manifest_digest).await?;
+                let config_digest = image::config_digest(&manifest).map_err(bad)?;
+                let config = self.read_blob(&config_digest).await?;
+                let resolved = image::parse_config(&config).map_err(bad)?;
+                let mut cache = self.resolved_lock();
+                if cache.len() >= RESOLVED_CACHE_MAX {
+                    cache.clear();
+                }
+                cache.insert(target.digest, resolved.clone());
+                resolved
+            }
+        };
         // The layers must be unpacked for our snapshotter; pulling and unpacking is the
         // image-pull module's job, so here a missing snapshot is a clear error.
         let mut snapshots = self.client.snapshots();
@@ -274,34 +303,20 @@ impl Containerd {
         lease: &str,
     ) -> Result<Vec<Mount>, RuntimeError> {
         let mut snapshots = self.client.snapshots();
-        let mut removed_leftover = false;
-        loop {
-            let prepared = self
-                .call(
-                    "Snapshots.Prepare",
-                    snapshots.prepare(self.leased(
-                        PrepareSnapshotRequest {
-                            snapshotter: self.cfg.snapshotter.clone(),
-                            key: key.to_string(),
-                            parent: parent.to_string(),
-                            labels: HashMap::new(),
-                        },
-                        lease,
-                    )),
-                )
-                .await;
-            match prepared {
-                Ok(resp) => return Ok(resp.mounts),
-                // A leftover from a launch that crashed half-way: remove it, prepare afresh.
-                Err(RuntimeError::Containerd { status, .. })
-                    if status.code() == tonic::Code::AlreadyExists && !removed_leftover =>
-                {
-                    self.remove_snapshot(key).await?;
-                    removed_leftover = true;
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        self.call(
+            "Snapshots.Prepare",
+            snapshots.prepare(self.leased(
+                PrepareSnapshotRequest {
+                    snapshotter: self.cfg.snapshotter.clone(),
+                    key: key.to_string(),
+                    parent: parent.to_string(),
+                    labels: HashMap::new(),
+                },
+                lease,
+            )),
+        )
+        .await
+        .map(|resp| resp.mounts)
     }
 
     pub(super) async fn remove_snapshot(&self, key: &str) -> Result<(), RuntimeError> {
@@ -410,22 +425,39 @@ impl Containerd {
         )
     }
 
+    /// The snapshot and container record of a launch, under a lease of their own.
+    async fn create_leased(
+        &self,
+        req: &CreateRequest,
+        resolved: &ResolvedImage,
+    ) -> Result<Vec<Mount>, RuntimeError> {
+        let lease = self.create_lease(&req.runtime_id).await?;
+        let result = self.create_under_lease(req, resolved, &lease).await;
+        self.delete_lease(&lease).await;
+        result
+    }
+
     /// One launch attempt: the snapshot and container record under a lease, then the task.
     async fn create_once(&self, req: &CreateRequest) -> Result<(), RuntimeError> {
         let id = req.runtime_id.as_str();
         let resolved = self.resolve(&req.container.image).await?;
-
-        // Replace a leftover of an earlier attempt (the agent may have crashed mid-launch).
-        self.remove(id).await?;
-
         if let Some(dir) = req.log_path.parent() {
             std::fs::create_dir_all(dir)
                 .map_err(|e| RuntimeError::Io(format!("creating {}: {e}", dir.display())))?;
         }
-        let lease = self.create_lease(id).await?;
-        let result = self.create_under_lease(req, &resolved, &lease).await;
-        self.delete_lease(&lease).await;
-        let mounts = result?;
+        // A leftover of an earlier attempt (the agent may have crashed mid-launch) shows as an
+        // existing snapshot or container: replace it. Looking for one only when it is there
+        // keeps five calls off every ordinary launch.
+        let mounts = match self.create_leased(req, &resolved).await {
+            Err(RuntimeError::Containerd { status, .. })
+                if status.code() == tonic::Code::AlreadyExists =>
+            {
+                tracing::info!(runtime_id = id, "replacing a leftover of an earlier launch");
+                self.remove(id).await?;
+                self.create_leased(req, &resolved).await?
+            }
+            result => result?,
+        };
         // The shim (or the logger it starts) writes the log: the agent never holds a pipe.
         let log_uri = crate::logs::stdio_uri(&req.log_path);
         let mut tasks = self.client.tasks();
@@ -996,6 +1028,10 @@ impl Containerd {
         self.exec_templates_lock()
             .insert(id.to_string(), std::sync::Arc::clone(&template));
         Ok(template)
+    }
+
+    fn resolved_lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, ResolvedImage>> {
+        self.resolved.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn exec_templates_lock(

@@ -6,6 +6,7 @@
 //! cargo run --release -p berth-e2e --bin berth-bench -- health
 //! cargo run --release -p berth-e2e --bin berth-bench -- soak
 //! cargo run --release -p berth-e2e --bin berth-bench -- pull
+//! cargo run --release -p berth-e2e --bin berth-bench -- launch
 //! ```
 //!
 //! `health` measures (i) how long a health status change takes from the end of the check that
@@ -25,6 +26,12 @@
 //!
 //! `pull` (issue #8, `pull.rs`) pulls a ~100 MB multi-layer image from a registry on loopback,
 //! `--rounds N` (5) times each with Berth and with `ctr images pull --plain-http`.
+//!
+//! `launch` (issue #9, `launch.rs`) times task launches against the same containers launched
+//! by a direct containerd client (`direct.rs`), sequentially, per network mode and in a burst,
+//! with the agent talking to a minimal control plane in this process (`probe_cp.rs`); then
+//! RunTask -> RUNNING through berth-cp, and the agent's memory idle and with 100 tasks, and
+//! its CPU with them running.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -38,6 +45,12 @@ use berth_e2e::{
 };
 use serde_json::{json, Value};
 
+#[path = "berth-bench/direct.rs"]
+mod direct;
+#[path = "berth-bench/launch.rs"]
+mod launch;
+#[path = "berth-bench/probe_cp.rs"]
+mod probe_cp;
 #[path = "berth-bench/pull.rs"]
 mod pull;
 #[path = "berth-bench/soak.rs"]
@@ -45,7 +58,9 @@ mod soak;
 
 const USAGE: &str = "usage: berth-bench health [--flip-tasks N] [--flips N] \
                      [--cpu-containers N] [--cpu-secs N] [--baseline] | berth-bench soak \
-                     [--cycles N] [--batch N] | berth-bench pull [--rounds N]";
+                     [--cycles N] [--batch N] | berth-bench pull [--rounds N] | berth-bench \
+                     launch [--tasks N] [--per-mode N] [--burst N] [--e2e N] [--cpu-secs N] \
+                     [--warmup N]";
 
 /// Containers per task in the CPU part.
 const PER_TASK: usize = 10;
@@ -96,11 +111,13 @@ fn main() -> Result<()> {
         Health(Options),
         Soak(soak::Options),
         Pull(pull::Options),
+        Launch(launch::Options),
     }
     let bench = match args.first().map(String::as_str) {
         Some("health") => Bench::Health(parse(&args[1..])?),
         Some("soak") => Bench::Soak(soak::parse(&args[1..])?),
         Some("pull") => Bench::Pull(pull::parse(&args[1..])?),
+        Some("launch") => Bench::Launch(launch::parse(&args[1..])?),
         _ => bail!("{USAGE}"),
     };
     // The processes log at `info`, as installed, unless BERTH_E2E_LOG says otherwise (the
@@ -117,6 +134,7 @@ fn main() -> Result<()> {
                 Bench::Health(o) => health(o).await,
                 Bench::Soak(o) => soak::run(o).await,
                 Bench::Pull(o) => pull::run(o).await,
+                Bench::Launch(o) => launch::run(o).await,
             }
         })
 }

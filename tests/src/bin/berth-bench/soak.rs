@@ -498,7 +498,7 @@ impl Probe<'_> {
 
 /// The containerd process listening on the agents' socket (several may run on a host: tests
 /// start private ones): the one holding the socket inode /proc/net/unix lists for that path.
-fn containerd_pid() -> Option<u32> {
+pub(super) fn containerd_pid() -> Option<u32> {
     let socket = std::env::var("CONTAINERD_ADDRESS")
         .unwrap_or_else(|_| "/run/containerd/containerd.sock".to_owned());
     let unix = std::fs::read_to_string("/proc/net/unix").ok()?;
@@ -524,7 +524,7 @@ fn containerd_pid() -> Option<u32> {
 }
 
 /// The number after `name` at the start of a line of a /proc file ("VmRSS:   1234 kB").
-fn kib_field(text: &str, name: &str) -> Result<u64> {
+pub(super) fn kib_field(text: &str, name: &str) -> Result<u64> {
     text.lines()
         .find_map(|l| l.strip_prefix(name))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
