@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use berth_e2e::procstat::{clock_ticks_per_sec, cpu_ticks, find_processes, CpuTicks};
-use berth_e2e::{register, run_task, timeout, wait_until, TestEnv, TEST_IMAGE};
+use berth_e2e::{register, task_arn, timeout, wait_until, EcsClient, TestEnv, TEST_IMAGE};
 use berth_proto::v1 as pb;
 use serde_json::json;
 
@@ -581,17 +581,25 @@ async fn through_cp(o: &Options) -> Result<ThroughCp> {
     let result: Result<()> = async {
         for _ in 0..o.e2e {
             let started = Instant::now();
-            let arn = run_task(&env, &td, serde_json::Value::Null).await?;
+            // One client throughout, as an SDK keeps its connections.
+            let out = api
+                .call(
+                    "RunTask",
+                    json!({"cluster": env.cluster, "taskDefinition": td}),
+                )
+                .await
+                .context("RunTask")?;
             run_task_calls.push(started.elapsed());
+            let arn = task_arn(&out["tasks"][0]).with_context(|| format!("RunTask: {out}"))?;
             arns.push(arn.clone());
-            wait_running_polled(&env, &arn).await?;
+            wait_running_polled(&api, &env.cluster, &arn).await?;
             e2e.push(started.elapsed());
         }
         Ok(())
     }
     .await;
     let measured = match result {
-        Ok(()) => measure_loaded(&env, agent, o.cpu_secs, &arns).await,
+        Ok(()) => measure_loaded(&env, &api, agent, o.cpu_secs, &arns).await,
         Err(e) => Err(e),
     };
     // Stop what was started whatever happened; the env's drop removes the rest.
@@ -622,6 +630,7 @@ async fn through_cp(o: &Options) -> Result<ThroughCp> {
 
 async fn measure_loaded(
     env: &TestEnv,
+    api: &EcsClient,
     agent: u32,
     cpu_secs: u64,
     arns: &[String],
@@ -661,7 +670,7 @@ async fn measure_loaded(
     };
     // Still all running after the quiet minute.
     for arn in arns {
-        let task = describe(env, arn).await?;
+        let task = describe(api, &env.cluster, arn).await?;
         ensure!(
             task["lastStatus"] == "RUNNING",
             "task {arn} is {} after the CPU measurement: {task}",
@@ -680,23 +689,19 @@ async fn measure_loaded(
     ))
 }
 
-async fn describe(env: &TestEnv, arn: &str) -> Result<serde_json::Value> {
-    let out = env
-        .api()
-        .call(
-            "DescribeTasks",
-            json!({"cluster": env.cluster, "tasks": [arn]}),
-        )
+async fn describe(api: &EcsClient, cluster: &str, arn: &str) -> Result<serde_json::Value> {
+    let out = api
+        .call("DescribeTasks", json!({"cluster": cluster, "tasks": [arn]}))
         .await
         .context("DescribeTasks")?;
     Ok(out["tasks"][0].clone())
 }
 
 /// Polls DescribeTasks every 5 ms, as an impatient client would, until `arn` is RUNNING.
-async fn wait_running_polled(env: &TestEnv, arn: &str) -> Result<()> {
+async fn wait_running_polled(api: &EcsClient, cluster: &str, arn: &str) -> Result<()> {
     let deadline = Instant::now() + timeout(120);
     loop {
-        let task = describe(env, arn).await?;
+        let task = describe(api, cluster, arn).await?;
         match task["lastStatus"].as_str() {
             Some("RUNNING") => return Ok(()),
             Some("STOPPED") => bail!("task {arn} stopped: {task}"),
