@@ -135,7 +135,9 @@ impl Store {
         // FULL would add an fsync to every state change.
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        let version: i32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        let version: i32 = conn
+            .prepare_cached("PRAGMA user_version")?
+            .query_row([], |r| r.get(0))?;
         if version > SCHEMA_VERSION {
             return Err(StoreError::TooNew {
                 path: path.display().to_string(),
@@ -167,6 +169,9 @@ impl Store {
         // SQLite's default page cache (2 MiB) would fill with finished tasks' pages: the
         // agent's hot data is a few unfinished rows and the outbox.
         conn.pragma_update(None, "cache_size", -512)?;
+        // Every statement the store runs is prepared once and kept: parsing SQL was a tenth of
+        // the agent's CPU per launch (BENCHMARKS.md, launch).
+        conn.set_prepared_statement_cache_capacity(32);
         Ok(Self {
             conn: Mutex::new(conn),
         })
@@ -179,16 +184,17 @@ impl Store {
 
     fn meta(conn: &Connection, key: &str) -> Result<Option<String>, StoreError> {
         Ok(conn
-            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .prepare_cached("SELECT value FROM meta WHERE key = ?1")?
+            .query_row([key], |r| r.get(0))
             .optional()?)
     }
 
     fn set_meta(conn: &Connection, key: &str, value: &str) -> Result<(), StoreError> {
-        conn.execute(
+        conn.prepare_cached(
             "INSERT INTO meta (key, value) VALUES (?1, ?2)
              ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-            params![key, value],
-        )?;
+        )?
+        .execute(params![key, value])?;
         Ok(())
     }
 
@@ -240,20 +246,22 @@ impl Store {
         let tx = conn.transaction()?;
         let mut touched = Vec::new();
         for t in tasks {
-            let inserted = tx.execute(
-                "INSERT OR IGNORE INTO tasks (arn, state, updated_at_ms) VALUES (?1, ?2, ?3)",
-                params![t.spec.arn, to_json(t)?, now_ms],
-            )?;
+            let inserted = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO tasks (arn, state, updated_at_ms) VALUES (?1, ?2, ?3)",
+                )?
+                .execute(params![t.spec.arn, to_json(t)?, now_ms])?;
             if inserted > 0 {
                 touched.push(t.spec.arn.clone());
             }
         }
         for (arn, reason) in stops {
-            let updated = tx.execute(
-                "UPDATE tasks SET stop_reason = ?2 WHERE arn = ?1 AND stop_reason IS NULL
+            let updated = tx
+                .prepare_cached(
+                    "UPDATE tasks SET stop_reason = ?2 WHERE arn = ?1 AND stop_reason IS NULL
                  AND finished = 0",
-                params![arn, reason],
-            )?;
+                )?
+                .execute(params![arn, reason])?;
             if updated > 0 {
                 touched.push(arn.clone());
             }
@@ -274,10 +282,15 @@ impl Store {
     ) -> Result<(), StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
-        tx.execute(
+        tx.prepare_cached(
             "UPDATE tasks SET state = ?2, finished = ?3, updated_at_ms = ?4 WHERE arn = ?1",
-            params![state.spec.arn, to_json(state)?, state.is_finished(), now_ms],
-        )?;
+        )?
+        .execute(params![
+            state.spec.arn,
+            to_json(state)?,
+            state.is_finished(),
+            now_ms
+        ])?;
         Self::queue_reports(&tx, &state.spec.arn, reports, now_ms)?;
         tx.commit()?;
         Ok(())
@@ -297,10 +310,8 @@ impl Store {
                 at_ms: now_ms,
                 report: report.into(),
             };
-            tx.execute(
-                "INSERT INTO outbox (seq, body) VALUES (?1, ?2)",
-                params![seq as i64, to_json(&entry)?],
-            )?;
+            tx.prepare_cached("INSERT INTO outbox (seq, body) VALUES (?1, ?2)")?
+                .execute(params![seq as i64, to_json(&entry)?])?;
             seq += 1;
         }
         Self::set_meta(tx, "next_state_seq", &seq.to_string())?;
@@ -313,24 +324,25 @@ impl Store {
     /// and containers' STOPPED reports are never dropped, and what is kept stays in order, so
     /// the control plane still sees every task transition and every container's end.
     fn bound_outbox(tx: &rusqlite::Transaction<'_>, task_arn: &str) -> Result<(), StoreError> {
-        let queued: i64 = tx.query_row(
-            "SELECT COUNT(*) FROM outbox WHERE json_extract(body, '$.task_arn') = ?1",
-            [task_arn],
-            |r| r.get(0),
-        )?;
+        let queued: i64 = tx
+            .prepare_cached(
+                "SELECT COUNT(*) FROM outbox WHERE json_extract(body, '$.task_arn') = ?1",
+            )?
+            .query_row([task_arn], |r| r.get(0))?;
         let excess = queued - OUTBOX_PER_TASK as i64;
         if excess <= 0 {
             return Ok(());
         }
-        let dropped = tx.execute(
-            "DELETE FROM outbox WHERE seq IN (
+        let dropped = tx
+            .prepare_cached(
+                "DELETE FROM outbox WHERE seq IN (
                  SELECT seq FROM outbox
                  WHERE json_extract(body, '$.task_arn') = ?1
                    AND json_extract(body, '$.report.Container.status') IS NOT NULL
                    AND json_extract(body, '$.report.Container.status') != 'Stopped'
                  ORDER BY seq LIMIT ?2)",
-            params![task_arn, excess],
-        )?;
+            )?
+            .execute(params![task_arn, excess])?;
         if dropped > 0 {
             tracing::warn!(
                 task.arn = task_arn,
@@ -344,11 +356,13 @@ impl Store {
     /// Records a stop the agent itself decided (the task manifest), like a payload's stop but
     /// without a payload sequence. Returns whether the task was still to be stopped.
     pub fn request_stop(&self, arn: &str, reason: &str) -> Result<bool, StoreError> {
-        let updated = self.conn().execute(
-            "UPDATE tasks SET stop_reason = ?2 WHERE arn = ?1 AND stop_reason IS NULL
+        let updated = self
+            .conn()
+            .prepare_cached(
+                "UPDATE tasks SET stop_reason = ?2 WHERE arn = ?1 AND stop_reason IS NULL
              AND finished = 0",
-            params![arn, reason],
-        )?;
+            )?
+            .execute(params![arn, reason])?;
         Ok(updated > 0)
     }
 
@@ -362,11 +376,17 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
-        let inserted = tx.execute(
-            "INSERT OR IGNORE INTO tasks (arn, state, finished, updated_at_ms)
+        let inserted = tx
+            .prepare_cached(
+                "INSERT OR IGNORE INTO tasks (arn, state, finished, updated_at_ms)
              VALUES (?1, ?2, ?3, ?4)",
-            params![state.spec.arn, to_json(state)?, state.is_finished(), now_ms],
-        )?;
+            )?
+            .execute(params![
+                state.spec.arn,
+                to_json(state)?,
+                state.is_finished(),
+                now_ms
+            ])?;
         if inserted == 0 {
             return Ok(false);
         }
@@ -380,18 +400,20 @@ impl Store {
     /// never runs it twice; afterwards no payload can name it any more (payloads are only
     /// redelivered after the last one recorded). Returns how many were forgotten.
     pub fn prune_finished(&self, before_ms: i64) -> Result<usize, StoreError> {
-        let n = self.conn().execute(
-            "DELETE FROM tasks WHERE finished = 1 AND updated_at_ms < ?1
+        let n = self
+            .conn()
+            .prepare_cached(
+                "DELETE FROM tasks WHERE finished = 1 AND updated_at_ms < ?1
              AND arn NOT IN (SELECT json_extract(body, '$.task_arn') FROM outbox)",
-            [before_ms],
-        )?;
+            )?
+            .execute([before_ms])?;
         Ok(n)
     }
 
     /// The ARNs of every task recorded, finished or not.
     pub fn task_arns(&self) -> Result<Vec<String>, StoreError> {
         let conn = self.conn();
-        let mut stmt = conn.prepare("SELECT arn FROM tasks")?;
+        let mut stmt = conn.prepare_cached("SELECT arn FROM tasks")?;
         let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
@@ -399,8 +421,9 @@ impl Store {
     /// The ARNs of unfinished tasks with a stop request recorded.
     pub fn stop_requested_arns(&self) -> Result<Vec<String>, StoreError> {
         let conn = self.conn();
-        let mut stmt =
-            conn.prepare("SELECT arn FROM tasks WHERE finished = 0 AND stop_reason IS NOT NULL")?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT arn FROM tasks WHERE finished = 0 AND stop_reason IS NOT NULL",
+        )?;
         let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
@@ -408,9 +431,8 @@ impl Store {
     pub fn stop_request(&self, arn: &str) -> Result<Option<StopRequest>, StoreError> {
         let conn = self.conn();
         let reason: Option<Option<String>> = conn
-            .query_row("SELECT stop_reason FROM tasks WHERE arn = ?1", [arn], |r| {
-                r.get(0)
-            })
+            .prepare_cached("SELECT stop_reason FROM tasks WHERE arn = ?1")?
+            .query_row([arn], |r| r.get(0))
             .optional()?;
         Ok(reason.flatten().map(|reason| StopRequest { reason }))
     }
@@ -418,7 +440,7 @@ impl Store {
     /// Tasks that still need a worker.
     pub fn unfinished_tasks(&self) -> Result<Vec<TaskState>, StoreError> {
         let conn = self.conn();
-        let mut stmt = conn.prepare("SELECT arn, state FROM tasks WHERE finished = 0")?;
+        let mut stmt = conn.prepare_cached("SELECT arn, state FROM tasks WHERE finished = 0")?;
         let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
         let mut out = Vec::new();
         for row in rows {
@@ -431,9 +453,8 @@ impl Store {
     pub fn task(&self, arn: &str) -> Result<Option<TaskState>, StoreError> {
         let conn = self.conn();
         let json: Option<String> = conn
-            .query_row("SELECT state FROM tasks WHERE arn = ?1", [arn], |r| {
-                r.get(0)
-            })
+            .prepare_cached("SELECT state FROM tasks WHERE arn = ?1")?
+            .query_row([arn], |r| r.get(0))
             .optional()?;
         json.map(|j| from_json(arn, &j)).transpose()
     }
@@ -441,8 +462,8 @@ impl Store {
     /// Reports after `after`, oldest first.
     pub fn outbox_after(&self, after: u64, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
         let conn = self.conn();
-        let mut stmt =
-            conn.prepare("SELECT seq, body FROM outbox WHERE seq > ?1 ORDER BY seq LIMIT ?2")?;
+        let mut stmt = conn
+            .prepare_cached("SELECT seq, body FROM outbox WHERE seq > ?1 ORDER BY seq LIMIT ?2")?;
         let rows = stmt.query_map(params![after as i64, limit as i64], |r| {
             Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
         })?;
@@ -468,21 +489,19 @@ impl Store {
         }
         let mut entries: Vec<OutboxEntry> = Vec::new();
         {
-            let mut stmt = tx.prepare("SELECT seq, body FROM outbox ORDER BY seq")?;
+            let mut stmt = tx.prepare_cached("SELECT seq, body FROM outbox ORDER BY seq")?;
             let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
             for row in rows {
                 let (seq, body) = row?;
                 entries.push(from_json(&format!("outbox entry {seq}"), &body)?);
             }
         }
-        tx.execute("DELETE FROM outbox", [])?;
+        tx.prepare_cached("DELETE FROM outbox")?.execute([])?;
         let mut seq = applied + 1;
         for mut entry in entries.iter().cloned() {
             entry.seq = seq;
-            tx.execute(
-                "INSERT INTO outbox (seq, body) VALUES (?1, ?2)",
-                params![seq as i64, to_json(&entry)?],
-            )?;
+            tx.prepare_cached("INSERT INTO outbox (seq, body) VALUES (?1, ?2)")?
+                .execute(params![seq as i64, to_json(&entry)?])?;
             seq += 1;
         }
         Self::set_meta(&tx, "next_state_seq", &seq.to_string())?;
@@ -493,14 +512,16 @@ impl Store {
     /// The control plane has applied every report up to `seq`.
     pub fn ack_outbox(&self, seq: u64) -> Result<(), StoreError> {
         self.conn()
-            .execute("DELETE FROM outbox WHERE seq <= ?1", [seq as i64])?;
+            .prepare_cached("DELETE FROM outbox WHERE seq <= ?1")?
+            .execute([seq as i64])?;
         Ok(())
     }
 
     pub fn outbox_len(&self) -> Result<u64, StoreError> {
         let n: i64 = self
             .conn()
-            .query_row("SELECT COUNT(*) FROM outbox", [], |r| r.get(0))?;
+            .prepare_cached("SELECT COUNT(*) FROM outbox")?
+            .query_row([], |r| r.get(0))?;
         Ok(n as u64)
     }
 }
