@@ -793,6 +793,21 @@ impl AgentAlone {
             a.median - d.median,
             a.p99 / d.p99
         );
+        // Each pair ran back to back under the same load: the median of their differences is
+        // the overhead with less of the machine's drift in it than a difference of medians.
+        let mut diffs: Vec<f64> = self
+            .agent
+            .iter()
+            .zip(&self.direct)
+            .map(|(a, d)| ms(*a) - ms(*d))
+            .collect();
+        diffs.sort_by(f64::total_cmp);
+        let _ = writeln!(
+            out,
+            "per pair (agent - direct): median {:+.1} ms, p99 {:+.1} ms",
+            percentile(&diffs, 50.0),
+            percentile(&diffs, 99.0)
+        );
         let _ = writeln!(
             out,
             "agent CPU time over the {} pairs: {:.2} s, {:.1} ms per launch",
