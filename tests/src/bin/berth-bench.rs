@@ -139,6 +139,11 @@ fn main() -> Result<()> {
         })
 }
 
+/// The "total run time" line of a report.
+fn run_time(started: Instant) -> String {
+    format!("total run time: {:.0} s\n", started.elapsed().as_secs_f64())
+}
+
 /// Progress on stderr, with the seconds since the start.
 fn progress(msg: std::fmt::Arguments<'_>) {
     static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
@@ -172,11 +177,7 @@ async fn health(o: Options) -> Result<()> {
         o.cpu_secs,
         if o.baseline { " --baseline" } else { "" }
     )?;
-    writeln!(
-        out,
-        "total run time: {:.0} s",
-        started.elapsed().as_secs_f64()
-    )?;
+    out.push_str(&run_time(started));
     out.push_str(&flips.report());
     out.push_str(&checked.report());
     if let Some(b) = &baseline {

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use containerd_client::services::v1::container::Runtime;
@@ -146,13 +146,14 @@ impl Direct {
         let spec = serde_json::to_vec(&spec)?;
 
         let started = Instant::now();
-        let expire = SystemTime::now() + Duration::from_secs(3600);
+        // No expiry label: the lease is deleted three calls later, and a run that dies before
+        // that leaves it to the namespace's removal.
         let lease = self
             .client
             .leases()
             .create(self.req(LeaseCreateRequest {
                 id: lease_id(id),
-                labels: HashMap::from([("containerd.io/gc.expire".to_owned(), rfc3339(expire))]),
+                labels: HashMap::new(),
             }))
             .await
             .context("Leases.Create")?
@@ -364,30 +365,6 @@ fn escape(s: &str) -> String {
     out
 }
 
-/// RFC 3339 in UTC, for containerd's gc.expire label.
-fn rfc3339(t: SystemTime) -> String {
-    let secs = t
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs()) as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil from days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
 /// Where direct container `id` logs, under `dir`.
 pub fn log_path(dir: &Path, id: &str) -> PathBuf {
     dir.join(format!("{id}.log"))
@@ -410,11 +387,5 @@ mod tests {
             "binary:///usr/bin/berth-agent?berth-log-path=%2Ftmp%2Fx%20y%2Fd.log&berth-log-max-size=10"
         );
         assert!(with_log_path("binary:///x?other=1", log).is_err());
-    }
-
-    #[test]
-    fn rfc3339_formats_utc() {
-        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        assert_eq!(rfc3339(t), "2023-11-14T22:13:20Z");
     }
 }

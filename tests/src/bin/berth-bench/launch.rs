@@ -31,7 +31,7 @@ use serde_json::json;
 use super::direct::{self, Direct, Template};
 use super::probe_cp::ProbeCp;
 use super::soak::{containerd_pid, kib_field};
-use super::{machine, progress};
+use super::{machine, progress, run_time};
 
 const USAGE: &str = "usage: berth-bench launch [--tasks N] [--per-mode N] [--burst N] \
                      [--e2e N] [--cpu-secs N] [--warmup N]";
@@ -93,11 +93,7 @@ pub async fn run(o: Options) -> Result<()> {
         "options: --tasks {} --per-mode {} --burst {} --e2e {} --cpu-secs {} --warmup {}",
         o.tasks, o.per_mode, o.burst, o.e2e, o.cpu_secs, o.warmup
     )?;
-    writeln!(
-        out,
-        "total run time: {:.0} s",
-        started.elapsed().as_secs_f64()
-    )?;
+    out.push_str(&run_time(started));
     out.push_str(&agent.report());
     out.push_str(&product.report());
     print!("{out}");
