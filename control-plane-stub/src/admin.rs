@@ -5,10 +5,10 @@ use std::path::Path;
 
 use thiserror::Error;
 
-use crate::control::{now_ms, valid_cluster_name};
-use crate::ids;
-use crate::instance::ActivationCode;
-use crate::store::{Store, StoreError};
+use crate::app::{now_ms, valid_cluster_name};
+use crate::domain::ids;
+use crate::domain::instance::ActivationCode;
+use crate::state::{Store, StoreError};
 
 #[derive(Debug, Error)]
 pub enum AdminError {

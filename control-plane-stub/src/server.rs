@@ -11,11 +11,11 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tonic::transport::server::TcpIncoming;
 
-use crate::agent_service::AgentApi;
+use crate::agents::service::AgentApi;
+use crate::app::{now_ms, ControlPlane};
 use crate::config::Config;
-use crate::control::{now_ms, ControlPlane};
-use crate::ids::Arns;
-use crate::store::{Store, StoreError};
+use crate::domain::ids::Arns;
+use crate::state::{Store, StoreError};
 
 /// How long open connections get to finish once shutdown starts.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
@@ -78,7 +78,7 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
     let wait = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    let router = crate::ecs_api::router(cp.clone());
+    let router = crate::api::ecs::router(cp.clone());
     let api_stop = wait(stopped.clone());
     let api = tokio::spawn(async move {
         axum::serve(api_listener, router)

@@ -3,9 +3,9 @@
 mod common;
 
 use berth_cp::admin;
-use berth_cp::ids;
-use berth_cp::instance::ActivationCode;
-use berth_cp::store::Store;
+use berth_cp::domain::ids;
+use berth_cp::domain::instance::ActivationCode;
+use berth_cp::state::Store;
 use berth_proto::v1 as pb;
 use common::*;
 use pb::control_message::Msg;

@@ -4,7 +4,7 @@
 use std::io::Write;
 
 use super::{CliError, Client};
-use crate::logs::{LOG_DRIVER_HEADER, PATH};
+use crate::api::berth::logs::{LOG_DRIVER_HEADER, PATH};
 
 pub struct LogsArgs<'a> {
     pub cluster: &'a str,

@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::{json, Value};
 use thiserror::Error;
 
-use crate::ecs_api::{CONTENT_TYPE, TARGET_PREFIX};
+use crate::api::ecs::{CONTENT_TYPE, TARGET_PREFIX};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -92,7 +92,7 @@ pub enum Command {
         /// PROTOCOL:PORT[-PORT]:CIDR, e.g. tcp:80:0.0.0.0/0, udp:5000-5010:10.0.0.0/8, or
         /// all::CIDR for every protocol and port (repeatable; none allows no ingress).
         #[arg(long = "ingress", value_name = "RULE", value_parser = parse_ingress)]
-        ingress: Vec<crate::security::IngressRule>,
+        ingress: Vec<crate::domain::security::IngressRule>,
         #[arg(long)]
         description: Option<String>,
     },
@@ -142,8 +142,8 @@ pub enum Command {
     },
 }
 
-fn parse_ingress(s: &str) -> Result<crate::security::IngressRule, String> {
-    crate::security::parse_ingress_spec(s)
+fn parse_ingress(s: &str) -> Result<crate::domain::security::IngressRule, String> {
+    crate::domain::security::parse_ingress_spec(s)
 }
 
 #[derive(Debug, Error)]
@@ -366,7 +366,7 @@ pub async fn execute(cli: &Cli) -> Result<String, CliError> {
             description,
         } => {
             let mut body = json!({
-                "ingress": ingress.iter().map(crate::security::IngressRule::to_json).collect::<Vec<_>>(),
+                "ingress": ingress.iter().map(crate::domain::security::IngressRule::to_json).collect::<Vec<_>>(),
             });
             if let Some(d) = description {
                 body["description"] = json!(d);
@@ -380,7 +380,11 @@ pub async fn execute(cli: &Cli) -> Result<String, CliError> {
         }
         Command::ListSecurityGroups => (
             client
-                .berth(reqwest::Method::GET, crate::security_api::PATH, None)
+                .berth(
+                    reqwest::Method::GET,
+                    crate::api::berth::security_groups::PATH,
+                    None,
+                )
                 .await?,
             |v| {
                 let groups = v["securityGroups"].as_array().cloned().unwrap_or_default();
@@ -409,7 +413,7 @@ pub async fn execute(cli: &Cli) -> Result<String, CliError> {
         }
         Command::ListSecrets => (
             client
-                .berth(reqwest::Method::GET, crate::secrets_api::PATH, None)
+                .berth(reqwest::Method::GET, crate::api::berth::secrets::PATH, None)
                 .await?,
             |v| {
                 let secrets = v["secrets"].as_array().cloned().unwrap_or_default();
@@ -426,7 +430,7 @@ pub async fn execute(cli: &Cli) -> Result<String, CliError> {
             client
                 .berth(
                     reqwest::Method::GET,
-                    &crate::events_api::events_path(task),
+                    &crate::api::berth::events::events_path(task),
                     None,
                 )
                 .await?,
@@ -461,12 +465,20 @@ pub async fn execute(cli: &Cli) -> Result<String, CliError> {
 
 /// `/berth/v1/security-groups/<group>`, the group percent-encoded for the path.
 fn security_group_path(group: &str) -> String {
-    format!("{}/{}", crate::security_api::PATH, path_segment(group))
+    format!(
+        "{}/{}",
+        crate::api::berth::security_groups::PATH,
+        path_segment(group)
+    )
 }
 
 /// `/berth/v1/secrets/<name>`, the name percent-encoded for the path (names may hold `/`).
 fn secret_path(name: &str) -> String {
-    format!("{}/{}", crate::secrets_api::PATH, path_segment(name))
+    format!(
+        "{}/{}",
+        crate::api::berth::secrets::PATH,
+        path_segment(name)
+    )
 }
 
 /// The password piped to `--password-stdin`: everything read, less one trailing newline (as

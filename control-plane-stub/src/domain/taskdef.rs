@@ -6,7 +6,7 @@
 use serde_json::{Map, Value};
 use thiserror::Error;
 
-use crate::units;
+use crate::domain::units;
 
 /// Which ECS error code a validation problem maps to: missing/contradictory content is a
 /// ClientException, a value of the wrong type or range an InvalidParameterException (as ECS does).

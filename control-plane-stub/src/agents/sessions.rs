@@ -13,7 +13,7 @@ use std::sync::{Mutex, MutexGuard};
 use berth_proto::v1 as pb;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::store::{Store, StoreError};
+use crate::state::{Store, StoreError};
 
 pub type Outbound = mpsc::UnboundedSender<Result<pb::ControlMessage, tonic::Status>>;
 
@@ -157,13 +157,16 @@ fn flush_locked(
         return Ok(());
     };
     for (seq, bytes) in store.outbox_after(instance_id, session.last_sent_payload_seq)? {
-        match crate::wire::payload_message(&bytes) {
+        match crate::agents::wire::payload_message(&bytes) {
             Ok(mut msg) => {
                 if let Some(pb::control_message::Msg::Payload(p)) = &mut msg.msg {
                     p.seq = seq;
-                    let unresolved = crate::wire::fill_registry_credentials(p, |parameter| {
-                        Ok::<_, StoreError>(store.get_secret(parameter)?.map(|(_, login)| login))
-                    })?;
+                    let unresolved =
+                        crate::agents::wire::fill_registry_credentials(p, |parameter| {
+                            Ok::<_, StoreError>(
+                                store.get_secret(parameter)?.map(|(_, login)| login),
+                            )
+                        })?;
                     for u in unresolved {
                         tracing::warn!(
                             instance.id = instance_id,

@@ -17,10 +17,10 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::{json, Value};
 
-use crate::control::ControlPlane;
-use crate::ecs_api::ApiError;
-use crate::secrets::SecretInfo;
-use crate::security_api::{error, run};
+use crate::api::berth::security_groups::{error, run};
+use crate::api::ecs::ApiError;
+use crate::app::ControlPlane;
+use crate::domain::secrets::SecretInfo;
 
 pub const PATH: &str = "/berth/v1/secrets";
 pub const ITEM_PATH: &str = "/berth/v1/secrets/{name}";
@@ -29,7 +29,7 @@ pub fn secret_json(s: &SecretInfo) -> Value {
     json!({
         "name": s.name,
         "arn": s.arn,
-        "createdAt": crate::ecs_api::ts(s.created_at_ms),
+        "createdAt": crate::api::ecs::ts(s.created_at_ms),
     })
 }
 

@@ -16,10 +16,10 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::{json, Value};
 
-use crate::control::{ControlPlane, CpError};
-use crate::ecs_api::{ts, ApiError};
-use crate::security_api::{error, run};
-use crate::task::TaskEvent;
+use crate::api::berth::security_groups::{error, run};
+use crate::api::ecs::{ts, ApiError};
+use crate::app::{ControlPlane, CpError};
+use crate::domain::task::TaskEvent;
 
 /// Everything below `/berth/v1/tasks/`; the handler accepts only `<task>/events`.
 pub const PATH: &str = "/berth/v1/tasks/{*rest}";
@@ -72,7 +72,7 @@ pub async fn get(State(cp): State<Arc<ControlPlane>>, Path(rest): Path<String>) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::task::EventKind;
+    use crate::domain::task::EventKind;
 
     #[test]
     fn only_task_events_paths_name_a_task() {

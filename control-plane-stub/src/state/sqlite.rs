@@ -12,12 +12,12 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use thiserror::Error;
 
-use crate::instance::{
+use crate::domain::instance::{
     check_activation, ActivationCode, Instance, InstanceInfo, Refusal, RuntimeHealth,
 };
-use crate::secrets::{Login, SecretInfo};
-use crate::security::{GroupContent, SecurityGroup};
-use crate::task::{AgentChange, EventKind, Task, TaskEvent};
+use crate::domain::secrets::{Login, SecretInfo};
+use crate::domain::security::{GroupContent, SecurityGroup};
+use crate::domain::task::{AgentChange, EventKind, Task, TaskEvent};
 
 pub const DB_FILE: &str = "berth-cp.db";
 const SCHEMA_VERSION: i64 = 4;
@@ -516,7 +516,7 @@ impl Store {
         if seq <= last as u64 {
             return Ok(ChangeOutcome::Duplicate);
         }
-        let task_id = crate::ids::resource_id(change.task_arn());
+        let task_id = crate::domain::ids::resource_id(change.task_arn());
         let outcome = match load_task(&tx, task_id)? {
             None => ChangeOutcome::Ignored(format!("unknown task {}", change.task_arn())),
             Some(t) if t.instance_id != instance_id => ChangeOutcome::Ignored(format!(
@@ -628,7 +628,7 @@ impl Store {
                 ..g
             },
             None => SecurityGroup {
-                id: crate::security::new_group_id(),
+                id: crate::domain::security::new_group_id(),
                 name: name.to_string(),
                 description: content.description.clone(),
                 ingress: content.ingress.clone(),
@@ -1084,8 +1084,8 @@ fn insert_outbox(conn: &Connection, instance_id: &str, seq: u64, payload: &[u8])
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::security::parse_ingress_spec;
-    use crate::task::{ContainerStatus, TaskStatus};
+    use crate::domain::security::parse_ingress_spec;
+    use crate::domain::task::{ContainerStatus, TaskStatus};
 
     struct TempDir(PathBuf);
 
@@ -1096,7 +1096,9 @@ mod tests {
     }
 
     fn temp_dir() -> TempDir {
-        TempDir(std::env::temp_dir().join(format!("berth-cp-store-{}", crate::ids::new_id())))
+        TempDir(
+            std::env::temp_dir().join(format!("berth-cp-store-{}", crate::domain::ids::new_id())),
+        )
     }
 
     fn content(rules: &[&str]) -> GroupContent {
@@ -1166,7 +1168,7 @@ mod tests {
             .register_with_activation("code", &instance("i1"), 1)
             .unwrap()
             .unwrap();
-        let t = crate::task::tests::sample_task();
+        let t = crate::domain::task::tests::sample_task();
         store
             .insert_tasks(std::slice::from_ref(&t), &|_, _| Vec::new())
             .unwrap();
@@ -1380,7 +1382,7 @@ mod tests {
                      VALUES ('i1', 'default', 'x', 0, 1, 50, 4, '{\"hostname\":\"h\",\"resources\":[],\"attributes\":[],\"agent_version\":\"\",\"agent_hash\":\"\",\"containerd_version\":\"\"}');",
             )
             .unwrap();
-            let t = crate::task::tests::sample_task();
+            let t = crate::domain::task::tests::sample_task();
             conn.execute(
                 "INSERT INTO tasks (id, cluster, instance_id, family, last_status, desired_status,
                      created_at_ms, body_json) VALUES ('t1', 'default', 'i1', 'web', 'PENDING',

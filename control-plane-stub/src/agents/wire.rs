@@ -4,14 +4,14 @@ use berth_proto::v1 as pb;
 use prost::Message;
 use thiserror::Error;
 
-use crate::instance::{InstanceInfo, Resource};
-use crate::secrets::{credentials_parameter, Login};
-use crate::security::IngressRule;
-use crate::task::{
+use crate::domain::instance::{InstanceInfo, Resource};
+use crate::domain::secrets::{credentials_parameter, Login};
+use crate::domain::security::IngressRule;
+use crate::domain::task::{
     AgentChange, ContainerStatus, HealthReport, HealthStatus, NetworkBinding, Task, TaskNetwork,
     TaskStatus, MAX_HEALTH_OUTPUT_BYTES,
 };
-use crate::taskdef::TaskDefSpec;
+use crate::domain::taskdef::TaskDefSpec;
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum WireError {

@@ -20,7 +20,7 @@ use axum::response::{IntoResponse, Response};
 use berth_proto::v1 as pb;
 use tokio::sync::mpsc;
 
-use crate::control::{ControlPlane, CpError};
+use crate::app::{ControlPlane, CpError};
 
 pub const PATH: &str = "/berth/v1/logs";
 pub const LOG_DRIVER_HEADER: &str = "x-berth-log-driver";

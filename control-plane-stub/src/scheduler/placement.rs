@@ -4,7 +4,7 @@
 //! fits nowhere fails at once (never queued), with the reason ECS would give. Host ports are a
 //! resource as in ECS (RESOURCE:PORTS): a task's fixed host ports must all be free.
 
-use crate::taskdef::{Needs, PortRange};
+use crate::domain::taskdef::{Needs, PortRange};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Candidate {
@@ -109,7 +109,7 @@ fn choose(
             detail: format!(
                 "network mode {network_mode} is not supported by any connected instance \
                  (attribute {})",
-                crate::instance::NETWORK_MODES_ATTRIBUTE
+                crate::domain::instance::NETWORK_MODES_ATTRIBUTE
             ),
         });
     }
@@ -318,7 +318,7 @@ mod tests {
     }
 
     fn tcp(port: u16) -> PortRange {
-        PortRange::single(crate::taskdef::Protocol::Tcp, port)
+        PortRange::single(crate::domain::taskdef::Protocol::Tcp, port)
     }
 
     #[test]
@@ -339,7 +339,7 @@ mod tests {
             )
         );
         // Another protocol, or another port, is free.
-        let udp = PortRange::single(crate::taskdef::Protocol::Udp, 80);
+        let udp = PortRange::single(crate::domain::taskdef::Protocol::Udp, 80);
         assert_eq!(
             place(NEEDS, &[udp], "bridge", 1, &[a.clone()], "td")[0].as_deref(),
             Ok("a")
@@ -355,7 +355,7 @@ mod tests {
         let mut a = cand("a", 8192, 0);
         a.used_ports = vec![tcp(22)];
         let range = PortRange {
-            protocol: crate::taskdef::Protocol::Tcp,
+            protocol: crate::domain::taskdef::Protocol::Tcp,
             first: 20,
             last: 30,
         };

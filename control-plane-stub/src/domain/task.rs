@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::taskdef::{HealthDef, Needs, PortMapping, PortRange};
+use crate::domain::taskdef::{HealthDef, Needs, PortMapping, PortRange};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]

@@ -190,7 +190,10 @@ pub fn check_activation(
 /// Whether a presented secret belongs to this instance.
 pub fn check_credential(instance: Option<&Instance>, secret: &str) -> Result<(), Refusal> {
     let instance = instance.ok_or(Refusal::CredentialRejected)?;
-    if !crate::ids::digests_equal(&instance.secret_sha256, &crate::ids::sha256_hex(secret)) {
+    if !crate::domain::ids::digests_equal(
+        &instance.secret_sha256,
+        &crate::domain::ids::sha256_hex(secret),
+    ) {
         return Err(Refusal::CredentialRejected);
     }
     if instance.revoked {

@@ -6,16 +6,18 @@ use std::sync::Arc;
 
 use thiserror::Error;
 
-use crate::compat;
-use crate::ids::{self, Arns};
-use crate::instance::{check_credential, Instance, InstanceInfo, Refusal};
-use crate::placement::{self, Candidate, PlacementFailure};
-use crate::secrets::{self, SecretInfo};
-use crate::security::{self, IngressRule, SecurityGroup};
-use crate::sessions::Sessions;
-use crate::store::{ChangeOutcome, ClusterCounts, Store, StoreError, TaskDefRecord, TaskFilter};
-use crate::task::{AgentChange, Container, ContainerStatus, Task, TaskEvent, TaskStatus};
-use crate::taskdef::{self, HealthDef, Needs, PortRange, Protocol, TaskDefError, TaskDefSpec};
+use crate::agents::sessions::Sessions;
+use crate::domain::compat;
+use crate::domain::ids::{self, Arns};
+use crate::domain::instance::{check_credential, Instance, InstanceInfo, Refusal};
+use crate::domain::secrets::{self, SecretInfo};
+use crate::domain::security::{self, IngressRule, SecurityGroup};
+use crate::domain::task::{AgentChange, Container, ContainerStatus, Task, TaskEvent, TaskStatus};
+use crate::domain::taskdef::{
+    self, HealthDef, Needs, PortRange, Protocol, TaskDefError, TaskDefSpec,
+};
+use crate::scheduler::placement::{self, Candidate, PlacementFailure};
+use crate::state::{ChangeOutcome, ClusterCounts, Store, StoreError, TaskDefRecord, TaskFilter};
 
 #[derive(Debug, Error)]
 pub enum CpError {
@@ -62,7 +64,7 @@ pub struct ControlPlane {
     pub store: Store,
     pub sessions: Sessions,
     /// Log requests waiting for their agent's chunks.
-    pub logs: crate::logs::LogRouter,
+    pub logs: crate::api::berth::logs::LogRouter,
     pub arns: Arns,
     pub heartbeat_interval_ms: u32,
     /// How often each session gets a fresh TaskManifest.
@@ -299,12 +301,12 @@ impl ControlPlane {
                 let arn = self.arns.task(&t.cluster, &t.id);
                 (
                     t.id.as_str(),
-                    crate::wire::task_spec(&arn, t, &spec, ingress.as_deref()),
+                    crate::agents::wire::task_spec(&arn, t, &spec, ingress.as_deref()),
                 )
             })
             .collect();
         self.store.insert_tasks(&tasks, &|seq, group| {
-            crate::wire::start_payload(
+            crate::agents::wire::start_payload(
                 seq,
                 group.iter().map(|t| specs[t.id.as_str()].clone()).collect(),
             )
@@ -429,7 +431,11 @@ impl ControlPlane {
         let task = self
             .store
             .stop_task(id, reason, now_ms(), &|seq, t| {
-                crate::wire::stop_payload(seq, &arn, t.stopped_reason.as_deref().unwrap_or(""))
+                crate::agents::wire::stop_payload(
+                    seq,
+                    &arn,
+                    t.stopped_reason.as_deref().unwrap_or(""),
+                )
             })?
             .ok_or_else(|| CpError::TaskNotFound(reference.to_string()))?;
         self.sessions.flush(&task.instance_id, &self.store)?;
@@ -846,7 +852,7 @@ fn sum_needs<'a>(tasks: impl Iterator<Item = &'a Task>) -> Needs {
 /// resources, as ECS's), and the fixed host ports of `tasks` (its tasks not STOPPED) and the
 /// host ports their agent reported bound.
 fn used_ports<'a>(
-    info: &crate::instance::InstanceInfo,
+    info: &crate::domain::instance::InstanceInfo,
     tasks: impl Iterator<Item = &'a Task>,
 ) -> Vec<PortRange> {
     let mut out: Vec<PortRange> = Vec::new();

@@ -20,9 +20,9 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
-use crate::control::{ControlPlane, CpError};
-use crate::ecs_api::ApiError;
-use crate::security::{IngressRule, SecurityGroup};
+use crate::api::ecs::ApiError;
+use crate::app::{ControlPlane, CpError};
+use crate::domain::security::{IngressRule, SecurityGroup};
 
 pub const PATH: &str = "/berth/v1/security-groups";
 pub const ITEM_PATH: &str = "/berth/v1/security-groups/{group}";
@@ -33,8 +33,8 @@ pub fn group_json(g: &SecurityGroup) -> Value {
         "groupName": g.name,
         "description": g.description,
         "ingress": g.ingress.iter().map(IngressRule::to_json).collect::<Vec<_>>(),
-        "createdAt": crate::ecs_api::ts(g.created_at_ms),
-        "updatedAt": crate::ecs_api::ts(g.updated_at_ms),
+        "createdAt": crate::api::ecs::ts(g.created_at_ms),
+        "updatedAt": crate::api::ecs::ts(g.updated_at_ms),
     })
 }
 

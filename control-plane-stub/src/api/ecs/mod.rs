@@ -15,7 +15,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use tracing::Instrument;
 
-use crate::control::ControlPlane;
+use crate::app::ControlPlane;
 pub use error::ApiError;
 pub use shapes::ts;
 
@@ -25,20 +25,33 @@ pub const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
 pub fn router(cp: Arc<ControlPlane>) -> Router {
     Router::new()
         .route("/", post(handle))
-        .route(crate::logs::PATH, get(crate::logs::http_logs))
-        .route(crate::security_api::PATH, get(crate::security_api::list))
         .route(
-            crate::security_api::ITEM_PATH,
-            get(crate::security_api::get)
-                .put(crate::security_api::put)
-                .delete(crate::security_api::delete),
+            crate::api::berth::logs::PATH,
+            get(crate::api::berth::logs::http_logs),
         )
-        .route(crate::secrets_api::PATH, get(crate::secrets_api::list))
         .route(
-            crate::secrets_api::ITEM_PATH,
-            axum::routing::put(crate::secrets_api::put).delete(crate::secrets_api::delete),
+            crate::api::berth::security_groups::PATH,
+            get(crate::api::berth::security_groups::list),
         )
-        .route(crate::events_api::PATH, get(crate::events_api::get))
+        .route(
+            crate::api::berth::security_groups::ITEM_PATH,
+            get(crate::api::berth::security_groups::get)
+                .put(crate::api::berth::security_groups::put)
+                .delete(crate::api::berth::security_groups::delete),
+        )
+        .route(
+            crate::api::berth::secrets::PATH,
+            get(crate::api::berth::secrets::list),
+        )
+        .route(
+            crate::api::berth::secrets::ITEM_PATH,
+            axum::routing::put(crate::api::berth::secrets::put)
+                .delete(crate::api::berth::secrets::delete),
+        )
+        .route(
+            crate::api::berth::events::PATH,
+            get(crate::api::berth::events::get),
+        )
         .with_state(cp)
 }
 

@@ -13,10 +13,10 @@ use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 
-use crate::control::{ControlPlane, CpError};
-use crate::instance::Refusal;
-use crate::store::ChangeOutcome;
-use crate::wire;
+use crate::agents::wire;
+use crate::app::{ControlPlane, CpError};
+use crate::domain::instance::Refusal;
+use crate::state::ChangeOutcome;
 
 pub struct AgentApi {
     cp: Arc<ControlPlane>,
@@ -229,7 +229,7 @@ fn handle(
     cp: &ControlPlane,
     instance_id: &str,
     m: AgentMessage,
-    tx: &crate::sessions::Outbound,
+    tx: &crate::agents::sessions::Outbound,
 ) -> Result<(), Status> {
     // Revocation takes effect at the instance's next message.
     if !cp.still_allowed(instance_id).map_err(internal)? {

@@ -2,13 +2,15 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::control::InstanceView;
-use crate::ids::Arns;
-use crate::instance::{overall_health, Resource, RuntimeHealth};
-use crate::placement::PlacementFailure;
-use crate::store::{ClusterCounts, TaskDefRecord};
-use crate::task::{container_health_status, task_health_status, Container, Task, TaskStatus};
-use crate::taskdef::{HealthDef, Protocol};
+use crate::app::InstanceView;
+use crate::domain::ids::Arns;
+use crate::domain::instance::{overall_health, Resource, RuntimeHealth};
+use crate::domain::task::{
+    container_health_status, task_health_status, Container, Task, TaskStatus,
+};
+use crate::domain::taskdef::{HealthDef, Protocol};
+use crate::scheduler::placement::PlacementFailure;
+use crate::state::{ClusterCounts, TaskDefRecord};
 
 /// The subnet named in awsvpc attachments: the agent's task subnet, whatever it is.
 pub const TASK_SUBNET_ID: &str = "berth-task-subnet";
@@ -261,7 +263,7 @@ fn network_bindings(t: &Task, c: &Container) -> Vec<Value> {
 fn network_interfaces(t: &Task) -> Vec<Value> {
     match (network_mode(t), private_ipv4(t)) {
         ("bridge" | "awsvpc", Some(ip)) => vec![json!({
-            "attachmentId": crate::ids::attachment_id(&t.id),
+            "attachmentId": crate::domain::ids::attachment_id(&t.id),
             "privateIpv4Address": ip,
         })],
         _ => Vec::new(),
@@ -282,7 +284,7 @@ fn awsvpc_attachment(t: &Task) -> Option<Value> {
     };
     let mut details = vec![
         json!({"name": "subnetId", "value": TASK_SUBNET_ID}),
-        json!({"name": "networkInterfaceId", "value": crate::ids::eni_id(&t.id)}),
+        json!({"name": "networkInterfaceId", "value": crate::domain::ids::eni_id(&t.id)}),
     ];
     if let Some(mac) = network.map(|n| &n.mac_address).filter(|m| !m.is_empty()) {
         details.push(json!({"name": "macAddress", "value": mac}));
@@ -294,7 +296,7 @@ fn awsvpc_attachment(t: &Task) -> Option<Value> {
         details.push(json!({"name": "securityGroupIds", "value": t.security_groups.join(",")}));
     }
     Some(json!({
-        "id": crate::ids::attachment_id(&t.id),
+        "id": crate::domain::ids::attachment_id(&t.id),
         "type": "ElasticNetworkInterface",
         "status": status,
         "details": details,
@@ -402,8 +404,8 @@ pub fn container_instance(arns: &Arns, v: &InstanceView) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::task::tests::sample_task;
-    use crate::task::{ContainerHealth, HealthStatus};
+    use crate::domain::task::tests::sample_task;
+    use crate::domain::task::{ContainerHealth, HealthStatus};
 
     fn def(name: &str, essential: bool, health_check: bool) -> HealthDef {
         HealthDef {

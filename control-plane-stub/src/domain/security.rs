@@ -101,7 +101,7 @@ pub struct GroupContent {
 }
 
 pub fn new_group_id() -> String {
-    let id = crate::ids::new_id();
+    let id = crate::domain::ids::new_id();
     format!("sg-{}", &id[..17])
 }
 

@@ -3,8 +3,8 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
-use crate::control::CpError;
-use crate::taskdef::ProblemKind;
+use crate::app::CpError;
+use crate::domain::taskdef::ProblemKind;
 
 #[derive(Debug)]
 pub struct ApiError {

@@ -6,9 +6,9 @@ use serde_json::{json, Value};
 
 use super::error::ApiError;
 use super::shapes;
-use crate::control::{ControlPlane, NetworkConfiguration, RunTaskInput};
-use crate::ids;
-use crate::store::TaskFilter;
+use crate::app::{ControlPlane, NetworkConfiguration, RunTaskInput};
+use crate::domain::ids;
+use crate::state::TaskFilter;
 
 type OpResult = Result<Value, ApiError>;
 

@@ -1,0 +1,3 @@
+pub mod service;
+pub mod sessions;
+pub mod wire;

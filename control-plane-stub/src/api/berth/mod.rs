@@ -1,0 +1,4 @@
+pub mod events;
+pub mod logs;
+pub mod secrets;
+pub mod security_groups;

@@ -1,0 +1,11 @@
+//! Pure types and validation: task definitions, tasks and their status rules, container
+//! instances, ids and ARNs, security groups, secrets' metadata. No I/O, no async.
+
+pub mod compat;
+pub mod ids;
+pub mod instance;
+pub mod secrets;
+pub mod security;
+pub mod task;
+pub mod taskdef;
+pub mod units;

@@ -1,0 +1,3 @@
+//! Placement decisions: pure functions from a snapshot of cluster state to what to do.
+
+pub mod placement;

@@ -1,0 +1,2 @@
+mod sqlite;
+pub use sqlite::*;
