@@ -8,7 +8,7 @@ use thiserror::Error;
 use crate::app::{now_ms, valid_cluster_name};
 use crate::domain::ids;
 use crate::domain::instance::ActivationCode;
-use crate::state::{Store, StoreError};
+use crate::state::{ActivationStore, ClusterStore, InstanceStore, SqliteStore, StoreError};
 
 #[derive(Debug, Error)]
 pub enum AdminError {
@@ -44,7 +44,7 @@ pub fn create_activation(
     if !problems.is_empty() {
         return Err(AdminError::Invalid(problems.join("; ")));
     }
-    let store = Store::open(data_dir)?;
+    let store = SqliteStore::open(data_dir)?;
     let now = now_ms();
     store.ensure_cluster(cluster, now)?;
     let code = ids::new_activation_code();
@@ -62,7 +62,7 @@ pub fn create_activation(
 }
 
 pub fn revoke_activation(data_dir: &Path, code: &str) -> Result<(), AdminError> {
-    let store = Store::open(data_dir)?;
+    let store = SqliteStore::open(data_dir)?;
     if store.revoke_activation(&ids::sha256_hex(code.trim()))? {
         Ok(())
     } else {
@@ -71,7 +71,7 @@ pub fn revoke_activation(data_dir: &Path, code: &str) -> Result<(), AdminError> 
 }
 
 pub fn revoke_instance(data_dir: &Path, instance: &str) -> Result<(), AdminError> {
-    let store = Store::open(data_dir)?;
+    let store = SqliteStore::open(data_dir)?;
     if store.revoke_instance(ids::resource_id(instance))? {
         Ok(())
     } else {

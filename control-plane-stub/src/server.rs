@@ -15,7 +15,7 @@ use crate::agents::service::AgentApi;
 use crate::app::{now_ms, ControlPlane};
 use crate::config::Config;
 use crate::domain::ids::Arns;
-use crate::state::{Store, StoreError};
+use crate::state::{SqliteStore, Store, StoreError};
 
 /// How long open connections get to finish once shutdown starts.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
@@ -50,7 +50,7 @@ pub struct RunningServer {
 
 /// Opens the state, binds, announces the real addresses, and starts serving.
 pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
-    let store = Store::open(&config.data_dir)?;
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.data_dir)?);
     // ECS users expect a "default" cluster to exist.
     store.ensure_cluster("default", now_ms())?;
     let cp = ControlPlane::new(

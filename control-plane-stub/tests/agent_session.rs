@@ -5,7 +5,7 @@ mod common;
 use berth_cp::admin;
 use berth_cp::domain::ids;
 use berth_cp::domain::instance::ActivationCode;
-use berth_cp::state::Store;
+use berth_cp::state::{ActivationStore, SqliteStore};
 use berth_proto::v1 as pb;
 use common::*;
 use pb::control_message::Msg;
@@ -47,7 +47,7 @@ async fn registration_refusals_say_why() {
 
     // Expired: written directly with an expiry in the past, so the test does not wait.
     let expired = "EXPIREDCODE";
-    Store::open(&data)
+    SqliteStore::open(&data)
         .unwrap()
         .insert_activation(
             &ids::sha256_hex(expired),

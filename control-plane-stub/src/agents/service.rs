@@ -154,7 +154,7 @@ impl AgentService for AgentApi {
                 &instance.id,
                 hello.last_payload_seq,
                 tx.clone(),
-                &self.cp.store,
+                &*self.cp.store,
             )
             .map_err(|e| internal(e.into()))?;
 

@@ -49,7 +49,7 @@ impl Sessions {
         instance_id: &str,
         last_payload_seq: u64,
         tx: Outbound,
-        store: &Store,
+        store: &dyn Store,
     ) -> Result<Attached, StoreError> {
         let session_id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (replaced_tx, replaced_rx) = oneshot::channel();
@@ -86,7 +86,7 @@ impl Sessions {
     }
 
     /// Sends the instance's new outbox entries, if it is connected.
-    pub fn flush(&self, instance_id: &str, store: &Store) -> Result<(), StoreError> {
+    pub fn flush(&self, instance_id: &str, store: &dyn Store) -> Result<(), StoreError> {
         flush_locked(&mut self.live(), instance_id, store)
     }
 
@@ -151,7 +151,7 @@ impl Sessions {
 fn flush_locked(
     live: &mut HashMap<String, Session>,
     instance_id: &str,
-    store: &Store,
+    store: &dyn Store,
 ) -> Result<(), StoreError> {
     let Some(session) = live.get_mut(instance_id) else {
         return Ok(());

@@ -61,7 +61,7 @@ pub fn now_ms() -> i64 {
 }
 
 pub struct ControlPlane {
-    pub store: Store,
+    pub store: Arc<dyn Store>,
     pub sessions: Sessions,
     /// Log requests waiting for their agent's chunks.
     pub logs: crate::api::berth::logs::LogRouter,
@@ -128,7 +128,7 @@ pub struct Registered {
 
 impl ControlPlane {
     pub fn new(
-        store: Store,
+        store: Arc<dyn Store>,
         arns: Arns,
         heartbeat_interval_ms: u32,
         manifest_interval_ms: u32,
@@ -314,7 +314,7 @@ impl ControlPlane {
         let mut instances: Vec<&str> = tasks.iter().map(|t| t.instance_id.as_str()).collect();
         instances.dedup();
         for instance in instances {
-            self.sessions.flush(instance, &self.store)?;
+            self.sessions.flush(instance, &*self.store)?;
         }
         for t in &tasks {
             tracing::info!(task.id = %t.id, instance.id = %t.instance_id, family = %t.family, "task placed");
@@ -438,7 +438,7 @@ impl ControlPlane {
                 )
             })?
             .ok_or_else(|| CpError::TaskNotFound(reference.to_string()))?;
-        self.sessions.flush(&task.instance_id, &self.store)?;
+        self.sessions.flush(&task.instance_id, &*self.store)?;
         tracing::info!(task.id = %task.id, instance.id = %task.instance_id, "stop requested");
         Ok(task)
     }

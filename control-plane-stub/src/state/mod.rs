@@ -1,2 +1,287 @@
+//! The control plane's state behind a set of traits, one per resource, so a second backend
+//! (PostgreSQL, issue #23) slots in beside SQLite and runs the same store tests. Each method that
+//! must be atomic (a task and its payload, a state change and its sequence number) is one
+//! transaction in every backend.
+
 mod sqlite;
-pub use sqlite::*;
+
+pub use sqlite::{SqliteStore, DB_FILE, SCHEMA_VERSION};
+
+use std::path::PathBuf;
+
+use thiserror::Error;
+
+use crate::domain::instance::{ActivationCode, Instance, InstanceInfo, Refusal, RuntimeHealth};
+use crate::domain::secrets::{Login, SecretInfo};
+use crate::domain::security::{GroupContent, SecurityGroup};
+use crate::domain::task::{AgentChange, Task, TaskEvent};
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("creating data directory {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("stored record is not readable: {0}")]
+    Corrupt(#[from] serde_json::Error),
+    #[error("database schema version {found} is newer than this berth-cp ({SCHEMA_VERSION}); upgrade berth-cp")]
+    SchemaTooNew { found: i64 },
+    #[error("stored task event of task {task_id} (seq {seq}) has unknown kind {kind:?}")]
+    BadEventKind {
+        task_id: String,
+        seq: u64,
+        kind: String,
+    },
+}
+
+type Result<T> = std::result::Result<T, StoreError>;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskDefRecord {
+    pub family: String,
+    pub revision: i64,
+    pub active: bool,
+    pub raw: serde_json::Value,
+    pub registered_at_ms: i64,
+    pub deregistered_at_ms: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClusterCounts {
+    pub instances: i64,
+    pub running_tasks: i64,
+    pub pending_tasks: i64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct TaskFilter {
+    pub cluster: Option<String>,
+    pub instance_id: Option<String>,
+    pub family: Option<String>,
+    pub started_by: Option<String>,
+    pub desired_status: Option<String>,
+    /// Only tasks whose lastStatus is not STOPPED.
+    pub not_stopped: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChangeOutcome {
+    /// Already applied under this sequence number.
+    Duplicate,
+    Applied,
+    /// Recorded as seen but not applied; the reason is for the log.
+    Ignored(String),
+}
+
+/// One outbox entry: the payload body as the session layer encoded it.
+pub type OutboxEntry = (u64, Vec<u8>);
+
+/// Everything berth-cp keeps: what the application layer and the agent service are given.
+pub trait Store:
+    ClusterStore
+    + TaskDefinitionStore
+    + ActivationStore
+    + InstanceStore
+    + TaskStore
+    + SecurityGroupStore
+    + SecretStore
+    + PayloadStore
+    + Send
+    + Sync
+{
+}
+
+impl<T> Store for T where
+    T: ClusterStore
+        + TaskDefinitionStore
+        + ActivationStore
+        + InstanceStore
+        + TaskStore
+        + SecurityGroupStore
+        + SecretStore
+        + PayloadStore
+        + Send
+        + Sync
+{
+}
+
+/// Clusters: created on first use, counted for DescribeClusters.
+pub trait ClusterStore {
+    /// Creates the cluster unless it exists; returns whether it was created.
+    fn ensure_cluster(&self, name: &str, now_ms: i64) -> Result<bool>;
+
+    fn cluster_exists(&self, name: &str) -> Result<bool>;
+
+    fn list_clusters(&self) -> Result<Vec<String>>;
+
+    fn cluster_counts(&self, name: &str) -> Result<ClusterCounts>;
+}
+
+/// Task definitions: revisions per family, never deleted (deregistering keeps them).
+pub trait TaskDefinitionStore {
+    /// Stores a new revision of `family` (the next after the highest ever registered).
+    fn insert_task_definition(
+        &self,
+        family: &str,
+        raw: &serde_json::Value,
+        now_ms: i64,
+    ) -> Result<TaskDefRecord>;
+
+    /// A given revision, or the latest ACTIVE one.
+    fn get_task_definition(
+        &self,
+        family: &str,
+        revision: Option<i64>,
+    ) -> Result<Option<TaskDefRecord>>;
+
+    /// (family, revision) pairs, sorted by family then revision.
+    fn list_task_definitions(
+        &self,
+        family_prefix: Option<&str>,
+        active: Option<bool>,
+    ) -> Result<Vec<(String, i64)>>;
+
+    fn deregister_task_definition(
+        &self,
+        family: &str,
+        revision: i64,
+        now_ms: i64,
+    ) -> Result<Option<TaskDefRecord>>;
+}
+
+/// Activation codes, and the registration that spends one.
+pub trait ActivationStore {
+    fn insert_activation(
+        &self,
+        code_sha256: &str,
+        code: &ActivationCode,
+        now_ms: i64,
+    ) -> Result<()>;
+
+    fn revoke_activation(&self, code_sha256: &str) -> Result<bool>;
+
+    /// Checks and spends one use of the code and creates the instance, atomically, so two agents
+    /// racing for the last use cannot both win.
+    fn register_with_activation(
+        &self,
+        code_sha256: &str,
+        instance: &Instance,
+        now_ms: i64,
+    ) -> Result<std::result::Result<(), Refusal>>;
+}
+
+/// Container instances: their credentials, details and runtime health.
+pub trait InstanceStore {
+    fn get_instance(&self, id: &str) -> Result<Option<Instance>>;
+
+    fn list_instances(&self, cluster: &str) -> Result<Vec<Instance>>;
+
+    fn update_instance_info(&self, id: &str, info: &InstanceInfo) -> Result<()>;
+
+    fn revoke_instance(&self, id: &str) -> Result<bool>;
+
+    /// A heartbeat at `now_ms` saying whether containerd is healthy: updates the instance's
+    /// runtime health (see [`RuntimeHealth::observe`]). Returns the new record, or None when
+    /// there is no such instance.
+    fn record_heartbeat(
+        &self,
+        id: &str,
+        containerd_healthy: bool,
+        now_ms: i64,
+    ) -> Result<Option<RuntimeHealth>>;
+}
+
+/// Tasks, their payloads, and the state changes agents report, each applied once.
+pub trait TaskStore {
+    /// Inserts placed tasks and, per instance, one payload carrying them, in one transaction, so
+    /// a task is never recorded without the payload that tells its agent.
+    fn insert_tasks(
+        &self,
+        tasks: &[Task],
+        encode_payload: &dyn Fn(u64, &[&Task]) -> Vec<u8>,
+    ) -> Result<()>;
+
+    fn get_task(&self, id: &str) -> Result<Option<Task>>;
+
+    fn list_tasks(&self, f: &TaskFilter) -> Result<Vec<Task>>;
+
+    /// A user's stop request: the task change and the payload telling the agent, atomically.
+    /// None when there is no such task.
+    fn stop_task(
+        &self,
+        id: &str,
+        reason: Option<&str>,
+        now_ms: i64,
+        encode_payload: &dyn Fn(u64, &Task) -> Vec<u8>,
+    ) -> Result<Option<Task>>;
+
+    /// Applies an agent state change once, at `now_ms`: the change and its sequence number are
+    /// stored in one transaction, so a resent change after a crash is recognised as a duplicate.
+    fn apply_state_change(
+        &self,
+        instance_id: &str,
+        seq: u64,
+        change: &AgentChange,
+        now_ms: i64,
+    ) -> Result<ChangeOutcome>;
+
+    /// The task's event history in sequence order; None when there is no such task.
+    fn task_events(&self, task_id: &str) -> Result<Option<Vec<TaskEvent>>>;
+}
+
+/// Security groups for awsvpc tasks.
+pub trait SecurityGroupStore {
+    /// Creates the group `name`, or replaces the content of the existing one (keeping its id).
+    /// Returns the group and whether it was created.
+    fn put_security_group(
+        &self,
+        name: &str,
+        content: &GroupContent,
+        now_ms: i64,
+    ) -> Result<(SecurityGroup, bool)>;
+
+    /// A group by id or name.
+    fn get_security_group(&self, reference: &str) -> Result<Option<SecurityGroup>>;
+
+    fn list_security_groups(&self) -> Result<Vec<SecurityGroup>>;
+
+    fn delete_security_group(&self, id: &str) -> Result<bool>;
+}
+
+/// Registry logins for repositoryCredentials.
+pub trait SecretStore {
+    /// Creates the secret `name` with `arn`, or replaces the login of the existing one (keeping
+    /// its ARN and creation time). Returns it and whether it was created.
+    fn put_secret(
+        &self,
+        name: &str,
+        arn: &str,
+        login: &Login,
+        now_ms: i64,
+    ) -> Result<(SecretInfo, bool)>;
+
+    /// A secret and its login, by name or ARN.
+    fn get_secret(&self, reference: &str) -> Result<Option<(SecretInfo, Login)>>;
+
+    /// Every secret, by name; never their logins.
+    fn list_secrets(&self) -> Result<Vec<SecretInfo>>;
+
+    fn delete_secret(&self, name: &str) -> Result<bool>;
+}
+
+/// Each instance's payload outbox: what its agent has not acknowledged yet.
+pub trait PayloadStore {
+    fn outbox_after(&self, instance_id: &str, seq: u64) -> Result<Vec<OutboxEntry>>;
+
+    /// Makes the instance's payload sequence continue after `agent_last`, the highest the
+    /// agent has recorded, when this store is behind it (restored from a backup): new payloads
+    /// would otherwise carry sequences the agent has seen, and the session would not send them.
+    /// Unsent payloads are renumbered in order. Returns how many, or None when not behind.
+    fn rebase_payloads(&self, instance_id: &str, agent_last: u64) -> Result<Option<usize>>;
+
+    /// The agent has recorded every payload up to `seq`: they need never be sent again.
+    fn ack_payloads(&self, instance_id: &str, seq: u64) -> Result<()>;
+}

@@ -1,0 +1,137 @@
+//! The schema and its migrations, one step per version (`PRAGMA user_version`).
+
+use rusqlite::Connection;
+
+use super::*;
+
+pub(super) fn migrate(conn: &Connection) -> Result<()> {
+    migrate_to(conn, SCHEMA_VERSION)
+}
+
+pub(super) fn schema_version(conn: &Connection) -> Result<i64> {
+    Ok(conn.pragma_query_value(None, "user_version", |r| r.get(0))?)
+}
+
+/// Brings the schema up to `target` (below SCHEMA_VERSION only in tests, to build an older
+/// database).
+pub(super) fn migrate_to(conn: &Connection, target: i64) -> Result<()> {
+    let version = schema_version(conn)?;
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::SchemaTooNew { found: version });
+    }
+    if version < 1 && target >= 1 {
+        conn.execute_batch(
+            "BEGIN IMMEDIATE;
+             CREATE TABLE IF NOT EXISTS clusters (
+                 name TEXT PRIMARY KEY,
+                 created_at_ms INTEGER NOT NULL);
+             CREATE TABLE IF NOT EXISTS task_definitions (
+                 family TEXT NOT NULL,
+                 revision INTEGER NOT NULL,
+                 active INTEGER NOT NULL,
+                 raw_json TEXT NOT NULL,
+                 registered_at_ms INTEGER NOT NULL,
+                 deregistered_at_ms INTEGER,
+                 PRIMARY KEY (family, revision));
+             CREATE TABLE IF NOT EXISTS activation_codes (
+                 code_sha256 TEXT PRIMARY KEY,
+                 cluster TEXT NOT NULL,
+                 uses_left INTEGER NOT NULL,
+                 expires_at_ms INTEGER NOT NULL,
+                 revoked INTEGER NOT NULL,
+                 created_at_ms INTEGER NOT NULL);
+             CREATE TABLE IF NOT EXISTS instances (
+                 id TEXT PRIMARY KEY,
+                 cluster TEXT NOT NULL REFERENCES clusters(name),
+                 secret_sha256 TEXT NOT NULL,
+                 revoked INTEGER NOT NULL,
+                 registered_at_ms INTEGER NOT NULL,
+                 last_heartbeat_ms INTEGER,
+                 last_state_change_seq INTEGER NOT NULL DEFAULT 0,
+                 next_payload_seq INTEGER NOT NULL DEFAULT 1,
+                 acked_payload_seq INTEGER NOT NULL DEFAULT 0,
+                 info_json TEXT NOT NULL);
+             CREATE TABLE IF NOT EXISTS tasks (
+                 id TEXT PRIMARY KEY,
+                 cluster TEXT NOT NULL,
+                 instance_id TEXT NOT NULL REFERENCES instances(id),
+                 family TEXT NOT NULL,
+                 last_status TEXT NOT NULL,
+                 desired_status TEXT NOT NULL,
+                 started_by TEXT,
+                 created_at_ms INTEGER NOT NULL,
+                 body_json TEXT NOT NULL);
+             CREATE INDEX IF NOT EXISTS tasks_by_cluster ON tasks (cluster, last_status);
+             CREATE INDEX IF NOT EXISTS tasks_by_instance ON tasks (instance_id, last_status);
+             CREATE TABLE IF NOT EXISTS outbox (
+                 instance_id TEXT NOT NULL REFERENCES instances(id),
+                 seq INTEGER NOT NULL,
+                 payload BLOB NOT NULL,
+                 PRIMARY KEY (instance_id, seq));
+             PRAGMA user_version = 1;
+             COMMIT;",
+        )?;
+    }
+    if version < 2 && target >= 2 {
+        conn.execute_batch(
+            "BEGIN IMMEDIATE;
+             CREATE TABLE IF NOT EXISTS security_groups (
+                 id TEXT PRIMARY KEY,
+                 name TEXT NOT NULL UNIQUE,
+                 body_json TEXT NOT NULL);
+             PRAGMA user_version = 2;
+             COMMIT;",
+        )?;
+    }
+    if version < 3 && target >= 3 {
+        // Version 3: the instances' runtime health (from heartbeats) and the tasks' event
+        // history. ADD COLUMN has no IF NOT EXISTS, so the version is read again inside the
+        // transaction: another process (`berth-cp activation create`) may have just migrated.
+        conn.execute_batch("BEGIN IMMEDIATE")?;
+        let step = || -> Result<()> {
+            if schema_version(conn)? < 3 {
+                conn.execute_batch(
+                    "ALTER TABLE instances ADD COLUMN containerd_healthy INTEGER;
+                     ALTER TABLE instances ADD COLUMN health_changed_at_ms INTEGER;
+                     CREATE TABLE IF NOT EXISTS task_events (
+                         task_id TEXT NOT NULL REFERENCES tasks(id),
+                         seq INTEGER NOT NULL,
+                         instance_id TEXT NOT NULL,
+                         kind TEXT NOT NULL,
+                         container_name TEXT,
+                         status TEXT NOT NULL,
+                         exit_code INTEGER,
+                         reason TEXT NOT NULL,
+                         at_ms INTEGER NOT NULL,
+                         received_at_ms INTEGER NOT NULL,
+                         PRIMARY KEY (instance_id, seq));
+                     CREATE INDEX IF NOT EXISTS task_events_by_task ON task_events (task_id, seq);
+                     PRAGMA user_version = 3;",
+                )?;
+            }
+            Ok(())
+        };
+        match step() {
+            Ok(()) => conn.execute_batch("COMMIT")?,
+            Err(e) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                return Err(e);
+            }
+        }
+    }
+    if version < 4 && target >= 4 {
+        // Version 4: registry logins for repositoryCredentials.
+        conn.execute_batch(
+            "BEGIN IMMEDIATE;
+             CREATE TABLE IF NOT EXISTS secrets (
+                 name TEXT PRIMARY KEY,
+                 arn TEXT NOT NULL UNIQUE,
+                 username TEXT NOT NULL,
+                 password TEXT NOT NULL,
+                 created_at_ms INTEGER NOT NULL);
+             PRAGMA user_version = 4;
+             COMMIT;",
+        )?;
+    }
+    Ok(())
+}
