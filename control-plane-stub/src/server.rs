@@ -89,7 +89,7 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
                 message: e.to_string(),
             })
     });
-    let grpc_service = AgentServiceServer::new(AgentApi::new(cp.clone()));
+    let grpc_service = AgentServiceServer::new(AgentApi::new(cp.agents.clone()));
     let grpc_stop = wait(stopped);
     let grpc = tokio::spawn(async move {
         tonic::transport::Server::builder()
@@ -140,7 +140,10 @@ impl RunningServer {
     /// waits for in-flight requests up to a deadline.
     pub async fn shutdown(self) -> Result<(), ServerError> {
         let _ = self.stop.send(true);
-        self.cp.sessions.close_all("berth-cp is shutting down");
+        self.cp
+            .agents
+            .sessions
+            .close_all("berth-cp is shutting down");
         let join = |h: JoinHandle<Result<(), ServerError>>, what| async move {
             match tokio::time::timeout(DRAIN_DEADLINE, h).await {
                 Ok(Ok(r)) => r,

@@ -13,18 +13,17 @@ use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 
-use crate::agents::wire;
-use crate::app::{ControlPlane, CpError};
+use super::{wire, Agents};
 use crate::domain::instance::Refusal;
-use crate::state::ChangeOutcome;
+use crate::state::{ChangeOutcome, StoreError};
 
 pub struct AgentApi {
-    cp: Arc<ControlPlane>,
+    agents: Arc<Agents>,
 }
 
 impl AgentApi {
-    pub fn new(cp: Arc<ControlPlane>) -> Self {
-        Self { cp }
+    pub fn new(agents: Arc<Agents>) -> Self {
+        Self { agents }
     }
 }
 
@@ -37,7 +36,7 @@ fn refusal_status(r: Refusal) -> Status {
     }
 }
 
-fn internal(e: CpError) -> Status {
+fn internal(e: StoreError) -> Status {
     tracing::error!("internal error: {e}");
     Status::internal(e.to_string())
 }
@@ -66,12 +65,11 @@ impl AgentService for AgentApi {
                 ))
             }
             Some(pb::register_request::Auth::ActivationCode(code)) => {
-                self.cp.register_with_code(&req.cluster, code, info)
+                self.agents.register_with_code(&req.cluster, code, info)
             }
-            Some(pb::register_request::Auth::Credential(c)) => {
-                self.cp
-                    .register_with_credential(&req.cluster, &c.instance_id, &c.secret, info)
-            }
+            Some(pb::register_request::Auth::Credential(c)) => self
+                .agents
+                .register_with_credential(&req.cluster, &c.instance_id, &c.secret, info),
         }
         .map_err(internal)?;
         match outcome {
@@ -83,12 +81,11 @@ impl AgentService for AgentApi {
                 tracing::info!(instance.id = %reg.instance_id, cluster = %req.cluster, hostname = %req.hostname, first = reg.secret.is_some(), "instance registered");
                 Ok(Response::new(pb::RegisterResponse {
                     container_instance_arn: self
-                        .cp
-                        .arns
-                        .container_instance(&req.cluster, &reg.instance_id),
+                        .agents
+                        .container_instance_arn(&req.cluster, &reg.instance_id),
                     instance_id: reg.instance_id,
                     secret: reg.secret.unwrap_or_default(),
-                    heartbeat_interval_ms: self.cp.heartbeat_interval_ms,
+                    heartbeat_interval_ms: self.agents.heartbeat_interval_ms,
                 }))
             }
         }
@@ -117,7 +114,7 @@ impl AgentService for AgentApi {
             .clone()
             .ok_or_else(|| Status::unauthenticated("Hello carries no credential"))?;
         let instance = self
-            .cp
+            .agents
             .authenticate(&cred.instance_id, &cred.secret)
             .map_err(internal)?
             .map_err(refusal_status)?;
@@ -127,17 +124,16 @@ impl AgentService for AgentApi {
         let _ = tx.send(control(pb::control_message::Msg::Welcome(pb::Welcome {
             instance_id: instance.id.clone(),
             last_state_change_seq: instance.last_state_change_seq,
-            heartbeat_interval_ms: self.cp.heartbeat_interval_ms,
+            heartbeat_interval_ms: self.agents.heartbeat_interval_ms,
         })));
-        let task_arns = self.cp.manifest(&instance.id).map_err(internal)?;
+        let task_arns = self.agents.manifest(&instance.id).map_err(internal)?;
         let _ = tx.send(control(pb::control_message::Msg::Manifest(
             pb::TaskManifest { task_arns },
         )));
         let rebased = self
-            .cp
-            .store
+            .agents
             .rebase_payloads(&instance.id, hello.last_payload_seq)
-            .map_err(|e| internal(e.into()))?;
+            .map_err(internal)?;
         if let Some(n) = rebased {
             tracing::warn!(
                 instance.id = %instance.id,
@@ -148,15 +144,9 @@ impl AgentService for AgentApi {
             );
         }
         let attached = self
-            .cp
-            .sessions
-            .attach(
-                &instance.id,
-                hello.last_payload_seq,
-                tx.clone(),
-                &*self.cp.store,
-            )
-            .map_err(|e| internal(e.into()))?;
+            .agents
+            .attach(&instance.id, hello.last_payload_seq, tx.clone())
+            .map_err(internal)?;
 
         let span = tracing::info_span!("session", instance.id = %instance.id);
         span.in_scope(|| {
@@ -166,9 +156,9 @@ impl AgentService for AgentApi {
                 "agent connected"
             )
         });
-        let cp = self.cp.clone();
+        let agents = self.agents.clone();
         let instance_id = instance.id.clone();
-        let every = std::time::Duration::from_millis(u64::from(self.cp.manifest_interval_ms));
+        let every = std::time::Duration::from_millis(u64::from(self.agents.manifest_interval_ms));
         tokio::spawn(
             async move {
                 let mut replaced = attached.replaced;
@@ -180,7 +170,7 @@ impl AgentService for AgentApi {
                     let msg = tokio::select! {
                         _ = &mut replaced => break "replaced by a newer session".to_string(),
                         _ = manifests.tick() => {
-                            send_manifest(&cp, &instance_id, attached.session_id);
+                            send_manifest(&agents, &instance_id, attached.session_id);
                             continue;
                         }
                         msg = inbound.next() => msg,
@@ -189,7 +179,7 @@ impl AgentService for AgentApi {
                         None => break "agent closed the stream".to_string(),
                         Some(Err(e)) => break format!("stream error: {e}"),
                         Some(Ok(m)) => {
-                            if let Err(status) = handle(&cp, &instance_id, m, &tx) {
+                            if let Err(status) = handle(&agents, &instance_id, m, &tx) {
                                 let text = status.message().to_string();
                                 let _ = tx.send(Err(status));
                                 break text;
@@ -197,8 +187,8 @@ impl AgentService for AgentApi {
                         }
                     }
                 };
-                cp.sessions.detach(&instance_id, attached.session_id);
-                cp.logs.session_ended(&instance_id, attached.session_id);
+                agents.sessions.detach(&instance_id, attached.session_id);
+                agents.logs.session_ended(&instance_id, attached.session_id);
                 tracing::info!("agent disconnected: {end}");
             }
             .instrument(span),
@@ -213,10 +203,10 @@ use pb::AgentMessage;
 
 /// A periodic manifest, read fresh from the store. A failure is logged and the session goes on:
 /// the agent only acts on manifests it receives, so a missed one stops nothing.
-fn send_manifest(cp: &ControlPlane, instance_id: &str, session_id: u64) {
-    match cp
+fn send_manifest(agents: &Agents, instance_id: &str, session_id: u64) {
+    match agents
         .sessions
-        .send_manifest(instance_id, session_id, || cp.manifest(instance_id))
+        .send_manifest(instance_id, session_id, || agents.manifest(instance_id))
     {
         Ok(true) => tracing::debug!("task manifest sent"),
         Ok(false) => tracing::debug!("no manifest sent: the session is no longer live"),
@@ -226,13 +216,13 @@ fn send_manifest(cp: &ControlPlane, instance_id: &str, session_id: u64) {
 
 /// One agent message. An Err ends the session with that status.
 fn handle(
-    cp: &ControlPlane,
+    agents: &Agents,
     instance_id: &str,
     m: AgentMessage,
     tx: &crate::agents::sessions::Outbound,
 ) -> Result<(), Status> {
     // Revocation takes effect at the instance's next message.
-    if !cp.still_allowed(instance_id).map_err(internal)? {
+    if !agents.still_allowed(instance_id).map_err(internal)? {
         return Err(refusal_status(Refusal::InstanceRevoked));
     }
     let reply = match m.msg {
@@ -241,18 +231,19 @@ fn handle(
             return Ok(());
         }
         Some(pb::agent_message::Msg::Heartbeat(h)) => {
-            cp.heartbeat(instance_id, h.containerd_healthy)
+            agents
+                .heartbeat(instance_id, h.containerd_healthy)
                 .map_err(internal)?;
             pb::control_message::Msg::HeartbeatAck(pb::HeartbeatAck {
                 sent_at_ms: h.sent_at_ms,
             })
         }
         Some(pb::agent_message::Msg::PayloadAck(a)) => {
-            cp.ack_payloads(instance_id, a.seq).map_err(internal)?;
+            agents.ack_payloads(instance_id, a.seq).map_err(internal)?;
             return Ok(());
         }
         Some(pb::agent_message::Msg::LogChunk(c)) => {
-            cp.logs.deliver(instance_id, c);
+            agents.logs.deliver(instance_id, c);
             return Ok(());
         }
         Some(pb::agent_message::Msg::StateChange(sc)) => {
@@ -260,7 +251,7 @@ fn handle(
             match wire::agent_change(&sc) {
                 Err(e) => return Err(Status::invalid_argument(e.to_string())),
                 Ok((seq, change)) => {
-                    match cp
+                    match agents
                         .apply_change(instance_id, seq, &change)
                         .map_err(internal)?
                     {

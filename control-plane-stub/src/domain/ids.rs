@@ -141,6 +141,15 @@ pub fn parse_task_definition_ref(s: &str) -> Option<(String, Option<i64>)> {
     }
 }
 
+/// ECS's rule for cluster names: 1-255 letters, digits, hyphens or underscores.
+pub fn valid_cluster_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 255
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -63,7 +63,7 @@ pub async fn get(State(cp): State<Arc<ControlPlane>>, Path(rest): Path<String>) 
         });
     };
     run(cp, move |cp| {
-        let (_, events) = cp.task_events(&task)?;
+        let (_, events) = cp.tasks.events(&task)?;
         Ok::<_, CpError>((StatusCode::OK, events_json(&events)))
     })
     .await

@@ -5,12 +5,11 @@
 //!
 //! answers `text/plain`, streamed (chunked) as the agent sends it. The handler sends a
 //! LogRequest on the instance's live session; the agent's LogChunks come back through
-//! [`LogRouter`] by request id. When the HTTP client goes away, the agent is told to cancel.
+//! [`LogRouter`](crate::agents::logs::LogRouter) by request id. When the HTTP client goes away, the agent is told to cancel.
 //! The log driver the definition named is returned in the `X-Berth-Log-Driver` header: every
 //! driver maps to the agent's local, rotated files.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
@@ -26,72 +25,6 @@ pub const PATH: &str = "/berth/v1/logs";
 pub const LOG_DRIVER_HEADER: &str = "x-berth-log-driver";
 /// How long the agent may take to start answering.
 const FIRST_CHUNK_TIMEOUT: Duration = Duration::from_secs(30);
-
-struct Route {
-    instance_id: String,
-    session_id: u64,
-    tx: mpsc::UnboundedSender<pb::LogChunk>,
-}
-
-/// Open log requests: request id -> where its chunks go.
-#[derive(Default)]
-pub struct LogRouter {
-    routes: Mutex<HashMap<String, Route>>,
-}
-
-impl LogRouter {
-    fn routes(&self) -> MutexGuard<'_, HashMap<String, Route>> {
-        self.routes.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn open(
-        &self,
-        request_id: &str,
-        instance_id: &str,
-        session_id: u64,
-    ) -> mpsc::UnboundedReceiver<pb::LogChunk> {
-        let (tx, rx) = mpsc::unbounded_channel();
-        self.routes().insert(
-            request_id.to_string(),
-            Route {
-                instance_id: instance_id.to_string(),
-                session_id,
-                tx,
-            },
-        );
-        rx
-    }
-
-    fn close(&self, request_id: &str) {
-        self.routes().remove(request_id);
-    }
-
-    /// A chunk from `instance_id`'s agent. Chunks of unknown (finished) requests are dropped,
-    /// and an agent can only answer its own requests.
-    pub fn deliver(&self, instance_id: &str, chunk: pb::LogChunk) {
-        let mut routes = self.routes();
-        let Some(route) = routes.get(&chunk.request_id) else {
-            tracing::debug!(request = %chunk.request_id, "dropping a log chunk nobody waits for");
-            return;
-        };
-        if route.instance_id != instance_id {
-            tracing::warn!(request = %chunk.request_id, "dropping a log chunk from the wrong instance");
-            return;
-        }
-        let last = chunk.eof || !chunk.error.is_empty();
-        let id = chunk.request_id.clone();
-        if route.tx.send(chunk).is_err() || last {
-            routes.remove(&id);
-        }
-    }
-
-    /// The session `session_id` of `instance_id` ended: its requests will get no more chunks.
-    /// Dropping their senders ends their HTTP responses (as errors).
-    pub fn session_ended(&self, instance_id: &str, session_id: u64) {
-        self.routes()
-            .retain(|_, r| !(r.instance_id == instance_id && r.session_id == session_id));
-    }
-}
 
 /// The query of a logs request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -195,7 +128,7 @@ fn refuse(status: StatusCode, message: impl Into<String>) -> (StatusCode, String
 }
 
 fn find_target(cp: &ControlPlane, p: &LogParams) -> Result<Target, (StatusCode, String)> {
-    let (found, _) = match cp.describe_tasks(&p.cluster, std::slice::from_ref(&p.task)) {
+    let (found, _) = match cp.tasks.describe(&p.cluster, std::slice::from_ref(&p.task)) {
         Ok(x) => x,
         Err(e @ CpError::ClusterNotFound(_)) => {
             return Err(refuse(StatusCode::NOT_FOUND, e.to_string()))
@@ -238,8 +171,8 @@ fn find_target(cp: &ControlPlane, p: &LogParams) -> Result<Target, (StatusCode, 
         }
     };
     let log_driver = cp
-        .store
-        .get_task_definition(&task.family, Some(task.revision))
+        .task_definitions
+        .of_task(&task)
         .ok()
         .flatten()
         .and_then(|d| log_driver(&d.raw, &container));
@@ -261,10 +194,10 @@ struct Guard {
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        self.cp.logs.close(&self.request_id);
+        self.cp.agents.logs.close(&self.request_id);
         if !self.finished {
             tracing::debug!(request = %self.request_id, "log reader went away: cancelling");
-            self.cp.sessions.send(
+            self.cp.agents.sessions.send(
                 &self.instance_id,
                 log_request(pb::LogRequest {
                     request_id: self.request_id.clone(),
@@ -308,17 +241,20 @@ pub async fn http_logs(State(cp): State<Arc<ControlPlane>>, RawQuery(query): Raw
         )
     };
     // Route first, then ask: a fast answer must find its way back.
-    let Some(session_id) = cp.sessions.session_id(&target.instance_id) else {
+    let Some(session_id) = cp.agents.sessions.session_id(&target.instance_id) else {
         return not_connected();
     };
-    let mut rx = cp.logs.open(&request_id, &target.instance_id, session_id);
+    let mut rx = cp
+        .agents
+        .logs
+        .open(&request_id, &target.instance_id, session_id);
     let mut guard = Guard {
         cp: Arc::clone(&cp),
         request_id: request_id.clone(),
         instance_id: target.instance_id.clone(),
         finished: false,
     };
-    let sent = cp.sessions.send(
+    let sent = cp.agents.sessions.send(
         &target.instance_id,
         log_request(pb::LogRequest {
             request_id: request_id.clone(),
@@ -453,28 +389,5 @@ mod tests {
         assert_eq!(log_driver(&d, "a").as_deref(), Some("awslogs"));
         assert_eq!(log_driver(&d, "b"), None);
         assert_eq!(log_driver(&d, "c"), None);
-    }
-
-    #[test]
-    fn chunks_go_to_their_request_only() {
-        let r = LogRouter::default();
-        let mut rx = r.open("req", "i-1", 7);
-        let chunk = |eof| pb::LogChunk {
-            request_id: "req".into(),
-            data: b"x".to_vec(),
-            eof,
-            error: String::new(),
-        };
-        r.deliver("i-2", chunk(false));
-        assert!(rx.try_recv().is_err(), "another instance cannot answer");
-        r.deliver("i-1", chunk(false));
-        assert_eq!(rx.try_recv().unwrap().data, b"x");
-        r.session_ended("i-1", 6);
-        r.deliver("i-1", chunk(true));
-        assert!(rx.try_recv().unwrap().eof);
-        assert!(r.routes().is_empty(), "the last chunk closes the route");
-        let _rx2 = r.open("req2", "i-1", 7);
-        r.session_ended("i-1", 7);
-        assert!(r.routes().is_empty());
     }
 }

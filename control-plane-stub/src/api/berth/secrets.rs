@@ -35,7 +35,7 @@ pub fn secret_json(s: &SecretInfo) -> Value {
 
 pub async fn list(State(cp): State<Arc<ControlPlane>>) -> Response {
     run(cp, |cp| {
-        let secrets = cp.list_secrets()?;
+        let secrets = cp.secrets.list()?;
         Ok((
             StatusCode::OK,
             json!({"secrets": secrets.iter().map(secret_json).collect::<Vec<_>>()}),
@@ -64,7 +64,7 @@ pub async fn put(
         }
     };
     run(cp, move |cp| {
-        let (s, created) = cp.put_secret(&name, &body)?;
+        let (s, created) = cp.secrets.put(&name, &body)?;
         let status = if created {
             StatusCode::CREATED
         } else {
@@ -77,7 +77,7 @@ pub async fn put(
 
 pub async fn delete(State(cp): State<Arc<ControlPlane>>, Path(name): Path<String>) -> Response {
     run(cp, move |cp| {
-        let s = cp.delete_secret(&name)?;
+        let s = cp.secrets.delete(&name)?;
         Ok((StatusCode::OK, secret_json(&s)))
     })
     .await

@@ -73,7 +73,7 @@ pub(crate) async fn run(
 
 pub async fn list(State(cp): State<Arc<ControlPlane>>) -> Response {
     run(cp, |cp| {
-        let groups = cp.list_security_groups()?;
+        let groups = cp.security_groups.list()?;
         Ok((
             StatusCode::OK,
             json!({"securityGroups": groups.iter().map(group_json).collect::<Vec<_>>()}),
@@ -84,7 +84,7 @@ pub async fn list(State(cp): State<Arc<ControlPlane>>) -> Response {
 
 pub async fn get(State(cp): State<Arc<ControlPlane>>, Path(group): Path<String>) -> Response {
     run(cp, move |cp| {
-        let g = cp.security_group(&group)?;
+        let g = cp.security_groups.get(&group)?;
         Ok((StatusCode::OK, json!({"securityGroup": group_json(&g)})))
     })
     .await
@@ -109,7 +109,7 @@ pub async fn put(
         }
     };
     run(cp, move |cp| {
-        let (g, created) = cp.put_security_group(&name, &body)?;
+        let (g, created) = cp.security_groups.put(&name, &body)?;
         let status = if created {
             StatusCode::CREATED
         } else {
@@ -125,7 +125,7 @@ pub async fn put(
 
 pub async fn delete(State(cp): State<Arc<ControlPlane>>, Path(group): Path<String>) -> Response {
     run(cp, move |cp| {
-        let g = cp.delete_security_group(&group)?;
+        let g = cp.security_groups.delete(&group)?;
         Ok((StatusCode::OK, json!({"securityGroup": group_json(&g)})))
     })
     .await

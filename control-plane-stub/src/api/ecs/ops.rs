@@ -91,8 +91,8 @@ struct CreateClusterRequest {
 
 fn create_cluster(cp: &ControlPlane, r: CreateClusterRequest) -> OpResult {
     let name = r.cluster_name.unwrap_or_else(|| "default".into());
-    cp.create_cluster(&name)?;
-    let counts = cp.cluster_counts(&name)?.unwrap_or_default();
+    cp.clusters.create(&name)?;
+    let counts = cp.clusters.counts(&name)?.unwrap_or_default();
     Ok(json!({"cluster": shapes::cluster(&cp.arns, &name, counts)}))
 }
 
@@ -105,7 +105,8 @@ struct PageRequest {
 
 fn list_clusters(cp: &ControlPlane, r: PageRequest) -> OpResult {
     let arns: Vec<String> = cp
-        .list_clusters()?
+        .clusters
+        .list()?
         .iter()
         .map(|n| cp.arns.cluster(n))
         .collect();
@@ -125,7 +126,7 @@ fn describe_clusters(cp: &ControlPlane, r: DescribeClustersRequest) -> OpResult 
     let mut failures = Vec::new();
     for c in wanted {
         let name = ids::cluster_name(&c);
-        match cp.cluster_counts(name)? {
+        match cp.clusters.counts(name)? {
             Some(counts) => clusters.push(shapes::cluster(&cp.arns, name, counts)),
             None => failures.push(shapes::missing(&cp.arns.cluster(name))),
         }
@@ -134,7 +135,7 @@ fn describe_clusters(cp: &ControlPlane, r: DescribeClustersRequest) -> OpResult 
 }
 
 fn register_task_definition(cp: &ControlPlane, request: Value) -> OpResult {
-    let record = cp.register_task_definition(&request)?;
+    let record = cp.task_definitions.register(&request)?;
     Ok(json!({
         "taskDefinition": shapes::task_definition(&cp.arns, &record),
         "tags": shapes::tags(&record),
@@ -148,7 +149,7 @@ struct TaskDefinitionRequest {
 }
 
 fn describe_task_definition(cp: &ControlPlane, r: TaskDefinitionRequest) -> OpResult {
-    let record = cp.task_definition(&r.task_definition)?;
+    let record = cp.task_definitions.get(&r.task_definition)?;
     Ok(json!({
         "taskDefinition": shapes::task_definition(&cp.arns, &record),
         "tags": shapes::tags(&record),
@@ -156,7 +157,7 @@ fn describe_task_definition(cp: &ControlPlane, r: TaskDefinitionRequest) -> OpRe
 }
 
 fn deregister_task_definition(cp: &ControlPlane, r: TaskDefinitionRequest) -> OpResult {
-    let record = cp.deregister_task_definition(&r.task_definition)?;
+    let record = cp.task_definitions.deregister(&r.task_definition)?;
     Ok(json!({"taskDefinition": shapes::task_definition(&cp.arns, &record)}))
 }
 
@@ -182,7 +183,9 @@ fn list_task_definitions(cp: &ControlPlane, r: ListTaskDefinitionsRequest) -> Op
             ))
         }
     };
-    let mut defs = cp.list_task_definitions(r.family_prefix.as_deref(), active)?;
+    let mut defs = cp
+        .task_definitions
+        .list(r.family_prefix.as_deref(), active)?;
     match r.sort.as_deref() {
         None | Some("ASC") => {}
         Some("DESC") => defs.reverse(),
@@ -268,7 +271,7 @@ fn run_task(cp: &ControlPlane, r: RunTaskRequest) -> OpResult {
             format!("launchType: {lt} is not supported; berth-cp runs EC2-style tasks only"),
         ));
     }
-    let (tasks, failures) = cp.run_task(RunTaskInput {
+    let (tasks, failures) = cp.tasks.run(RunTaskInput {
         cluster: cluster_or_default(r.cluster),
         task_definition: r.task_definition,
         count: r.count.unwrap_or(1),
@@ -277,7 +280,7 @@ fn run_task(cp: &ControlPlane, r: RunTaskRequest) -> OpResult {
         overrides: r.overrides,
         network_configuration: network_configuration(r.network_configuration)?,
     })?;
-    let defs = cp.health_defs(&tasks)?;
+    let defs = cp.task_definitions.health_defs(&tasks)?;
     Ok(json!({
         "tasks": tasks.iter().map(|t| shapes::task(&cp.arns, t, defs.of(t))).collect::<Vec<_>>(),
         "failures": failures.iter().map(shapes::failure).collect::<Vec<_>>(),
@@ -293,8 +296,12 @@ struct StopTaskRequest {
 }
 
 fn stop_task(cp: &ControlPlane, r: StopTaskRequest) -> OpResult {
-    let task = cp.stop_task(&cluster_or_default(r.cluster), &r.task, r.reason.as_deref())?;
-    let defs = cp.health_defs(std::slice::from_ref(&task))?;
+    let task = cp
+        .tasks
+        .stop(&cluster_or_default(r.cluster), &r.task, r.reason.as_deref())?;
+    let defs = cp
+        .task_definitions
+        .health_defs(std::slice::from_ref(&task))?;
     Ok(json!({"task": shapes::task(&cp.arns, &task, defs.of(&task))}))
 }
 
@@ -313,8 +320,8 @@ fn describe_tasks(cp: &ControlPlane, r: DescribeTasksRequest) -> OpResult {
         ));
     }
     let cluster = cluster_or_default(r.cluster);
-    let (found, missing) = cp.describe_tasks(&cluster, &r.tasks)?;
-    let defs = cp.health_defs(&found)?;
+    let (found, missing) = cp.tasks.describe(&cluster, &r.tasks)?;
+    let defs = cp.task_definitions.health_defs(&found)?;
     Ok(json!({
         "tasks": found.iter().map(|t| shapes::task(&cp.arns, t, defs.of(t))).collect::<Vec<_>>(),
         "failures": missing.iter().map(|m| {
@@ -348,7 +355,7 @@ fn list_tasks(cp: &ControlPlane, r: ListTasksRequest) -> OpResult {
             ))
         }
     };
-    let tasks = cp.list_tasks(TaskFilter {
+    let tasks = cp.tasks.list(TaskFilter {
         cluster: Some(cluster_or_default(r.cluster)),
         instance_id: r
             .container_instance
@@ -383,7 +390,8 @@ fn list_container_instances(cp: &ControlPlane, r: ListContainerInstancesRequest)
         Some(_) => Some(false),
     };
     let arns: Vec<String> = cp
-        .instances(&cluster_or_default(r.cluster))?
+        .instances
+        .views(&cluster_or_default(r.cluster))?
         .iter()
         .filter(|v| want_active.is_none_or(|a| a != v.instance.revoked))
         .map(|v| {
@@ -407,7 +415,7 @@ fn describe_container_instances(
     r: DescribeContainerInstancesRequest,
 ) -> OpResult {
     let cluster = cluster_or_default(r.cluster);
-    let views = cp.instances(&cluster)?;
+    let views = cp.instances.views(&cluster)?;
     let mut found = Vec::new();
     let mut failures = Vec::new();
     for reference in &r.container_instances {

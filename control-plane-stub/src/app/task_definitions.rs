@@ -1,0 +1,138 @@
+//! Task definitions: registered after validation and the compatibility review, found by
+//! family, family:revision or ARN, deregistered but never deleted.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::{now_ms, CpError};
+use crate::domain::compat;
+use crate::domain::ids::{self, Arns};
+use crate::domain::task::Task;
+use crate::domain::taskdef::{self, HealthDef};
+use crate::state::{Store, TaskDefRecord};
+
+#[derive(Clone)]
+pub struct TaskDefinitions {
+    store: Arc<dyn Store>,
+    arns: Arns,
+}
+
+/// What the task definitions of some tasks say about their containers' health (essential,
+/// has a healthCheck): what a task's healthStatus is decided over.
+#[derive(Debug, Default)]
+pub struct HealthDefs(HashMap<(String, i64), Vec<HealthDef>>);
+
+impl HealthDefs {
+    /// The task's containers, as its definition has them; empty when it cannot be found.
+    pub fn of(&self, t: &Task) -> &[HealthDef] {
+        self.0
+            .get(&(t.family.clone(), t.revision))
+            .map_or(&[], Vec::as_slice)
+    }
+}
+
+impl TaskDefinitions {
+    pub fn new(store: Arc<dyn Store>, arns: Arns) -> Self {
+        Self { store, arns }
+    }
+
+    pub fn register(&self, raw: &serde_json::Value) -> Result<TaskDefRecord, CpError> {
+        let spec = taskdef::parse(raw)?;
+        let review = compat::review(raw);
+        if !review.refused.is_empty() {
+            return Err(CpError::Client(format!(
+                "not supported on Berth: {}",
+                review.refused.join("; ")
+            )));
+        }
+        let record = self
+            .store
+            .insert_task_definition(&spec.family, raw, now_ms())?;
+        if !review.ignored.is_empty() {
+            tracing::warn!(
+                family = %spec.family,
+                revision = record.revision,
+                "accepted and ignored: {}",
+                review.ignored.join(", ")
+            );
+        }
+        if !review.unknown.is_empty() {
+            tracing::warn!(
+                family = %spec.family,
+                revision = record.revision,
+                "unknown fields, kept and echoed back: {}",
+                review.unknown.join(", ")
+            );
+        }
+        Ok(record)
+    }
+
+    /// A definition by family (its latest ACTIVE revision), family:revision or ARN.
+    pub fn get(&self, reference: &str) -> Result<TaskDefRecord, CpError> {
+        let (family, revision) = ids::parse_task_definition_ref(reference).ok_or_else(|| {
+            CpError::Client(format!(
+                "taskDefinition: {reference:?} is not a family, family:revision or task definition ARN"
+            ))
+        })?;
+        self.store
+            .get_task_definition(&family, revision)?
+            .ok_or_else(|| CpError::TaskDefinitionNotFound(reference.to_string()))
+    }
+
+    /// The definition a task was made from (a revision is never deleted).
+    pub fn of_task(&self, t: &Task) -> Result<Option<TaskDefRecord>, CpError> {
+        Ok(self
+            .store
+            .get_task_definition(&t.family, Some(t.revision))?)
+    }
+
+    /// A definition that RunTask may start: found and ACTIVE.
+    pub fn runnable(&self, reference: &str) -> Result<TaskDefRecord, CpError> {
+        let record = self.get(reference)?;
+        if !record.active {
+            return Err(CpError::TaskDefinitionInactive(
+                self.arns.task_definition(&record.family, record.revision),
+            ));
+        }
+        Ok(record)
+    }
+
+    pub fn list(
+        &self,
+        family_prefix: Option<&str>,
+        active: Option<bool>,
+    ) -> Result<Vec<(String, i64)>, CpError> {
+        Ok(self.store.list_task_definitions(family_prefix, active)?)
+    }
+
+    pub fn deregister(&self, reference: &str) -> Result<TaskDefRecord, CpError> {
+        let (family, revision) = ids::parse_task_definition_ref(reference)
+            .and_then(|(f, r)| Some((f, r?)))
+            .ok_or_else(|| {
+                CpError::InvalidParameter(format!(
+                    "taskDefinition: {reference:?} must name a revision (family:revision or ARN)"
+                ))
+            })?;
+        self.store
+            .deregister_task_definition(&family, revision, now_ms())?
+            .ok_or_else(|| CpError::TaskDefinitionNotFound(reference.to_string()))
+    }
+
+    /// The health-relevant part of the task definitions `tasks` were made from, each read once.
+    /// Task definitions are never deleted (deregistering keeps them), so each is found.
+    pub fn health_defs(&self, tasks: &[Task]) -> Result<HealthDefs, CpError> {
+        let mut out = HashMap::new();
+        for t in tasks {
+            let key = (t.family.clone(), t.revision);
+            if out.contains_key(&key) {
+                continue;
+            }
+            let defs = self
+                .of_task(t)?
+                .map(|r| taskdef::health_defs(&r.raw))
+                .unwrap_or_default();
+            out.insert(key, defs);
+        }
+        Ok(HealthDefs(out))
+    }
+}

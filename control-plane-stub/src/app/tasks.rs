@@ -1,0 +1,258 @@
+//! Tasks: RunTask (validate, place, record each task with its agent's payload, deliver),
+//! StopTask, DescribeTasks, ListTasks, and a task's event history.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::{now_ms, Clusters, CpError, Instances, Secrets, SecurityGroups, TaskDefinitions};
+use crate::agents::{wire, Agents};
+use crate::domain::ids::{self, Arns};
+use crate::domain::security::{self, IngressRule};
+use crate::domain::task::{Container, ContainerStatus, Task, TaskEvent, TaskStatus};
+use crate::domain::taskdef::{self, TaskDefSpec};
+use crate::scheduler::placement::{self, PlacementFailure};
+use crate::state::{Store, TaskDefRecord, TaskFilter};
+
+pub struct RunTaskInput {
+    pub cluster: String,
+    pub task_definition: String,
+    pub count: i64,
+    pub started_by: Option<String>,
+    pub group: Option<String>,
+    pub overrides: Option<serde_json::Value>,
+    /// RunTask's networkConfiguration, when given.
+    pub network_configuration: Option<NetworkConfiguration>,
+}
+
+/// RunTask's `networkConfiguration.awsvpcConfiguration`, as far as Berth acts on it: subnets
+/// and assignPublicIp are accepted and ignored (Berth's task subnet is the agent's).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NetworkConfiguration {
+    /// Security group ids or names.
+    pub security_groups: Vec<String>,
+}
+
+/// The message ECS answers a networkConfiguration for a task that is not awsvpc with.
+pub const NETWORK_CONFIGURATION_NOT_AWSVPC: &str =
+    "Network Configuration is not valid for the given networkMode of this task definition.";
+
+pub struct Tasks {
+    pub(super) store: Arc<dyn Store>,
+    pub(super) agents: Arc<Agents>,
+    pub(super) arns: Arns,
+    pub(super) clusters: Clusters,
+    pub(super) task_definitions: TaskDefinitions,
+    pub(super) instances: Instances,
+    pub(super) security_groups: SecurityGroups,
+    pub(super) secrets: Secrets,
+}
+
+impl Tasks {
+    pub fn run(&self, input: RunTaskInput) -> Result<(Vec<Task>, Vec<PlacementFailure>), CpError> {
+        if !(1..=10).contains(&input.count) {
+            return Err(CpError::InvalidParameter(format!(
+                "count: {} must be between 1 and 10",
+                input.count
+            )));
+        }
+        self.clusters.require(&input.cluster)?;
+        let record = self.task_definitions.runnable(&input.task_definition)?;
+        let td_arn = self.arns.task_definition(&record.family, record.revision);
+        let overrides = taskdef::parse_overrides(input.overrides.as_ref())?;
+        let spec = taskdef::apply_overrides(&taskdef::parse(&record.raw)?, &overrides)?;
+        self.secrets.check_repository_credentials(&spec)?;
+        let needs = spec.needs();
+        let host_ports = spec.host_ports();
+        let groups = self
+            .security_groups
+            .for_task(&spec, input.network_configuration.as_ref())?;
+        let group_ids: Vec<String> = groups.iter().map(|g| g.id.clone()).collect();
+        // No group named: all ingress is allowed (Berth has no VPC default group to fall back on).
+        let ingress: Option<Vec<IngressRule>> =
+            (!groups.is_empty()).then(|| security::union(&groups));
+
+        let candidates = self.instances.candidates(&input.cluster)?;
+        let now = now_ms();
+        let mut tasks = Vec::new();
+        let mut failures = Vec::new();
+        for outcome in placement::place(
+            needs,
+            &host_ports,
+            &spec.network_mode,
+            input.count as usize,
+            &candidates,
+            &td_arn,
+        ) {
+            match outcome {
+                Ok(instance_id) => {
+                    let mut task = new_task(&input, &record, &spec, instance_id, now);
+                    task.security_groups = group_ids.clone();
+                    tasks.push(task)
+                }
+                Err(f) => failures.push(f),
+            }
+        }
+        if tasks.is_empty() {
+            return Ok((tasks, failures));
+        }
+        let specs: HashMap<&str, berth_proto::v1::TaskSpec> = tasks
+            .iter()
+            .map(|t| {
+                let arn = self.arns.task(&t.cluster, &t.id);
+                (
+                    t.id.as_str(),
+                    wire::task_spec(&arn, t, &spec, ingress.as_deref()),
+                )
+            })
+            .collect();
+        self.store.insert_tasks(&tasks, &|seq, group| {
+            wire::start_payload(
+                seq,
+                group.iter().map(|t| specs[t.id.as_str()].clone()).collect(),
+            )
+        })?;
+        let mut instances: Vec<&str> = tasks.iter().map(|t| t.instance_id.as_str()).collect();
+        instances.dedup();
+        for instance in instances {
+            self.agents.deliver(instance)?;
+        }
+        for t in &tasks {
+            tracing::info!(task.id = %t.id, instance.id = %t.instance_id, family = %t.family, "task placed");
+        }
+        Ok((tasks, failures))
+    }
+
+    /// Finds a task of `cluster` by ARN or id.
+    fn find_task(&self, cluster: &str, reference: &str) -> Result<Option<Task>, CpError> {
+        Ok(self
+            .store
+            .get_task(ids::resource_id(reference))?
+            .filter(|t| t.cluster == cluster))
+    }
+
+    pub fn stop(
+        &self,
+        cluster: &str,
+        reference: &str,
+        reason: Option<&str>,
+    ) -> Result<Task, CpError> {
+        self.clusters.require(cluster)?;
+        let id = ids::resource_id(reference);
+        if self.find_task(cluster, reference)?.is_none() {
+            return Err(CpError::TaskNotFound(reference.to_string()));
+        }
+        let arn = self.arns.task(cluster, id);
+        let task = self
+            .store
+            .stop_task(id, reason, now_ms(), &|seq, t| {
+                wire::stop_payload(seq, &arn, t.stopped_reason.as_deref().unwrap_or(""))
+            })?
+            .ok_or_else(|| CpError::TaskNotFound(reference.to_string()))?;
+        self.agents.deliver(&task.instance_id)?;
+        tracing::info!(task.id = %task.id, instance.id = %task.instance_id, "stop requested");
+        Ok(task)
+    }
+
+    /// Found tasks, and the references that matched nothing.
+    pub fn describe(
+        &self,
+        cluster: &str,
+        references: &[String],
+    ) -> Result<(Vec<Task>, Vec<String>), CpError> {
+        self.clusters.require(cluster)?;
+        let mut found = Vec::new();
+        let mut missing = Vec::new();
+        for r in references {
+            match self.find_task(cluster, r)? {
+                Some(t) => found.push(t),
+                None => missing.push(r.clone()),
+            }
+        }
+        Ok((found, missing))
+    }
+
+    pub fn list(&self, filter: TaskFilter) -> Result<Vec<Task>, CpError> {
+        if let Some(c) = &filter.cluster {
+            self.clusters.require(c)?;
+        }
+        Ok(self.store.list_tasks(&filter)?)
+    }
+
+    /// The state changes applied to a task (by id or ARN), in sequence order.
+    pub fn events(&self, reference: &str) -> Result<(Task, Vec<TaskEvent>), CpError> {
+        let not_found = || CpError::NoSuchTask(reference.to_string());
+        let id = ids::resource_id(reference);
+        let task = self.store.get_task(id)?.ok_or_else(not_found)?;
+        // An ARN names the task's cluster too: another cluster's ARN does not find it.
+        if let Some(cluster) = ids::task_arn_cluster(reference) {
+            if cluster != task.cluster {
+                return Err(not_found());
+            }
+        }
+        let events = self.store.task_events(id)?.ok_or_else(not_found)?;
+        Ok((task, events))
+    }
+}
+
+fn new_task(
+    input: &RunTaskInput,
+    record: &TaskDefRecord,
+    spec: &TaskDefSpec,
+    instance_id: String,
+    now: i64,
+) -> Task {
+    Task {
+        id: ids::new_id(),
+        cluster: input.cluster.clone(),
+        instance_id,
+        family: record.family.clone(),
+        revision: record.revision,
+        last_status: TaskStatus::Pending,
+        desired_status: TaskStatus::Running,
+        created_at_ms: now,
+        started_at_ms: None,
+        stopping_at_ms: None,
+        stopped_at_ms: None,
+        execution_stopped_at_ms: None,
+        stop_code: None,
+        stopped_reason: None,
+        group: input
+            .group
+            .clone()
+            .unwrap_or_else(|| format!("family:{}", record.family)),
+        started_by: input.started_by.clone(),
+        cpu: spec.cpu,
+        memory: spec.memory,
+        overrides: input
+            .overrides
+            .clone()
+            .unwrap_or_else(|| serde_json::json!({"containerOverrides": []})),
+        version: 1,
+        needs: spec.needs(),
+        host_ports: spec.host_ports(),
+        network_mode: spec.network_mode.clone(),
+        security_groups: Vec::new(),
+        network: None,
+        pull_started_at_ms: None,
+        pull_stopped_at_ms: None,
+        containers: spec
+            .containers
+            .iter()
+            .map(|c| Container {
+                id: uuid::Uuid::new_v4().to_string(),
+                name: c.name.clone(),
+                image: c.image.clone(),
+                runtime_id: None,
+                last_status: ContainerStatus::Pending,
+                exit_code: None,
+                reason: None,
+                cpu: c.cpu,
+                memory: c.memory,
+                memory_reservation: c.memory_reservation,
+                restart_count: 0,
+                port_mappings: c.port_mappings.clone(),
+                health: None,
+            })
+            .collect(),
+    }
+}
