@@ -5,7 +5,7 @@ use std::path::Path;
 
 use thiserror::Error;
 
-use crate::app::now_ms;
+use crate::clock::now_ms;
 use crate::domain::ids::{self, valid_cluster_name};
 use crate::domain::instance::ActivationCode;
 use crate::state::{ActivationStore, ClusterStore, InstanceStore, SqliteStore, StoreError};

@@ -12,7 +12,8 @@ use tokio::task::JoinHandle;
 use tonic::transport::server::TcpIncoming;
 
 use crate::agents::service::AgentApi;
-use crate::app::{now_ms, ControlPlane};
+use crate::app::ControlPlane;
+use crate::clock::now_ms;
 use crate::config::Config;
 use crate::domain::ids::Arns;
 use crate::state::{SqliteStore, Store, StoreError};
@@ -78,7 +79,7 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
     let wait = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    let router = crate::api::ecs::router(cp.clone());
+    let router = crate::api::router(cp.clone());
     let api_stop = wait(stopped.clone());
     let api = tokio::spawn(async move {
         axum::serve(api_listener, router)

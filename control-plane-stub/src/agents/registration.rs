@@ -22,7 +22,7 @@ impl Agents {
         info: InstanceInfo,
     ) -> Result<Result<Registered, Refusal>, StoreError> {
         let secret = ids::new_secret();
-        let now = crate::app::now_ms();
+        let now = crate::clock::now_ms();
         let instance = Instance {
             id: ids::new_id(),
             cluster: cluster.to_string(),

@@ -1,7 +1,7 @@
 //! What agents send on their sessions: state changes, payload acks and heartbeats; and the task
 //! manifest they are sent.
 
-use crate::app::now_ms;
+use crate::clock::now_ms;
 use crate::domain::task::AgentChange;
 use crate::state::{ChangeOutcome, StoreError, TaskFilter};
 

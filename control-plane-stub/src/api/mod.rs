@@ -1,2 +1,44 @@
+//! The user-facing HTTP surface on the API listener: Amazon ECS's JSON 1.1 protocol (`ecs`,
+//! `POST /` with `X-Amz-Target`) and Berth's own REST routes (`berth`, under `/berth/v1`).
+//! Handlers decode, call one operation of the application layer, and encode; errors become the
+//! ECS error shape in `error`, and nowhere else.
+
 pub mod berth;
 pub mod ecs;
+pub mod error;
+
+use std::sync::Arc;
+
+use axum::routing::{get, post, put};
+use axum::Router;
+use serde_json::{json, Value};
+
+use crate::app::ControlPlane;
+use crate::contract::{LOGS_PATH, SECRETS_PATH, SECURITY_GROUPS_PATH};
+
+pub use error::ApiError;
+
+pub fn router(cp: Arc<ControlPlane>) -> Router {
+    Router::new()
+        .route("/", post(ecs::handle))
+        .route(LOGS_PATH, get(berth::logs::http_logs))
+        .route(SECURITY_GROUPS_PATH, get(berth::security_groups::list))
+        .route(
+            berth::security_groups::ITEM_PATH,
+            get(berth::security_groups::get)
+                .put(berth::security_groups::put)
+                .delete(berth::security_groups::delete),
+        )
+        .route(SECRETS_PATH, get(berth::secrets::list))
+        .route(
+            berth::secrets::ITEM_PATH,
+            put(berth::secrets::put).delete(berth::secrets::delete),
+        )
+        .route(berth::events::PATH, get(berth::events::get))
+        .with_state(cp)
+}
+
+/// ECS timestamps are epoch seconds.
+pub fn ts(ms: i64) -> Value {
+    json!(ms as f64 / 1000.0)
+}

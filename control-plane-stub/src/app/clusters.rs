@@ -2,7 +2,8 @@
 
 use std::sync::Arc;
 
-use super::{now_ms, CpError};
+use super::CpError;
+use crate::clock::now_ms;
 use crate::domain::ids::valid_cluster_name;
 use crate::state::{ClusterCounts, Store};
 

@@ -2,7 +2,8 @@
 
 use std::sync::Arc;
 
-use super::{Clusters, CpError};
+use super::clusters::Clusters;
+use super::CpError;
 use crate::agents::Agents;
 use crate::domain::ids::Arns;
 use crate::domain::instance::Instance;

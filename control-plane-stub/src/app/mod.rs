@@ -23,9 +23,9 @@ use crate::state::{Store, StoreError};
 pub use clusters::Clusters;
 pub use instances::{InstanceView, Instances};
 pub use secrets::Secrets;
-pub use security_groups::SecurityGroups;
+pub use security_groups::{NetworkConfiguration, SecurityGroups, NETWORK_CONFIGURATION_NOT_AWSVPC};
 pub use task_definitions::{HealthDefs, TaskDefinitions};
-pub use tasks::{NetworkConfiguration, RunTaskInput, Tasks, NETWORK_CONFIGURATION_NOT_AWSVPC};
+pub use tasks::{RunTaskInput, Tasks};
 
 #[derive(Debug, Error)]
 pub enum CpError {
@@ -59,13 +59,6 @@ pub enum CpError {
     },
     #[error(transparent)]
     Store(#[from] StoreError),
-}
-
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 /// Every resource's operations, as the API handlers and the agent service reach them.

@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use super::{now_ms, CpError};
+use super::CpError;
+use crate::clock::now_ms;
 use crate::domain::ids::Arns;
 use crate::domain::secrets::{self, SecretInfo};
 use crate::domain::taskdef::TaskDefSpec;

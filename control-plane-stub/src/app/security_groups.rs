@@ -2,14 +2,25 @@
 
 use std::sync::Arc;
 
-use super::{now_ms, CpError};
+use super::CpError;
+use crate::clock::now_ms;
 use crate::domain::ids::Arns;
 use crate::domain::security::{self, SecurityGroup};
 use crate::domain::task::Task;
 use crate::domain::taskdef::TaskDefSpec;
 use crate::state::{Store, TaskFilter};
 
-use super::tasks::{NetworkConfiguration, NETWORK_CONFIGURATION_NOT_AWSVPC};
+/// RunTask's `networkConfiguration.awsvpcConfiguration`, as far as Berth acts on it: subnets
+/// and assignPublicIp are accepted and ignored (Berth's task subnet is the agent's).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NetworkConfiguration {
+    /// Security group ids or names.
+    pub security_groups: Vec<String>,
+}
+
+/// The message ECS answers a networkConfiguration for a task that is not awsvpc with.
+pub const NETWORK_CONFIGURATION_NOT_AWSVPC: &str =
+    "Network Configuration is not valid for the given networkMode of this task definition.";
 
 #[derive(Clone)]
 pub struct SecurityGroups {

@@ -4,7 +4,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::{now_ms, CpError};
+use super::CpError;
+use crate::clock::now_ms;
 use crate::domain::compat;
 use crate::domain::ids::{self, Arns};
 use crate::domain::task::Task;

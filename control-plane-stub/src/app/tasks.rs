@@ -4,8 +4,14 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::{now_ms, Clusters, CpError, Instances, Secrets, SecurityGroups, TaskDefinitions};
+use super::clusters::Clusters;
+use super::instances::Instances;
+use super::secrets::Secrets;
+use super::security_groups::{NetworkConfiguration, SecurityGroups};
+use super::task_definitions::TaskDefinitions;
+use super::CpError;
 use crate::agents::{wire, Agents};
+use crate::clock::now_ms;
 use crate::domain::ids::{self, Arns};
 use crate::domain::security::{self, IngressRule};
 use crate::domain::task::{Container, ContainerStatus, Task, TaskEvent, TaskStatus};
@@ -23,18 +29,6 @@ pub struct RunTaskInput {
     /// RunTask's networkConfiguration, when given.
     pub network_configuration: Option<NetworkConfiguration>,
 }
-
-/// RunTask's `networkConfiguration.awsvpcConfiguration`, as far as Berth acts on it: subnets
-/// and assignPublicIp are accepted and ignored (Berth's task subnet is the agent's).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct NetworkConfiguration {
-    /// Security group ids or names.
-    pub security_groups: Vec<String>,
-}
-
-/// The message ECS answers a networkConfiguration for a task that is not awsvpc with.
-pub const NETWORK_CONFIGURATION_NOT_AWSVPC: &str =
-    "Network Configuration is not valid for the given networkMode of this task definition.";
 
 pub struct Tasks {
     pub(super) store: Arc<dyn Store>,

@@ -4,7 +4,7 @@
 use std::io::Write;
 
 use super::{CliError, Client};
-use crate::api::berth::logs::{LOG_DRIVER_HEADER, PATH};
+use crate::contract::{LOGS_PATH as PATH, LOG_DRIVER_HEADER};
 
 pub struct LogsArgs<'a> {
     pub cluster: &'a str,

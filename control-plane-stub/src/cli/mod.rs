@@ -10,7 +10,10 @@ use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::{json, Value};
 use thiserror::Error;
 
-use crate::api::ecs::{CONTENT_TYPE, TARGET_PREFIX};
+use crate::contract::{
+    events_path, secret_path, security_group_path, CONTENT_TYPE, SECRETS_PATH,
+    SECURITY_GROUPS_PATH, TARGET_PREFIX,
+};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -380,11 +383,7 @@ pub async fn execute(cli: &Cli) -> Result<String, CliError> {
         }
         Command::ListSecurityGroups => (
             client
-                .berth(
-                    reqwest::Method::GET,
-                    crate::api::berth::security_groups::PATH,
-                    None,
-                )
+                .berth(reqwest::Method::GET, SECURITY_GROUPS_PATH, None)
                 .await?,
             |v| {
                 let groups = v["securityGroups"].as_array().cloned().unwrap_or_default();
@@ -413,7 +412,7 @@ pub async fn execute(cli: &Cli) -> Result<String, CliError> {
         }
         Command::ListSecrets => (
             client
-                .berth(reqwest::Method::GET, crate::api::berth::secrets::PATH, None)
+                .berth(reqwest::Method::GET, SECRETS_PATH, None)
                 .await?,
             |v| {
                 let secrets = v["secrets"].as_array().cloned().unwrap_or_default();
@@ -428,11 +427,7 @@ pub async fn execute(cli: &Cli) -> Result<String, CliError> {
         ),
         Command::Events { task } => (
             client
-                .berth(
-                    reqwest::Method::GET,
-                    &crate::api::berth::events::events_path(task),
-                    None,
-                )
+                .berth(reqwest::Method::GET, &events_path(task), None)
                 .await?,
             |v| {
                 let events = v["events"].as_array().cloned().unwrap_or_default();
@@ -463,24 +458,6 @@ pub async fn execute(cli: &Cli) -> Result<String, CliError> {
     })
 }
 
-/// `/berth/v1/security-groups/<group>`, the group percent-encoded for the path.
-fn security_group_path(group: &str) -> String {
-    format!(
-        "{}/{}",
-        crate::api::berth::security_groups::PATH,
-        path_segment(group)
-    )
-}
-
-/// `/berth/v1/secrets/<name>`, the name percent-encoded for the path (names may hold `/`).
-fn secret_path(name: &str) -> String {
-    format!(
-        "{}/{}",
-        crate::api::berth::secrets::PATH,
-        path_segment(name)
-    )
-}
-
 /// The password piped to `--password-stdin`: everything read, less one trailing newline (as
 /// `echo` adds). Empty is refused.
 pub fn read_password(input: &mut dyn std::io::Read) -> Result<String, CliError> {
@@ -498,18 +475,6 @@ pub fn read_password(input: &mut dyn std::io::Read) -> Result<String, CliError> 
         ));
     }
     Ok(password.to_string())
-}
-
-/// `s` percent-encoded as one path segment (everything but RFC 3986's unreserved characters).
-pub fn path_segment(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 #[cfg(test)]

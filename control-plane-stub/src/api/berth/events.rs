@@ -16,27 +16,22 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::{json, Value};
 
-use crate::api::berth::security_groups::{error, run};
-use crate::api::ecs::{ts, ApiError};
+use super::{error, run};
+use crate::api::{ts, ApiError};
 use crate::app::{ControlPlane, CpError};
+use crate::contract::{EVENTS_SUFFIX, TASKS_PREFIX};
 use crate::domain::task::TaskEvent;
 
 /// Everything below `/berth/v1/tasks/`; the handler accepts only `<task>/events`.
 pub const PATH: &str = "/berth/v1/tasks/{*rest}";
-pub const PREFIX: &str = "/berth/v1/tasks/";
-const SUFFIX: &str = "/events";
 
-/// The task reference of `<task>/events` (what follows [`PREFIX`]), or None for any other path.
+/// The task reference of `<task>/events` (what follows [`TASKS_PREFIX`]), or None for any other path.
 pub fn task_reference(rest: &str) -> Option<&str> {
-    rest.strip_suffix(SUFFIX)
+    rest.strip_suffix(EVENTS_SUFFIX)
         .filter(|t| !t.is_empty() && !t.starts_with('/'))
 }
 
 /// The path of a task's events, the reference percent-encoded as one segment.
-pub fn events_path(task: &str) -> String {
-    format!("{PREFIX}{}{SUFFIX}", crate::cli::path_segment(task))
-}
-
 pub fn event_json(e: &TaskEvent) -> Value {
     json!({
         "seq": e.seq,
@@ -59,7 +54,7 @@ pub async fn get(State(cp): State<Arc<ControlPlane>>, Path(rest): Path<String>) 
         return error(ApiError {
             status: StatusCode::NOT_FOUND,
             code: "UnknownOperationException",
-            message: format!("no such path {PREFIX}{rest}: did you mean {PREFIX}<task>{SUFFIX}?"),
+            message: format!("no such path {TASKS_PREFIX}{rest}: did you mean {TASKS_PREFIX}<task>{EVENTS_SUFFIX}?"),
         });
     };
     run(cp, move |cp| {
@@ -85,7 +80,7 @@ mod tests {
         assert_eq!(task_reference("/events"), None);
         assert_eq!(task_reference("abc/logs"), None);
         assert_eq!(
-            events_path("arn:aws:ecs:r:0:task/c/abc"),
+            crate::contract::events_path("arn:aws:ecs:r:0:task/c/abc"),
             "/berth/v1/tasks/arn%3Aaws%3Aecs%3Ar%3A0%3Atask%2Fc%2Fabc/events"
         );
     }

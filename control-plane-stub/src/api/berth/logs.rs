@@ -20,9 +20,8 @@ use berth_proto::v1 as pb;
 use tokio::sync::mpsc;
 
 use crate::app::{ControlPlane, CpError};
+use crate::contract::LOG_DRIVER_HEADER;
 
-pub const PATH: &str = "/berth/v1/logs";
-pub const LOG_DRIVER_HEADER: &str = "x-berth-log-driver";
 /// How long the agent may take to start answering.
 const FIRST_CHUNK_TIMEOUT: Duration = Duration::from_secs(30);
 

@@ -17,19 +17,18 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::{json, Value};
 
-use crate::api::berth::security_groups::{error, run};
-use crate::api::ecs::ApiError;
+use super::{error, run};
+use crate::api::{ts, ApiError};
 use crate::app::ControlPlane;
 use crate::domain::secrets::SecretInfo;
 
-pub const PATH: &str = "/berth/v1/secrets";
 pub const ITEM_PATH: &str = "/berth/v1/secrets/{name}";
 
 pub fn secret_json(s: &SecretInfo) -> Value {
     json!({
         "name": s.name,
         "arn": s.arn,
-        "createdAt": crate::api::ecs::ts(s.created_at_ms),
+        "createdAt": ts(s.created_at_ms),
     })
 }
 

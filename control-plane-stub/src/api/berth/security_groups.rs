@@ -16,15 +16,15 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 use serde_json::{json, Value};
 
-use crate::api::ecs::ApiError;
-use crate::app::{ControlPlane, CpError};
+use super::{error, run};
+use crate::api::{ts, ApiError};
+use crate::app::ControlPlane;
 use crate::domain::security::{IngressRule, SecurityGroup};
 
-pub const PATH: &str = "/berth/v1/security-groups";
 pub const ITEM_PATH: &str = "/berth/v1/security-groups/{group}";
 
 pub fn group_json(g: &SecurityGroup) -> Value {
@@ -33,42 +33,9 @@ pub fn group_json(g: &SecurityGroup) -> Value {
         "groupName": g.name,
         "description": g.description,
         "ingress": g.ingress.iter().map(IngressRule::to_json).collect::<Vec<_>>(),
-        "createdAt": crate::api::ecs::ts(g.created_at_ms),
-        "updatedAt": crate::api::ecs::ts(g.updated_at_ms),
+        "createdAt": ts(g.created_at_ms),
+        "updatedAt": ts(g.updated_at_ms),
     })
-}
-
-pub(crate) fn json_body(status: StatusCode, body: &Value) -> Response {
-    let mut resp = (status, body.to_string()).into_response();
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    resp
-}
-
-pub(crate) fn error(e: ApiError) -> Response {
-    json_body(e.status, &json!({"__type": e.code, "message": e.message}))
-}
-
-/// Runs `op` off the async workers (SQLite blocks briefly) and renders its outcome. Shared by
-/// the Berth JSON endpoints.
-pub(crate) async fn run(
-    cp: Arc<ControlPlane>,
-    op: impl FnOnce(&ControlPlane) -> Result<(StatusCode, Value), CpError> + Send + 'static,
-) -> Response {
-    match tokio::task::spawn_blocking(move || op(&cp)).await {
-        Ok(Ok((status, body))) => json_body(status, &body),
-        Ok(Err(e)) => error(ApiError::from(e)),
-        Err(join) => {
-            tracing::error!("berth API request panicked: {join}");
-            error(ApiError {
-                status: StatusCode::INTERNAL_SERVER_ERROR,
-                code: "ServerException",
-                message: "internal error".into(),
-            })
-        }
-    }
 }
 
 pub async fn list(State(cp): State<Arc<ControlPlane>>) -> Response {

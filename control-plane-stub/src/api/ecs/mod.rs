@@ -1,7 +1,6 @@
 //! The user-facing HTTP API: Amazon ECS's JSON 1.1 protocol (`POST /` with `X-Amz-Target`).
 //! SigV4 signatures are accepted but not verified: the API listens on loopback by default.
 
-mod error;
 mod ops;
 mod shapes;
 
@@ -9,60 +8,19 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::Router;
 use tracing::Instrument;
 
+use crate::api::error::{json_response, ApiError};
 use crate::app::ControlPlane;
-pub use error::ApiError;
-pub use shapes::ts;
+use crate::contract::TARGET_PREFIX;
 
-pub const TARGET_PREFIX: &str = "AmazonEC2ContainerServiceV20141113.";
-pub const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
-
-pub fn router(cp: Arc<ControlPlane>) -> Router {
-    Router::new()
-        .route("/", post(handle))
-        .route(
-            crate::api::berth::logs::PATH,
-            get(crate::api::berth::logs::http_logs),
-        )
-        .route(
-            crate::api::berth::security_groups::PATH,
-            get(crate::api::berth::security_groups::list),
-        )
-        .route(
-            crate::api::berth::security_groups::ITEM_PATH,
-            get(crate::api::berth::security_groups::get)
-                .put(crate::api::berth::security_groups::put)
-                .delete(crate::api::berth::security_groups::delete),
-        )
-        .route(
-            crate::api::berth::secrets::PATH,
-            get(crate::api::berth::secrets::list),
-        )
-        .route(
-            crate::api::berth::secrets::ITEM_PATH,
-            axum::routing::put(crate::api::berth::secrets::put)
-                .delete(crate::api::berth::secrets::delete),
-        )
-        .route(
-            crate::api::berth::events::PATH,
-            get(crate::api::berth::events::get),
-        )
-        .with_state(cp)
-}
-
-pub(crate) fn json_response(status: StatusCode, body: &serde_json::Value) -> Response {
-    let mut resp = (status, body.to_string()).into_response();
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
-    resp
-}
-
-async fn handle(State(cp): State<Arc<ControlPlane>>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn handle(
+    State(cp): State<Arc<ControlPlane>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let target = headers
         .get("x-amz-target")
         .and_then(|v| v.to_str().ok())

@@ -4,8 +4,8 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::error::ApiError;
 use super::shapes;
+use crate::api::error::ApiError;
 use crate::app::{ControlPlane, NetworkConfiguration, RunTaskInput};
 use crate::domain::ids;
 use crate::state::TaskFilter;

@@ -2,6 +2,8 @@
 
 use serde_json::{json, Map, Value};
 
+use crate::api::ts;
+
 use crate::app::InstanceView;
 use crate::domain::ids::Arns;
 use crate::domain::instance::{overall_health, Resource, RuntimeHealth};
@@ -14,11 +16,6 @@ use crate::state::{ClusterCounts, TaskDefRecord};
 
 /// The subnet named in awsvpc attachments: the agent's task subnet, whatever it is.
 pub const TASK_SUBNET_ID: &str = "berth-task-subnet";
-
-/// ECS timestamps are epoch seconds.
-pub fn ts(ms: i64) -> Value {
-    json!(ms as f64 / 1000.0)
-}
 
 fn put(m: &mut Map<String, Value>, key: &str, v: Option<Value>) {
     if let Some(v) = v {

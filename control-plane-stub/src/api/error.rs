@@ -1,9 +1,11 @@
-//! The one place where control-plane errors become ECS error codes.
+//! The one place where control-plane errors become ECS error codes, and the ECS error shape
+//! (`{"__type", "message"}`) both APIs answer with.
 
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use crate::app::CpError;
+use crate::contract::CONTENT_TYPE;
 use crate::domain::taskdef::ProblemKind;
 
 #[derive(Debug)]
@@ -69,6 +71,14 @@ impl From<CpError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = serde_json::json!({"__type": self.code, "message": self.message});
-        super::json_response(self.status, &body)
+        json_response(self.status, &body)
     }
+}
+
+/// A response in the ECS JSON protocol's content type.
+pub(crate) fn json_response(status: StatusCode, body: &serde_json::Value) -> Response {
+    let mut resp = (status, body.to_string()).into_response();
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+    resp
 }

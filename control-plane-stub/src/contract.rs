@@ -1,0 +1,48 @@
+//! What berth-cp and its clients agree on: the ECS JSON protocol's framing and the Berth REST
+//! paths. `berthctl` (and any client) depends on this module and on the request and response
+//! shapes, never on the server's internals.
+
+/// Every ECS operation is `POST /` with `X-Amz-Target: <TARGET_PREFIX><Operation>`.
+pub const TARGET_PREFIX: &str = "AmazonEC2ContainerServiceV20141113.";
+/// The ECS JSON protocol's content type, of requests and responses.
+pub const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
+
+/// `GET /berth/v1/logs?cluster=C&task=T&container=N&tail=100&follow=true`.
+pub const LOGS_PATH: &str = "/berth/v1/logs";
+/// The log driver the task definition named, on a logs response.
+pub const LOG_DRIVER_HEADER: &str = "x-berth-log-driver";
+
+/// `GET` lists the security groups; `/<id or name>` is one (`GET`, `PUT`, `DELETE`).
+pub const SECURITY_GROUPS_PATH: &str = "/berth/v1/security-groups";
+/// `GET` lists the secrets; `/<name>` is one (`PUT`, `DELETE`).
+pub const SECRETS_PATH: &str = "/berth/v1/secrets";
+/// `/<task id or ARN>/events`: a task's applied state changes.
+pub const TASKS_PREFIX: &str = "/berth/v1/tasks/";
+pub const EVENTS_SUFFIX: &str = "/events";
+
+/// `/berth/v1/security-groups/<group>`, the reference percent-encoded.
+pub fn security_group_path(group: &str) -> String {
+    format!("{SECURITY_GROUPS_PATH}/{}", path_segment(group))
+}
+
+/// `/berth/v1/secrets/<name>`, the name percent-encoded for the path (names may hold `/`).
+pub fn secret_path(name: &str) -> String {
+    format!("{SECRETS_PATH}/{}", path_segment(name))
+}
+
+/// `/berth/v1/tasks/<task>/events`, the reference percent-encoded (an ARN holds `/` and `:`).
+pub fn events_path(task: &str) -> String {
+    format!("{TASKS_PREFIX}{}{EVENTS_SUFFIX}", path_segment(task))
+}
+
+/// `s` percent-encoded as one path segment (everything but RFC 3986's unreserved characters).
+pub fn path_segment(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
