@@ -14,6 +14,7 @@ pub mod images;
 pub mod logs;
 pub mod manifest;
 pub mod model;
+pub mod netdef;
 pub mod network;
 pub mod registry;
 pub mod resources;

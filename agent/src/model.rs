@@ -74,7 +74,7 @@ pub struct TaskSpec {
     pub volumes: Vec<Volume>,
     /// awsvpc ingress rules (the task's security groups); None allows all ingress.
     #[serde(default)]
-    pub ingress: Option<Vec<crate::network::IngressRule>>,
+    pub ingress: Option<Vec<crate::netdef::IngressRule>>,
 }
 
 /// A task definition's volume.
@@ -204,7 +204,7 @@ pub struct PortMapping {
     pub container_port: Option<u16>,
     /// None or 0: a dynamic host port (bridge); host and awsvpc use the container port.
     pub host_port: Option<u16>,
-    pub protocol: crate::network::Protocol,
+    pub protocol: crate::netdef::Protocol,
     /// containerPortRange "first-last", inclusive; host ports are dynamic.
     pub container_port_range: Option<(u16, u16)>,
 }

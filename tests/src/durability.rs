@@ -13,18 +13,6 @@ use crate::env::TestEnv;
 use crate::net::http_get_async;
 use crate::tasks::task_id;
 
-/// An agent's store (`<data dir>/agent.db`), read-only: the agent may be writing it.
-pub fn agent_db(agent_data_dir: &Path) -> Result<rusqlite::Connection> {
-    let path = agent_data_dir.join("agent.db");
-    let conn = rusqlite::Connection::open_with_flags(
-        &path,
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .with_context(|| format!("opening {}", path.display()))?;
-    conn.busy_timeout(Duration::from_secs(5))?;
-    Ok(conn)
-}
-
 /// The state changes berth-cp applied for `task`, in sequence order.
 pub async fn task_events(env: &TestEnv, task: &str) -> Result<Vec<Value>> {
     let path = format!("/berth/v1/tasks/{}/events", task_id(task));

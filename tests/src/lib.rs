@@ -14,6 +14,7 @@
 //! - `BERTH_E2E_LOG`: the `RUST_LOG` given to berth-cp and berth-agent.
 //! - `BERTH_AWS_CLI`: the `aws` executable for the AWS CLI tests (default: `aws` on PATH).
 
+mod agent_store;
 mod aws;
 mod bins;
 mod cgroups;
@@ -30,6 +31,7 @@ mod registry;
 mod tasks;
 mod wait;
 
+pub use agent_store::agent_db;
 pub use aws::AwsCli;
 pub use bins::{bin, workspace_root};
 pub use cgroups::{
@@ -40,7 +42,7 @@ pub use containerd::{
     containers_at, ctr, ctr_at, import_test_image_at, purge_namespace_at, task_main_pid,
     task_main_pid_at, task_pids, tasks_at, CtrTask, TEST_IMAGE,
 };
-pub use durability::{agent_db, check_event_history, leftovers, task_events};
+pub use durability::{check_event_history, leftovers, task_events};
 pub use ecs::{container, ApiError, EcsClient};
 pub use env::{CpAddrs, TestEnv};
 pub use health::{

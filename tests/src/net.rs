@@ -362,7 +362,7 @@ impl NetworkSettings {
 /// it: (task ARN, phase), phase being `NotNeeded`, `Pending`, `Planned`, `Up` or `Released`
 /// (`Planned` and `Up` hold an address and host ports).
 pub fn stored_network_phases(agent_data_dir: &Path) -> Result<Vec<(String, String)>> {
-    let conn = crate::durability::agent_db(agent_data_dir)?;
+    let conn = crate::agent_store::agent_db(agent_data_dir)?;
     let mut stmt = conn.prepare(
         "SELECT arn, COALESCE(json_extract(state, '$.network_phase'), '') FROM tasks ORDER BY arn",
     )?;

@@ -28,7 +28,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-pub use plan::{Allocator, Cidr, PlanError};
+pub use crate::netdef::{Cidr, IngressProtocol, IngressRule, Protocol};
+pub use plan::{Allocator, PlanError};
 
 use crate::model::NetworkMode;
 
@@ -81,29 +82,6 @@ impl Default for NetworkConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub enum Protocol {
-    Tcp,
-    Udp,
-}
-
-impl Protocol {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Protocol::Tcp => "tcp",
-            Protocol::Udp => "udp",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "tcp" => Some(Self::Tcp),
-            "udp" => Some(Self::Udp),
-            _ => None,
-        }
-    }
-}
-
 /// A host port bound to a container's port.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PortBinding {
@@ -111,24 +89,6 @@ pub struct PortBinding {
     pub protocol: Protocol,
     pub container_port: u16,
     pub host_port: u16,
-}
-
-/// Which protocols an ingress rule allows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum IngressProtocol {
-    Tcp,
-    Udp,
-    /// Every protocol and port.
-    All,
-}
-
-/// One allowed ingress to an awsvpc task (a security group rule).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct IngressRule {
-    pub protocol: IngressProtocol,
-    pub from_port: u16,
-    pub to_port: u16,
-    pub source: Cidr,
 }
 
 /// Everything the agent creates for one task's network, decided (and persisted with the task)
