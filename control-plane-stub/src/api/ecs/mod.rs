@@ -1,8 +1,12 @@
 //! The user-facing HTTP API: Amazon ECS's JSON 1.1 protocol (`POST /` with `X-Amz-Target`).
 //! SigV4 signatures are accepted but not verified: the API listens on loopback by default.
 
-mod ops;
+mod clusters;
+mod container_instances;
+mod request;
 mod shapes;
+mod task_definitions;
+mod tasks;
 
 use std::sync::Arc;
 
@@ -15,6 +19,8 @@ use tracing::Instrument;
 use crate::api::error::{json_response, ApiError};
 use crate::app::ControlPlane;
 use crate::contract::TARGET_PREFIX;
+use request::OpResult;
+use serde_json::Value;
 
 pub async fn handle(
     State(cp): State<Arc<ControlPlane>>,
@@ -57,8 +63,7 @@ pub async fn handle(
             }
         };
         // SQLite calls block briefly; keep them off the async workers.
-        let result =
-            tokio::task::spawn_blocking(move || ops::dispatch(&cp, &operation, request)).await;
+        let result = tokio::task::spawn_blocking(move || dispatch(&cp, &operation, request)).await;
         match result {
             Ok(Ok(body)) => json_response(StatusCode::OK, &body),
             Ok(Err(e)) => {
@@ -78,4 +83,19 @@ pub async fn handle(
     }
     .instrument(span)
     .await
+}
+
+/// Each resource's module names its own operations.
+fn dispatch(cp: &ControlPlane, operation: &str, request: Value) -> OpResult {
+    let handler = clusters::operation(operation)
+        .or_else(|| task_definitions::operation(operation))
+        .or_else(|| tasks::operation(operation))
+        .or_else(|| container_instances::operation(operation));
+    match handler {
+        Some(handler) => handler(cp, request),
+        None => Err(ApiError::client(
+            "UnknownOperationException",
+            format!("operation {operation} is not supported by berth-cp"),
+        )),
+    }
 }

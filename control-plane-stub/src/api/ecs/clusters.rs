@@ -1,0 +1,63 @@
+//! CreateCluster, ListClusters, DescribeClusters.
+
+use serde::Deserialize;
+use serde_json::json;
+
+use super::request::{page_response, paginate, parse, OpResult, Operation, PageRequest};
+use super::shapes;
+use crate::app::ControlPlane;
+use crate::domain::ids;
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct CreateClusterRequest {
+    cluster_name: Option<String>,
+}
+
+fn create_cluster(cp: &ControlPlane, r: CreateClusterRequest) -> OpResult {
+    let name = r.cluster_name.unwrap_or_else(|| "default".into());
+    cp.clusters.create(&name)?;
+    let counts = cp.clusters.counts(&name)?.unwrap_or_default();
+    Ok(json!({"cluster": shapes::cluster(&cp.arns, &name, counts)}))
+}
+
+fn list_clusters(cp: &ControlPlane, r: PageRequest) -> OpResult {
+    let arns: Vec<String> = cp
+        .clusters
+        .list()?
+        .iter()
+        .map(|n| cp.arns.cluster(n))
+        .collect();
+    let (page, next) = paginate(arns, r.max_results, r.next_token.as_deref())?;
+    Ok(page_response("clusterArns", page, next))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct DescribeClustersRequest {
+    clusters: Option<Vec<String>>,
+}
+
+fn describe_clusters(cp: &ControlPlane, r: DescribeClustersRequest) -> OpResult {
+    let wanted = r.clusters.unwrap_or_else(|| vec!["default".into()]);
+    let mut clusters = Vec::new();
+    let mut failures = Vec::new();
+    for c in wanted {
+        let name = ids::cluster_name(&c);
+        match cp.clusters.counts(name)? {
+            Some(counts) => clusters.push(shapes::cluster(&cp.arns, name, counts)),
+            None => failures.push(shapes::missing(&cp.arns.cluster(name))),
+        }
+    }
+    Ok(json!({"clusters": clusters, "failures": failures}))
+}
+
+/// The handler of `operation` when it is one of this resource's.
+pub(super) fn operation(name: &str) -> Option<Operation> {
+    Some(match name {
+        "CreateCluster" => |cp, r| create_cluster(cp, parse(r)?),
+        "ListClusters" => |cp, r| list_clusters(cp, parse(r)?),
+        "DescribeClusters" => |cp, r| describe_clusters(cp, parse(r)?),
+        _ => return None,
+    })
+}

@@ -1,0 +1,90 @@
+//! RegisterTaskDefinition, DescribeTaskDefinition, ListTaskDefinitions, DeregisterTaskDefinition.
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::request::{page_response, paginate, parse, OpResult, Operation};
+use super::shapes;
+use crate::api::error::ApiError;
+use crate::app::ControlPlane;
+
+fn register_task_definition(cp: &ControlPlane, request: Value) -> OpResult {
+    let record = cp.task_definitions.register(&request)?;
+    Ok(json!({
+        "taskDefinition": shapes::task_definition(&cp.arns, &record),
+        "tags": shapes::tags(&record),
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TaskDefinitionRequest {
+    task_definition: String,
+}
+
+fn describe_task_definition(cp: &ControlPlane, r: TaskDefinitionRequest) -> OpResult {
+    let record = cp.task_definitions.get(&r.task_definition)?;
+    Ok(json!({
+        "taskDefinition": shapes::task_definition(&cp.arns, &record),
+        "tags": shapes::tags(&record),
+    }))
+}
+
+fn deregister_task_definition(cp: &ControlPlane, r: TaskDefinitionRequest) -> OpResult {
+    let record = cp.task_definitions.deregister(&r.task_definition)?;
+    Ok(json!({"taskDefinition": shapes::task_definition(&cp.arns, &record)}))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct ListTaskDefinitionsRequest {
+    family_prefix: Option<String>,
+    status: Option<String>,
+    sort: Option<String>,
+    next_token: Option<String>,
+    max_results: Option<i64>,
+}
+
+fn list_task_definitions(cp: &ControlPlane, r: ListTaskDefinitionsRequest) -> OpResult {
+    let active = match r.status.as_deref() {
+        None | Some("ACTIVE") => Some(true),
+        Some("INACTIVE") => Some(false),
+        Some("DELETE_IN_PROGRESS") => return Ok(json!({"taskDefinitionArns": []})),
+        Some(other) => {
+            return Err(ApiError::client(
+                "InvalidParameterException",
+                format!("status: {other:?} is not ACTIVE, INACTIVE or DELETE_IN_PROGRESS"),
+            ))
+        }
+    };
+    let mut defs = cp
+        .task_definitions
+        .list(r.family_prefix.as_deref(), active)?;
+    match r.sort.as_deref() {
+        None | Some("ASC") => {}
+        Some("DESC") => defs.reverse(),
+        Some(other) => {
+            return Err(ApiError::client(
+                "InvalidParameterException",
+                format!("sort: {other:?} is not ASC or DESC"),
+            ))
+        }
+    }
+    let arns: Vec<String> = defs
+        .iter()
+        .map(|(f, rev)| cp.arns.task_definition(f, *rev))
+        .collect();
+    let (page, next) = paginate(arns, r.max_results, r.next_token.as_deref())?;
+    Ok(page_response("taskDefinitionArns", page, next))
+}
+
+/// The handler of `operation` when it is one of this resource's.
+pub(super) fn operation(name: &str) -> Option<Operation> {
+    Some(match name {
+        "RegisterTaskDefinition" => |cp, r| register_task_definition(cp, r),
+        "DescribeTaskDefinition" => |cp, r| describe_task_definition(cp, parse(r)?),
+        "ListTaskDefinitions" => |cp, r| list_task_definitions(cp, parse(r)?),
+        "DeregisterTaskDefinition" => |cp, r| deregister_task_definition(cp, parse(r)?),
+        _ => return None,
+    })
+}

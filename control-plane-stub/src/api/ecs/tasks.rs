@@ -1,0 +1,192 @@
+//! RunTask, StopTask, DescribeTasks, ListTasks.
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::request::{cluster_or_default, page_response, paginate, parse, OpResult, Operation};
+use super::shapes;
+use crate::api::error::ApiError;
+use crate::app::{ControlPlane, NetworkConfiguration, RunTaskInput};
+use crate::domain::ids;
+use crate::state::TaskFilter;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RunTaskRequest {
+    cluster: Option<String>,
+    task_definition: String,
+    count: Option<i64>,
+    started_by: Option<String>,
+    group: Option<String>,
+    overrides: Option<Value>,
+    launch_type: Option<String>,
+    network_configuration: Option<Value>,
+}
+
+/// RunTask's networkConfiguration in ECS's shape: `{"awsvpcConfiguration": {"subnets": [...],
+/// "securityGroups": [...], "assignPublicIp": "ENABLED"|"DISABLED"}}`. Subnets and
+/// assignPublicIp are accepted and ignored.
+fn network_configuration(v: Option<Value>) -> Result<Option<NetworkConfiguration>, ApiError> {
+    let invalid = |m: &str| {
+        ApiError::client(
+            "InvalidParameterException",
+            format!("networkConfiguration{m}"),
+        )
+    };
+    let obj = match v {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Object(o)) => o,
+        Some(_) => return Err(invalid(": must be an object")),
+    };
+    let mut config = NetworkConfiguration::default();
+    let awsvpc = match obj.get("awsvpcConfiguration") {
+        None | Some(Value::Null) => return Ok(Some(config)),
+        Some(Value::Object(a)) => a,
+        Some(_) => return Err(invalid(".awsvpcConfiguration: must be an object")),
+    };
+    let strings = |key: &str| -> Result<Vec<String>, ApiError> {
+        match awsvpc.get(key) {
+            None | Some(Value::Null) => Ok(Vec::new()),
+            Some(Value::Array(items)) if items.iter().all(Value::is_string) => Ok(items
+                .iter()
+                .filter_map(|s| s.as_str().map(str::to_string))
+                .collect()),
+            Some(_) => Err(invalid(&format!(
+                ".awsvpcConfiguration.{key}: must be a list of strings"
+            ))),
+        }
+    };
+    strings("subnets")?;
+    config.security_groups = strings("securityGroups")?;
+    match awsvpc.get("assignPublicIp") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(s)) if s == "ENABLED" || s == "DISABLED" => {}
+        Some(other) => {
+            return Err(invalid(&format!(
+                ".awsvpcConfiguration.assignPublicIp: {other} is not ENABLED or DISABLED"
+            )))
+        }
+    }
+    Ok(Some(config))
+}
+
+fn run_task(cp: &ControlPlane, r: RunTaskRequest) -> OpResult {
+    if let Some(lt) = r.launch_type.as_deref().filter(|lt| *lt != "EC2") {
+        return Err(ApiError::client(
+            "InvalidParameterException",
+            format!("launchType: {lt} is not supported; berth-cp runs EC2-style tasks only"),
+        ));
+    }
+    let (tasks, failures) = cp.tasks.run(RunTaskInput {
+        cluster: cluster_or_default(r.cluster),
+        task_definition: r.task_definition,
+        count: r.count.unwrap_or(1),
+        started_by: r.started_by,
+        group: r.group,
+        overrides: r.overrides,
+        network_configuration: network_configuration(r.network_configuration)?,
+    })?;
+    let defs = cp.task_definitions.health_defs(&tasks)?;
+    Ok(json!({
+        "tasks": tasks.iter().map(|t| shapes::task(&cp.arns, t, defs.of(t))).collect::<Vec<_>>(),
+        "failures": failures.iter().map(shapes::failure).collect::<Vec<_>>(),
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StopTaskRequest {
+    cluster: Option<String>,
+    task: String,
+    reason: Option<String>,
+}
+
+fn stop_task(cp: &ControlPlane, r: StopTaskRequest) -> OpResult {
+    let task = cp
+        .tasks
+        .stop(&cluster_or_default(r.cluster), &r.task, r.reason.as_deref())?;
+    let defs = cp
+        .task_definitions
+        .health_defs(std::slice::from_ref(&task))?;
+    Ok(json!({"task": shapes::task(&cp.arns, &task, defs.of(&task))}))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DescribeTasksRequest {
+    cluster: Option<String>,
+    tasks: Vec<String>,
+}
+
+fn describe_tasks(cp: &ControlPlane, r: DescribeTasksRequest) -> OpResult {
+    if r.tasks.len() > 100 {
+        return Err(ApiError::client(
+            "InvalidParameterException",
+            "tasks: at most 100 tasks per request",
+        ));
+    }
+    let cluster = cluster_or_default(r.cluster);
+    let (found, missing) = cp.tasks.describe(&cluster, &r.tasks)?;
+    let defs = cp.task_definitions.health_defs(&found)?;
+    Ok(json!({
+        "tasks": found.iter().map(|t| shapes::task(&cp.arns, t, defs.of(t))).collect::<Vec<_>>(),
+        "failures": missing.iter().map(|m| {
+            let arn = if m.starts_with("arn:") { m.clone() } else { cp.arns.task(&cluster, m) };
+            shapes::missing(&arn)
+        }).collect::<Vec<_>>(),
+    }))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct ListTasksRequest {
+    cluster: Option<String>,
+    container_instance: Option<String>,
+    family: Option<String>,
+    started_by: Option<String>,
+    desired_status: Option<String>,
+    next_token: Option<String>,
+    max_results: Option<i64>,
+}
+
+fn list_tasks(cp: &ControlPlane, r: ListTasksRequest) -> OpResult {
+    let desired = match r.desired_status.as_deref() {
+        None | Some("RUNNING") => "RUNNING",
+        Some("STOPPED") => "STOPPED",
+        Some("PENDING") => return Ok(json!({"taskArns": []})),
+        Some(other) => {
+            return Err(ApiError::client(
+                "InvalidParameterException",
+                format!("desiredStatus: {other:?} is not RUNNING, PENDING or STOPPED"),
+            ))
+        }
+    };
+    let tasks = cp.tasks.list(TaskFilter {
+        cluster: Some(cluster_or_default(r.cluster)),
+        instance_id: r
+            .container_instance
+            .as_deref()
+            .map(|c| ids::resource_id(c).to_string()),
+        family: r.family,
+        started_by: r.started_by,
+        desired_status: Some(desired.to_string()),
+        not_stopped: false,
+    })?;
+    let arns: Vec<String> = tasks
+        .iter()
+        .map(|t| cp.arns.task(&t.cluster, &t.id))
+        .collect();
+    let (page, next) = paginate(arns, r.max_results, r.next_token.as_deref())?;
+    Ok(page_response("taskArns", page, next))
+}
+
+/// The handler of `operation` when it is one of this resource's.
+pub(super) fn operation(name: &str) -> Option<Operation> {
+    Some(match name {
+        "RunTask" => |cp, r| run_task(cp, parse(r)?),
+        "StopTask" => |cp, r| stop_task(cp, parse(r)?),
+        "DescribeTasks" => |cp, r| describe_tasks(cp, parse(r)?),
+        "ListTasks" => |cp, r| list_tasks(cp, parse(r)?),
+        _ => return None,
+    })
+}
