@@ -379,3 +379,21 @@ fn a_cycle_is_found_with_its_witnesses() {
         ["a.rs uses b", "b.rs uses c", "c.rs uses a"]
     );
 }
+
+/// berth-cp's production files stay small enough to read in one sitting (issue #16): test
+/// modules in files of their own (`tests.rs`) do not count.
+#[test]
+fn no_control_plane_source_file_is_over_700_lines() {
+    let src = workspace().join("control-plane-stub/src");
+    let mut long = Vec::new();
+    for (_, file) in modules(&src) {
+        if file.ends_with("tests.rs") {
+            continue;
+        }
+        let lines = std::fs::read_to_string(&file).unwrap().lines().count();
+        if lines > 700 {
+            long.push(format!("{} has {lines} lines", file.display()));
+        }
+    }
+    assert!(long.is_empty(), "split these by concern:\n{}", long.join("\n"));
+}
