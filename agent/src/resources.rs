@@ -1,6 +1,6 @@
 //! The agent's own accounting of its registered resources: a task that does not fit what is
 //! left is refused rather than overcommitted. Pure; the needs are computed as the control plane
-//! computes them (`control-plane-stub/src/taskdef.rs`: task-level values, else the sum over
+//! computes them (`control-plane-stub/src/domain/taskdef/`: task-level values, else the sum over
 //! containers of memoryReservation-else-memory and of cpu).
 
 use crate::model::TaskSpec;

@@ -395,5 +395,9 @@ fn no_control_plane_source_file_is_over_700_lines() {
             long.push(format!("{} has {lines} lines", file.display()));
         }
     }
-    assert!(long.is_empty(), "split these by concern:\n{}", long.join("\n"));
+    assert!(
+        long.is_empty(),
+        "split these by concern:\n{}",
+        long.join("\n")
+    );
 }
