@@ -4,6 +4,8 @@
 //! transaction in every backend.
 
 mod sqlite;
+#[cfg(test)]
+mod suite;
 
 pub use sqlite::{SqliteStore, DB_FILE, SCHEMA_VERSION};
 
