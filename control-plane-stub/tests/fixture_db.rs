@@ -8,7 +8,6 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::path::Path;
 
 use berth_cp::admin;
@@ -18,36 +17,6 @@ use pb::control_message::Msg;
 use serde_json::{json, Value};
 
 const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/v0.1-data");
-
-async fn berth(
-    api: SocketAddr,
-    method: reqwest::Method,
-    path: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut req = reqwest::Client::new().request(method, format!("http://{api}{path}"));
-    if let Some(b) = body {
-        req = req.body(b.to_string());
-    }
-    let resp = req.send().await.expect("request sent");
-    let status = resp.status().as_u16();
-    let text = resp.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-}
-
-async fn next_payload(agent: &mut FakeAgent) -> pb::TaskPayload {
-    match agent.expect().await {
-        Msg::Payload(p) => {
-            agent
-                .send(pb::agent_message::Msg::PayloadAck(pb::PayloadAck {
-                    seq: p.seq,
-                }))
-                .await;
-            p
-        }
-        other => panic!("expected a payload, got {other:?}"),
-    }
-}
 
 fn definition(command: &str) -> Value {
     json!({

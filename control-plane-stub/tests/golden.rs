@@ -151,20 +151,6 @@ fn normalise(text: &str, now_secs: f64) -> String {
     out
 }
 
-async fn next_payload(agent: &mut FakeAgent) -> pb::TaskPayload {
-    match agent.expect().await {
-        Msg::Payload(p) => {
-            agent
-                .send(pb::agent_message::Msg::PayloadAck(pb::PayloadAck {
-                    seq: p.seq,
-                }))
-                .await;
-            p
-        }
-        other => panic!("expected a payload, got {other:?}"),
-    }
-}
-
 fn binding(container: &str, protocol: &str, port: u32, host_port: u32) -> pb::NetworkBinding {
     pb::NetworkBinding {
         container_name: container.into(),

@@ -12,26 +12,6 @@ use common::*;
 use pb::control_message::Msg;
 use serde_json::{json, Value};
 
-/// Calls the Berth-specific JSON API.
-async fn berth(
-    api: SocketAddr,
-    method: reqwest::Method,
-    path: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut req = reqwest::Client::new().request(method, format!("http://{api}{path}"));
-    if let Some(b) = body {
-        req = req.body(b.to_string());
-    }
-    let resp = req.send().await.expect("request sent");
-    let status = resp.status().as_u16();
-    let text = resp.text().await.unwrap();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or_else(|_| panic!("{path}: not JSON: {text}")),
-    )
-}
-
 /// Registers and connects an agent that runs every network mode and reserves tcp/22.
 async fn agent(dir: &std::path::Path, g: SocketAddr) -> (String, FakeAgent) {
     let code = admin::create_activation(&data_dir(dir), "default", 1, 3600).unwrap();
@@ -64,17 +44,12 @@ fn definition(family: &str, mode: &str, port_mappings: Value) -> Value {
 }
 
 async fn next_spec(agent: &mut FakeAgent) -> pb::TaskSpec {
-    match agent.expect().await {
-        Msg::Payload(p) => {
-            agent
-                .send(pb::agent_message::Msg::PayloadAck(pb::PayloadAck {
-                    seq: p.seq,
-                }))
-                .await;
-            p.tasks.into_iter().next().expect("a task in the payload")
-        }
-        other => panic!("expected a payload, got {other:?}"),
-    }
+    next_payload(agent)
+        .await
+        .tasks
+        .into_iter()
+        .next()
+        .expect("a task in the payload")
 }
 
 #[tokio::test]

@@ -269,3 +269,38 @@ pub fn container_change(
         health: None,
     })
 }
+
+/// Calls the Berth-specific JSON API.
+pub async fn berth(
+    api: SocketAddr,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut req = reqwest::Client::new().request(method, format!("http://{api}{path}"));
+    if let Some(b) = body {
+        req = req.body(b.to_string());
+    }
+    let resp = req.send().await.expect("request sent");
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or_else(|_| panic!("{path}: not JSON: {text}")),
+    )
+}
+
+/// The next message must be a payload: it is acknowledged and returned.
+pub async fn next_payload(agent: &mut FakeAgent) -> pb::TaskPayload {
+    match agent.expect().await {
+        pb::control_message::Msg::Payload(p) => {
+            agent
+                .send(pb::agent_message::Msg::PayloadAck(pb::PayloadAck {
+                    seq: p.seq,
+                }))
+                .await;
+            p
+        }
+        other => panic!("expected a payload, got {other:?}"),
+    }
+}
