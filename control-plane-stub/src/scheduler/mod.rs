@@ -3,4 +3,5 @@
 //! outcome.
 
 pub mod placement;
+pub mod service;
 pub mod usage;

@@ -1,0 +1,295 @@
+//! The service scheduler's decisions (issue #17, first part): a pure function from a snapshot of
+//! one service — its desired count, its deployments (newest first) and their tasks — to the
+//! actions that bring it to its desired count within its deployment configuration's window.
+//! The caller (the service controller, with the store) carries the actions out and records
+//! each as a service event; it calls [`plan`] again on every change of the service's tasks and
+//! on a timer, so a plan only says what can be done now.
+//!
+//! The rules are ECS's rolling update: at most `maximumPercent` of the desired count (rounded
+//! down) are RUNNING or PENDING, at least `minimumHealthyPercent` (rounded up) stay healthy
+//! while old tasks are stopped; unhealthy tasks are replaced; a deployment whose failed tasks
+//! reach the circuit breaker's threshold fails (and rolls back when asked); a deployment is
+//! complete once all its desired tasks are healthy and nothing of an older one is left.
+
+/// A service's deploymentConfiguration, as far as the scheduler acts on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeploymentConfiguration {
+    pub minimum_healthy_percent: u32,
+    pub maximum_percent: u32,
+    /// `deploymentCircuitBreaker.enable`; `Some(rollback)` when enabled.
+    pub circuit_breaker: Option<CircuitBreaker>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CircuitBreaker {
+    pub rollback: bool,
+}
+
+impl Default for DeploymentConfiguration {
+    /// ECS's defaults for a REPLICA service: 100 % healthy, 200 % at most, no circuit breaker.
+    fn default() -> Self {
+        Self {
+            minimum_healthy_percent: 100,
+            maximum_percent: 200,
+            circuit_breaker: None,
+        }
+    }
+}
+
+/// How many tasks must stay healthy during a deployment: rounded up, as ECS does.
+pub fn minimum_healthy(desired: u32, percent: u32) -> u32 {
+    (u64::from(desired) * u64::from(percent)).div_ceil(100) as u32
+}
+
+/// How many tasks may be RUNNING or PENDING during a deployment: rounded down, as ECS does.
+pub fn maximum_tasks(desired: u32, percent: u32) -> u32 {
+    (u64::from(desired) * u64::from(percent) / 100) as u32
+}
+
+/// The circuit breaker's failed-task threshold: half the desired count (rounded up), at least 3
+/// and at most 200.
+pub fn failure_threshold(desired: u32) -> u32 {
+    desired.div_ceil(2).clamp(3, 200)
+}
+
+/// Whether a configuration lets a deployment of `desired` tasks make progress; the message
+/// names the fields (InvalidParameterException in the API).
+pub fn validate(config: &DeploymentConfiguration, desired: u32) -> Result<(), String> {
+    let (min, max) = (config.minimum_healthy_percent, config.maximum_percent);
+    if min > 100 {
+        return Err(format!(
+            "deploymentConfiguration.minimumHealthyPercent: {min} must be between 0 and 100"
+        ));
+    }
+    if max < 100 {
+        return Err(format!(
+            "deploymentConfiguration.maximumPercent: {max} must be at least 100, or the service \
+             could never run its desiredCount"
+        ));
+    }
+    let (healthy, most) = (minimum_healthy(desired, min), maximum_tasks(desired, max));
+    if desired > 0 && most <= healthy {
+        return Err(format!(
+            "deploymentConfiguration: with desiredCount {desired}, maximumPercent {max} allows at \
+             most {most} tasks and minimumHealthyPercent {min} keeps {healthy} healthy, so a \
+             deployment could neither start a new task nor stop an old one; raise maximumPercent \
+             or lower minimumHealthyPercent"
+        ));
+    }
+    Ok(())
+}
+
+/// Where a deployment's rollout stands (ECS's rolloutState).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rollout {
+    InProgress,
+    Completed,
+    Failed,
+}
+
+/// One deployment of the service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeploymentView {
+    pub id: String,
+    pub rollout: Rollout,
+    /// Tasks of this deployment that stopped before they became healthy.
+    pub failed_tasks: u32,
+}
+
+/// What the scheduler needs to know of one of the service's tasks that has not stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskHealth {
+    /// PENDING, or RUNNING but not yet healthy (health checks pending, settle period).
+    Starting,
+    Healthy,
+    /// Failed its health checks after the grace period.
+    Unhealthy,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskView {
+    pub id: String,
+    pub deployment_id: String,
+    pub health: TaskHealth,
+    /// Asked to stop already (desiredStatus STOPPED): it still holds its place under the
+    /// maximum until it has stopped, but counts for nothing else.
+    pub stopping: bool,
+    /// Task scale-in protection: never stopped by the scheduler.
+    pub protected: bool,
+}
+
+/// A snapshot of one service.
+#[derive(Debug, Clone)]
+pub struct ServiceView<'a> {
+    pub desired_count: u32,
+    pub config: DeploymentConfiguration,
+    /// Newest first: the first is the PRIMARY deployment.
+    pub deployments: &'a [DeploymentView],
+    pub tasks: &'a [TaskView],
+}
+
+/// Why the scheduler stops a task; the controller words the event and the task's
+/// stoppedReason from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// It failed its health checks.
+    Unhealthy,
+    /// An older deployment's task, replaced by the primary's.
+    Replaced,
+    /// More tasks than the desired count.
+    ScaleIn,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Start `count` tasks of the deployment.
+    Start {
+        deployment: String,
+        count: u32,
+    },
+    Stop {
+        task: String,
+        reason: StopReason,
+    },
+    /// The deployment's failed tasks reached the threshold: it is FAILED, and with `rollback` a
+    /// new deployment goes back to the last completed one.
+    Fail {
+        deployment: String,
+        rollback: bool,
+    },
+    /// All the deployment's desired tasks are healthy and nothing older is left.
+    Complete {
+        deployment: String,
+    },
+    /// An older deployment with no task left: it leaves the service's list.
+    Retire {
+        deployment: String,
+    },
+}
+
+/// The actions that can be taken now (see the module doc).
+pub fn plan(service: &ServiceView<'_>) -> Vec<Action> {
+    let mut actions = Vec::new();
+    let Some(primary) = service.deployments.first() else {
+        return actions;
+    };
+    let desired = service.desired_count;
+    let config = service.config;
+    if let Some(breaker) = config.circuit_breaker {
+        if primary.rollout == Rollout::InProgress
+            && primary.failed_tasks >= failure_threshold(desired)
+        {
+            actions.push(Action::Fail {
+                deployment: primary.id.clone(),
+                rollback: breaker.rollback,
+            });
+            return actions;
+        }
+    }
+
+    // Every task not yet stopped holds a place under the maximum, a stopping one too.
+    let occupied = service.tasks.len() as u32;
+    let mut live: Vec<&TaskView> = service.tasks.iter().filter(|t| !t.stopping).collect();
+
+    // Unhealthy tasks are replaced: stopped now (they count as nothing healthy), their
+    // replacements started below as the maximum allows.
+    for t in live
+        .iter()
+        .filter(|t| t.health == TaskHealth::Unhealthy && !t.protected)
+    {
+        stop(&mut actions, t, StopReason::Unhealthy);
+    }
+    live.retain(|t| t.health != TaskHealth::Unhealthy || t.protected);
+
+    let is_primary = |t: &TaskView| t.deployment_id == primary.id;
+    let primary_live = live.iter().filter(|t| is_primary(t)).count() as u32;
+    let mut healthy = live
+        .iter()
+        .filter(|t| t.health == TaskHealth::Healthy)
+        .count() as u32;
+
+    // New tasks of the primary, within the desired count and the maximum. A failed deployment
+    // starts nothing more.
+    if primary.rollout != Rollout::Failed {
+        let room = maximum_tasks(desired, config.maximum_percent).saturating_sub(occupied);
+        let wanted = desired.saturating_sub(primary_live);
+        let count = wanted.min(room);
+        if count > 0 {
+            actions.push(Action::Start {
+                deployment: primary.id.clone(),
+                count,
+            });
+        }
+    }
+
+    // Older deployments' tasks: those not healthy go at once (they hold nothing up); healthy
+    // ones while the healthy count stays at the minimum.
+    let floor = minimum_healthy(desired, config.minimum_healthy_percent);
+    let old: Vec<&TaskView> = live.iter().copied().filter(|t| !is_primary(t)).collect();
+    for t in old
+        .iter()
+        .filter(|t| t.health != TaskHealth::Healthy && !t.protected)
+    {
+        stop(&mut actions, t, StopReason::Replaced);
+    }
+    for t in old
+        .iter()
+        .filter(|t| t.health == TaskHealth::Healthy && !t.protected)
+    {
+        if healthy <= floor {
+            break;
+        }
+        stop(&mut actions, t, StopReason::Replaced);
+        healthy -= 1;
+    }
+
+    // More primary tasks than desired (a scale-in): the newest go first, those not yet healthy
+    // before healthy ones; protected tasks stay.
+    let mut extra = primary_live.saturating_sub(desired);
+    let primary_tasks: Vec<&TaskView> = live.iter().copied().filter(|t| is_primary(t)).collect();
+    for wanted in [TaskHealth::Starting, TaskHealth::Healthy] {
+        for t in primary_tasks.iter().rev() {
+            if extra == 0 {
+                break;
+            }
+            if t.health == wanted && !t.protected {
+                stop(&mut actions, t, StopReason::ScaleIn);
+                extra -= 1;
+            }
+        }
+    }
+
+    // Complete once every desired task of the primary is healthy and nothing older is left.
+    let primary_healthy = primary_tasks
+        .iter()
+        .filter(|t| t.health == TaskHealth::Healthy)
+        .count() as u32;
+    let older_left = service.tasks.iter().any(|t| t.deployment_id != primary.id);
+    if primary.rollout == Rollout::InProgress
+        && !older_left
+        && primary_healthy == desired
+        && primary_live == desired
+    {
+        actions.push(Action::Complete {
+            deployment: primary.id.clone(),
+        });
+    }
+    for d in &service.deployments[1..] {
+        if !service.tasks.iter().any(|t| t.deployment_id == d.id) {
+            actions.push(Action::Retire {
+                deployment: d.id.clone(),
+            });
+        }
+    }
+    actions
+}
+
+fn stop(actions: &mut Vec<Action>, task: &TaskView, reason: StopReason) {
+    actions.push(Action::Stop {
+        task: task.id.clone(),
+        reason,
+    });
+}
+
+#[cfg(test)]
+mod tests;

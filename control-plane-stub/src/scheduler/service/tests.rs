@@ -1,0 +1,292 @@
+use super::*;
+
+fn deployment(id: &str, rollout: Rollout) -> DeploymentView {
+    DeploymentView {
+        id: id.into(),
+        rollout,
+        failed_tasks: 0,
+    }
+}
+
+fn task(id: &str, deployment: &str, health: TaskHealth) -> TaskView {
+    TaskView {
+        id: id.into(),
+        deployment_id: deployment.into(),
+        health,
+        stopping: false,
+        protected: false,
+    }
+}
+
+fn tasks(deployment: &str, health: TaskHealth, n: usize) -> Vec<TaskView> {
+    (0..n)
+        .map(|i| task(&format!("{deployment}-{i}"), deployment, health))
+        .collect()
+}
+
+fn config(min: u32, max: u32) -> DeploymentConfiguration {
+    DeploymentConfiguration {
+        minimum_healthy_percent: min,
+        maximum_percent: max,
+        circuit_breaker: None,
+    }
+}
+
+fn plan_of(
+    desired: u32,
+    config: DeploymentConfiguration,
+    deployments: &[DeploymentView],
+    tasks: &[TaskView],
+) -> Vec<Action> {
+    plan(&ServiceView {
+        desired_count: desired,
+        config,
+        deployments,
+        tasks,
+    })
+}
+
+fn start(deployment: &str, count: u32) -> Action {
+    Action::Start {
+        deployment: deployment.into(),
+        count,
+    }
+}
+
+fn stop(task: &str, reason: StopReason) -> Action {
+    Action::Stop {
+        task: task.into(),
+        reason,
+    }
+}
+
+/// A new deployment `new` over an old one with `old` healthy tasks.
+fn rolling(new: Vec<TaskView>, old: usize) -> (Vec<DeploymentView>, Vec<TaskView>) {
+    let deployments = vec![
+        deployment("new", Rollout::InProgress),
+        deployment("old", Rollout::Completed),
+    ];
+    let mut all = new;
+    all.extend(tasks("old", TaskHealth::Healthy, old));
+    (deployments, all)
+}
+
+#[test]
+fn minimum_rounds_up_and_maximum_rounds_down() {
+    assert_eq!(minimum_healthy(3, 50), 2); // 1.5
+    assert_eq!(minimum_healthy(4, 50), 2);
+    assert_eq!(minimum_healthy(3, 100), 3);
+    assert_eq!(minimum_healthy(3, 0), 0);
+    assert_eq!(maximum_tasks(3, 150), 4); // 4.5
+    assert_eq!(maximum_tasks(3, 200), 6);
+    assert_eq!(maximum_tasks(1, 150), 1);
+    assert_eq!(maximum_tasks(0, 200), 0);
+}
+
+#[test]
+fn the_circuit_breaker_threshold_is_half_the_desired_count_within_3_and_200() {
+    assert_eq!(failure_threshold(0), 3);
+    assert_eq!(failure_threshold(1), 3);
+    assert_eq!(failure_threshold(7), 4);
+    assert_eq!(failure_threshold(10), 5);
+    assert_eq!(failure_threshold(399), 200);
+    assert_eq!(failure_threshold(1000), 200);
+}
+
+#[test]
+fn windows_that_cannot_make_progress_are_refused() {
+    for (min, max) in [(0, 100), (50, 200), (100, 200), (50, 100), (0, 200)] {
+        assert_eq!(validate(&config(min, max), 3), Ok(()), "{min}/{max}");
+    }
+    let err = validate(&config(100, 100), 3).unwrap_err();
+    assert!(
+        err.contains("could neither start a new task nor stop an old one"),
+        "{err}"
+    );
+    // 150 % of one task is still one task.
+    assert!(validate(&config(100, 150), 1).is_err());
+    assert!(validate(&config(100, 150), 2).is_ok());
+    assert!(validate(&config(101, 200), 3)
+        .unwrap_err()
+        .contains("minimumHealthyPercent: 101"));
+    assert!(validate(&config(0, 50), 3)
+        .unwrap_err()
+        .contains("maximumPercent: 50"));
+    // A service scaled to zero has nothing to roll.
+    assert_eq!(validate(&config(100, 100), 0), Ok(()));
+}
+
+#[test]
+fn a_new_service_starts_its_desired_count() {
+    let d = [deployment("d1", Rollout::InProgress)];
+    assert_eq!(plan_of(3, config(100, 200), &d, &[]), [start("d1", 3)]);
+    // Within the maximum even when the desired count is large.
+    assert_eq!(plan_of(3, config(0, 100), &d, &[]), [start("d1", 3)]);
+}
+
+#[test]
+fn a_deployment_completes_when_every_desired_task_is_healthy() {
+    let d = [deployment("d1", Rollout::InProgress)];
+    let starting = tasks("d1", TaskHealth::Starting, 3);
+    assert_eq!(plan_of(3, config(100, 200), &d, &starting), []);
+    let healthy = tasks("d1", TaskHealth::Healthy, 3);
+    assert_eq!(
+        plan_of(3, config(100, 200), &d, &healthy),
+        [Action::Complete {
+            deployment: "d1".into()
+        }]
+    );
+    // Once completed, a steady service needs nothing.
+    let done = [deployment("d1", Rollout::Completed)];
+    assert_eq!(plan_of(3, config(100, 200), &done, &healthy), []);
+}
+
+#[test]
+fn rolling_100_200_starts_all_new_then_stops_the_old_once_healthy() {
+    let (d, t) = rolling(Vec::new(), 3);
+    assert_eq!(plan_of(3, config(100, 200), &d, &t), [start("new", 3)]);
+    // New ones starting: nothing old may stop yet (3 healthy is the minimum).
+    let (d, t) = rolling(tasks("new", TaskHealth::Starting, 3), 3);
+    assert_eq!(plan_of(3, config(100, 200), &d, &t), []);
+    // Two new healthy: two old may go.
+    let mut new = tasks("new", TaskHealth::Healthy, 2);
+    new.push(task("new-2", "new", TaskHealth::Starting));
+    let (d, t) = rolling(new, 3);
+    assert_eq!(
+        plan_of(3, config(100, 200), &d, &t),
+        [
+            stop("old-0", StopReason::Replaced),
+            stop("old-1", StopReason::Replaced)
+        ]
+    );
+    // The old ones gone: complete, and the old deployment retires.
+    let d = [
+        deployment("new", Rollout::InProgress),
+        deployment("old", Rollout::Completed),
+    ];
+    let t = tasks("new", TaskHealth::Healthy, 3);
+    assert_eq!(
+        plan_of(3, config(100, 200), &d, &t),
+        [
+            Action::Complete {
+                deployment: "new".into()
+            },
+            Action::Retire {
+                deployment: "old".into()
+            }
+        ]
+    );
+}
+
+#[test]
+fn rolling_0_100_stops_old_tasks_first() {
+    let (d, t) = rolling(Vec::new(), 3);
+    assert_eq!(
+        plan_of(3, config(0, 100), &d, &t),
+        [
+            stop("old-0", StopReason::Replaced),
+            stop("old-1", StopReason::Replaced),
+            stop("old-2", StopReason::Replaced)
+        ]
+    );
+    // While they are stopping they still hold their places: nothing starts.
+    let (d, mut t) = rolling(Vec::new(), 3);
+    t.iter_mut().for_each(|t| t.stopping = true);
+    assert_eq!(plan_of(3, config(0, 100), &d, &t), []);
+}
+
+#[test]
+fn rolling_50_200_keeps_half_healthy() {
+    let (d, t) = rolling(Vec::new(), 4);
+    assert_eq!(
+        plan_of(4, config(50, 200), &d, &t),
+        [
+            start("new", 4),
+            stop("old-0", StopReason::Replaced),
+            stop("old-1", StopReason::Replaced)
+        ]
+    );
+    // 50/150 with 4: 6 at most, so 2 new start while 2 old stop.
+    let (d, t) = rolling(Vec::new(), 4);
+    assert_eq!(
+        plan_of(4, config(50, 150), &d, &t),
+        [
+            start("new", 2),
+            stop("old-0", StopReason::Replaced),
+            stop("old-1", StopReason::Replaced)
+        ]
+    );
+}
+
+#[test]
+fn unhealthy_tasks_are_replaced_and_old_starting_ones_go_at_once() {
+    let d = [deployment("d1", Rollout::Completed)];
+    let mut t = tasks("d1", TaskHealth::Healthy, 3);
+    t[1].health = TaskHealth::Unhealthy;
+    assert_eq!(
+        plan_of(3, config(100, 200), &d, &t),
+        [stop("d1-1", StopReason::Unhealthy), start("d1", 1)]
+    );
+    // At 100 % maximum the replacement waits for the stop.
+    assert_eq!(
+        plan_of(3, config(0, 100), &d, &t),
+        [stop("d1-1", StopReason::Unhealthy)]
+    );
+    let (d, mut t) = rolling(Vec::new(), 2);
+    t[0].health = TaskHealth::Starting;
+    assert_eq!(
+        plan_of(2, config(100, 200), &d, &t),
+        [start("new", 2), stop("old-0", StopReason::Replaced)]
+    );
+}
+
+#[test]
+fn scale_in_stops_the_newest_not_yet_healthy_first_and_never_a_protected_task() {
+    let d = [deployment("d1", Rollout::Completed)];
+    let mut t = tasks("d1", TaskHealth::Healthy, 4);
+    t[1].health = TaskHealth::Starting;
+    assert_eq!(
+        plan_of(2, config(100, 200), &d, &t),
+        [
+            stop("d1-1", StopReason::ScaleIn),
+            stop("d1-3", StopReason::ScaleIn)
+        ]
+    );
+    t[3].protected = true;
+    assert_eq!(
+        plan_of(2, config(100, 200), &d, &t),
+        [
+            stop("d1-1", StopReason::ScaleIn),
+            stop("d1-2", StopReason::ScaleIn)
+        ]
+    );
+    // Scale up: only the missing ones.
+    let t = tasks("d1", TaskHealth::Healthy, 3);
+    assert_eq!(plan_of(6, config(100, 200), &d, &t), [start("d1", 3)]);
+}
+
+#[test]
+fn the_circuit_breaker_fails_a_deployment_at_its_threshold() {
+    let mut cfg = config(100, 200);
+    cfg.circuit_breaker = Some(CircuitBreaker { rollback: true });
+    let mut d = [
+        deployment("new", Rollout::InProgress),
+        deployment("old", Rollout::Completed),
+    ];
+    let t = tasks("old", TaskHealth::Healthy, 3);
+    d[0].failed_tasks = 2;
+    assert_eq!(plan_of(3, cfg, &d, &t), [start("new", 3)]);
+    d[0].failed_tasks = 3;
+    assert_eq!(
+        plan_of(3, cfg, &d, &t),
+        [Action::Fail {
+            deployment: "new".into(),
+            rollback: true
+        }]
+    );
+    // Without the breaker the deployment keeps trying.
+    assert_eq!(plan_of(3, config(100, 200), &d, &t), [start("new", 3)]);
+    // A failed deployment (no rollback) starts nothing more and keeps the old tasks.
+    d[0].rollout = Rollout::Failed;
+    assert_eq!(plan_of(3, cfg, &d, &t), []);
+}
