@@ -6,6 +6,7 @@ pub mod ids;
 pub mod instance;
 pub mod secrets;
 pub mod security;
+pub mod service;
 pub mod task;
 pub mod taskdef;
 pub mod units;

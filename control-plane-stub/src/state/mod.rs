@@ -16,6 +16,7 @@ use thiserror::Error;
 use crate::domain::instance::{ActivationCode, Instance, InstanceInfo, Refusal, RuntimeHealth};
 use crate::domain::secrets::{Login, SecretInfo};
 use crate::domain::security::{GroupContent, SecurityGroup};
+use crate::domain::service::{Service, ServiceStatus};
 use crate::domain::task::{AgentChange, Task, TaskEvent};
 
 #[derive(Debug, Error)]
@@ -91,6 +92,7 @@ pub trait Store:
     + SecurityGroupStore
     + SecretStore
     + PayloadStore
+    + ServiceStore
     + Send
     + Sync
 {
@@ -105,6 +107,7 @@ impl<T> Store for T where
         + SecurityGroupStore
         + SecretStore
         + PayloadStore
+        + ServiceStore
         + Send
         + Sync
 {
@@ -286,4 +289,21 @@ pub trait PayloadStore {
 
     /// The agent has recorded every payload up to `seq`: they need never be sent again.
     fn ack_payloads(&self, instance_id: &str, seq: u64) -> Result<()>;
+}
+
+/// Services: one record each, by cluster and name (deployments and events inside).
+pub trait ServiceStore {
+    /// Creates the service unless one of its name is ACTIVE or DRAINING in its cluster: then
+    /// that one is returned and nothing is written. An INACTIVE one of the name is replaced.
+    fn insert_service(&self, service: &Service) -> Result<Option<Service>>;
+
+    fn get_service(&self, cluster: &str, name: &str) -> Result<Option<Service>>;
+
+    /// The cluster's services of every status, by name.
+    fn list_services(&self, cluster: &str) -> Result<Vec<Service>>;
+
+    /// Every service that is not INACTIVE, in every cluster: what the controller reconciles.
+    fn live_services(&self) -> Result<Vec<Service>>;
+
+    fn save_service(&self, service: &Service) -> Result<()>;
 }

@@ -5,6 +5,7 @@
 use super::*;
 use crate::domain::instance::{ActivationCode, Instance, InstanceInfo, RuntimeHealth};
 use crate::domain::security::parse_ingress_spec;
+use crate::domain::service::{DeploymentSettings, Service, ServiceStatus};
 use crate::domain::task::{AgentChange, ContainerStatus, EventKind, TaskEvent, TaskStatus};
 
 /// Opens a backend's store on the same data each time (a reopen sees what was written).
@@ -34,6 +35,12 @@ macro_rules! store_suite {
         #[test]
         fn heartbeats_record_runtime_health() {
             $crate::state::suite::heartbeats_record_runtime_health(&$make);
+        }
+        #[test]
+        fn services_are_created_once_saved_listed_and_replaced_when_inactive() {
+            $crate::state::suite::services_are_created_once_saved_listed_and_replaced_when_inactive(
+                &$make,
+            );
         }
         #[test]
         fn secrets_are_put_listed_found_and_deleted() {
@@ -355,4 +362,74 @@ pub(crate) fn secrets_are_put_listed_found_and_deleted(backend: &dyn Backend) {
     assert!(!store.delete_secret("reg").unwrap());
     assert_eq!(store.get_secret("reg").unwrap(), None);
     assert_eq!(store.list_secrets().unwrap().len(), 1);
+}
+
+fn service(name: &str, desired: u32) -> Service {
+    Service {
+        cluster: "default".into(),
+        name: name.into(),
+        status: ServiceStatus::Active,
+        desired_count: desired,
+        task_definition: "web:1".into(),
+        launch_type: "EXTERNAL".into(),
+        deployment: DeploymentSettings::default(),
+        health_check_grace_period_seconds: None,
+        network_configuration: None,
+        tags: Vec::new(),
+        propagate_tags: None,
+        enable_ecs_managed_tags: false,
+        client_token: None,
+        created_at_ms: 1,
+        deployments: Vec::new(),
+        events: Vec::new(),
+    }
+}
+
+pub(crate) fn services_are_created_once_saved_listed_and_replaced_when_inactive(
+    backend: &dyn Backend,
+) {
+    let store = backend.open();
+    store.ensure_cluster("default", 1).unwrap();
+    assert_eq!(store.insert_service(&service("web", 2)).unwrap(), None);
+    assert_eq!(store.insert_service(&service("api", 1)).unwrap(), None);
+    // A second create of an ACTIVE name writes nothing and returns the first.
+    let again = store.insert_service(&service("web", 5)).unwrap().unwrap();
+    assert_eq!(again.desired_count, 2);
+    let mut web = store.get_service("default", "web").unwrap().unwrap();
+    web.desired_count = 3;
+    web.record("(service web) has reached a steady state.".into(), 7);
+    store.save_service(&web).unwrap();
+    drop(store);
+    let store = backend.open();
+    assert_eq!(
+        store.get_service("default", "web").unwrap(),
+        Some(web.clone())
+    );
+    let names: Vec<String> = store
+        .list_services("default")
+        .unwrap()
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
+    assert_eq!(names, ["api", "web"]);
+    assert_eq!(store.get_service("default", "nope").unwrap(), None);
+    // INACTIVE services leave the controller's list, and their name can be used again.
+    web.status = ServiceStatus::Inactive;
+    store.save_service(&web).unwrap();
+    let live: Vec<String> = store
+        .live_services()
+        .unwrap()
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
+    assert_eq!(live, ["api"]);
+    assert_eq!(store.insert_service(&service("web", 4)).unwrap(), None);
+    assert_eq!(
+        store
+            .get_service("default", "web")
+            .unwrap()
+            .unwrap()
+            .desired_count,
+        4
+    );
 }

@@ -12,6 +12,7 @@ mod outbox;
 mod schema;
 mod secrets;
 mod security_groups;
+mod services;
 mod task_definitions;
 mod tasks;
 #[cfg(test)]
@@ -26,7 +27,7 @@ use rusqlite::Connection;
 use super::*;
 
 pub const DB_FILE: &str = "berth-cp.db";
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 pub struct SqliteStore {
     conn: Mutex<Connection>,

@@ -133,5 +133,19 @@ pub(super) fn migrate_to(conn: &Connection, target: i64) -> Result<()> {
              COMMIT;",
         )?;
     }
+    if version < 5 && target >= 5 {
+        // Version 5: services, one JSON body each (deployments and events inside).
+        conn.execute_batch(
+            "BEGIN IMMEDIATE;
+             CREATE TABLE IF NOT EXISTS services (
+                 cluster TEXT NOT NULL REFERENCES clusters(name),
+                 name TEXT NOT NULL,
+                 status TEXT NOT NULL,
+                 body_json TEXT NOT NULL,
+                 PRIMARY KEY (cluster, name));
+             PRAGMA user_version = 5;
+             COMMIT;",
+        )?;
+    }
     Ok(())
 }

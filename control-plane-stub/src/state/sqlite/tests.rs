@@ -92,11 +92,12 @@ fn a_newer_schema_is_refused() {
     let dir = temp_dir();
     drop(SqliteStore::open(&dir.0).unwrap());
     let conn = Connection::open(dir.0.join(DB_FILE)).unwrap();
-    conn.execute_batch("PRAGMA user_version = 5;").unwrap();
+    conn.execute_batch(&format!("PRAGMA user_version = {};", SCHEMA_VERSION + 1))
+        .unwrap();
     drop(conn);
     assert!(matches!(
         SqliteStore::open(&dir.0),
-        Err(StoreError::SchemaTooNew { found: 5 })
+        Err(StoreError::SchemaTooNew { found }) if found == SCHEMA_VERSION + 1
     ));
 }
 
@@ -117,7 +118,7 @@ fn a_version_1_database_gains_the_security_group_table() {
 }
 
 #[test]
-fn a_version_3_database_migrates_to_4_keeping_its_data() {
+fn a_version_3_database_migrates_to_the_current_one_keeping_its_data() {
     let dir = temp_dir();
     std::fs::create_dir_all(&dir.0).unwrap();
     {
@@ -132,8 +133,10 @@ fn a_version_3_database_migrates_to_4_keeping_its_data() {
         .unwrap();
     }
     let store = SqliteStore::open(&dir.0).unwrap();
-    assert_eq!(schema_version(&store.conn()).unwrap(), 4);
+    assert_eq!(schema_version(&store.conn()).unwrap(), SCHEMA_VERSION);
     assert_eq!(store.list_clusters().unwrap(), ["default"]);
+    // Version 5's services table is there and empty.
+    assert_eq!(store.list_services("default").unwrap(), Vec::new());
     assert_eq!(
         store
             .get_task_definition("web", Some(1))

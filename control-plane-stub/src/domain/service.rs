@@ -1,0 +1,247 @@
+//! Services as the control plane records them (issue #17): the service, its deployments and its
+//! events, and the pure rules for creating and updating one. Stored as one JSON body per
+//! service, so fields can grow without a migration.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// At most this many events are kept per service, newest first (as ECS shows them).
+pub const MAX_EVENTS: usize = 100;
+/// ECS's limits on a service name.
+pub const MAX_NAME_LEN: usize = 255;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ServiceStatus {
+    Active,
+    /// Deleted: its tasks are being stopped.
+    Draining,
+    /// Deleted and without tasks; still describable.
+    Inactive,
+}
+
+impl ServiceStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServiceStatus::Active => "ACTIVE",
+            ServiceStatus::Draining => "DRAINING",
+            ServiceStatus::Inactive => "INACTIVE",
+        }
+    }
+}
+
+/// A deployment's rolloutState as ECS names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum RolloutState {
+    InProgress,
+    Completed,
+    Failed,
+}
+
+impl RolloutState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RolloutState::InProgress => "IN_PROGRESS",
+            RolloutState::Completed => "COMPLETED",
+            RolloutState::Failed => "FAILED",
+        }
+    }
+}
+
+/// deploymentConfiguration as stored (ECS's member names on the API).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeploymentSettings {
+    pub minimum_healthy_percent: u32,
+    pub maximum_percent: u32,
+    pub circuit_breaker_enable: bool,
+    pub circuit_breaker_rollback: bool,
+}
+
+impl Default for DeploymentSettings {
+    /// ECS's defaults for a REPLICA service: 100 % healthy, 200 % at most, no circuit breaker.
+    fn default() -> Self {
+        Self {
+            minimum_healthy_percent: 100,
+            maximum_percent: 200,
+            circuit_breaker_enable: false,
+            circuit_breaker_rollback: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Deployment {
+    /// `ecs-svc/` and 19 digits.
+    pub id: String,
+    /// family:revision.
+    pub task_definition: String,
+    pub rollout_state: RolloutState,
+    pub rollout_state_reason: String,
+    /// Tasks of this deployment that stopped before they became healthy.
+    pub failed_tasks: u32,
+    /// The security group ids its tasks get (awsvpc), resolved when it was created.
+    pub security_groups: Vec<String>,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceEvent {
+    pub id: String,
+    pub created_at_ms: i64,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Service {
+    pub cluster: String,
+    pub name: String,
+    pub status: ServiceStatus,
+    pub desired_count: u32,
+    /// The primary deployment's task definition, family:revision.
+    pub task_definition: String,
+    pub launch_type: String,
+    pub deployment: DeploymentSettings,
+    pub health_check_grace_period_seconds: Option<u32>,
+    /// networkConfiguration as the user gave it, echoed back.
+    pub network_configuration: Option<Value>,
+    pub tags: Vec<Value>,
+    pub propagate_tags: Option<String>,
+    pub enable_ecs_managed_tags: bool,
+    pub client_token: Option<String>,
+    pub created_at_ms: i64,
+    /// Newest first; the first is PRIMARY.
+    pub deployments: Vec<Deployment>,
+    /// Newest first, at most [`MAX_EVENTS`].
+    pub events: Vec<ServiceEvent>,
+}
+
+impl Service {
+    /// The task group of the service's tasks, as ECS sets it.
+    pub fn group(&self) -> String {
+        group_of(&self.name)
+    }
+
+    /// Records an event, keeping the newest [`MAX_EVENTS`].
+    pub fn record(&mut self, message: String, now_ms: i64) {
+        self.events.insert(
+            0,
+            ServiceEvent {
+                id: uuid::Uuid::new_v4().to_string(),
+                created_at_ms: now_ms,
+                message,
+            },
+        );
+        self.events.truncate(MAX_EVENTS);
+    }
+
+    /// `(service NAME)`, how ECS's events name a service.
+    pub fn tag(&self) -> String {
+        format!("(service {})", self.name)
+    }
+}
+
+pub fn group_of(service_name: &str) -> String {
+    format!("service:{service_name}")
+}
+
+/// A new deployment id: `ecs-svc/` and 19 random digits, as ECS's.
+pub fn new_deployment_id() -> String {
+    let digits: String = (0..19)
+        .map(|i| {
+            let d = if i == 0 {
+                fastrand::u8(1..10)
+            } else {
+                fastrand::u8(0..10)
+            };
+            char::from(b'0' + d)
+        })
+        .collect();
+    format!("ecs-svc/{digits}")
+}
+
+/// ECS's rule for a service name: up to 255 letters, digits, hyphens and underscores.
+pub fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty()
+        || name.len() > MAX_NAME_LEN
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(format!(
+            "serviceName: {name:?} must be 1-{MAX_NAME_LEN} letters, digits, hyphens or underscores"
+        ));
+    }
+    Ok(())
+}
+
+/// ECS's launch types Berth runs: EC2 and EXTERNAL are the same here; FARGATE is AWS's.
+pub fn check_launch_type(launch_type: &str) -> Result<(), String> {
+    match launch_type {
+        "EC2" | "EXTERNAL" => Ok(()),
+        "FARGATE" => Err(
+            "launchType: FARGATE runs on AWS's own infrastructure; Berth runs services on its \
+             container instances (use EXTERNAL or EC2)"
+                .into(),
+        ),
+        other => Err(format!(
+            "launchType: {other:?} is not one of EC2, EXTERNAL, FARGATE"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deployment_ids_look_like_ecs() {
+        let id = new_deployment_id();
+        let digits = id.strip_prefix("ecs-svc/").unwrap();
+        assert_eq!(digits.len(), 19);
+        assert!(digits.chars().all(|c| c.is_ascii_digit()) && !digits.starts_with('0'));
+    }
+
+    #[test]
+    fn names_and_launch_types() {
+        assert!(check_name("web_1-a").is_ok());
+        assert!(check_name("").is_err());
+        assert!(check_name("a b").unwrap_err().contains("serviceName"));
+        assert!(check_name(&"x".repeat(256)).is_err());
+        assert!(check_launch_type("EXTERNAL").is_ok() && check_launch_type("EC2").is_ok());
+        assert!(check_launch_type("FARGATE")
+            .unwrap_err()
+            .contains("EXTERNAL"));
+        assert!(check_launch_type("MOON").is_err());
+    }
+
+    #[test]
+    fn events_are_newest_first_and_bounded() {
+        let mut s = Service {
+            cluster: "default".into(),
+            name: "web".into(),
+            status: ServiceStatus::Active,
+            desired_count: 1,
+            task_definition: "web:1".into(),
+            launch_type: "EXTERNAL".into(),
+            deployment: DeploymentSettings::default(),
+            health_check_grace_period_seconds: None,
+            network_configuration: None,
+            tags: Vec::new(),
+            propagate_tags: None,
+            enable_ecs_managed_tags: false,
+            client_token: None,
+            created_at_ms: 1,
+            deployments: Vec::new(),
+            events: Vec::new(),
+        };
+        for i in 0..(MAX_EVENTS + 5) {
+            s.record(format!("event {i}"), i as i64);
+        }
+        assert_eq!(s.events.len(), MAX_EVENTS);
+        assert_eq!(s.events[0].message, format!("event {}", MAX_EVENTS + 4));
+        assert_eq!(s.group(), "service:web");
+        assert_eq!(s.tag(), "(service web)");
+    }
+}
