@@ -52,6 +52,13 @@ pub struct ServeArgs {
     /// How often each agent session gets a fresh task manifest, in ms (default 60000).
     #[arg(long)]
     pub manifest_interval_ms: Option<u64>,
+    /// How often the service scheduler looks at every service, in ms (default 1000).
+    #[arg(long)]
+    pub service_interval_ms: Option<u64>,
+    /// How long a task without health checks runs before a service counts it healthy, in ms
+    /// (default 40000, as ECS).
+    #[arg(long)]
+    pub service_settle_ms: Option<u64>,
     /// Once listening, write {"api":"IP:PORT","grpc":"IP:PORT"} here (atomically).
     #[arg(long)]
     pub ready_file: Option<PathBuf>,
@@ -103,6 +110,8 @@ impl ServeArgs {
             account: self.account.clone(),
             heartbeat_interval_ms: None,
             manifest_interval_ms: self.manifest_interval_ms,
+            service_interval_ms: self.service_interval_ms,
+            service_settle_ms: self.service_settle_ms,
             allow_non_loopback: self.allow_non_loopback.then_some(true),
             ready_file: self.ready_file.clone(),
         }

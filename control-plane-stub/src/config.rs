@@ -13,6 +13,11 @@ pub const DEFAULT_REGION: &str = "us-east-1";
 pub const DEFAULT_ACCOUNT: &str = "000000000000";
 pub const DEFAULT_HEARTBEAT_INTERVAL_MS: u64 = 10_000;
 pub const DEFAULT_MANIFEST_INTERVAL_MS: u64 = 60_000;
+/// How often the service scheduler looks at every service besides when tasks change.
+pub const DEFAULT_SERVICE_INTERVAL_MS: u64 = 1_000;
+/// How long a task without health checks must be RUNNING before a service counts it healthy
+/// (ECS waits 40 s).
+pub const DEFAULT_SERVICE_SETTLE_MS: u64 = 40_000;
 /// The range both intervals must lie in.
 pub const INTERVAL_RANGE_MS: std::ops::RangeInclusive<u64> = 100..=3_600_000;
 
@@ -28,6 +33,8 @@ pub struct Settings {
     pub heartbeat_interval_ms: Option<u64>,
     /// How often a session gets a fresh TaskManifest (besides the one after Welcome).
     pub manifest_interval_ms: Option<u64>,
+    pub service_interval_ms: Option<u64>,
+    pub service_settle_ms: Option<u64>,
     pub allow_non_loopback: Option<bool>,
     pub ready_file: Option<PathBuf>,
 }
@@ -43,6 +50,8 @@ impl Settings {
             account: over.account.or(self.account),
             heartbeat_interval_ms: over.heartbeat_interval_ms.or(self.heartbeat_interval_ms),
             manifest_interval_ms: over.manifest_interval_ms.or(self.manifest_interval_ms),
+            service_interval_ms: over.service_interval_ms.or(self.service_interval_ms),
+            service_settle_ms: over.service_settle_ms.or(self.service_settle_ms),
             allow_non_loopback: over.allow_non_loopback.or(self.allow_non_loopback),
             ready_file: over.ready_file.or(self.ready_file),
         }
@@ -58,6 +67,8 @@ pub struct Config {
     pub account: String,
     pub heartbeat_interval_ms: u32,
     pub manifest_interval_ms: u32,
+    pub service_interval_ms: u32,
+    pub service_settle_ms: u32,
     pub ready_file: Option<PathBuf>,
 }
 
@@ -163,6 +174,19 @@ pub fn resolve(s: Settings) -> Result<Config, ConfigError> {
         DEFAULT_MANIFEST_INTERVAL_MS,
     );
 
+    let service_interval = interval(
+        "service_interval_ms",
+        s.service_interval_ms,
+        DEFAULT_SERVICE_INTERVAL_MS,
+    );
+    let service_settle = s.service_settle_ms.unwrap_or(DEFAULT_SERVICE_SETTLE_MS);
+    if service_settle > *INTERVAL_RANGE_MS.end() {
+        problems.push(format!(
+            "service_settle_ms: {service_settle} must be at most {}",
+            INTERVAL_RANGE_MS.end()
+        ));
+    }
+
     match (api, grpc) {
         (Some(api_listen), Some(grpc_listen)) if problems.is_empty() => Ok(Config {
             data_dir,
@@ -172,6 +196,8 @@ pub fn resolve(s: Settings) -> Result<Config, ConfigError> {
             account,
             heartbeat_interval_ms: heartbeat as u32,
             manifest_interval_ms: manifest as u32,
+            service_interval_ms: service_interval as u32,
+            service_settle_ms: service_settle as u32,
             ready_file: s.ready_file,
         }),
         _ => Err(ConfigError::Invalid(problems)),

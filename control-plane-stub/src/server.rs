@@ -47,6 +47,7 @@ pub struct RunningServer {
     stop: watch::Sender<bool>,
     api: JoinHandle<Result<(), ServerError>>,
     grpc: JoinHandle<Result<(), ServerError>>,
+    services: JoinHandle<()>,
 }
 
 /// Opens the state, binds, announces the real addresses, and starts serving.
@@ -59,6 +60,7 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
         Arns::new(&config.region, &config.account),
         config.heartbeat_interval_ms,
         config.manifest_interval_ms,
+        config.service_settle_ms,
     );
 
     let bind = |what: &'static str, addr: SocketAddr| async move {
@@ -90,6 +92,11 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
                 message: e.to_string(),
             })
     });
+    let services = tokio::spawn(service_loop(
+        cp.clone(),
+        Duration::from_millis(u64::from(config.service_interval_ms)),
+        wait(stopped.clone()),
+    ));
     let grpc_service = AgentServiceServer::new(AgentApi::new(cp.agents.clone()));
     let grpc_stop = wait(stopped);
     let grpc = tokio::spawn(async move {
@@ -120,7 +127,30 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
         stop,
         api,
         grpc,
+        services,
     })
+}
+
+/// The service controller's loop: a pass after every applied agent report or service change
+/// (several coalesce into one), and every `every` besides; one pass at a time, off the async
+/// workers (the store blocks).
+async fn service_loop(
+    cp: Arc<ControlPlane>,
+    every: Duration,
+    stopped: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(stopped);
+    loop {
+        tokio::select! {
+            _ = &mut stopped => break,
+            _ = cp.agents.changed.notified() => {}
+            _ = tokio::time::sleep(every) => {}
+        }
+        let controller = cp.controller.clone();
+        if let Err(e) = tokio::task::spawn_blocking(move || controller.reconcile_all()).await {
+            tracing::error!("service controller pass panicked: {e}");
+        }
+    }
 }
 
 /// Written atomically so a watcher never reads half a file.
@@ -158,6 +188,12 @@ impl RunningServer {
                 }
             }
         };
+        if tokio::time::timeout(DRAIN_DEADLINE, self.services)
+            .await
+            .is_err()
+        {
+            tracing::warn!("the service controller did not stop within {DRAIN_DEADLINE:?}");
+        }
         let api = join(self.api, "API").await;
         let grpc = join(self.grpc, "gRPC").await;
         tracing::info!("berth-cp stopped");

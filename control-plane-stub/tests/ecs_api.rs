@@ -263,10 +263,16 @@ async fn bad_requests_are_400s() {
     let body: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(body["__type"], "SerializationException");
 
-    let (status, body) = ecs(api, "CreateService", json!({})).await;
+    let (status, body) = ecs(api, "CreateCapacityProvider", json!({})).await;
     assert_eq!(
         (status, body["__type"].as_str()),
         (400, Some("UnknownOperationException"))
+    );
+    // CreateService exists (issue #17): without serviceName the request does not decode.
+    let (status, body) = ecs(api, "CreateService", json!({})).await;
+    assert_eq!(
+        (status, body["__type"].as_str()),
+        (400, Some("SerializationException"))
     );
 
     let (status, body) = ecs(api, "DescribeTasks", json!({"tasks": "not-a-list"})).await;

@@ -31,6 +31,9 @@ pub struct Agents {
     pub heartbeat_interval_ms: u32,
     /// How often each session gets a fresh TaskManifest.
     pub manifest_interval_ms: u32,
+    /// Notified when an agent's report changed a task, or a service changed: the service
+    /// controller reconciles then, not only on its timer.
+    pub changed: Arc<tokio::sync::Notify>,
 }
 
 impl Agents {
@@ -47,6 +50,7 @@ impl Agents {
             arns,
             heartbeat_interval_ms,
             manifest_interval_ms,
+            changed: Arc::default(),
         }
     }
 

@@ -31,8 +31,13 @@ impl Agents {
         seq: u64,
         change: &AgentChange,
     ) -> Result<ChangeOutcome, StoreError> {
-        self.store
-            .apply_state_change(instance_id, seq, change, now_ms())
+        let outcome = self
+            .store
+            .apply_state_change(instance_id, seq, change, now_ms())?;
+        if outcome == ChangeOutcome::Applied {
+            self.changed.notify_one();
+        }
+        Ok(outcome)
     }
 
     pub fn ack_payloads(&self, instance_id: &str, seq: u64) -> Result<(), StoreError> {

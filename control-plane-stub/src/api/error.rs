@@ -38,6 +38,8 @@ impl From<CpError> for ApiError {
                 ProblemKind::InvalidParameter => "InvalidParameterException",
             },
             CpError::ClusterNotFound(_) => "ClusterNotFoundException",
+            CpError::ServiceNotFound(_) => "ServiceNotFoundException",
+            CpError::ServiceNotActive(_) => "ServiceNotActiveException",
             CpError::TaskNotFound(_) => "InvalidParameterException",
             CpError::NoSuchTask(_)
             | CpError::SecurityGroupNotFound(_)

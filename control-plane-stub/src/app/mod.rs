@@ -8,6 +8,8 @@ mod clusters;
 mod instances;
 mod secrets;
 mod security_groups;
+mod service_controller;
+mod services;
 mod task_definitions;
 mod tasks;
 
@@ -24,6 +26,8 @@ pub use clusters::Clusters;
 pub use instances::{InstanceView, Instances};
 pub use secrets::Secrets;
 pub use security_groups::{NetworkConfiguration, SecurityGroups, NETWORK_CONFIGURATION_NOT_AWSVPC};
+pub use service_controller::ServiceController;
+pub use services::{CreateServiceInput, Services, TaskCounts, UpdateServiceInput};
 pub use task_definitions::{HealthDefs, TaskDefinitions};
 pub use tasks::{RunTaskInput, Tasks};
 
@@ -57,6 +61,10 @@ pub enum CpError {
         tasks: usize,
         example: String,
     },
+    #[error("Service not found.")]
+    ServiceNotFound(String),
+    #[error("Service was not ACTIVE.")]
+    ServiceNotActive(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -69,6 +77,9 @@ pub struct ControlPlane {
     pub instances: Instances,
     pub security_groups: SecurityGroups,
     pub secrets: Secrets,
+    pub services: Services,
+    /// Keeps each service at its desired count (run by `server.rs`'s loop).
+    pub controller: ServiceController,
     pub agents: Arc<Agents>,
     pub arns: Arns,
 }
@@ -79,6 +90,7 @@ impl ControlPlane {
         arns: Arns,
         heartbeat_interval_ms: u32,
         manifest_interval_ms: u32,
+        service_settle_ms: u32,
     ) -> Arc<Self> {
         let agents = Arc::new(Agents::new(
             store.clone(),
@@ -97,7 +109,7 @@ impl ControlPlane {
         let security_groups = SecurityGroups::new(store.clone(), arns.clone());
         let secrets = Secrets::new(store.clone(), arns.clone());
         let tasks = Tasks {
-            store,
+            store: store.clone(),
             agents: agents.clone(),
             arns: arns.clone(),
             clusters: clusters.clone(),
@@ -106,7 +118,23 @@ impl ControlPlane {
             security_groups: security_groups.clone(),
             secrets: secrets.clone(),
         };
+        let services = Services::new(
+            store.clone(),
+            arns.clone(),
+            clusters.clone(),
+            task_definitions.clone(),
+            security_groups.clone(),
+            agents.changed.clone(),
+        );
+        let controller = ServiceController {
+            store: store.clone(),
+            tasks: tasks.clone(),
+            task_definitions: task_definitions.clone(),
+            settle_ms: i64::from(service_settle_ms),
+        };
         Arc::new(Self {
+            controller,
+            services,
             clusters,
             task_definitions,
             tasks,

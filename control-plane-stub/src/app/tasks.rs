@@ -14,7 +14,9 @@ use crate::agents::{wire, Agents};
 use crate::clock::now_ms;
 use crate::domain::ids::{self, Arns};
 use crate::domain::security::{self, IngressRule};
-use crate::domain::task::{Container, ContainerStatus, Task, TaskEvent, TaskStatus};
+use crate::domain::task::{
+    Container, ContainerStatus, Task, TaskEvent, TaskStatus, SCHEDULER_STOP_CODE, USER_STOP_CODE,
+};
 use crate::domain::taskdef::{self, TaskDefSpec};
 use crate::scheduler::placement::{self, PlacementFailure};
 use crate::state::{Store, TaskDefRecord, TaskFilter};
@@ -28,8 +30,12 @@ pub struct RunTaskInput {
     pub overrides: Option<serde_json::Value>,
     /// RunTask's networkConfiguration, when given.
     pub network_configuration: Option<NetworkConfiguration>,
+    /// A service's task: its revision may have been deregistered since (ECS keeps running a
+    /// service on a deregistered revision; RunTask refuses one).
+    pub from_service: bool,
 }
 
+#[derive(Clone)]
 pub struct Tasks {
     pub(super) store: Arc<dyn Store>,
     pub(super) agents: Arc<Agents>,
@@ -50,7 +56,11 @@ impl Tasks {
             )));
         }
         self.clusters.require(&input.cluster)?;
-        let record = self.task_definitions.runnable(&input.task_definition)?;
+        let record = if input.from_service {
+            self.task_definitions.get(&input.task_definition)?
+        } else {
+            self.task_definitions.runnable(&input.task_definition)?
+        };
         let td_arn = self.arns.task_definition(&record.family, record.revision);
         let overrides = taskdef::parse_overrides(input.overrides.as_ref())?;
         let spec = taskdef::apply_overrides(&taskdef::parse(&record.raw)?, &overrides)?;
@@ -131,20 +141,38 @@ impl Tasks {
         reason: Option<&str>,
     ) -> Result<Task, CpError> {
         self.clusters.require(cluster)?;
-        let id = ids::resource_id(reference);
-        if self.find_task(cluster, reference)?.is_none() {
+        let Some(task) = self.find_task(cluster, reference)? else {
             return Err(CpError::TaskNotFound(reference.to_string()));
-        }
-        let arn = self.arns.task(cluster, id);
+        };
         let task = self
-            .store
-            .stop_task(id, reason, now_ms(), &|seq, t| {
-                wire::stop_payload(seq, &arn, t.stopped_reason.as_deref().unwrap_or(""))
-            })?
+            .stop_as(&task, USER_STOP_CODE, reason)?
             .ok_or_else(|| CpError::TaskNotFound(reference.to_string()))?;
-        self.agents.deliver(&task.instance_id)?;
         tracing::info!(task.id = %task.id, instance.id = %task.instance_id, "stop requested");
         Ok(task)
+    }
+
+    /// A service's scheduler stops one of its tasks (stop code ServiceSchedulerInitiated).
+    pub fn stop_for_service(&self, task: &Task, reason: &str) -> Result<Option<Task>, CpError> {
+        self.stop_as(task, SCHEDULER_STOP_CODE, Some(reason))
+    }
+
+    /// Records the stop with its payload, then delivers it.
+    fn stop_as(
+        &self,
+        task: &Task,
+        code: &str,
+        reason: Option<&str>,
+    ) -> Result<Option<Task>, CpError> {
+        let arn = self.arns.task(&task.cluster, &task.id);
+        let stopped = self
+            .store
+            .stop_task(&task.id, code, reason, now_ms(), &|seq, t| {
+                wire::stop_payload(seq, &arn, t.stopped_reason.as_deref().unwrap_or(""))
+            })?;
+        if let Some(t) = &stopped {
+            self.agents.deliver(&t.instance_id)?;
+        }
+        Ok(stopped)
     }
 
     /// Found tasks, and the references that matched nothing.

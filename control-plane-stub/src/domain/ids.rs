@@ -82,6 +82,9 @@ impl Arns {
     pub fn cluster(&self, name: &str) -> String {
         format!("{}:cluster/{name}", self.prefix)
     }
+    pub fn service(&self, cluster: &str, name: &str) -> String {
+        format!("{}:service/{cluster}/{name}", self.prefix)
+    }
     pub fn task(&self, cluster: &str, id: &str) -> String {
         format!("{}:task/{cluster}/{id}", self.prefix)
     }

@@ -115,6 +115,9 @@ pub struct Service {
     pub deployments: Vec<Deployment>,
     /// Newest first, at most [`MAX_EVENTS`].
     pub events: Vec<ServiceEvent>,
+    /// Whether "has reached a steady state" was said since the service last changed.
+    #[serde(default)]
+    pub steady: bool,
 }
 
 impl Service {
@@ -235,6 +238,7 @@ mod tests {
             created_at_ms: 1,
             deployments: Vec::new(),
             events: Vec::new(),
+            steady: false,
         };
         for i in 0..(MAX_EVENTS + 5) {
             s.record(format!("event {i}"), i as i64);

@@ -372,6 +372,8 @@ impl TaskEvent {
 
 pub const USER_STOP_CODE: &str = "UserInitiated";
 pub const DEFAULT_USER_STOP_REASON: &str = "Task stopped by user";
+/// The stop code of tasks a service's scheduler stops.
+pub const SCHEDULER_STOP_CODE: &str = "ServiceSchedulerInitiated";
 
 fn non_empty(s: &str) -> Option<String> {
     (!s.is_empty()).then(|| s.to_string())
@@ -381,13 +383,18 @@ impl Task {
     /// A user's StopTask. Returns whether the agent must be told (false when the task is already
     /// stopped or already being stopped). The first stop code recorded wins.
     pub fn request_stop(&mut self, reason: Option<&str>, now_ms: i64) -> bool {
+        self.request_stop_as(USER_STOP_CODE, reason, now_ms)
+    }
+
+    /// A stop with the stop code of whoever asks: the user's StopTask or a service's scheduler.
+    pub fn request_stop_as(&mut self, code: &str, reason: Option<&str>, now_ms: i64) -> bool {
         if self.last_status == TaskStatus::Stopped || self.desired_status == TaskStatus::Stopped {
             return false;
         }
         self.desired_status = TaskStatus::Stopped;
         self.stopping_at_ms = Some(now_ms);
         if self.stop_code.is_none() {
-            self.stop_code = Some(USER_STOP_CODE.to_string());
+            self.stop_code = Some(code.to_string());
             self.stopped_reason = Some(
                 reason
                     .filter(|r| !r.is_empty())

@@ -213,11 +213,12 @@ pub trait TaskStore {
 
     fn list_tasks(&self, f: &TaskFilter) -> Result<Vec<Task>>;
 
-    /// A user's stop request: the task change and the payload telling the agent, atomically.
-    /// None when there is no such task.
+    /// A stop request (the user's, or a service scheduler's: `stop_code`): the task change and
+    /// the payload telling the agent, atomically. None when there is no such task.
     fn stop_task(
         &self,
         id: &str,
+        stop_code: &str,
         reason: Option<&str>,
         now_ms: i64,
         encode_payload: &dyn Fn(u64, &Task) -> Vec<u8>,

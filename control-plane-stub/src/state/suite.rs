@@ -6,7 +6,9 @@ use super::*;
 use crate::domain::instance::{ActivationCode, Instance, InstanceInfo, RuntimeHealth};
 use crate::domain::security::parse_ingress_spec;
 use crate::domain::service::{DeploymentSettings, Service, ServiceStatus};
-use crate::domain::task::{AgentChange, ContainerStatus, EventKind, TaskEvent, TaskStatus};
+use crate::domain::task::{
+    AgentChange, ContainerStatus, EventKind, TaskEvent, TaskStatus, USER_STOP_CODE,
+};
 
 /// Opens a backend's store on the same data each time (a reopen sees what was written).
 pub(crate) trait Backend {
@@ -245,7 +247,9 @@ pub(crate) fn the_manifest_query_keeps_tasks_being_stopped(backend: &dyn Backend
     store
         .apply_state_change("i1", 1, &task_change(TaskStatus::Running, 1), 1)
         .unwrap();
-    store.stop_task("t1", None, 2, &|_, _| Vec::new()).unwrap();
+    store
+        .stop_task("t1", USER_STOP_CODE, None, 2, &|_, _| Vec::new())
+        .unwrap();
     let t = store.get_task("t1").unwrap().unwrap();
     assert_eq!(
         (t.desired_status, t.last_status),
@@ -263,7 +267,7 @@ pub(crate) fn payloads_are_renumbered_after_an_agent_that_is_ahead(backend: &dyn
     with_task(&*store);
     // with_task placed t1: one payload queued.
     store
-        .stop_task("t1", None, 2, &|seq, _| vec![seq as u8])
+        .stop_task("t1", USER_STOP_CODE, None, 2, &|seq, _| vec![seq as u8])
         .unwrap();
     let queued = |store: &dyn Store| -> Vec<u64> {
         store
@@ -382,6 +386,7 @@ fn service(name: &str, desired: u32) -> Service {
         created_at_ms: 1,
         deployments: Vec::new(),
         events: Vec::new(),
+        steady: false,
     }
 }
 

@@ -4,6 +4,7 @@
 mod clusters;
 mod container_instances;
 mod request;
+mod services;
 mod shapes;
 mod task_definitions;
 mod tasks;
@@ -90,7 +91,8 @@ fn dispatch(cp: &ControlPlane, operation: &str, request: Value) -> OpResult {
     let handler = clusters::operation(operation)
         .or_else(|| task_definitions::operation(operation))
         .or_else(|| tasks::operation(operation))
-        .or_else(|| container_instances::operation(operation));
+        .or_else(|| container_instances::operation(operation))
+        .or_else(|| services::operation(operation));
     match handler {
         Some(handler) => handler(cp, request),
         None => Err(ApiError::client(

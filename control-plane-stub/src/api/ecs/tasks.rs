@@ -26,7 +26,9 @@ struct RunTaskRequest {
 /// RunTask's networkConfiguration in ECS's shape: `{"awsvpcConfiguration": {"subnets": [...],
 /// "securityGroups": [...], "assignPublicIp": "ENABLED"|"DISABLED"}}`. Subnets and
 /// assignPublicIp are accepted and ignored.
-fn network_configuration(v: Option<Value>) -> Result<Option<NetworkConfiguration>, ApiError> {
+pub(super) fn network_configuration(
+    v: Option<Value>,
+) -> Result<Option<NetworkConfiguration>, ApiError> {
     let invalid = |m: &str| {
         ApiError::client(
             "InvalidParameterException",
@@ -85,6 +87,7 @@ fn run_task(cp: &ControlPlane, r: RunTaskRequest) -> OpResult {
         group: r.group,
         overrides: r.overrides,
         network_configuration: network_configuration(r.network_configuration)?,
+        from_service: false,
     })?;
     let defs = cp.task_definitions.health_defs(&tasks)?;
     Ok(json!({
@@ -145,6 +148,7 @@ struct ListTasksRequest {
     family: Option<String>,
     started_by: Option<String>,
     desired_status: Option<String>,
+    service_name: Option<String>,
     next_token: Option<String>,
     max_results: Option<i64>,
 }
@@ -172,8 +176,14 @@ fn list_tasks(cp: &ControlPlane, r: ListTasksRequest) -> OpResult {
         desired_status: Some(desired.to_string()),
         not_stopped: false,
     })?;
+    // A service's tasks are its group's (serviceName may be the service's ARN).
+    let group = r
+        .service_name
+        .as_deref()
+        .map(|s| crate::domain::service::group_of(ids::resource_id(s)));
     let arns: Vec<String> = tasks
         .iter()
+        .filter(|t| group.as_ref().is_none_or(|g| &t.group == g))
         .map(|t| cp.arns.task(&t.cluster, &t.id))
         .collect();
     let (page, next) = paginate(arns, r.max_results, r.next_token.as_deref())?;

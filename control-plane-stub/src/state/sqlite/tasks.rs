@@ -77,6 +77,7 @@ impl TaskStore for SqliteStore {
     fn stop_task(
         &self,
         id: &str,
+        stop_code: &str,
         reason: Option<&str>,
         now_ms: i64,
         encode_payload: &dyn Fn(u64, &Task) -> Vec<u8>,
@@ -86,7 +87,7 @@ impl TaskStore for SqliteStore {
         let Some(mut task) = load_task(&tx, id)? else {
             return Ok(None);
         };
-        if task.request_stop(reason, now_ms) {
+        if task.request_stop_as(stop_code, reason, now_ms) {
             save_task(&tx, &task)?;
             let seq = next_payload_seq(&tx, &task.instance_id)?;
             insert_outbox(&tx, &task.instance_id, seq, &encode_payload(seq, &task))?;

@@ -1,0 +1,410 @@
+//! The service controller (issue #17): for each service not INACTIVE, reads a snapshot (the
+//! service, its deployments, its tasks and their health), asks the pure scheduler
+//! (`scheduler::service::plan`) what to do, carries it out through `Tasks`, and records every
+//! decision as a service event in ECS's wording. Run on every applied agent report or service
+//! change, and on a timer; each run starts from the store, so a restarted berth-cp resumes
+//! where it was.
+
+use std::sync::Arc;
+
+use super::services::rules_of;
+use super::task_definitions::TaskDefinitions;
+use super::tasks::{RunTaskInput, Tasks};
+use super::{CpError, NetworkConfiguration};
+use crate::clock::now_ms;
+use crate::domain::service::{self, RolloutState, Service, ServiceStatus};
+use crate::domain::task::{
+    task_health_status, HealthStatus, Task, TaskStatus, SCHEDULER_STOP_CODE, USER_STOP_CODE,
+};
+use crate::domain::taskdef::HealthDef;
+use crate::scheduler::service::{
+    plan, Action, DeploymentView, ServiceView, StopReason, TaskHealth, TaskView,
+};
+use crate::state::{Store, TaskFilter};
+
+/// RunTask places at most this many tasks per call.
+const START_BATCH: u32 = 10;
+
+#[derive(Clone)]
+pub struct ServiceController {
+    pub(super) store: Arc<dyn Store>,
+    pub(super) tasks: Tasks,
+    pub(super) task_definitions: TaskDefinitions,
+    /// How long a task without health checks must run to count as healthy.
+    pub(super) settle_ms: i64,
+}
+
+impl ServiceController {
+    /// One pass over every service that is not INACTIVE. A service that fails is logged and
+    /// the others still run.
+    pub fn reconcile_all(&self) {
+        let services = match self.store.live_services() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!("service controller: cannot read the services: {e}");
+                return;
+            }
+        };
+        for s in services {
+            let span = tracing::info_span!("reconcile", service = %s.name, cluster = %s.cluster);
+            let _enter = span.enter();
+            if let Err(e) = self.reconcile(s) {
+                tracing::error!("service controller: {e}");
+            }
+        }
+    }
+
+    fn reconcile(&self, mut s: Service) -> Result<(), CpError> {
+        let now = now_ms();
+        let group = s.group();
+        let all: Vec<Task> = self
+            .store
+            .list_tasks(&TaskFilter {
+                cluster: Some(s.cluster.clone()),
+                ..TaskFilter::default()
+            })?
+            .into_iter()
+            .filter(|t| t.group == group)
+            .collect();
+        let defs = self.task_definitions.health_defs(&all)?;
+        let grace_ms = i64::from(s.health_check_grace_period_seconds.unwrap_or(0)) * 1000;
+        let before = s.clone();
+
+        for d in &mut s.deployments {
+            d.failed_tasks = all
+                .iter()
+                .filter(|t| t.started_by.as_deref() == Some(d.id.as_str()))
+                .filter(|t| failed_to_start(t, defs.of(t), self.settle_ms))
+                .count() as u32;
+        }
+        let live: Vec<&Task> = all
+            .iter()
+            .filter(|t| t.last_status != TaskStatus::Stopped)
+            .collect();
+
+        if s.status == ServiceStatus::Draining {
+            let stopping: Vec<&Task> = live
+                .iter()
+                .copied()
+                .filter(|t| t.desired_status != TaskStatus::Stopped)
+                .collect();
+            for t in &stopping {
+                self.tasks.stop_for_service(t, "Service deleted")?;
+            }
+            if !stopping.is_empty() {
+                let message = format!(
+                    "{} has stopped {} running tasks: {}.",
+                    s.tag(),
+                    stopping.len(),
+                    task_list(&stopping)
+                );
+                s.record(message, now);
+            }
+            if live.is_empty() {
+                s.status = ServiceStatus::Inactive;
+                s.deployments.clear();
+                tracing::info!("service drained: INACTIVE");
+            }
+            return self.save_if_changed(&before, &s);
+        }
+
+        let views: Vec<TaskView> = live
+            .iter()
+            .map(|t| TaskView {
+                id: t.id.clone(),
+                deployment_id: t.started_by.clone().unwrap_or_default(),
+                health: health_of(t, defs.of(t), now, self.settle_ms, grace_ms),
+                stopping: t.desired_status == TaskStatus::Stopped,
+                protected: false,
+            })
+            .collect();
+        let deployments: Vec<DeploymentView> = s
+            .deployments
+            .iter()
+            .map(|d| DeploymentView {
+                id: d.id.clone(),
+                rollout: match d.rollout_state {
+                    RolloutState::InProgress => crate::scheduler::service::Rollout::InProgress,
+                    RolloutState::Completed => crate::scheduler::service::Rollout::Completed,
+                    RolloutState::Failed => crate::scheduler::service::Rollout::Failed,
+                },
+                failed_tasks: d.failed_tasks,
+            })
+            .collect();
+        let actions = plan(&ServiceView {
+            desired_count: s.desired_count,
+            config: rules_of(&s.deployment),
+            deployments: &deployments,
+            tasks: &views,
+        });
+
+        let primary = s
+            .deployments
+            .first()
+            .map(|d| d.id.clone())
+            .unwrap_or_default();
+        let mut started: Vec<Task> = Vec::new();
+        let mut stopped: Vec<&Task> = Vec::new();
+        let mut moved = false;
+        for action in &actions {
+            match action {
+                Action::Start { deployment, count } => {
+                    moved = true;
+                    self.start(&mut s, deployment, *count, &mut started, now)?;
+                }
+                Action::Stop { task, reason } => {
+                    moved = true;
+                    let Some(t) = live.iter().copied().find(|t| &t.id == task) else {
+                        continue;
+                    };
+                    let why = match reason {
+                        StopReason::Unhealthy => "Task failed container health checks".to_string(),
+                        StopReason::Replaced | StopReason::ScaleIn => {
+                            format!("Scaling activity initiated by (deployment {primary})")
+                        }
+                    };
+                    self.tasks.stop_for_service(t, &why)?;
+                    if *reason == StopReason::Unhealthy {
+                        let message = format!(
+                            "{} (task {}) failed container health checks.",
+                            s.tag(),
+                            t.id
+                        );
+                        s.record(message, now);
+                    }
+                    stopped.push(t);
+                }
+                Action::Complete { deployment } => {
+                    if let Some(d) = s.deployments.iter_mut().find(|d| &d.id == deployment) {
+                        d.rollout_state = RolloutState::Completed;
+                        d.rollout_state_reason = format!("ECS deployment {} completed.", d.id);
+                        d.updated_at_ms = now;
+                    }
+                    let message = format!(
+                        "{} (deployment {deployment}) deployment completed.",
+                        s.tag()
+                    );
+                    s.record(message, now);
+                }
+                Action::Fail {
+                    deployment,
+                    rollback,
+                } => {
+                    self.fail(&mut s, deployment, *rollback, now);
+                }
+                Action::Retire { deployment } => {
+                    s.deployments.retain(|d| &d.id != deployment);
+                }
+            }
+        }
+        if !started.is_empty() {
+            let refs: Vec<&Task> = started.iter().collect();
+            let message = format!(
+                "{} has started {} tasks: {}.",
+                s.tag(),
+                started.len(),
+                task_list(&refs)
+            );
+            s.record(message, now);
+        }
+        if !stopped.is_empty() {
+            let message = format!(
+                "{} has stopped {} running tasks: {}.",
+                s.tag(),
+                stopped.len(),
+                task_list(&stopped)
+            );
+            s.record(message, now);
+        }
+        if moved {
+            s.steady = false;
+        } else if !s.steady && steady(&s, &views) {
+            s.steady = true;
+            let message = format!("{} has reached a steady state.", s.tag());
+            s.record(message, now);
+        }
+        self.save_if_changed(&before, &s)
+    }
+
+    /// Starts `count` tasks of a deployment, as RunTask would with the service's group.
+    fn start(
+        &self,
+        s: &mut Service,
+        deployment: &str,
+        count: u32,
+        started: &mut Vec<Task>,
+        now: i64,
+    ) -> Result<(), CpError> {
+        let Some(d) = s.deployments.iter().find(|d| d.id == deployment).cloned() else {
+            return Ok(());
+        };
+        let mut left = count;
+        while left > 0 {
+            let batch = left.min(START_BATCH);
+            left -= batch;
+            let input = RunTaskInput {
+                cluster: s.cluster.clone(),
+                task_definition: d.task_definition.clone(),
+                count: i64::from(batch),
+                started_by: Some(d.id.clone()),
+                group: Some(s.group()),
+                overrides: None,
+                network_configuration: (!d.security_groups.is_empty()).then(|| {
+                    NetworkConfiguration {
+                        security_groups: d.security_groups.clone(),
+                    }
+                }),
+                from_service: true,
+            };
+            match self.tasks.run(input) {
+                Ok((tasks, failures)) => {
+                    started.extend(tasks);
+                    if let Some(f) = failures.first() {
+                        let message = format!(
+                            "{} was unable to place a task because no container instance met all \
+                             of its requirements. Reason: {} {}",
+                            s.tag(),
+                            f.reason,
+                            f.detail
+                        );
+                        s.record(message, now);
+                        break;
+                    }
+                }
+                Err(e) => {
+                    let message = format!("{} was unable to start a task: {e}", s.tag());
+                    s.record(message, now);
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The circuit breaker tripped: the deployment is FAILED; with rollback, a new deployment
+    /// goes back to the last one that completed.
+    fn fail(&self, s: &mut Service, deployment: &str, rollback: bool, now: i64) {
+        let reason = "ECS deployment circuit breaker: tasks failed to start.";
+        if let Some(d) = s.deployments.iter_mut().find(|d| d.id == deployment) {
+            d.rollout_state = RolloutState::Failed;
+            d.rollout_state_reason = reason.to_string();
+            d.updated_at_ms = now;
+        }
+        let message = format!(
+            "{} (deployment {deployment}) deployment failed: tasks failed to start.",
+            s.tag()
+        );
+        s.record(message, now);
+        tracing::warn!(deployment, "deployment failed: circuit breaker");
+        if !rollback {
+            return;
+        }
+        let Some(last) = s
+            .deployments
+            .iter()
+            .find(|d| d.rollout_state == RolloutState::Completed)
+            .cloned()
+        else {
+            return;
+        };
+        let id = service::new_deployment_id();
+        let message = format!(
+            "{} (deployment {deployment}) rolling back to (deployment {}): a new deployment {id} of {}.",
+            s.tag(),
+            last.id,
+            last.task_definition
+        );
+        s.record(message, now);
+        s.task_definition = last.task_definition.clone();
+        s.deployments.insert(
+            0,
+            service::Deployment {
+                rollout_state_reason: format!("ECS deployment {id} in progress."),
+                id,
+                rollout_state: RolloutState::InProgress,
+                failed_tasks: 0,
+                created_at_ms: now,
+                updated_at_ms: now,
+                ..last
+            },
+        );
+    }
+
+    fn save_if_changed(&self, before: &Service, after: &Service) -> Result<(), CpError> {
+        if before != after {
+            // Read again: an UpdateService between the snapshot and now wins over this pass's
+            // bookkeeping, and the next pass works from it.
+            let current = self.store.get_service(&after.cluster, &after.name)?;
+            if current.as_ref() == Some(before) {
+                self.store.save_service(after)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `(task a) (task b)`, as ECS's events list tasks.
+fn task_list(tasks: &[&Task]) -> String {
+    tasks
+        .iter()
+        .map(|t| format!("(task {})", t.id))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The scheduler's view of a task's health: healthy once RUNNING and, with health checks on an
+/// essential container, HEALTHY; without, once RUNNING for the settle period. UNHEALTHY counts
+/// only after the grace period.
+fn health_of(t: &Task, defs: &[HealthDef], now: i64, settle_ms: i64, grace_ms: i64) -> TaskHealth {
+    if t.last_status != TaskStatus::Running {
+        return TaskHealth::Starting;
+    }
+    let running_for = t.started_at_ms.map_or(0, |s| now - s);
+    let checked = defs.iter().any(|d| d.essential && d.health_check);
+    if !checked {
+        return if running_for >= settle_ms {
+            TaskHealth::Healthy
+        } else {
+            TaskHealth::Starting
+        };
+    }
+    match task_health_status(t, defs) {
+        HealthStatus::Healthy => TaskHealth::Healthy,
+        HealthStatus::Unhealthy if running_for >= grace_ms => TaskHealth::Unhealthy,
+        _ => TaskHealth::Starting,
+    }
+}
+
+/// A task that stopped before it became healthy, and not because it was asked to: what the
+/// circuit breaker counts.
+fn failed_to_start(t: &Task, defs: &[HealthDef], settle_ms: i64) -> bool {
+    if t.last_status != TaskStatus::Stopped {
+        return false;
+    }
+    if matches!(
+        t.stop_code.as_deref(),
+        Some(USER_STOP_CODE) | Some(SCHEDULER_STOP_CODE)
+    ) {
+        return false;
+    }
+    let Some(started) = t.started_at_ms else {
+        return true;
+    };
+    let checked = defs.iter().any(|d| d.essential && d.health_check);
+    if checked {
+        task_health_status(t, defs) != HealthStatus::Healthy
+    } else {
+        t.stopped_at_ms.unwrap_or(i64::MAX) - started < settle_ms
+    }
+}
+
+/// One deployment, completed, with its desired count healthy.
+fn steady(s: &Service, tasks: &[TaskView]) -> bool {
+    s.deployments.len() == 1
+        && s.deployments[0].rollout_state == RolloutState::Completed
+        && tasks
+            .iter()
+            .filter(|t| t.health == TaskHealth::Healthy && !t.stopping)
+            .count()
+            == s.desired_count as usize
+}

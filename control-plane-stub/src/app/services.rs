@@ -1,0 +1,374 @@
+//! Services (issue #17): CreateService, UpdateService, DescribeServices, ListServices,
+//! DeleteService. What a service should run is decided here; making it so is the service
+//! controller's (`service_controller.rs`), which the changes here wake.
+
+use std::sync::Arc;
+
+use super::clusters::Clusters;
+use super::security_groups::{NetworkConfiguration, SecurityGroups};
+use super::task_definitions::TaskDefinitions;
+use super::CpError;
+use crate::clock::now_ms;
+use crate::domain::ids::{self, Arns};
+use crate::domain::service::{
+    self, Deployment, DeploymentSettings, RolloutState, Service, ServiceStatus,
+};
+use crate::domain::taskdef;
+use crate::scheduler::service as rules;
+use crate::state::Store;
+
+/// CreateService's parameters, decoded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreateServiceInput {
+    pub cluster: String,
+    pub name: String,
+    pub task_definition: String,
+    pub desired_count: u32,
+    pub launch_type: Option<String>,
+    pub scheduling_strategy: Option<String>,
+    pub deployment: DeploymentSettings,
+    pub health_check_grace_period_seconds: Option<u32>,
+    /// The request's networkConfiguration: echoed as given, acted on as parsed.
+    pub network_configuration: Option<(serde_json::Value, NetworkConfiguration)>,
+    pub tags: Vec<serde_json::Value>,
+    pub propagate_tags: Option<String>,
+    pub enable_ecs_managed_tags: bool,
+    pub client_token: Option<String>,
+}
+
+/// UpdateService's parameters, decoded; None leaves a setting as it is.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct UpdateServiceInput {
+    pub cluster: String,
+    pub service: String,
+    pub desired_count: Option<u32>,
+    pub task_definition: Option<String>,
+    pub deployment: Option<DeploymentSettings>,
+    pub health_check_grace_period_seconds: Option<u32>,
+    pub network_configuration: Option<(serde_json::Value, NetworkConfiguration)>,
+    pub force_new_deployment: bool,
+}
+
+/// A service's tasks that are not STOPPED, counted as ECS shows them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TaskCounts {
+    pub running: u32,
+    pub pending: u32,
+    /// deployment id -> (running, pending).
+    pub by_deployment: std::collections::HashMap<String, (u32, u32)>,
+}
+
+#[derive(Clone)]
+pub struct Services {
+    store: Arc<dyn Store>,
+    arns: Arns,
+    clusters: Clusters,
+    task_definitions: TaskDefinitions,
+    security_groups: SecurityGroups,
+    /// Wakes the service controller after a change.
+    changed: Arc<tokio::sync::Notify>,
+}
+
+impl Services {
+    pub fn new(
+        store: Arc<dyn Store>,
+        arns: Arns,
+        clusters: Clusters,
+        task_definitions: TaskDefinitions,
+        security_groups: SecurityGroups,
+        changed: Arc<tokio::sync::Notify>,
+    ) -> Self {
+        Self {
+            store,
+            arns,
+            clusters,
+            task_definitions,
+            security_groups,
+            changed,
+        }
+    }
+
+    /// `family:revision` of a runnable definition, and the security group ids its tasks get.
+    fn resolve(
+        &self,
+        reference: &str,
+        network: Option<&NetworkConfiguration>,
+    ) -> Result<(String, Vec<String>), CpError> {
+        let record = self.task_definitions.runnable(reference)?;
+        let spec = taskdef::parse(&record.raw)?;
+        let groups = self.security_groups.for_task(&spec, network)?;
+        Ok((
+            format!("{}:{}", record.family, record.revision),
+            groups.into_iter().map(|g| g.id).collect(),
+        ))
+    }
+
+    pub fn create(&self, input: CreateServiceInput) -> Result<Service, CpError> {
+        self.clusters.require(&input.cluster)?;
+        service::check_name(&input.name).map_err(CpError::InvalidParameter)?;
+        let launch_type = input.launch_type.clone().unwrap_or_else(|| "EC2".into());
+        service::check_launch_type(&launch_type).map_err(CpError::InvalidParameter)?;
+        match input.scheduling_strategy.as_deref() {
+            None | Some("REPLICA") => {}
+            Some("DAEMON") => {
+                return Err(CpError::InvalidParameter(
+                    "schedulingStrategy: DAEMON services are not supported by berth-cp yet; use REPLICA"
+                        .into(),
+                ))
+            }
+            Some(other) => {
+                return Err(CpError::InvalidParameter(format!(
+                    "schedulingStrategy: {other:?} is not REPLICA or DAEMON"
+                )))
+            }
+        }
+        rules::validate(&rules_of(&input.deployment), input.desired_count)
+            .map_err(CpError::InvalidParameter)?;
+        let network = input.network_configuration.as_ref().map(|(_, n)| n);
+        let (task_definition, security_groups) = self.resolve(&input.task_definition, network)?;
+        let now = now_ms();
+        let deployment = new_deployment(task_definition.clone(), security_groups, now);
+        let new = Service {
+            cluster: input.cluster.clone(),
+            name: input.name.clone(),
+            status: ServiceStatus::Active,
+            desired_count: input.desired_count,
+            task_definition,
+            launch_type,
+            deployment: input.deployment,
+            health_check_grace_period_seconds: input.health_check_grace_period_seconds,
+            network_configuration: input.network_configuration.map(|(raw, _)| raw),
+            tags: input.tags,
+            propagate_tags: input.propagate_tags,
+            enable_ecs_managed_tags: input.enable_ecs_managed_tags,
+            client_token: input.client_token,
+            created_at_ms: now,
+            deployments: vec![deployment],
+            events: Vec::new(),
+            steady: false,
+        };
+        match self.store.insert_service(&new)? {
+            None => {
+                tracing::info!(service = %new.name, cluster = %new.cluster, desired = new.desired_count, "service created");
+                self.changed.notify_one();
+                Ok(new)
+            }
+            // As ECS: the same parameters again return the service, others are refused.
+            Some(existing) if same_parameters(&existing, &new) => Ok(existing),
+            Some(_) => Err(CpError::InvalidParameter(
+                "Creation of service was not idempotent.".into(),
+            )),
+        }
+    }
+
+    /// A service by name or ARN, in any status.
+    pub fn get(&self, cluster: &str, reference: &str) -> Result<Option<Service>, CpError> {
+        Ok(self
+            .store
+            .get_service(cluster, ids::resource_id(reference))?
+            .filter(|_| service_arn_cluster(reference).is_none_or(|c| c == cluster)))
+    }
+
+    /// Found services, and the references that matched nothing.
+    pub fn describe(
+        &self,
+        cluster: &str,
+        references: &[String],
+    ) -> Result<(Vec<Service>, Vec<String>), CpError> {
+        self.clusters.require(cluster)?;
+        let mut found = Vec::new();
+        let mut missing = Vec::new();
+        for r in references {
+            match self.get(cluster, r)? {
+                Some(s) => found.push(s),
+                None => missing.push(r.clone()),
+            }
+        }
+        Ok((found, missing))
+    }
+
+    /// The cluster's ACTIVE services (ECS lists neither DRAINING nor INACTIVE ones).
+    pub fn list(&self, cluster: &str, launch_type: Option<&str>) -> Result<Vec<Service>, CpError> {
+        self.clusters.require(cluster)?;
+        Ok(self
+            .store
+            .list_services(cluster)?
+            .into_iter()
+            .filter(|s| s.status == ServiceStatus::Active)
+            .filter(|s| launch_type.is_none_or(|l| s.launch_type == l))
+            .collect())
+    }
+
+    pub fn update(&self, input: UpdateServiceInput) -> Result<Service, CpError> {
+        self.clusters.require(&input.cluster)?;
+        let mut s = self
+            .get(&input.cluster, &input.service)?
+            .ok_or_else(|| CpError::ServiceNotFound(input.service.clone()))?;
+        if s.status != ServiceStatus::Active {
+            return Err(CpError::ServiceNotActive(input.service.clone()));
+        }
+        let desired = input.desired_count.unwrap_or(s.desired_count);
+        let settings = input.deployment.unwrap_or(s.deployment);
+        rules::validate(&rules_of(&settings), desired).map_err(CpError::InvalidParameter)?;
+        // A new task definition, a new network configuration or forceNewDeployment start a new
+        // deployment; a desiredCount or grace-period change does not (as ECS).
+        let network_changed = input
+            .network_configuration
+            .as_ref()
+            .is_some_and(|(raw, _)| s.network_configuration.as_ref() != Some(raw));
+        let reference = input
+            .task_definition
+            .clone()
+            .unwrap_or_else(|| s.task_definition.clone());
+        let network = match &input.network_configuration {
+            Some((_, n)) => Some(n.clone()),
+            None => s
+                .network_configuration
+                .as_ref()
+                .map(security_groups_of)
+                .transpose()
+                .map_err(CpError::InvalidParameter)?,
+        };
+        let (task_definition, groups) = self.resolve(&reference, network.as_ref())?;
+        let now = now_ms();
+        if task_definition != s.task_definition || network_changed || input.force_new_deployment {
+            let d = new_deployment(task_definition.clone(), groups, now);
+            tracing::info!(service = %s.name, deployment = %d.id, task_definition = %task_definition, "new deployment");
+            s.deployments.insert(0, d);
+            s.task_definition = task_definition;
+            s.steady = false;
+        }
+        if let Some((raw, _)) = input.network_configuration {
+            s.network_configuration = Some(raw);
+        }
+        s.desired_count = desired;
+        s.deployment = settings;
+        if input.health_check_grace_period_seconds.is_some() {
+            s.health_check_grace_period_seconds = input.health_check_grace_period_seconds;
+        }
+        self.store.save_service(&s)?;
+        self.changed.notify_one();
+        Ok(s)
+    }
+
+    /// DeleteService: refused while the service runs tasks unless `force`; the service drains
+    /// (its tasks are stopped) and then turns INACTIVE.
+    pub fn delete(&self, cluster: &str, reference: &str, force: bool) -> Result<Service, CpError> {
+        self.clusters.require(cluster)?;
+        let mut s = self
+            .get(cluster, reference)?
+            .ok_or_else(|| CpError::ServiceNotFound(reference.to_string()))?;
+        if s.status != ServiceStatus::Active {
+            return Err(CpError::ServiceNotActive(reference.to_string()));
+        }
+        if s.desired_count > 0 && !force {
+            return Err(CpError::InvalidParameter(
+                "The service cannot be stopped while it is scaled above 0.".into(),
+            ));
+        }
+        s.status = ServiceStatus::Draining;
+        s.desired_count = 0;
+        self.store.save_service(&s)?;
+        tracing::info!(service = %s.name, cluster = %s.cluster, "service deleted: draining");
+        self.changed.notify_one();
+        Ok(s)
+    }
+
+    pub fn task_counts(&self, s: &Service) -> Result<TaskCounts, CpError> {
+        let group = s.group();
+        let mut counts = TaskCounts::default();
+        let tasks = self.store.list_tasks(&crate::state::TaskFilter {
+            cluster: Some(s.cluster.clone()),
+            not_stopped: true,
+            ..Default::default()
+        })?;
+        for t in tasks.iter().filter(|t| t.group == group) {
+            let running = t.last_status == crate::domain::task::TaskStatus::Running;
+            let entry = counts
+                .by_deployment
+                .entry(t.started_by.clone().unwrap_or_default())
+                .or_default();
+            if running {
+                counts.running += 1;
+                entry.0 += 1;
+            } else {
+                counts.pending += 1;
+                entry.1 += 1;
+            }
+        }
+        Ok(counts)
+    }
+
+    pub fn arn(&self, s: &Service) -> String {
+        self.arns.service(&s.cluster, &s.name)
+    }
+}
+
+/// The scheduler's view of a service's deployment settings.
+pub fn rules_of(d: &DeploymentSettings) -> rules::DeploymentConfiguration {
+    rules::DeploymentConfiguration {
+        minimum_healthy_percent: d.minimum_healthy_percent,
+        maximum_percent: d.maximum_percent,
+        circuit_breaker: d.circuit_breaker_enable.then_some(rules::CircuitBreaker {
+            rollback: d.circuit_breaker_rollback,
+        }),
+    }
+}
+
+/// The security groups a stored networkConfiguration names.
+pub fn security_groups_of(raw: &serde_json::Value) -> Result<NetworkConfiguration, String> {
+    let groups = &raw["awsvpcConfiguration"]["securityGroups"];
+    let security_groups = match groups {
+        serde_json::Value::Null => Vec::new(),
+        serde_json::Value::Array(a) => a
+            .iter()
+            .map(|g| g.as_str().map(str::to_string))
+            .collect::<Option<Vec<_>>>()
+            .ok_or(
+                "networkConfiguration.awsvpcConfiguration.securityGroups: not a list of strings",
+            )?,
+        _ => {
+            return Err(
+                "networkConfiguration.awsvpcConfiguration.securityGroups: not a list".into(),
+            )
+        }
+    };
+    Ok(NetworkConfiguration { security_groups })
+}
+
+fn new_deployment(task_definition: String, security_groups: Vec<String>, now: i64) -> Deployment {
+    let id = service::new_deployment_id();
+    Deployment {
+        rollout_state_reason: format!("ECS deployment {id} in progress."),
+        id,
+        task_definition,
+        rollout_state: RolloutState::InProgress,
+        failed_tasks: 0,
+        security_groups,
+        created_at_ms: now,
+        updated_at_ms: now,
+    }
+}
+
+/// Whether a CreateService repeats the one that made `existing` (idempotency).
+fn same_parameters(existing: &Service, new: &Service) -> bool {
+    if let (Some(a), Some(b)) = (&existing.client_token, &new.client_token) {
+        if a == b {
+            return true;
+        }
+    }
+    existing.status == ServiceStatus::Active
+        && existing.task_definition == new.task_definition
+        && existing.desired_count == new.desired_count
+        && existing.launch_type == new.launch_type
+        && existing.deployment == new.deployment
+        && existing.network_configuration == new.network_configuration
+        && existing.health_check_grace_period_seconds == new.health_check_grace_period_seconds
+}
+
+/// The cluster a service ARN names (`arn:…:service/CLUSTER/NAME`), if it is one.
+fn service_arn_cluster(reference: &str) -> Option<&str> {
+    let rest = reference.strip_prefix("arn:")?;
+    let path = rest.split_once(":service/")?.1;
+    path.split_once('/').map(|(c, _)| c)
+}
