@@ -1,4 +1,5 @@
-//! The real AWS CLI against berth-cp. CI installs `aws`; without it this test fails loudly.
+//! The real AWS CLI against berth-cp. CI installs it (BERTH_AWS_CLI); without it this test
+//! fails loudly.
 
 mod common;
 
@@ -6,8 +7,11 @@ use std::process::Stdio;
 
 use common::*;
 
-async fn aws(dir: &std::path::Path, api: std::net::SocketAddr, args: &[&str]) -> serde_json::Value {
-    let out = tokio::process::Command::new("aws")
+/// Runs `aws ecs ARGS`, which must succeed; its stdout (JSON, or nothing for a waiter).
+async fn aws_stdout(dir: &std::path::Path, api: std::net::SocketAddr, args: &[&str]) -> Vec<u8> {
+    // The CLI .ci/run installs (BERTH_AWS_CLI), else `aws` on PATH.
+    let program = std::env::var_os("BERTH_AWS_CLI").unwrap_or_else(|| "aws".into());
+    let out = tokio::process::Command::new(program)
         .args(["ecs"])
         .args(args)
         .args(["--endpoint-url", &format!("http://{api}"), "--output", "json"])
@@ -30,7 +34,11 @@ async fn aws(dir: &std::path::Path, api: std::net::SocketAddr, args: &[&str]) ->
         String::from_utf8_lossy(&out.stderr),
         String::from_utf8_lossy(&out.stdout)
     );
-    serde_json::from_slice(&out.stdout).expect("aws printed JSON")
+    out.stdout
+}
+
+async fn aws(dir: &std::path::Path, api: std::net::SocketAddr, args: &[&str]) -> serde_json::Value {
+    serde_json::from_slice(&aws_stdout(dir, api, args).await).expect("aws printed JSON")
 }
 
 #[tokio::test]
@@ -169,5 +177,127 @@ async fn aws_cli_reads_health_and_ignores_berths_extension() {
     assert_eq!(task["containers"][0]["healthStatus"], "HEALTHY");
     assert!(task["containers"][0].get("berthHealth").is_none());
 
+    server.shutdown().await.unwrap();
+}
+
+/// A service driven by the AWS CLI (issue #17): create-service, botocore's own services-stable
+/// and services-inactive waiters, update-service, list-services, delete-service --force.
+#[tokio::test]
+async fn aws_cli_runs_a_service_and_its_waiters_agree() {
+    let dir = TempDir::new("awscli-service");
+    let server = start_with(
+        dir.path(),
+        berth_cp::config::Settings {
+            service_interval_ms: Some(100),
+            service_settle_ms: Some(100),
+            ..Default::default()
+        },
+    )
+    .await;
+    let (api, g) = (server.api_addr, server.grpc_addr);
+    let mut agent = ReportingAgent::register(dir.path(), g).await;
+    aws(
+        dir.path(),
+        api,
+        &[
+            "register-task-definition",
+            "--family",
+            "svc",
+            "--container-definitions",
+            r#"[{"name": "app", "image": "busybox", "memory": 64}]"#,
+        ],
+    )
+    .await;
+    let created = aws(
+        dir.path(),
+        api,
+        &[
+            "create-service",
+            "--service-name",
+            "svc",
+            "--task-definition",
+            "svc",
+            "--desired-count",
+            "2",
+            "--launch-type",
+            "EXTERNAL",
+            "--deployment-configuration",
+            "minimumHealthyPercent=50,maximumPercent=200,deploymentCircuitBreaker={enable=true,rollback=true}",
+        ],
+    )
+    .await;
+    assert_eq!(created["service"]["status"], "ACTIVE", "{created}");
+    assert_eq!(
+        created["service"]["deploymentConfiguration"]["deploymentCircuitBreaker"]["rollback"],
+        true
+    );
+    let (started, _) = agent.payloads(2, 0).await;
+    for arn in &started {
+        agent.run(arn).await;
+    }
+    // botocore's waiter, unchanged: one deployment and runningCount == desiredCount.
+    aws_stdout(
+        dir.path(),
+        api,
+        &["wait", "services-stable", "--services", "svc"],
+    )
+    .await;
+    let described = aws(dir.path(), api, &["describe-services", "--services", "svc"]).await;
+    let s = &described["services"][0];
+    assert_eq!(
+        (s["runningCount"].as_i64(), s["desiredCount"].as_i64()),
+        (Some(2), Some(2))
+    );
+    assert_eq!(s["deployments"].as_array().unwrap().len(), 1);
+    assert_eq!(s["deployments"][0]["rolloutState"], "COMPLETED");
+
+    let listed = aws(dir.path(), api, &["list-services"]).await;
+    assert_eq!(
+        listed["serviceArns"],
+        serde_json::json!(["arn:aws:ecs:us-east-1:000000000000:service/default/svc"])
+    );
+    let tasks = aws(dir.path(), api, &["list-tasks", "--service-name", "svc"]).await;
+    assert_eq!(tasks["taskArns"].as_array().unwrap().len(), 2);
+
+    let scaled = aws(
+        dir.path(),
+        api,
+        &["update-service", "--service", "svc", "--desired-count", "1"],
+    )
+    .await;
+    assert_eq!(scaled["service"]["desiredCount"], 1);
+    let (_, stopped) = agent.payloads(0, 1).await;
+    agent.exit(&stopped[0], "ServiceSchedulerInitiated").await;
+    aws_stdout(
+        dir.path(),
+        api,
+        &["wait", "services-stable", "--services", "svc"],
+    )
+    .await;
+
+    aws(
+        dir.path(),
+        api,
+        &["delete-service", "--service", "svc", "--force"],
+    )
+    .await;
+    let (_, stopped) = agent.payloads(0, 1).await;
+    agent.exit(&stopped[0], "ServiceSchedulerInitiated").await;
+    eventually("the service to be INACTIVE", || async {
+        let d = ecs_ok(
+            api,
+            "DescribeServices",
+            serde_json::json!({"services": ["svc"]}),
+        )
+        .await;
+        (d["services"][0]["status"] == "INACTIVE").then_some(())
+    })
+    .await;
+    aws_stdout(
+        dir.path(),
+        api,
+        &["wait", "services-inactive", "--services", "svc"],
+    )
+    .await;
     server.shutdown().await.unwrap();
 }

@@ -6,128 +6,9 @@ mod common;
 
 use std::net::SocketAddr;
 
-use berth_cp::admin;
 use berth_cp::config::Settings;
-use berth_proto::v1 as pb;
 use common::*;
-use pb::control_message::Msg;
 use serde_json::{json, Value};
-
-/// The agent's side: reports numbered in order; payloads that arrive while a report waits for
-/// its ack are kept for `payloads`.
-struct Agent {
-    session: FakeAgent,
-    seq: u64,
-    early: std::collections::VecDeque<pb::TaskPayload>,
-}
-
-impl Agent {
-    async fn report(&mut self, change: pb::state_change::Change) {
-        self.seq += 1;
-        self.session
-            .send(pb::agent_message::Msg::StateChange(pb::StateChange {
-                seq: self.seq,
-                change: Some(change),
-            }))
-            .await;
-        loop {
-            match self.session.expect().await {
-                Msg::StateChangeAck(a) if a.seq == self.seq => return,
-                Msg::Payload(p) => self.early.push_back(p),
-                Msg::Manifest(_) => {}
-                other => panic!("expected the ack of {}, got {other:?}", self.seq),
-            }
-        }
-    }
-
-    async fn next_payload(&mut self) -> pb::TaskPayload {
-        if let Some(p) = self.early.pop_front() {
-            return p;
-        }
-        loop {
-            match self.session.expect().await {
-                Msg::Payload(p) => return p,
-                Msg::Manifest(_) => {}
-                other => panic!("expected a payload, got {other:?}"),
-            }
-        }
-    }
-
-    async fn run(&mut self, arn: &str) {
-        self.report(container_change(
-            arn,
-            "app",
-            pb::ContainerStatus::Running,
-            None,
-        ))
-        .await;
-        self.report(task_change(
-            arn,
-            pb::TaskStatus::Running,
-            "",
-            1_700_000_000_000,
-        ))
-        .await;
-    }
-
-    async fn exit(&mut self, arn: &str, code: &str) {
-        self.report(container_change(
-            arn,
-            "app",
-            pb::ContainerStatus::Stopped,
-            Some(0),
-        ))
-        .await;
-        self.report(task_change(
-            arn,
-            pb::TaskStatus::Stopped,
-            code,
-            1_700_000_001_000,
-        ))
-        .await;
-    }
-
-    /// Payloads until `starts` tasks to start and `stops` to stop have arrived.
-    async fn payloads(&mut self, starts: usize, stops: usize) -> (Vec<String>, Vec<String>) {
-        let (mut started, mut stopped) = (Vec::new(), Vec::new());
-        while started.len() < starts || stopped.len() < stops {
-            let p = self.next_payload().await;
-            self.session
-                .send(pb::agent_message::Msg::PayloadAck(pb::PayloadAck {
-                    seq: p.seq,
-                }))
-                .await;
-            started.extend(p.tasks.into_iter().map(|t| t.task_arn));
-            stopped.extend(p.stops.into_iter().map(|s| s.task_arn));
-        }
-        assert_eq!(
-            (started.len(), stopped.len()),
-            (starts, stops),
-            "no more than asked"
-        );
-        (started, stopped)
-    }
-}
-
-async fn agent(dir: &std::path::Path, g: SocketAddr) -> Agent {
-    let code = admin::create_activation(&data_dir(dir), "default", 1, 3600).unwrap();
-    let reg = grpc(g)
-        .await
-        .register(register_request("default", code_auth(&code)))
-        .await
-        .unwrap()
-        .into_inner();
-    let mut session = FakeAgent::connect(g, &reg.instance_id, &reg.secret, 0)
-        .await
-        .unwrap();
-    assert!(matches!(session.expect().await, Msg::Welcome(_)));
-    assert!(matches!(session.expect().await, Msg::Manifest(_)));
-    Agent {
-        session,
-        seq: 0,
-        early: Default::default(),
-    }
-}
 
 async fn describe(api: SocketAddr, name: &str) -> Value {
     let d = ecs_ok(api, "DescribeServices", json!({"services": [name]})).await;
@@ -167,7 +48,7 @@ async fn a_service_keeps_its_count_rolls_out_and_drains() {
     )
     .await;
     let (api, g) = (server.api_addr, server.grpc_addr);
-    let mut agent = agent(dir.path(), g).await;
+    let mut agent = ReportingAgent::register(dir.path(), g).await;
     ecs_ok(api, "RegisterTaskDefinition", definition("sleep 3600")).await;
 
     // Create: two tasks of revision 1, then a steady state.

@@ -304,3 +304,125 @@ pub async fn next_payload(agent: &mut FakeAgent) -> pb::TaskPayload {
         other => panic!("expected a payload, got {other:?}"),
     }
 }
+
+/// The agent's side: reports numbered in order; payloads that arrive while a report waits for
+/// its ack are kept for `payloads`.
+pub struct ReportingAgent {
+    session: FakeAgent,
+    seq: u64,
+    early: std::collections::VecDeque<pb::TaskPayload>,
+}
+
+impl ReportingAgent {
+    pub async fn report(&mut self, change: pb::state_change::Change) {
+        self.seq += 1;
+        self.session
+            .send(pb::agent_message::Msg::StateChange(pb::StateChange {
+                seq: self.seq,
+                change: Some(change),
+            }))
+            .await;
+        loop {
+            match self.session.expect().await {
+                pb::control_message::Msg::StateChangeAck(a) if a.seq == self.seq => return,
+                pb::control_message::Msg::Payload(p) => self.early.push_back(p),
+                pb::control_message::Msg::Manifest(_) => {}
+                other => panic!("expected the ack of {}, got {other:?}", self.seq),
+            }
+        }
+    }
+
+    pub async fn next_payload(&mut self) -> pb::TaskPayload {
+        if let Some(p) = self.early.pop_front() {
+            return p;
+        }
+        loop {
+            match self.session.expect().await {
+                pb::control_message::Msg::Payload(p) => return p,
+                pb::control_message::Msg::Manifest(_) => {}
+                other => panic!("expected a payload, got {other:?}"),
+            }
+        }
+    }
+
+    pub async fn run(&mut self, arn: &str) {
+        self.report(container_change(
+            arn,
+            "app",
+            pb::ContainerStatus::Running,
+            None,
+        ))
+        .await;
+        self.report(task_change(
+            arn,
+            pb::TaskStatus::Running,
+            "",
+            1_700_000_000_000,
+        ))
+        .await;
+    }
+
+    pub async fn exit(&mut self, arn: &str, code: &str) {
+        self.report(container_change(
+            arn,
+            "app",
+            pb::ContainerStatus::Stopped,
+            Some(0),
+        ))
+        .await;
+        self.report(task_change(
+            arn,
+            pb::TaskStatus::Stopped,
+            code,
+            1_700_000_001_000,
+        ))
+        .await;
+    }
+
+    /// Payloads until `starts` tasks to start and `stops` to stop have arrived.
+    pub async fn payloads(&mut self, starts: usize, stops: usize) -> (Vec<String>, Vec<String>) {
+        let (mut started, mut stopped) = (Vec::new(), Vec::new());
+        while started.len() < starts || stopped.len() < stops {
+            let p = self.next_payload().await;
+            self.session
+                .send(pb::agent_message::Msg::PayloadAck(pb::PayloadAck {
+                    seq: p.seq,
+                }))
+                .await;
+            started.extend(p.tasks.into_iter().map(|t| t.task_arn));
+            stopped.extend(p.stops.into_iter().map(|s| s.task_arn));
+        }
+        assert_eq!(
+            (started.len(), stopped.len()),
+            (starts, stops),
+            "no more than asked"
+        );
+        (started, stopped)
+    }
+    /// Registers an agent in `default` and connects it.
+    pub async fn register(dir: &Path, g: SocketAddr) -> Self {
+        let code = berth_cp::admin::create_activation(&data_dir(dir), "default", 1, 3600).unwrap();
+        let reg = grpc(g)
+            .await
+            .register(register_request("default", code_auth(&code)))
+            .await
+            .unwrap()
+            .into_inner();
+        let mut session = FakeAgent::connect(g, &reg.instance_id, &reg.secret, 0)
+            .await
+            .unwrap();
+        assert!(matches!(
+            session.expect().await,
+            pb::control_message::Msg::Welcome(_)
+        ));
+        assert!(matches!(
+            session.expect().await,
+            pb::control_message::Msg::Manifest(_)
+        ));
+        Self {
+            session,
+            seq: 0,
+            early: Default::default(),
+        }
+    }
+}
