@@ -294,3 +294,127 @@ async fn bad_service_requests_are_refused_with_the_field_named() {
     assert_eq!(status, 400);
     server.shutdown().await.unwrap();
 }
+
+/// A revision whose tasks exit before they are healthy: with the circuit breaker and rollback,
+/// the deployment FAILS after ECS's threshold (3 for a desired count of 2) and the service goes
+/// back to the revision that completed, stable again.
+#[tokio::test]
+async fn the_circuit_breaker_fails_a_bad_revision_and_rolls_back() {
+    use berth_proto::v1 as pb;
+    let dir = TempDir::new("services-breaker");
+    let server = start_with(
+        dir.path(),
+        Settings {
+            service_interval_ms: Some(100),
+            service_settle_ms: Some(100),
+            ..Settings::default()
+        },
+    )
+    .await;
+    let (api, g) = (server.api_addr, server.grpc_addr);
+    let mut agent = ReportingAgent::register(dir.path(), g).await;
+    ecs_ok(api, "RegisterTaskDefinition", definition("sleep 3600")).await;
+    ecs_ok(
+        api,
+        "CreateService",
+        json!({"serviceName": "web", "taskDefinition": "web:1", "desiredCount": 2,
+               "deploymentConfiguration": {"deploymentCircuitBreaker": {"enable": true, "rollback": true}}}),
+    )
+    .await;
+    let (v1, _) = agent.payloads(2, 0).await;
+    for arn in &v1 {
+        agent.run(arn).await;
+    }
+    let first = stable(api, "web", 2).await["deployments"][0]["id"].clone();
+
+    ecs_ok(api, "RegisterTaskDefinition", definition("exit 1")).await;
+    let updated = ecs_ok(
+        api,
+        "UpdateService",
+        json!({"service": "web", "taskDefinition": "web:2"}),
+    )
+    .await;
+    let bad = updated["service"]["deployments"][0]["id"].clone();
+
+    // The agent fails every revision-2 task at once, runs revision-1 tasks, and stops what it
+    // is told to, until the service is stable again.
+    let mut failed = 0;
+    let rolled_back = loop {
+        let s = describe(api, "web").await;
+        let d = s["deployments"].as_array().unwrap();
+        if d.len() == 1
+            && d[0]["rolloutState"] == "COMPLETED"
+            && d[0]["id"] != bad
+            && s["runningCount"] == 2
+        {
+            break s;
+        }
+        let p =
+            tokio::time::timeout(std::time::Duration::from_millis(300), agent.next_payload()).await;
+        let Ok(p) = p else { continue };
+        agent
+            .session
+            .send(pb::agent_message::Msg::PayloadAck(pb::PayloadAck {
+                seq: p.seq,
+            }))
+            .await;
+        for t in &p.tasks {
+            if t.revision == 2 {
+                failed += 1;
+                agent
+                    .report(container_change(
+                        &t.task_arn,
+                        "app",
+                        pb::ContainerStatus::Stopped,
+                        Some(1),
+                    ))
+                    .await;
+                agent
+                    .report(task_change(
+                        &t.task_arn,
+                        pb::TaskStatus::Stopped,
+                        "EssentialContainerExited",
+                        1,
+                    ))
+                    .await;
+            } else {
+                agent.run(&t.task_arn).await;
+            }
+        }
+        for s in &p.stops {
+            agent.exit(&s.task_arn, "ServiceSchedulerInitiated").await;
+        }
+    };
+    // The breaker trips at the third failure (the threshold for 2 tasks); tasks started in the
+    // same batch as the third may fail too, but none is started after it.
+    assert!(
+        (3..=4).contains(&failed),
+        "{failed} revision-2 tasks were started"
+    );
+    assert_eq!(
+        rolled_back["taskDefinition"],
+        "arn:aws:ecs:us-east-1:000000000000:task-definition/web:1"
+    );
+    assert_ne!(
+        rolled_back["deployments"][0]["id"], first,
+        "the rollback is a new deployment"
+    );
+    let events: Vec<String> = rolled_back["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["message"].as_str().unwrap().to_string())
+        .collect();
+    let failed_event = format!(
+        "(service web) (deployment {}) deployment failed: tasks failed to start.",
+        bad.as_str().unwrap()
+    );
+    assert!(events.contains(&failed_event), "{events:#?}");
+    assert!(
+        events
+            .iter()
+            .any(|e| e.contains("rolling back to (deployment")),
+        "{events:#?}"
+    );
+    server.shutdown().await.unwrap();
+}

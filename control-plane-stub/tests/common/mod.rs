@@ -308,7 +308,7 @@ pub async fn next_payload(agent: &mut FakeAgent) -> pb::TaskPayload {
 /// The agent's side: reports numbered in order; payloads that arrive while a report waits for
 /// its ack are kept for `payloads`.
 pub struct ReportingAgent {
-    session: FakeAgent,
+    pub session: FakeAgent,
     seq: u64,
     early: std::collections::VecDeque<pb::TaskPayload>,
 }
