@@ -64,6 +64,7 @@ pub struct TestEnv {
     cp_heartbeat_interval_ms: Option<u64>,
     /// berth-cp's `--manifest-interval-ms` (its default unless set), from its next start.
     cp_manifest_interval_ms: Option<u64>,
+    cp_service_settle_ms: Option<u64>,
     /// `[tasks] manifest_grace_secs` of agents started from now on.
     manifest_grace_secs: Option<u64>,
     /// The `[images]` table (its lines, without the header) of agents started from now on.
@@ -114,6 +115,7 @@ impl TestEnv {
             containerd_call_timeout_secs: None,
             cp_heartbeat_interval_ms: None,
             cp_manifest_interval_ms: None,
+            cp_service_settle_ms: None,
             manifest_grace_secs: None,
             agent_images_toml: None,
             agent_endpoint: None,
@@ -208,6 +210,9 @@ impl TestEnv {
             .env("NO_COLOR", "1");
         if let Some(ms) = self.cp_manifest_interval_ms {
             cmd.args(["--manifest-interval-ms", &ms.to_string()]);
+        }
+        if let Some(ms) = self.cp_service_settle_ms {
+            cmd.args(["--service-settle-ms", &ms.to_string()]);
         }
         if let Some(config) = self.cp_config_file()? {
             cmd.arg("--config").arg(config);
@@ -533,6 +538,12 @@ impl TestEnv {
     /// How often berth-cp sends each agent its task manifest, from its next start.
     pub fn set_cp_manifest_interval_ms(&mut self, ms: u64) {
         self.cp_manifest_interval_ms = Some(ms);
+    }
+
+    /// berth-cp's `service_settle_ms` (how long a service task without health checks runs
+    /// before it counts as healthy), from its next start.
+    pub fn set_cp_service_settle_ms(&mut self, ms: u64) {
+        self.cp_service_settle_ms = Some(ms);
     }
 
     /// How long agents started after this call let the task manifest disagree with them
