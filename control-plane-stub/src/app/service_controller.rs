@@ -57,15 +57,18 @@ impl ServiceController {
     fn reconcile(&self, mut s: Service) -> Result<(), CpError> {
         let now = now_ms();
         let group = s.group();
-        let all: Vec<Task> = self
-            .store
-            .list_tasks(&TaskFilter {
+        // The service's tasks are its deployments' (startedBy, indexed): a deployment retires
+        // only once it has no task left, so none is missed, and the cluster's history of other
+        // tasks is never read.
+        let mut all: Vec<Task> = Vec::new();
+        for d in &s.deployments {
+            let of_deployment = self.store.list_tasks(&TaskFilter {
                 cluster: Some(s.cluster.clone()),
+                started_by: Some(d.id.clone()),
                 ..TaskFilter::default()
-            })?
-            .into_iter()
-            .filter(|t| t.group == group)
-            .collect();
+            })?;
+            all.extend(of_deployment.into_iter().filter(|t| t.group == group));
+        }
         let defs = self.task_definitions.health_defs(&all)?;
         let grace_ms = i64::from(s.health_check_grace_period_seconds.unwrap_or(0)) * 1000;
         let before = s.clone();

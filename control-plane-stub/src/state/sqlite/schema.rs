@@ -134,7 +134,8 @@ pub(super) fn migrate_to(conn: &Connection, target: i64) -> Result<()> {
         )?;
     }
     if version < 5 && target >= 5 {
-        // Version 5: services, one JSON body each (deployments and events inside).
+        // Version 5: services, one JSON body each (deployments and events inside), and their
+        // tasks found by deployment (startedBy).
         conn.execute_batch(
             "BEGIN IMMEDIATE;
              CREATE TABLE IF NOT EXISTS services (
@@ -143,6 +144,8 @@ pub(super) fn migrate_to(conn: &Connection, target: i64) -> Result<()> {
                  status TEXT NOT NULL,
                  body_json TEXT NOT NULL,
                  PRIMARY KEY (cluster, name));
+             -- A service's controller reads its tasks deployment by deployment.
+             CREATE INDEX IF NOT EXISTS tasks_by_started_by ON tasks (started_by);
              PRAGMA user_version = 5;
              COMMIT;",
         )?;
