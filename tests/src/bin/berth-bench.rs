@@ -7,6 +7,7 @@
 //! cargo run --release -p berth-e2e --bin berth-bench -- soak
 //! cargo run --release -p berth-e2e --bin berth-bench -- pull
 //! cargo run --release -p berth-e2e --bin berth-bench -- launch
+//! cargo run --release -p berth-e2e --bin berth-bench -- scheduler
 //! ```
 //!
 //! `health` measures (i) how long a health status change takes from the end of the check that
@@ -53,6 +54,8 @@ mod launch;
 mod probe_cp;
 #[path = "berth-bench/pull.rs"]
 mod pull;
+#[path = "berth-bench/scheduler.rs"]
+mod scheduler;
 #[path = "berth-bench/soak.rs"]
 mod soak;
 
@@ -60,7 +63,8 @@ const USAGE: &str = "usage: berth-bench health [--flip-tasks N] [--flips N] \
                      [--cpu-containers N] [--cpu-secs N] [--baseline] | berth-bench soak \
                      [--cycles N] [--batch N] | berth-bench pull [--rounds N] | berth-bench \
                      launch [--tasks N] [--per-mode N] [--burst N] [--e2e N] [--cpu-secs N] \
-                     [--warmup N]";
+                     [--warmup N] | berth-bench scheduler [--services N] [--tasks N] \
+                     [--rounds N]";
 
 /// Containers per task in the CPU part.
 const PER_TASK: usize = 10;
@@ -112,12 +116,14 @@ fn main() -> Result<()> {
         Soak(soak::Options),
         Pull(pull::Options),
         Launch(launch::Options),
+        Scheduler(scheduler::Options),
     }
     let bench = match args.first().map(String::as_str) {
         Some("health") => Bench::Health(parse(&args[1..])?),
         Some("soak") => Bench::Soak(soak::parse(&args[1..])?),
         Some("pull") => Bench::Pull(pull::parse(&args[1..])?),
         Some("launch") => Bench::Launch(launch::parse(&args[1..])?),
+        Some("scheduler") => Bench::Scheduler(scheduler::parse(&args[1..])?),
         _ => bail!("{USAGE}"),
     };
     // The processes log at `info`, as installed, unless BERTH_E2E_LOG says otherwise (the
@@ -135,6 +141,7 @@ fn main() -> Result<()> {
                 Bench::Soak(o) => soak::run(o).await,
                 Bench::Pull(o) => pull::run(o).await,
                 Bench::Launch(o) => launch::run(o).await,
+                Bench::Scheduler(o) => scheduler::run(o).await,
             }
         })
 }
