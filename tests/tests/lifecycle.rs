@@ -249,16 +249,19 @@ async fn cleanup_waits_for_the_configured_time() -> Result<()> {
     );
     let logs = env.agent_data_dir(0).join("logs").join(task_id(&task));
     ensure!(logs.exists(), "logs must stay during the wait");
-    wait_until("containerd to hold no containers", timeout(60), || async {
-        Ok(env.containerd_containers()?.is_empty().then_some(()))
-    })
+    // The agent removes the containers, then the task's logs: wait for both (checking the logs
+    // the instant the last container went raced the agent's next step).
+    wait_until(
+        "containerd to hold no containers and the task's logs to be gone",
+        timeout(60),
+        || async { Ok((env.containerd_containers()?.is_empty() && !logs.exists()).then_some(())) },
+    )
     .await?;
     ensure!(
         stopped_seen.elapsed().as_secs_f64() > 1.5,
         "removed after {:?}, before the 3 s wait",
         stopped_seen.elapsed()
     );
-    ensure!(!logs.exists(), "the task's logs must go with it");
     let described = api.describe_task(&env.cluster, &task).await?;
     ensure!(described["lastStatus"] == "STOPPED", "{described}");
     env.pass();
