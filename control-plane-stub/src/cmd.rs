@@ -59,6 +59,13 @@ pub struct ServeArgs {
     /// (default 40000, as ECS).
     #[arg(long)]
     pub service_settle_ms: Option<u64>,
+    /// The service throttle's first wait, in ms, when a service's tasks keep failing to start
+    /// (default 10000); it doubles with each further failure.
+    #[arg(long)]
+    pub service_throttle_base_ms: Option<u64>,
+    /// The service throttle's longest wait, in ms (default 1620000: 27 minutes, as ECS).
+    #[arg(long)]
+    pub service_throttle_max_ms: Option<u64>,
     /// Once listening, write {"api":"IP:PORT","grpc":"IP:PORT"} here (atomically).
     #[arg(long)]
     pub ready_file: Option<PathBuf>,
@@ -112,6 +119,8 @@ impl ServeArgs {
             manifest_interval_ms: self.manifest_interval_ms,
             service_interval_ms: self.service_interval_ms,
             service_settle_ms: self.service_settle_ms,
+            service_throttle_base_ms: self.service_throttle_base_ms,
+            service_throttle_max_ms: self.service_throttle_max_ms,
             allow_non_loopback: self.allow_non_loopback.then_some(true),
             ready_file: self.ready_file.clone(),
         }

@@ -18,6 +18,10 @@ pub const DEFAULT_SERVICE_INTERVAL_MS: u64 = 1_000;
 /// How long a task without health checks must be RUNNING before a service counts it healthy
 /// (ECS waits 40 s).
 pub const DEFAULT_SERVICE_SETTLE_MS: u64 = 40_000;
+pub const DEFAULT_SERVICE_THROTTLE_BASE_MS: u64 = 10_000;
+/// About 27 minutes, ECS's cap.
+pub const DEFAULT_SERVICE_THROTTLE_MAX_MS: u64 = 27 * 60 * 1000;
+const MAX_SERVICE_THROTTLE_MS: u64 = 24 * 60 * 60 * 1000;
 /// The range both intervals must lie in.
 pub const INTERVAL_RANGE_MS: std::ops::RangeInclusive<u64> = 100..=3_600_000;
 
@@ -35,6 +39,9 @@ pub struct Settings {
     pub manifest_interval_ms: Option<u64>,
     pub service_interval_ms: Option<u64>,
     pub service_settle_ms: Option<u64>,
+    /// The service throttle's first wait and its cap (ECS's is about 27 minutes).
+    pub service_throttle_base_ms: Option<u64>,
+    pub service_throttle_max_ms: Option<u64>,
     pub allow_non_loopback: Option<bool>,
     pub ready_file: Option<PathBuf>,
 }
@@ -52,6 +59,12 @@ impl Settings {
             manifest_interval_ms: over.manifest_interval_ms.or(self.manifest_interval_ms),
             service_interval_ms: over.service_interval_ms.or(self.service_interval_ms),
             service_settle_ms: over.service_settle_ms.or(self.service_settle_ms),
+            service_throttle_base_ms: over
+                .service_throttle_base_ms
+                .or(self.service_throttle_base_ms),
+            service_throttle_max_ms: over
+                .service_throttle_max_ms
+                .or(self.service_throttle_max_ms),
             allow_non_loopback: over.allow_non_loopback.or(self.allow_non_loopback),
             ready_file: over.ready_file.or(self.ready_file),
         }
@@ -69,6 +82,8 @@ pub struct Config {
     pub manifest_interval_ms: u32,
     pub service_interval_ms: u32,
     pub service_settle_ms: u32,
+    pub service_throttle_base_ms: u32,
+    pub service_throttle_max_ms: u32,
     pub ready_file: Option<PathBuf>,
 }
 
@@ -187,6 +202,23 @@ pub fn resolve(s: Settings) -> Result<Config, ConfigError> {
         ));
     }
 
+    let throttle_base = s
+        .service_throttle_base_ms
+        .unwrap_or(DEFAULT_SERVICE_THROTTLE_BASE_MS);
+    let throttle_max = s
+        .service_throttle_max_ms
+        .unwrap_or(DEFAULT_SERVICE_THROTTLE_MAX_MS);
+    if throttle_max > MAX_SERVICE_THROTTLE_MS {
+        problems.push(format!(
+            "service_throttle_max_ms: {throttle_max} must be at most {MAX_SERVICE_THROTTLE_MS} (a day)"
+        ));
+    }
+    if throttle_base == 0 || throttle_base > throttle_max {
+        problems.push(format!(
+            "service_throttle_base_ms: {throttle_base} must be between 1 and service_throttle_max_ms ({throttle_max})"
+        ));
+    }
+
     match (api, grpc) {
         (Some(api_listen), Some(grpc_listen)) if problems.is_empty() => Ok(Config {
             data_dir,
@@ -198,6 +230,8 @@ pub fn resolve(s: Settings) -> Result<Config, ConfigError> {
             manifest_interval_ms: manifest as u32,
             service_interval_ms: service_interval as u32,
             service_settle_ms: service_settle as u32,
+            service_throttle_base_ms: throttle_base as u32,
+            service_throttle_max_ms: throttle_max as u32,
             ready_file: s.ready_file,
         }),
         _ => Err(ConfigError::Invalid(problems)),

@@ -12,10 +12,11 @@ use tokio::task::JoinHandle;
 use tonic::transport::server::TcpIncoming;
 
 use crate::agents::service::AgentApi;
-use crate::app::ControlPlane;
+use crate::app::{ControlPlane, ServiceSettings};
 use crate::clock::now_ms;
 use crate::config::Config;
 use crate::domain::ids::Arns;
+use crate::scheduler::service::ThrottleSettings;
 use crate::state::{SqliteStore, Store, StoreError};
 
 /// How long open connections get to finish once shutdown starts.
@@ -60,7 +61,14 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
         Arns::new(&config.region, &config.account),
         config.heartbeat_interval_ms,
         config.manifest_interval_ms,
-        config.service_settle_ms,
+        ServiceSettings {
+            settle_ms: config.service_settle_ms,
+            throttle: ThrottleSettings {
+                base_ms: i64::from(config.service_throttle_base_ms),
+                max_ms: i64::from(config.service_throttle_max_ms),
+                ..ThrottleSettings::default()
+            },
+        },
     );
 
     let bind = |what: &'static str, addr: SocketAddr| async move {

@@ -416,5 +416,422 @@ async fn the_circuit_breaker_fails_a_bad_revision_and_rolls_back() {
             .any(|e| e.contains("rolling back to (deployment")),
         "{events:#?}"
     );
+    // The history: the failed deployment's rollback succeeded, to the first's revision.
+    let history = ecs_ok(api, "ListServiceDeployments", json!({"service": "web"})).await;
+    let history = history["serviceDeployments"].as_array().unwrap();
+    assert_eq!(history.len(), 2, "{history:#?}");
+    assert_eq!(history[0]["status"], "ROLLBACK_SUCCESSFUL");
+    assert_eq!(history[1]["status"], "SUCCESSFUL");
+    let sd = ecs_ok(
+        api,
+        "DescribeServiceDeployments",
+        json!({"serviceDeploymentArns": [history[0]["serviceDeploymentArn"]]}),
+    )
+    .await;
+    let sd = &sd["serviceDeployments"][0];
+    assert_eq!(sd["deploymentCircuitBreaker"]["status"], "TRIGGERED");
+    assert_eq!(sd["deploymentCircuitBreaker"]["threshold"], 3);
+    assert_eq!(
+        sd["rollback"]["serviceRevisionArn"],
+        history[1]["targetServiceRevisionArn"]
+    );
+    server.shutdown().await.unwrap();
+}
+
+/// Plays the agent until `done` holds for the service: starts every task it is sent (fails at
+/// once those of revision `failing`), stops what it is told to. Returns the service and how
+/// many tasks it failed.
+async fn drive<F>(
+    agent: &mut ReportingAgent,
+    api: SocketAddr,
+    name: &str,
+    failing: Option<i64>,
+    done: F,
+) -> (Value, usize)
+where
+    F: Fn(&Value) -> bool,
+{
+    use berth_proto::v1 as pb;
+    let mut failed = 0;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let s = describe(api, name).await;
+        if done(&s) {
+            return (s, failed);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the service never got there: {s:#}"
+        );
+        let p =
+            tokio::time::timeout(std::time::Duration::from_millis(300), agent.next_payload()).await;
+        let Ok(p) = p else { continue };
+        agent
+            .session
+            .send(pb::agent_message::Msg::PayloadAck(pb::PayloadAck {
+                seq: p.seq,
+            }))
+            .await;
+        for t in &p.tasks {
+            if failing.is_some_and(|r| i64::from(t.revision) == r) {
+                failed += 1;
+                agent
+                    .report(container_change(
+                        &t.task_arn,
+                        "app",
+                        pb::ContainerStatus::Stopped,
+                        Some(1),
+                    ))
+                    .await;
+                agent
+                    .report(task_change(
+                        &t.task_arn,
+                        pb::TaskStatus::Stopped,
+                        "EssentialContainerExited",
+                        1,
+                    ))
+                    .await;
+            } else {
+                agent.run(&t.task_arn).await;
+            }
+        }
+        for s in &p.stops {
+            agent.exit(&s.task_arn, "ServiceSchedulerInitiated").await;
+        }
+    }
+}
+
+fn is_stable_on(s: &Value, revision: &str) -> bool {
+    let d = s["deployments"].as_array().cloned().unwrap_or_default();
+    d.len() == 1
+        && d[0]["rolloutState"] == "COMPLETED"
+        && s["runningCount"] == s["desiredCount"]
+        && s["taskDefinition"]
+            .as_str()
+            .is_some_and(|t| t.ends_with(&format!("/web:{revision}")))
+}
+
+fn messages(s: &Value) -> Vec<String> {
+    s["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["message"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The history of a service: each UpdateService that starts a deployment is a service
+/// deployment from its source revisions to a target revision; StopServiceDeployment rolls one
+/// in progress back to the revision that last succeeded; the revisions describe what ran.
+#[tokio::test]
+async fn service_deployments_record_rollouts_and_stop_rolls_back() {
+    let dir = TempDir::new("services-history");
+    let server = start_with(
+        dir.path(),
+        Settings {
+            service_interval_ms: Some(100),
+            service_settle_ms: Some(100),
+            ..Settings::default()
+        },
+    )
+    .await;
+    let (api, g) = (server.api_addr, server.grpc_addr);
+    let mut agent = ReportingAgent::register(dir.path(), g).await;
+    ecs_ok(api, "RegisterTaskDefinition", definition("sleep 3600")).await;
+    ecs_ok(
+        api,
+        "CreateService",
+        json!({"serviceName": "web", "taskDefinition": "web:1", "desiredCount": 2}),
+    )
+    .await;
+    drive(&mut agent, api, "web", None, |s| is_stable_on(s, "1")).await;
+
+    let list = |statuses: Value| async move {
+        let mut body = json!({"service": "web"});
+        if !statuses.is_null() {
+            body["status"] = statuses;
+        }
+        ecs_ok(api, "ListServiceDeployments", body).await["serviceDeployments"]
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+    let first = list(Value::Null).await;
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0]["status"], "SUCCESSFUL");
+    assert!(first[0]["finishedAt"].is_number());
+    let first_arn = first[0]["serviceDeploymentArn"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        first_arn.starts_with("arn:aws:ecs:us-east-1:000000000000:service-deployment/default/web/"),
+        "{first_arn}"
+    );
+    let rev1 = first[0]["targetServiceRevisionArn"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // A deployment of revision 2 that never gets a task running: stopped, it rolls back.
+    ecs_ok(api, "RegisterTaskDefinition", definition("sleep 7200")).await;
+    ecs_ok(
+        api,
+        "UpdateService",
+        json!({"service": "web", "taskDefinition": "web:2"}),
+    )
+    .await;
+    let running = list(json!(["IN_PROGRESS"])).await;
+    assert_eq!(running.len(), 1, "{running:#?}");
+    let second_arn = running[0]["serviceDeploymentArn"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let described = ecs_ok(
+        api,
+        "DescribeServiceDeployments",
+        json!({"serviceDeploymentArns": [second_arn, "arn:aws:ecs:us-east-1:000000000000:service-deployment/default/web/nope"]}),
+    )
+    .await;
+    let sd = &described["serviceDeployments"][0];
+    assert_eq!(sd["status"], "IN_PROGRESS");
+    assert_eq!(sd["sourceServiceRevisions"][0]["arn"], rev1.as_str());
+    assert_eq!(sd["targetServiceRevision"]["requestedTaskCount"], 2);
+    assert_eq!(sd["deploymentCircuitBreaker"]["status"], "DISABLED");
+    assert_eq!(described["failures"][0]["reason"], "MISSING");
+
+    let stopped = ecs_ok(
+        api,
+        "StopServiceDeployment",
+        json!({"serviceDeploymentArn": second_arn, "stopType": "ROLLBACK"}),
+    )
+    .await;
+    assert_eq!(stopped["serviceDeploymentArn"], second_arn.as_str());
+    let (status, err) = ecs(
+        api,
+        "StopServiceDeployment",
+        json!({"serviceDeploymentArn": second_arn}),
+    )
+    .await;
+    assert_eq!(
+        (status, err["__type"].as_str()),
+        (400, Some("ConflictException"))
+    );
+    let (_, err) = ecs(
+        api,
+        "StopServiceDeployment",
+        json!({"serviceDeploymentArn": second_arn, "stopType": "ABORT"}),
+    )
+    .await;
+    assert_eq!(err["__type"], "InvalidParameterException");
+    let (_, err) = ecs(
+        api,
+        "StopServiceDeployment",
+        json!({"serviceDeploymentArn": "arn:aws:ecs:us-east-1:000000000000:service-deployment/default/web/nope"}),
+    )
+    .await;
+    assert_eq!(err["__type"], "ServiceDeploymentNotFoundException");
+
+    let (s, _) = drive(&mut agent, api, "web", None, |s| is_stable_on(s, "1")).await;
+    assert!(
+        messages(&s)
+            .iter()
+            .any(|m| m.contains("stopped: rolling back to (deployment")),
+        "{:#?}",
+        messages(&s)
+    );
+    let described = ecs_ok(
+        api,
+        "DescribeServiceDeployments",
+        json!({"serviceDeploymentArns": [second_arn]}),
+    )
+    .await;
+    let sd = &described["serviceDeployments"][0];
+    assert_eq!(sd["status"], "ROLLBACK_SUCCESSFUL", "{sd:#}");
+    assert_eq!(sd["rollback"]["serviceRevisionArn"], rev1.as_str());
+    assert!(sd["rollback"]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("StopServiceDeployment"));
+    assert_eq!(list(Value::Null).await.len(), 2);
+    assert_eq!(list(json!(["SUCCESSFUL"])).await.len(), 1);
+
+    let revisions = ecs_ok(
+        api,
+        "DescribeServiceRevisions",
+        json!({"serviceRevisionArns": [rev1, "nope"]}),
+    )
+    .await;
+    let r = &revisions["serviceRevisions"][0];
+    assert_eq!(
+        r["taskDefinition"],
+        "arn:aws:ecs:us-east-1:000000000000:task-definition/web:1"
+    );
+    assert_eq!(
+        r["containerImages"],
+        json!([{"containerName": "app", "image": "busybox"}])
+    );
+    assert_eq!(revisions["failures"][0]["reason"], "MISSING");
+    let (_, err) = ecs(
+        api,
+        "DescribeServiceRevisions",
+        json!({"serviceRevisionArns": []}),
+    )
+    .await;
+    assert_eq!(err["__type"], "InvalidParameterException");
+    server.shutdown().await.unwrap();
+}
+
+/// A protected task survives a scale-in; an unprotected one goes. Only service tasks can be
+/// protected, and unknown ones are failures.
+#[tokio::test]
+async fn task_protection_keeps_a_task_through_scale_in() {
+    let dir = TempDir::new("services-protection");
+    let server = start_with(
+        dir.path(),
+        Settings {
+            service_interval_ms: Some(100),
+            service_settle_ms: Some(100),
+            ..Settings::default()
+        },
+    )
+    .await;
+    let (api, g) = (server.api_addr, server.grpc_addr);
+    let mut agent = ReportingAgent::register(dir.path(), g).await;
+    ecs_ok(api, "RegisterTaskDefinition", definition("sleep 3600")).await;
+    ecs_ok(
+        api,
+        "CreateService",
+        json!({"serviceName": "web", "taskDefinition": "web:1", "desiredCount": 3}),
+    )
+    .await;
+    drive(&mut agent, api, "web", None, |s| is_stable_on(s, "1")).await;
+    let arns: Vec<String> = ecs_ok(api, "ListTasks", json!({"serviceName": "web"})).await
+        ["taskArns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(arns.len(), 3);
+    let keep = arns[1].clone();
+
+    let updated = ecs_ok(
+        api,
+        "UpdateTaskProtection",
+        json!({"tasks": [keep, "0123456789abcdef"], "protectionEnabled": true, "expiresInMinutes": 60}),
+    )
+    .await;
+    assert_eq!(updated["protectedTasks"][0]["taskArn"], keep.as_str());
+    assert_eq!(updated["protectedTasks"][0]["protectionEnabled"], true);
+    assert!(updated["protectedTasks"][0]["expirationDate"].is_number());
+    assert_eq!(updated["failures"][0]["reason"], "MISSING");
+    let (_, err) = ecs(
+        api,
+        "UpdateTaskProtection",
+        json!({"tasks": [keep], "protectionEnabled": true, "expiresInMinutes": 5000}),
+    )
+    .await;
+    assert_eq!(err["__type"], "InvalidParameterException");
+    let got = ecs_ok(api, "GetTaskProtection", json!({"tasks": [keep, arns[0]]})).await;
+    assert_eq!(got["protectedTasks"][0]["protectionEnabled"], true);
+    assert_eq!(got["protectedTasks"][1]["protectionEnabled"], false);
+
+    // A task not of a service cannot be protected.
+    let run = ecs_ok(api, "RunTask", json!({"taskDefinition": "web:1"})).await;
+    let lone = run["tasks"][0]["taskArn"].as_str().unwrap().to_string();
+    let refused = ecs_ok(
+        api,
+        "UpdateTaskProtection",
+        json!({"tasks": [lone], "protectionEnabled": true}),
+    )
+    .await;
+    assert_eq!(refused["failures"][0]["reason"], "TASK_NOT_VALID");
+
+    // Scale to 1: the newest unprotected tasks go, the protected one stays.
+    ecs_ok(
+        api,
+        "UpdateService",
+        json!({"service": "web", "desiredCount": 1}),
+    )
+    .await;
+    drive(&mut agent, api, "web", None, |s| {
+        s["runningCount"] == 1 && s["pendingCount"] == 0
+    })
+    .await;
+    let left = ecs_ok(api, "ListTasks", json!({"serviceName": "web"})).await;
+    assert_eq!(left["taskArns"], json!([keep]));
+
+    // Unprotected, it is as any other.
+    let off = ecs_ok(
+        api,
+        "UpdateTaskProtection",
+        json!({"tasks": [keep], "protectionEnabled": false}),
+    )
+    .await;
+    assert_eq!(off["protectedTasks"][0]["protectionEnabled"], false);
+    assert!(off["protectedTasks"][0].get("expirationDate").is_none());
+    server.shutdown().await.unwrap();
+}
+
+/// Tasks that keep failing to start, with no circuit breaker: after the third failure in a row
+/// the service waits (the throttle) and says so; a new deployment ends the wait.
+#[tokio::test]
+async fn a_service_whose_tasks_keep_failing_backs_off() {
+    use berth_proto::v1 as pb;
+    let dir = TempDir::new("services-throttle");
+    let server = start_with(
+        dir.path(),
+        Settings {
+            service_interval_ms: Some(100),
+            service_settle_ms: Some(100),
+            // Long enough that no start can come within the test's wait below.
+            service_throttle_base_ms: Some(600_000),
+            ..Settings::default()
+        },
+    )
+    .await;
+    let (api, g) = (server.api_addr, server.grpc_addr);
+    let mut agent = ReportingAgent::register(dir.path(), g).await;
+    ecs_ok(api, "RegisterTaskDefinition", definition("exit 1")).await;
+    ecs_ok(
+        api,
+        "CreateService",
+        json!({"serviceName": "web", "taskDefinition": "web:1", "desiredCount": 1}),
+    )
+    .await;
+    let (s, failed) = drive(&mut agent, api, "web", Some(1), |s| {
+        messages(s)
+            .iter()
+            .any(|m| m == "(service web) is unable to consistently start tasks successfully.")
+    })
+    .await;
+    assert_eq!(failed, 3, "the wait starts at the third failure");
+    assert_eq!(s["deployments"][0]["failedTasks"], 3);
+    // While it waits, nothing is started.
+    let quiet =
+        tokio::time::timeout(std::time::Duration::from_millis(1500), agent.next_payload()).await;
+    assert!(
+        quiet.is_err(),
+        "a task was started while throttled: {quiet:?}"
+    );
+
+    // A new deployment (a working revision) starts at once.
+    ecs_ok(api, "RegisterTaskDefinition", definition("sleep 3600")).await;
+    ecs_ok(
+        api,
+        "UpdateService",
+        json!({"service": "web", "taskDefinition": "web:2"}),
+    )
+    .await;
+    let p = agent.next_payload().await;
+    agent
+        .session
+        .send(pb::agent_message::Msg::PayloadAck(pb::PayloadAck {
+            seq: p.seq,
+        }))
+        .await;
+    assert_eq!(p.tasks.len(), 1);
+    assert_eq!(p.tasks[0].revision, 2);
     server.shutdown().await.unwrap();
 }

@@ -40,6 +40,8 @@ impl From<CpError> for ApiError {
             CpError::ClusterNotFound(_) => "ClusterNotFoundException",
             CpError::ServiceNotFound(_) => "ServiceNotFoundException",
             CpError::ServiceNotActive(_) => "ServiceNotActiveException",
+            CpError::ServiceDeploymentNotFound(_) => "ServiceDeploymentNotFoundException",
+            CpError::Conflict(_) => "ConflictException",
             CpError::TaskNotFound(_) => "InvalidParameterException",
             CpError::NoSuchTask(_)
             | CpError::SecurityGroupNotFound(_)

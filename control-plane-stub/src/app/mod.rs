@@ -9,8 +9,10 @@ mod instances;
 mod secrets;
 mod security_groups;
 mod service_controller;
+mod service_deployments;
 mod services;
 mod task_definitions;
+mod task_protection;
 mod tasks;
 
 use std::sync::Arc;
@@ -26,9 +28,11 @@ pub use clusters::Clusters;
 pub use instances::{InstanceView, Instances};
 pub use secrets::Secrets;
 pub use security_groups::{NetworkConfiguration, SecurityGroups, NETWORK_CONFIGURATION_NOT_AWSVPC};
-pub use service_controller::ServiceController;
+pub use service_controller::{ServiceController, ServiceSettings};
+pub use service_deployments::{DeploymentFilter, StopType};
 pub use services::{CreateServiceInput, Services, TaskCounts, UpdateServiceInput};
 pub use task_definitions::{HealthDefs, TaskDefinitions};
+pub use task_protection::ProtectionFailure;
 pub use tasks::{RunTaskInput, Tasks};
 
 #[derive(Debug, Error)]
@@ -65,6 +69,11 @@ pub enum CpError {
     ServiceNotFound(String),
     #[error("Service was not ACTIVE.")]
     ServiceNotActive(String),
+    #[error("The service deployment {0} does not exist")]
+    ServiceDeploymentNotFound(String),
+    /// The request conflicts with the resource's state (ECS's ConflictException).
+    #[error("{0}")]
+    Conflict(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -90,7 +99,7 @@ impl ControlPlane {
         arns: Arns,
         heartbeat_interval_ms: u32,
         manifest_interval_ms: u32,
-        service_settle_ms: u32,
+        service_settings: ServiceSettings,
     ) -> Arc<Self> {
         let agents = Arc::new(Agents::new(
             store.clone(),
@@ -130,7 +139,8 @@ impl ControlPlane {
             store: store.clone(),
             tasks: tasks.clone(),
             task_definitions: task_definitions.clone(),
-            settle_ms: i64::from(service_settle_ms),
+            settle_ms: i64::from(service_settings.settle_ms),
+            throttle: service_settings.throttle,
         };
         Arc::new(Self {
             controller,

@@ -12,18 +12,28 @@ use super::task_definitions::TaskDefinitions;
 use super::tasks::{RunTaskInput, Tasks};
 use super::{CpError, NetworkConfiguration};
 use crate::clock::now_ms;
+use crate::domain::service::history;
 use crate::domain::service::{self, RolloutState, Service, ServiceStatus};
 use crate::domain::task::{
     task_health_status, HealthStatus, Task, TaskStatus, SCHEDULER_STOP_CODE, USER_STOP_CODE,
 };
 use crate::domain::taskdef::HealthDef;
 use crate::scheduler::service::{
-    plan, Action, DeploymentView, ServiceView, StopReason, TaskHealth, TaskView,
+    plan, throttle, Action, Backoff, DeploymentView, ServiceView, StopReason, TaskHealth, TaskView,
+    ThrottleSettings,
 };
 use crate::state::{Store, TaskFilter};
 
 /// RunTask places at most this many tasks per call.
 const START_BATCH: u32 = 10;
+
+/// How the service scheduler judges and paces a service (berth-cp settings).
+#[derive(Debug, Clone, Copy)]
+pub struct ServiceSettings {
+    /// How long a task without health checks must run to count as healthy (ECS: 40 s).
+    pub settle_ms: u32,
+    pub throttle: ThrottleSettings,
+}
 
 #[derive(Clone)]
 pub struct ServiceController {
@@ -32,6 +42,7 @@ pub struct ServiceController {
     pub(super) task_definitions: TaskDefinitions,
     /// How long a task without health checks must run to count as healthy.
     pub(super) settle_ms: i64,
+    pub(super) throttle: ThrottleSettings,
 }
 
 impl ServiceController {
@@ -118,9 +129,10 @@ impl ServiceController {
                 deployment_id: t.started_by.clone().unwrap_or_default(),
                 health: health_of(t, defs.of(t), now, self.settle_ms, grace_ms),
                 stopping: t.desired_status == TaskStatus::Stopped,
-                protected: false,
+                protected: t.is_protected(now),
             })
             .collect();
+        let backoff = self.throttle_pass(&mut s, &views, now);
         let deployments: Vec<DeploymentView> = s
             .deployments
             .iter()
@@ -152,6 +164,10 @@ impl ServiceController {
         for action in &actions {
             match action {
                 Action::Start { deployment, count } => {
+                    if backoff.holds_starts(now) {
+                        tracing::debug!(until_ms = backoff.until_ms, "throttled: no task started");
+                        continue;
+                    }
                     moved = true;
                     self.start(&mut s, deployment, *count, &mut started, now)?;
                 }
@@ -183,6 +199,7 @@ impl ServiceController {
                         d.rollout_state_reason = format!("ECS deployment {} completed.", d.id);
                         d.updated_at_ms = now;
                     }
+                    history::complete(&mut s, deployment, now);
                     let message = format!(
                         "{} (deployment {deployment}) deployment completed.",
                         s.tag()
@@ -284,8 +301,48 @@ impl ServiceController {
         Ok(())
     }
 
+    /// Counts the primary deployment's new failed tasks into the service's back-off; says so
+    /// in an event when it makes the scheduler wait.
+    fn throttle_pass(&self, s: &mut Service, views: &[TaskView], now: i64) -> Backoff {
+        let Some(primary) = s.deployments.first() else {
+            return Backoff::default();
+        };
+        if s.throttle.deployment != primary.id {
+            s.throttle = service::Throttle {
+                deployment: primary.id.clone(),
+                ..service::Throttle::default()
+            };
+        }
+        let failed = primary.failed_tasks;
+        let became_healthy = views
+            .iter()
+            .any(|v| v.deployment_id == primary.id && v.health == TaskHealth::Healthy);
+        let prev = Backoff {
+            consecutive_failures: s.throttle.consecutive_failures,
+            until_ms: s.throttle.until_ms,
+        };
+        let new_failures = failed.saturating_sub(s.throttle.failures_seen);
+        let (backoff, waits) = throttle(prev, new_failures, became_healthy, now, &self.throttle);
+        s.throttle.failures_seen = failed;
+        s.throttle.consecutive_failures = backoff.consecutive_failures;
+        s.throttle.until_ms = backoff.until_ms;
+        if waits {
+            tracing::warn!(
+                failures = backoff.consecutive_failures,
+                wait_ms = backoff.until_ms - now,
+                "tasks keep failing to start: backing off"
+            );
+            let message = format!(
+                "{} is unable to consistently start tasks successfully.",
+                s.tag()
+            );
+            s.record(message, now);
+        }
+        backoff
+    }
+
     /// The circuit breaker tripped: the deployment is FAILED; with rollback, a new deployment
-    /// goes back to the last one that completed.
+    /// goes back to the revision that last succeeded.
     fn fail(&self, s: &mut Service, deployment: &str, rollback: bool, now: i64) {
         let reason = "ECS deployment circuit breaker: tasks failed to start.";
         if let Some(d) = s.deployments.iter_mut().find(|d| d.id == deployment) {
@@ -299,38 +356,22 @@ impl ServiceController {
         );
         s.record(message, now);
         tracing::warn!(deployment, "deployment failed: circuit breaker");
-        if !rollback {
-            return;
+        if rollback {
+            if let Some((id, task_definition)) =
+                history::roll_back(s, deployment, reason, true, now)
+            {
+                // The revision's id is the digits of the deployment that first ran it.
+                let message = format!(
+                    "{} (deployment {deployment}) rolling back to (deployment ecs-svc/{}): a new \
+                     deployment {id} of {task_definition}.",
+                    s.tag(),
+                    s.deployments[0].revision
+                );
+                s.record(message, now);
+                return;
+            }
         }
-        let Some(last) = s
-            .deployments
-            .iter()
-            .find(|d| d.rollout_state == RolloutState::Completed)
-            .cloned()
-        else {
-            return;
-        };
-        let id = service::new_deployment_id();
-        let message = format!(
-            "{} (deployment {deployment}) rolling back to (deployment {}): a new deployment {id} of {}.",
-            s.tag(),
-            last.id,
-            last.task_definition
-        );
-        s.record(message, now);
-        s.task_definition = last.task_definition.clone();
-        s.deployments.insert(
-            0,
-            service::Deployment {
-                rollout_state_reason: format!("ECS deployment {id} in progress."),
-                id,
-                rollout_state: RolloutState::InProgress,
-                failed_tasks: 0,
-                created_at_ms: now,
-                updated_at_ms: now,
-                ..last
-            },
-        );
+        history::fail(s, deployment, reason, now);
     }
 
     fn save_if_changed(&self, before: &Service, after: &Service) -> Result<(), CpError> {

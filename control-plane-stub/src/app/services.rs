@@ -10,6 +10,7 @@ use super::task_definitions::TaskDefinitions;
 use super::CpError;
 use crate::clock::now_ms;
 use crate::domain::ids::{self, Arns};
+use crate::domain::service::history::{self, Revision};
 use crate::domain::service::{
     self, Deployment, DeploymentSettings, RolloutState, Service, ServiceStatus,
 };
@@ -60,13 +61,13 @@ pub struct TaskCounts {
 
 #[derive(Clone)]
 pub struct Services {
-    store: Arc<dyn Store>,
+    pub(super) store: Arc<dyn Store>,
     arns: Arns,
-    clusters: Clusters,
+    pub(super) clusters: Clusters,
     task_definitions: TaskDefinitions,
     security_groups: SecurityGroups,
     /// Wakes the service controller after a change.
-    changed: Arc<tokio::sync::Notify>,
+    pub(super) changed: Arc<tokio::sync::Notify>,
 }
 
 impl Services {
@@ -88,19 +89,32 @@ impl Services {
         }
     }
 
-    /// `family:revision` of a runnable definition, and the security group ids its tasks get.
+    /// The revision a deployment of `reference` would run: the runnable definition
+    /// (`family:revision`), the security group ids its tasks get, its containers' images.
     fn resolve(
         &self,
         reference: &str,
         network: Option<&NetworkConfiguration>,
-    ) -> Result<(String, Vec<String>), CpError> {
+        network_raw: Option<&serde_json::Value>,
+        launch_type: &str,
+        now: i64,
+    ) -> Result<Revision, CpError> {
         let record = self.task_definitions.runnable(reference)?;
         let spec = taskdef::parse(&record.raw)?;
         let groups = self.security_groups.for_task(&spec, network)?;
-        Ok((
-            format!("{}:{}", record.family, record.revision),
-            groups.into_iter().map(|g| g.id).collect(),
-        ))
+        Ok(Revision {
+            id: String::new(),
+            task_definition: format!("{}:{}", record.family, record.revision),
+            launch_type: launch_type.to_string(),
+            security_groups: groups.into_iter().map(|g| g.id).collect(),
+            network_configuration: network_raw.cloned(),
+            container_images: spec
+                .containers
+                .iter()
+                .map(|c| (c.name.clone(), c.image.clone()))
+                .collect(),
+            created_at_ms: now,
+        })
     }
 
     pub fn create(&self, input: CreateServiceInput) -> Result<Service, CpError> {
@@ -125,15 +139,21 @@ impl Services {
         rules::validate(&rules_of(&input.deployment), input.desired_count)
             .map_err(CpError::InvalidParameter)?;
         let network = input.network_configuration.as_ref().map(|(_, n)| n);
-        let (task_definition, security_groups) = self.resolve(&input.task_definition, network)?;
+        let network_raw = input.network_configuration.as_ref().map(|(raw, _)| raw);
         let now = now_ms();
-        let deployment = new_deployment(task_definition.clone(), security_groups, now);
-        let new = Service {
+        let revision = self.resolve(
+            &input.task_definition,
+            network,
+            network_raw,
+            &launch_type,
+            now,
+        )?;
+        let mut new = Service {
             cluster: input.cluster.clone(),
             name: input.name.clone(),
             status: ServiceStatus::Active,
             desired_count: input.desired_count,
-            task_definition,
+            task_definition: revision.task_definition.clone(),
             launch_type,
             deployment: input.deployment,
             health_check_grace_period_seconds: input.health_check_grace_period_seconds,
@@ -143,10 +163,15 @@ impl Services {
             enable_ecs_managed_tags: input.enable_ecs_managed_tags,
             client_token: input.client_token,
             created_at_ms: now,
-            deployments: vec![deployment],
+            deployments: Vec::new(),
             events: Vec::new(),
             steady: false,
+            revisions: Vec::new(),
+            service_deployments: Vec::new(),
+            throttle: Default::default(),
         };
+        let (deployment, revision) = new_deployment(revision, now);
+        history::begin(&mut new, deployment, revision, now);
         match self.store.insert_service(&new)? {
             None => {
                 tracing::info!(service = %new.name, cluster = %new.cluster, desired = new.desired_count, "service created");
@@ -229,20 +254,33 @@ impl Services {
                 .transpose()
                 .map_err(CpError::InvalidParameter)?,
         };
-        let (task_definition, groups) = self.resolve(&reference, network.as_ref())?;
+        let network_raw = match &input.network_configuration {
+            Some((raw, _)) => Some(raw.clone()),
+            None => s.network_configuration.clone(),
+        };
         let now = now_ms();
-        if task_definition != s.task_definition || network_changed || input.force_new_deployment {
-            let d = new_deployment(task_definition.clone(), groups, now);
-            tracing::info!(service = %s.name, deployment = %d.id, task_definition = %task_definition, "new deployment");
-            s.deployments.insert(0, d);
-            s.task_definition = task_definition;
-            s.steady = false;
-        }
+        let revision = self.resolve(
+            &reference,
+            network.as_ref(),
+            network_raw.as_ref(),
+            &s.launch_type,
+            now,
+        )?;
+        s.desired_count = desired;
+        s.deployment = settings;
         if let Some((raw, _)) = input.network_configuration {
             s.network_configuration = Some(raw);
         }
-        s.desired_count = desired;
-        s.deployment = settings;
+        if revision.task_definition != s.task_definition
+            || network_changed
+            || input.force_new_deployment
+        {
+            let (d, revision) = new_deployment(revision, now);
+            tracing::info!(service = %s.name, deployment = %d.id, task_definition = %d.task_definition, "new deployment");
+            history::begin(&mut s, d, revision, now);
+            // A new deployment starts with no back-off (as ECS's throttle resets on one).
+            s.throttle = Default::default();
+        }
         if input.health_check_grace_period_seconds.is_some() {
             s.health_check_grace_period_seconds = input.health_check_grace_period_seconds;
         }
@@ -336,18 +374,23 @@ pub fn security_groups_of(raw: &serde_json::Value) -> Result<NetworkConfiguratio
     Ok(NetworkConfiguration { security_groups })
 }
 
-fn new_deployment(task_definition: String, security_groups: Vec<String>, now: i64) -> Deployment {
+/// A new deployment of a resolved revision; the revision takes the deployment id's digits.
+fn new_deployment(mut revision: Revision, now: i64) -> (Deployment, Revision) {
     let id = service::new_deployment_id();
-    Deployment {
+    revision.id = history::revision_id_of(&id);
+    let deployment = Deployment {
         rollout_state_reason: format!("ECS deployment {id} in progress."),
         id,
-        task_definition,
+        task_definition: revision.task_definition.clone(),
         rollout_state: RolloutState::InProgress,
         failed_tasks: 0,
-        security_groups,
+        security_groups: revision.security_groups.clone(),
         created_at_ms: now,
         updated_at_ms: now,
-    }
+        revision: revision.id.clone(),
+        service_deployment: String::new(),
+    };
+    (deployment, revision)
 }
 
 /// Whether a CreateService repeats the one that made `existing` (idempotency).

@@ -127,7 +127,11 @@ impl Tasks {
     }
 
     /// Finds a task of `cluster` by ARN or id.
-    fn find_task(&self, cluster: &str, reference: &str) -> Result<Option<Task>, CpError> {
+    pub(super) fn find_task(
+        &self,
+        cluster: &str,
+        reference: &str,
+    ) -> Result<Option<Task>, CpError> {
         Ok(self
             .store
             .get_task(ids::resource_id(reference))?
@@ -257,6 +261,7 @@ fn new_task(
         network: None,
         pull_started_at_ms: None,
         pull_stopped_at_ms: None,
+        protected_until_ms: None,
         containers: spec
             .containers
             .iter()

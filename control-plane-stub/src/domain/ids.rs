@@ -85,6 +85,15 @@ impl Arns {
     pub fn service(&self, cluster: &str, name: &str) -> String {
         format!("{}:service/{cluster}/{name}", self.prefix)
     }
+    pub fn service_deployment(&self, cluster: &str, service: &str, id: &str) -> String {
+        format!(
+            "{}:service-deployment/{cluster}/{service}/{id}",
+            self.prefix
+        )
+    }
+    pub fn service_revision(&self, cluster: &str, service: &str, id: &str) -> String {
+        format!("{}:service-revision/{cluster}/{service}/{id}", self.prefix)
+    }
     pub fn task(&self, cluster: &str, id: &str) -> String {
         format!("{}:task/{cluster}/{id}", self.prefix)
     }
@@ -114,6 +123,17 @@ pub fn resource_id(arn_or_id: &str) -> &str {
 
 /// The cluster a task ARN (`...:task/<cluster>/<id>`) names; None for a bare id or an older,
 /// cluster-less ARN (`...:task/<id>`).
+/// (cluster, service, id) of a `service-deployment` or `service-revision` ARN
+/// (`arn:…:KIND/CLUSTER/SERVICE/ID`).
+pub fn service_child_arn<'a>(arn: &'a str, kind: &str) -> Option<(&'a str, &'a str, &'a str)> {
+    let rest = arn.strip_prefix("arn:")?;
+    let path = rest.split_once(&format!(":{kind}/"))?.1;
+    let mut parts = path.split('/');
+    let (cluster, service, id) = (parts.next()?, parts.next()?, parts.next()?);
+    (parts.next().is_none() && ![cluster, service, id].contains(&""))
+        .then_some((cluster, service, id))
+}
+
 pub fn task_arn_cluster(arn: &str) -> Option<&str> {
     let rest = arn.strip_prefix("arn:")?.split_once(":task/")?.1;
     rest.rsplit_once('/').map(|(cluster, _)| cluster)
@@ -156,6 +176,34 @@ pub fn valid_cluster_name(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn service_deployment_and_revision_arns_round_trip() {
+        let arns = Arns::new("us-east-1", "123");
+        let arn = arns.service_deployment("prod", "web", "AbC123");
+        assert_eq!(
+            arn,
+            "arn:aws:ecs:us-east-1:123:service-deployment/prod/web/AbC123"
+        );
+        assert_eq!(
+            service_child_arn(&arn, "service-deployment"),
+            Some(("prod", "web", "AbC123"))
+        );
+        let rev = arns.service_revision("prod", "web", "42");
+        assert_eq!(
+            service_child_arn(&rev, "service-revision"),
+            Some(("prod", "web", "42"))
+        );
+        assert_eq!(service_child_arn(&rev, "service-deployment"), None);
+        assert_eq!(service_child_arn("web", "service-revision"), None);
+        assert_eq!(
+            service_child_arn(
+                "arn:aws:ecs:r:a:service-revision/prod/web",
+                "service-revision"
+            ),
+            None
+        );
+    }
 
     #[test]
     fn ids_and_secrets_have_the_promised_shape() {

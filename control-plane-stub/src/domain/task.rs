@@ -98,6 +98,9 @@ pub struct Task {
     #[serde(default)]
     pub pull_stopped_at_ms: Option<i64>,
     pub containers: Vec<Container>,
+    /// Task scale-in protection (UpdateTaskProtection): protected until this time (ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protected_until_ms: Option<i64>,
 }
 
 /// A task's network as its agent set it up.
@@ -379,7 +382,16 @@ fn non_empty(s: &str) -> Option<String> {
     (!s.is_empty()).then(|| s.to_string())
 }
 
+/// UpdateTaskProtection's default and largest expiresInMinutes (ECS's: 2 hours, 48 hours).
+pub const PROTECTION_DEFAULT_MINUTES: i64 = 120;
+pub const PROTECTION_MAX_MINUTES: i64 = 2880;
+
 impl Task {
+    /// Whether a service's scale-in must leave it running now.
+    pub fn is_protected(&self, now_ms: i64) -> bool {
+        self.protected_until_ms.is_some_and(|until| until > now_ms)
+    }
+
     /// A user's StopTask. Returns whether the agent must be told (false when the task is already
     /// stopped or already being stopped). The first stop code recorded wins.
     pub fn request_stop(&mut self, reason: Option<&str>, now_ms: i64) -> bool {

@@ -284,6 +284,81 @@ pub fn plan(service: &ServiceView<'_>) -> Vec<Action> {
     actions
 }
 
+/// ECS's service throttle: once tasks of the primary deployment fail to start
+/// [`ThrottleSettings::after_failures`] times in a row, the scheduler waits before it starts
+/// more, twice as long after each further failure, at most [`ThrottleSettings::max_ms`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ThrottleSettings {
+    pub after_failures: u32,
+    pub base_ms: i64,
+    pub max_ms: i64,
+}
+
+impl Default for ThrottleSettings {
+    /// From the third failure in a row: 10 s, doubling, up to ECS's cap of about 27 minutes.
+    fn default() -> Self {
+        Self {
+            after_failures: 3,
+            base_ms: 10_000,
+            max_ms: 27 * 60 * 1000,
+        }
+    }
+}
+
+/// Where a service's back-off stands.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Backoff {
+    pub consecutive_failures: u32,
+    /// No task is started before this time (ms).
+    pub until_ms: i64,
+}
+
+impl Backoff {
+    pub fn holds_starts(&self, now_ms: i64) -> bool {
+        now_ms < self.until_ms
+    }
+}
+
+/// The back-off after a pass that saw `new_failures` more tasks of the primary fail to start
+/// and, with `became_healthy`, one of its tasks healthy (a success ends a run of failures).
+/// The flag says whether this pass began or lengthened a wait (the controller's event).
+pub fn throttle(
+    prev: Backoff,
+    new_failures: u32,
+    became_healthy: bool,
+    now_ms: i64,
+    settings: &ThrottleSettings,
+) -> (Backoff, bool) {
+    if new_failures == 0 {
+        if became_healthy && prev.consecutive_failures > 0 && !prev.holds_starts(now_ms) {
+            return (Backoff::default(), false);
+        }
+        return (prev, false);
+    }
+    let consecutive = prev.consecutive_failures.saturating_add(new_failures);
+    if consecutive < settings.after_failures {
+        return (
+            Backoff {
+                consecutive_failures: consecutive,
+                until_ms: prev.until_ms,
+            },
+            false,
+        );
+    }
+    let doublings = (consecutive - settings.after_failures).min(30);
+    let delay = settings
+        .base_ms
+        .saturating_mul(1i64 << doublings)
+        .min(settings.max_ms);
+    (
+        Backoff {
+            consecutive_failures: consecutive,
+            until_ms: now_ms + delay,
+        },
+        true,
+    )
+}
+
 fn stop(actions: &mut Vec<Action>, task: &TaskView, reason: StopReason) {
     actions.push(Action::Stop {
         task: task.id.clone(),

@@ -236,6 +236,10 @@ pub trait TaskStore {
 
     /// The task's event history in sequence order; None when there is no such task.
     fn task_events(&self, task_id: &str) -> Result<Option<Vec<TaskEvent>>>;
+
+    /// Sets (Some: until then, ms) or clears a task's scale-in protection; nothing the agent
+    /// needs to know. None when there is no such task.
+    fn set_task_protection(&self, id: &str, until_ms: Option<i64>) -> Result<Option<Task>>;
 }
 
 /// Security groups for awsvpc tasks.

@@ -5,7 +5,7 @@
 use super::*;
 use crate::domain::instance::{ActivationCode, Instance, InstanceInfo, RuntimeHealth};
 use crate::domain::security::parse_ingress_spec;
-use crate::domain::service::{DeploymentSettings, Service, ServiceStatus};
+use crate::domain::service::{Service, ServiceStatus};
 use crate::domain::task::{
     AgentChange, ContainerStatus, EventKind, TaskEvent, TaskStatus, USER_STOP_CODE,
 };
@@ -370,23 +370,8 @@ pub(crate) fn secrets_are_put_listed_found_and_deleted(backend: &dyn Backend) {
 
 fn service(name: &str, desired: u32) -> Service {
     Service {
-        cluster: "default".into(),
-        name: name.into(),
-        status: ServiceStatus::Active,
         desired_count: desired,
-        task_definition: "web:1".into(),
-        launch_type: "EXTERNAL".into(),
-        deployment: DeploymentSettings::default(),
-        health_check_grace_period_seconds: None,
-        network_configuration: None,
-        tags: Vec::new(),
-        propagate_tags: None,
-        enable_ecs_managed_tags: false,
-        client_token: None,
-        created_at_ms: 1,
-        deployments: Vec::new(),
-        events: Vec::new(),
-        steady: false,
+        ..crate::domain::service::test_service(name)
     }
 }
 

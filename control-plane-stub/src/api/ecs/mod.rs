@@ -4,9 +4,11 @@
 mod clusters;
 mod container_instances;
 mod request;
+mod service_deployments;
 mod services;
 mod shapes;
 mod task_definitions;
+mod task_protection;
 mod tasks;
 
 use std::sync::Arc;
@@ -92,7 +94,9 @@ fn dispatch(cp: &ControlPlane, operation: &str, request: Value) -> OpResult {
         .or_else(|| task_definitions::operation(operation))
         .or_else(|| tasks::operation(operation))
         .or_else(|| container_instances::operation(operation))
-        .or_else(|| services::operation(operation));
+        .or_else(|| services::operation(operation))
+        .or_else(|| service_deployments::operation(operation))
+        .or_else(|| task_protection::operation(operation));
     match handler {
         Some(handler) => handler(cp, request),
         None => Err(ApiError::client(

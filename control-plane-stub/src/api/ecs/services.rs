@@ -356,7 +356,7 @@ fn deployments(cp: &ControlPlane, s: &Service, counts: &TaskCounts) -> Value {
         .collect()
 }
 
-fn task_definition_arn(cp: &ControlPlane, family_revision: &str) -> String {
+pub(super) fn task_definition_arn(cp: &ControlPlane, family_revision: &str) -> String {
     match family_revision.rsplit_once(':') {
         Some((family, rev)) => rev
             .parse()

@@ -32,6 +32,7 @@ pub fn sample_task() -> Task {
         network: None,
         pull_started_at_ms: None,
         pull_stopped_at_ms: None,
+        protected_until_ms: None,
         containers: vec![Container {
             id: "c1".into(),
             name: "app".into(),

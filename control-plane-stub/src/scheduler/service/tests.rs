@@ -290,3 +290,35 @@ fn the_circuit_breaker_fails_a_deployment_at_its_threshold() {
     d[0].rollout = Rollout::Failed;
     assert_eq!(plan_of(3, cfg, &d, &t), []);
 }
+
+#[test]
+fn throttle_waits_from_the_third_failure_doubling_up_to_the_cap() {
+    let settings = ThrottleSettings {
+        after_failures: 3,
+        base_ms: 1_000,
+        max_ms: 5_000,
+    };
+    let (b, waits) = throttle(Backoff::default(), 2, false, 0, &settings);
+    assert!(!waits && !b.holds_starts(0), "two failures: no wait yet");
+    let (b, waits) = throttle(b, 1, false, 10, &settings);
+    assert!(waits);
+    assert_eq!(b.until_ms, 1_010);
+    assert!(b.holds_starts(1_009) && !b.holds_starts(1_010));
+    let (b, _) = throttle(b, 1, false, 2_000, &settings);
+    assert_eq!(b.until_ms, 4_000, "doubled");
+    let (b, _) = throttle(b, 1, false, 5_000, &settings);
+    assert_eq!(b.until_ms, 9_000);
+    let (b, _) = throttle(b, 10, false, 10_000, &settings);
+    assert_eq!(b.until_ms, 15_000, "capped");
+    // A pass with nothing new keeps the wait; a healthy task once the wait is over ends it.
+    assert_eq!(throttle(b, 0, false, 11_000, &settings).0, b);
+    assert_eq!(
+        throttle(b, 0, true, 11_000, &settings).0,
+        b,
+        "not while waiting"
+    );
+    assert_eq!(
+        throttle(b, 0, true, 15_000, &settings).0,
+        Backoff::default()
+    );
+}

@@ -143,6 +143,18 @@ impl TaskStore for SqliteStore {
         Ok(outcome)
     }
 
+    fn set_task_protection(&self, id: &str, until_ms: Option<i64>) -> Result<Option<Task>> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let Some(mut t) = load_task(&tx, id)? else {
+            return Ok(None);
+        };
+        t.protected_until_ms = until_ms;
+        save_task(&tx, &t)?;
+        tx.commit()?;
+        Ok(Some(t))
+    }
+
     fn task_events(&self, task_id: &str) -> Result<Option<Vec<TaskEvent>>> {
         let conn = self.conn();
         let exists = conn

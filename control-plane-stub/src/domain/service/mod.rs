@@ -5,6 +5,10 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub mod history;
+
+use history::{Revision, ServiceDeployment};
+
 /// At most this many events are kept per service, newest first (as ECS shows them).
 pub const MAX_EVENTS: usize = 100;
 /// ECS's limits on a service name.
@@ -84,6 +88,12 @@ pub struct Deployment {
     pub security_groups: Vec<String>,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
+    /// The service revision it runs (see `service_deployment.rs`).
+    #[serde(default)]
+    pub revision: String,
+    /// The service deployment it rolls out: its own, or for a rollback the failed one's.
+    #[serde(default)]
+    pub service_deployment: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -118,6 +128,27 @@ pub struct Service {
     /// Whether "has reached a steady state" was said since the service last changed.
     #[serde(default)]
     pub steady: bool,
+    /// Newest first: what its deployments ran.
+    #[serde(default)]
+    pub revisions: Vec<Revision>,
+    /// Newest first, at most `service_deployment::MAX_HISTORY`.
+    #[serde(default)]
+    pub service_deployments: Vec<ServiceDeployment>,
+    /// The back-off of a service whose tasks keep failing to start.
+    #[serde(default)]
+    pub throttle: Throttle,
+}
+
+/// A service's start back-off (ECS's service throttle): the tasks of its primary deployment that
+/// failed to start one after another, and until when no new task is started.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Throttle {
+    /// The primary deployment these count for; another primary starts afresh.
+    pub deployment: String,
+    /// Its failed tasks when last looked at: what is new is counted once.
+    pub failures_seen: u32,
+    pub consecutive_failures: u32,
+    pub until_ms: i64,
 }
 
 impl Service {
@@ -194,6 +225,33 @@ pub fn check_launch_type(launch_type: &str) -> Result<(), String> {
     }
 }
 
+/// A service of one task of `web:1` with nothing run yet, for the crate's tests.
+#[cfg(test)]
+pub fn test_service(name: &str) -> Service {
+    Service {
+        cluster: "default".into(),
+        name: name.into(),
+        status: ServiceStatus::Active,
+        desired_count: 1,
+        task_definition: "web:1".into(),
+        launch_type: "EXTERNAL".into(),
+        deployment: DeploymentSettings::default(),
+        health_check_grace_period_seconds: None,
+        network_configuration: None,
+        tags: Vec::new(),
+        propagate_tags: None,
+        enable_ecs_managed_tags: false,
+        client_token: None,
+        created_at_ms: 1,
+        deployments: Vec::new(),
+        events: Vec::new(),
+        steady: false,
+        revisions: Vec::new(),
+        service_deployments: Vec::new(),
+        throttle: Throttle::default(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -221,25 +279,7 @@ mod tests {
 
     #[test]
     fn events_are_newest_first_and_bounded() {
-        let mut s = Service {
-            cluster: "default".into(),
-            name: "web".into(),
-            status: ServiceStatus::Active,
-            desired_count: 1,
-            task_definition: "web:1".into(),
-            launch_type: "EXTERNAL".into(),
-            deployment: DeploymentSettings::default(),
-            health_check_grace_period_seconds: None,
-            network_configuration: None,
-            tags: Vec::new(),
-            propagate_tags: None,
-            enable_ecs_managed_tags: false,
-            client_token: None,
-            created_at_ms: 1,
-            deployments: Vec::new(),
-            events: Vec::new(),
-            steady: false,
-        };
+        let mut s = test_service("web");
         for i in 0..(MAX_EVENTS + 5) {
             s.record(format!("event {i}"), i as i64);
         }
