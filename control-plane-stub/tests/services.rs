@@ -835,3 +835,109 @@ async fn a_service_whose_tasks_keep_failing_backs_off() {
     assert_eq!(p.tasks[0].revision, 2);
     server.shutdown().await.unwrap();
 }
+
+async fn berthctl(api: SocketAddr, args: &[&str]) -> Result<String, berth_cp::cli::CliError> {
+    use clap::Parser;
+    let endpoint = format!("http://{api}");
+    let mut argv = vec!["berthctl".to_string(), "--endpoint".into(), endpoint];
+    argv.extend(args.iter().map(|a| a.to_string()));
+    let cli = berth_cp::cli::Cli::try_parse_from(argv).unwrap();
+    berth_cp::cli::execute(&cli).await
+}
+
+/// berthctl's service commands, and `deploy --wait` following a rollout to its end.
+#[tokio::test]
+async fn berthctl_creates_describes_and_deploys_a_service() {
+    let dir = TempDir::new("services-berthctl");
+    let server = start_with(
+        dir.path(),
+        Settings {
+            service_interval_ms: Some(100),
+            service_settle_ms: Some(100),
+            ..Settings::default()
+        },
+    )
+    .await;
+    let (api, g) = (server.api_addr, server.grpc_addr);
+    let mut agent = ReportingAgent::register(dir.path(), g).await;
+    ecs_ok(api, "RegisterTaskDefinition", definition("sleep 3600")).await;
+    let out = berthctl(
+        api,
+        &[
+            "create-service",
+            "web",
+            "web:1",
+            "--desired-count",
+            "2",
+            "--min-healthy-percent",
+            "50",
+        ],
+    )
+    .await
+    .unwrap();
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        lines[0].starts_with("SERVICE") && lines[0].contains("DEPLOYMENTS"),
+        "{out}"
+    );
+    assert!(
+        lines[1].starts_with("web ") && lines[1].contains("ACTIVE"),
+        "{out}"
+    );
+    drive(&mut agent, api, "web", None, |s| is_stable_on(s, "1")).await;
+
+    let out = berthctl(api, &["describe-services", "web"]).await.unwrap();
+    assert!(out.contains("web: deployments"), "{out}");
+    assert!(
+        out.contains("PRIMARY") && out.contains("COMPLETED"),
+        "{out}"
+    );
+    assert!(out.contains("has reached a steady state."), "{out}");
+    let out = berthctl(api, &["list-services"]).await.unwrap();
+    assert!(out.contains("service/default/web"), "{out}");
+    let out = berthctl(api, &["service-events", "web", "--limit", "1"])
+        .await
+        .unwrap();
+    assert_eq!(out.lines().count(), 2, "{out}");
+    assert!(
+        out.contains("(service web) has reached a steady state."),
+        "{out}"
+    );
+
+    // deploy --wait returns once the new revision has replaced every task.
+    ecs_ok(api, "RegisterTaskDefinition", definition("sleep 7200")).await;
+    let (done, _) = tokio::join!(
+        berthctl(api, &["deploy", "web", "web:2", "--wait"]),
+        drive(&mut agent, api, "web", None, |s| is_stable_on(s, "2"))
+    );
+    let done = done.unwrap();
+    assert!(
+        done.starts_with("deployment ecs-svc/") && done.ends_with(" completed"),
+        "{done}"
+    );
+
+    // A deployment that fails (circuit breaker, no rollback): deploy --wait says so, exit 1.
+    berthctl(api, &["update-service", "web", "--circuit-breaker"])
+        .await
+        .unwrap();
+    ecs_ok(api, "RegisterTaskDefinition", definition("exit 1")).await;
+    let (failed, _) = tokio::join!(
+        berthctl(api, &["deploy", "web", "web:3", "--wait"]),
+        drive(&mut agent, api, "web", Some(3), |s| {
+            s["deployments"][0]["rolloutState"] == "FAILED"
+        })
+    );
+    let err = failed.unwrap_err().to_string();
+    assert!(
+        err.contains("failed: ECS deployment circuit breaker"),
+        "{err}"
+    );
+
+    let (_, err) = ecs(api, "DeleteService", json!({"service": "web"})).await;
+    assert_eq!(err["__type"], "InvalidParameterException");
+    let out = berthctl(api, &["delete-service", "web", "--force"])
+        .await
+        .unwrap();
+    assert!(out.contains("DRAINING"), "{out}");
+    server.shutdown().await.unwrap();
+}

@@ -1,6 +1,7 @@
 //! berthctl: the ECS API of berth-cp for people. Arguments, the HTTP client, and output.
 
 mod logs;
+mod services;
 mod table;
 
 use std::path::PathBuf;
@@ -143,6 +144,8 @@ pub enum Command {
         #[arg(long)]
         tail: Option<u32>,
     },
+    #[command(flatten)]
+    Services(services::ServiceCommand),
 }
 
 fn parse_ingress(s: &str) -> Result<crate::domain::security::IngressRule, String> {
@@ -174,6 +177,9 @@ pub enum CliError {
     BadResponse { endpoint: String, message: String },
     #[error("reading the password from stdin: {0}")]
     Password(String),
+    /// `deploy --wait`: the deployment did not complete.
+    #[error("{0}")]
+    Deployment(String),
 }
 
 pub struct Client {
@@ -450,6 +456,9 @@ pub async fn execute(cli: &Cli) -> Result<String, CliError> {
             // Streamed to stdout as it arrives: nothing is left to print.
             logs::stream(&client, &args).await?;
             return Ok(String::new());
+        }
+        Command::Services(command) => {
+            return services::execute(&client, cluster, cli.output, command).await;
         }
     };
     Ok(match cli.output {

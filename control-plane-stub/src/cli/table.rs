@@ -35,7 +35,7 @@ pub fn render(header: &[&str], rows: &[Vec<String>]) -> String {
     out.join("\n")
 }
 
-fn s(v: &Value) -> String {
+pub(super) fn s(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
         Value::Null => "-".to_string(),
@@ -43,7 +43,7 @@ fn s(v: &Value) -> String {
     }
 }
 
-fn last_segment(arn: &str) -> String {
+pub(super) fn last_segment(arn: &str) -> String {
     arn.rsplit('/').next().unwrap_or(arn).to_string()
 }
 
@@ -413,7 +413,7 @@ pub fn events(events: &[Value]) -> String {
 }
 
 /// Epoch seconds as `YYYY-MM-DD HH:MM:SS.mmm`, in UTC; "-" when not a number.
-fn utc(v: &Value) -> String {
+pub(super) fn utc(v: &Value) -> String {
     let Some(secs) = v.as_f64() else {
         return "-".to_string();
     };
