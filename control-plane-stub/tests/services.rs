@@ -941,3 +941,58 @@ async fn berthctl_creates_describes_and_deploys_a_service() {
     assert!(out.contains("DRAINING"), "{out}");
     server.shutdown().await.unwrap();
 }
+
+/// A task no instance can hold: the service says so in ECS's words, once, not every pass.
+#[tokio::test]
+async fn a_service_that_cannot_place_says_why() {
+    let dir = TempDir::new("services-unplaceable");
+    let server = start_with(
+        dir.path(),
+        Settings {
+            service_interval_ms: Some(100),
+            ..Settings::default()
+        },
+    )
+    .await;
+    let (api, g) = (server.api_addr, server.grpc_addr);
+    let _agent = ReportingAgent::register(dir.path(), g).await;
+    ecs_ok(
+        api,
+        "RegisterTaskDefinition",
+        json!({"family": "huge", "containerDefinitions": [{
+            "name": "app", "image": "busybox", "memory": 4_000_000
+        }]}),
+    )
+    .await;
+    ecs_ok(
+        api,
+        "CreateService",
+        json!({"serviceName": "huge", "taskDefinition": "huge", "desiredCount": 1}),
+    )
+    .await;
+    let s = eventually("the placement event", || async {
+        let s = describe(api, "huge").await;
+        messages(&s)
+            .iter()
+            .any(|m| m.contains("has insufficient memory available."))
+            .then_some(s)
+    })
+    .await;
+    let m = messages(&s);
+    assert!(
+        m[0].starts_with(
+            "(service huge) was unable to place a task because no container instance met all of \
+             its requirements. The closest matching (container-instance "
+        ),
+        "{m:#?}"
+    );
+    // Several passes later, still one such event.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let m = messages(&describe(api, "huge").await);
+    assert_eq!(
+        m.iter().filter(|m| m.contains("unable to place")).count(),
+        1,
+        "{m:#?}"
+    );
+    server.shutdown().await.unwrap();
+}

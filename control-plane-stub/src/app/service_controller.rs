@@ -24,6 +24,10 @@ use crate::scheduler::service::{
 };
 use crate::state::{Store, TaskFilter};
 
+/// The same "unable to place" event is said at most this often (ECS repeats it too, not every
+/// pass).
+const PLACEMENT_EVENT_WINDOW_MS: i64 = 60_000;
+
 /// RunTask places at most this many tasks per call.
 const START_BATCH: u32 = 10;
 
@@ -280,14 +284,13 @@ impl ServiceController {
                 Ok((tasks, failures)) => {
                     started.extend(tasks);
                     if let Some(f) = failures.first() {
-                        let message = format!(
-                            "{} was unable to place a task because no container instance met all \
-                             of its requirements. Reason: {} {}",
-                            s.tag(),
-                            f.reason,
-                            f.detail
-                        );
-                        s.record(message, now);
+                        let closest = f
+                            .arn
+                            .contains(":container-instance/")
+                            .then(|| crate::domain::ids::resource_id(&f.arn));
+                        let message =
+                            service::unable_to_place(&s.tag(), f.reason, closest, &f.detail);
+                        s.record_unless_recent(message, now, PLACEMENT_EVENT_WINDOW_MS);
                         break;
                     }
                 }

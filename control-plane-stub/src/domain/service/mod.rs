@@ -170,10 +170,49 @@ impl Service {
         self.events.truncate(MAX_EVENTS);
     }
 
+    /// Records an event unless the same message was recorded less than `window_ms` ago: a
+    /// condition that holds pass after pass (a task that cannot be placed) is said once a while,
+    /// not once a second.
+    pub fn record_unless_recent(&mut self, message: String, now_ms: i64, window_ms: i64) {
+        let recent = self
+            .events
+            .iter()
+            .take_while(|e| now_ms - e.created_at_ms < window_ms)
+            .any(|e| e.message == message);
+        if !recent {
+            self.record(message, now_ms);
+        }
+    }
+
     /// `(service NAME)`, how ECS's events name a service.
     pub fn tag(&self) -> String {
         format!("(service {})", self.name)
     }
+}
+
+/// ECS's event when a task of the service cannot be placed, from placement's reason (RESOURCE:CPU,
+/// RESOURCE:MEMORY, RESOURCE:PORTS, ATTRIBUTE, AGENT), the instance that came closest and
+/// Berth's detail.
+pub fn unable_to_place(tag: &str, reason: &str, closest: Option<&str>, detail: &str) -> String {
+    let head = format!(
+        "{tag} was unable to place a task because no container instance met all of its requirements."
+    );
+    let instance = closest.map(|id| format!("The closest matching (container-instance {id})"));
+    let why = match (reason, instance) {
+        ("RESOURCE:CPU", Some(i)) => format!("{i} has insufficient CPU units available."),
+        ("RESOURCE:MEMORY", Some(i)) => format!("{i} has insufficient memory available."),
+        ("RESOURCE:PORTS", Some(i)) => {
+            format!("{i} is already using a port required by your task.")
+        }
+        ("ATTRIBUTE", Some(i)) => {
+            format!("{i} is missing an attribute required by your task.")
+        }
+        ("AGENT", _) | (_, None) => {
+            "Reason: No Container Instances were found in your cluster.".to_string()
+        }
+        (other, Some(i)) => format!("{i} does not meet {other}."),
+    };
+    format!("{head} {why} For more information, see the Troubleshooting section. ({detail})")
 }
 
 pub fn group_of(service_name: &str) -> String {
@@ -275,6 +314,30 @@ mod tests {
             .unwrap_err()
             .contains("EXTERNAL"));
         assert!(check_launch_type("MOON").is_err());
+    }
+
+    #[test]
+    fn placement_failures_are_worded_as_ecs() {
+        let m = unable_to_place("(service web)", "RESOURCE:CPU", Some("abc"), "needs 512");
+        assert_eq!(
+            m,
+            "(service web) was unable to place a task because no container instance met all of \
+             its requirements. The closest matching (container-instance abc) has insufficient \
+             CPU units available. For more information, see the Troubleshooting section. \
+             (needs 512)"
+        );
+        assert!(
+            unable_to_place("(service web)", "RESOURCE:MEMORY", Some("abc"), "")
+                .contains("has insufficient memory available.")
+        );
+        assert!(unable_to_place("(service web)", "AGENT", None, "")
+            .contains("Reason: No Container Instances were found in your cluster."));
+        let mut s = test_service("web");
+        s.record_unless_recent("same".into(), 1_000, 60_000);
+        s.record_unless_recent("same".into(), 30_000, 60_000);
+        assert_eq!(s.events.len(), 1);
+        s.record_unless_recent("same".into(), 61_001, 60_000);
+        assert_eq!(s.events.len(), 2);
     }
 
     #[test]
