@@ -8,6 +8,7 @@
 //! cargo run --release -p berth-e2e --bin berth-bench -- pull
 //! cargo run --release -p berth-e2e --bin berth-bench -- launch
 //! cargo run --release -p berth-e2e --bin berth-bench -- scheduler
+//! cargo run --release -p berth-e2e --bin berth-bench -- services
 //! ```
 //!
 //! `health` measures (i) how long a health status change takes from the end of the check that
@@ -56,6 +57,8 @@ mod probe_cp;
 mod pull;
 #[path = "berth-bench/scheduler.rs"]
 mod scheduler;
+#[path = "berth-bench/services.rs"]
+mod services;
 #[path = "berth-bench/soak.rs"]
 mod soak;
 
@@ -64,7 +67,7 @@ const USAGE: &str = "usage: berth-bench health [--flip-tasks N] [--flips N] \
                      [--cycles N] [--batch N] | berth-bench pull [--rounds N] | berth-bench \
                      launch [--tasks N] [--per-mode N] [--burst N] [--e2e N] [--cpu-secs N] \
                      [--warmup N] | berth-bench scheduler [--services N] [--tasks N] \
-                     [--rounds N]";
+                     [--rounds N] | berth-bench services [--tasks N] [--rounds N]";
 
 /// Containers per task in the CPU part.
 const PER_TASK: usize = 10;
@@ -117,6 +120,7 @@ fn main() -> Result<()> {
         Pull(pull::Options),
         Launch(launch::Options),
         Scheduler(scheduler::Options),
+        Services(services::Options),
     }
     let bench = match args.first().map(String::as_str) {
         Some("health") => Bench::Health(parse(&args[1..])?),
@@ -124,6 +128,7 @@ fn main() -> Result<()> {
         Some("pull") => Bench::Pull(pull::parse(&args[1..])?),
         Some("launch") => Bench::Launch(launch::parse(&args[1..])?),
         Some("scheduler") => Bench::Scheduler(scheduler::parse(&args[1..])?),
+        Some("services") => Bench::Services(services::parse(&args[1..])?),
         _ => bail!("{USAGE}"),
     };
     // The processes log at `info`, as installed, unless BERTH_E2E_LOG says otherwise (the
@@ -142,6 +147,7 @@ fn main() -> Result<()> {
                 Bench::Pull(o) => pull::run(o).await,
                 Bench::Launch(o) => launch::run(o).await,
                 Bench::Scheduler(o) => scheduler::run(o).await,
+                Bench::Services(o) => services::run(o).await,
             }
         })
 }
