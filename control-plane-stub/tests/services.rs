@@ -300,7 +300,6 @@ async fn bad_service_requests_are_refused_with_the_field_named() {
 /// back to the revision that completed, stable again.
 #[tokio::test]
 async fn the_circuit_breaker_fails_a_bad_revision_and_rolls_back() {
-    use berth_proto::v1 as pb;
     let dir = TempDir::new("services-breaker");
     let server = start_with(
         dir.path(),
@@ -338,53 +337,14 @@ async fn the_circuit_breaker_fails_a_bad_revision_and_rolls_back() {
 
     // The agent fails every revision-2 task at once, runs revision-1 tasks, and stops what it
     // is told to, until the service is stable again.
-    let mut failed = 0;
-    let rolled_back = loop {
-        let s = describe(api, "web").await;
+    let (rolled_back, failed) = drive(&mut agent, api, "web", Some(2), |s| {
         let d = s["deployments"].as_array().unwrap();
-        if d.len() == 1
+        d.len() == 1
             && d[0]["rolloutState"] == "COMPLETED"
             && d[0]["id"] != bad
             && s["runningCount"] == 2
-        {
-            break s;
-        }
-        let p =
-            tokio::time::timeout(std::time::Duration::from_millis(300), agent.next_payload()).await;
-        let Ok(p) = p else { continue };
-        agent
-            .session
-            .send(pb::agent_message::Msg::PayloadAck(pb::PayloadAck {
-                seq: p.seq,
-            }))
-            .await;
-        for t in &p.tasks {
-            if t.revision == 2 {
-                failed += 1;
-                agent
-                    .report(container_change(
-                        &t.task_arn,
-                        "app",
-                        pb::ContainerStatus::Stopped,
-                        Some(1),
-                    ))
-                    .await;
-                agent
-                    .report(task_change(
-                        &t.task_arn,
-                        pb::TaskStatus::Stopped,
-                        "EssentialContainerExited",
-                        1,
-                    ))
-                    .await;
-            } else {
-                agent.run(&t.task_arn).await;
-            }
-        }
-        for s in &p.stops {
-            agent.exit(&s.task_arn, "ServiceSchedulerInitiated").await;
-        }
-    };
+    })
+    .await;
     // The breaker trips at the third failure (the threshold for 2 tasks); tasks started in the
     // same batch as the third may fail too, but none is started after it.
     assert!(

@@ -11,9 +11,7 @@ use super::CpError;
 use crate::clock::now_ms;
 use crate::domain::ids::{self, Arns};
 use crate::domain::service::history::{self, Revision};
-use crate::domain::service::{
-    self, Deployment, DeploymentSettings, RolloutState, Service, ServiceStatus,
-};
+use crate::domain::service::{self, Deployment, DeploymentSettings, Service, ServiceStatus};
 use crate::domain::taskdef;
 use crate::scheduler::service as rules;
 use crate::state::Store;
@@ -376,20 +374,9 @@ pub fn security_groups_of(raw: &serde_json::Value) -> Result<NetworkConfiguratio
 
 /// A new deployment of a resolved revision; the revision takes the deployment id's digits.
 fn new_deployment(mut revision: Revision, now: i64) -> (Deployment, Revision) {
-    let id = service::new_deployment_id();
-    revision.id = history::revision_id_of(&id);
-    let deployment = Deployment {
-        rollout_state_reason: format!("ECS deployment {id} in progress."),
-        id,
-        task_definition: revision.task_definition.clone(),
-        rollout_state: RolloutState::InProgress,
-        failed_tasks: 0,
-        security_groups: revision.security_groups.clone(),
-        created_at_ms: now,
-        updated_at_ms: now,
-        revision: revision.id.clone(),
-        service_deployment: String::new(),
-    };
+    let mut deployment = Deployment::of_revision(&revision, String::new(), now);
+    revision.id = history::revision_id_of(&deployment.id);
+    deployment.revision = revision.id.clone();
     (deployment, revision)
 }
 

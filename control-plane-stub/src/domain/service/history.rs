@@ -234,22 +234,9 @@ pub fn roll_back(
         revision: revision.id.clone(),
     });
     let sd_id = sd.id.clone();
-    let id = super::new_deployment_id();
-    s.deployments.insert(
-        0,
-        Deployment {
-            rollout_state_reason: format!("ECS deployment {id} in progress."),
-            id: id.clone(),
-            task_definition: revision.task_definition.clone(),
-            rollout_state: RolloutState::InProgress,
-            failed_tasks: 0,
-            security_groups: revision.security_groups.clone(),
-            created_at_ms: now,
-            updated_at_ms: now,
-            revision: revision.id.clone(),
-            service_deployment: sd_id,
-        },
-    );
+    let deployment = Deployment::of_revision(&revision, sd_id, now);
+    let id = deployment.id.clone();
+    s.deployments.insert(0, deployment);
     s.task_definition = revision.task_definition.clone();
     s.steady = false;
     Some((id, revision.task_definition))

@@ -96,6 +96,26 @@ pub struct Deployment {
     pub service_deployment: String,
 }
 
+impl Deployment {
+    /// A new deployment (a fresh `ecs-svc/` id) running `revision`, rolling out the service
+    /// deployment `service_deployment` (empty: one `history::begin` makes for it).
+    pub fn of_revision(revision: &Revision, service_deployment: String, now_ms: i64) -> Self {
+        let id = new_deployment_id();
+        Deployment {
+            rollout_state_reason: format!("ECS deployment {id} in progress."),
+            id,
+            task_definition: revision.task_definition.clone(),
+            rollout_state: RolloutState::InProgress,
+            failed_tasks: 0,
+            security_groups: revision.security_groups.clone(),
+            created_at_ms: now_ms,
+            updated_at_ms: now_ms,
+            revision: revision.id.clone(),
+            service_deployment,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServiceEvent {
     pub id: String,
