@@ -274,8 +274,13 @@ pub fn plan(service: &ServiceView<'_>) -> Vec<Action> {
             deployment: primary.id.clone(),
         });
     }
+    // A failed deployment stays listed (FAILED, as ECS shows it) until the one that replaced it
+    // has completed, so that its failure can be seen while the rollback runs.
+    let primary_done = primary.rollout == Rollout::Completed;
     for d in &service.deployments[1..] {
-        if !service.tasks.iter().any(|t| t.deployment_id == d.id) {
+        if (d.rollout != Rollout::Failed || primary_done)
+            && !service.tasks.iter().any(|t| t.deployment_id == d.id)
+        {
             actions.push(Action::Retire {
                 deployment: d.id.clone(),
             });

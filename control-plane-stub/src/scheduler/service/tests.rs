@@ -322,3 +322,32 @@ fn throttle_waits_from_the_third_failure_doubling_up_to_the_cap() {
         Backoff::default()
     );
 }
+
+#[test]
+fn a_failed_deployment_stays_listed_until_its_replacement_completes() {
+    let tasks = [task("n1", "new", TaskHealth::Starting)];
+    let rolling = [
+        deployment("new", Rollout::InProgress),
+        deployment("bad", Rollout::Failed),
+    ];
+    let view = ServiceView {
+        desired_count: 1,
+        config: DeploymentConfiguration::default(),
+        deployments: &rolling,
+        tasks: &tasks,
+    };
+    assert!(!plan(&view)
+        .iter()
+        .any(|a| matches!(a, Action::Retire { .. })));
+    let done = [
+        deployment("new", Rollout::Completed),
+        deployment("bad", Rollout::Failed),
+    ];
+    let view = ServiceView {
+        deployments: &done,
+        ..view
+    };
+    assert!(plan(&view).contains(&Action::Retire {
+        deployment: "bad".into()
+    }));
+}
