@@ -72,25 +72,24 @@ pub struct TestEnv {
     /// The control plane agents started from now on connect to, instead of this env's
     /// berth-cp (a benchmark's own minimal control plane).
     agent_endpoint: Option<SocketAddr>,
+    /// The fleet's hosts ([`TestEnv::start_host`]): agents with a namespace, cgroup root and
+    /// network of their own, each cleaned up (and its network claim released) on drop.
+    hosts: Vec<Host>,
     passed: bool,
+}
+
+/// One host of a fleet: what its agent was started with beyond the env's own settings.
+struct Host {
+    agent: usize,
+    namespace: String,
+    cgroup_root: String,
+    network: NetworkSettings,
 }
 
 impl TestEnv {
     /// A fresh world with nothing running yet. `name` only makes the temp dir recognisable.
     pub fn new(name: &str) -> Result<TestEnv> {
-        // The id also picks the env's network names, subnets and ports: an id whose picks
-        // another env of this process holds, or the host uses, is passed over.
-        let mut attempts = 0;
-        let (id, network) = loop {
-            let id = uuid::Uuid::new_v4().simple().to_string()[..10].to_owned();
-            if let Some(network) = NetworkSettings::claim(&id) {
-                break (id, network);
-            }
-            attempts += 1;
-            if attempts >= 100 {
-                bail!("no free network settings for a test env after {attempts} ids");
-            }
-        };
+        let (id, network) = claim_fresh_network()?;
         let dir = std::env::temp_dir().join(format!("berth-e2e-{name}-{id}"));
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         Ok(TestEnv {
@@ -119,6 +118,7 @@ impl TestEnv {
             manifest_grace_secs: None,
             agent_images_toml: None,
             agent_endpoint: None,
+            hosts: Vec::new(),
             passed: false,
         })
     }
@@ -305,12 +305,76 @@ impl TestEnv {
             }
             self.image_imported = true;
         }
-        let n = self.agents.len() + 1;
         if !self.networks_used.contains(&self.network) {
             self.networks_used.push(self.network.clone());
         }
+        let (namespace, cgroup_root, network) = (
+            self.namespace.clone(),
+            self.cgroup_root.clone(),
+            self.network.clone(),
+        );
+        self.spawn_agent(activation_code, &namespace, &cgroup_root, &network)
+    }
+
+    /// Starts one more host of a fleet: a berth-agent against this env's berth-cp with its
+    /// own data dir, its own containerd namespace (`<namespace>-h<k>`, the test image imported
+    /// into it), its own cgroup root (`<cgroup root>/h<k>`) and its own `[network]` (bridge,
+    /// nftables table, netns dir, ports and subnets, claimed like an env's). Returns the
+    /// agent's index, for [`TestEnv::agent`] and [`TestEnv::host_namespace`]. Dropping the env
+    /// purges the namespace, removes the cgroups and the network's leftovers and releases the
+    /// claim. Agents from [`TestEnv::start_agent`] keep the env's own settings.
+    pub fn start_host(&mut self, activation_code: Option<&str>) -> Result<usize> {
+        ensure!(
+            self.private_containerd.is_none(),
+            "fleet hosts use the host's containerd"
+        );
+        let k = self.hosts.len() + 1;
+        let namespace = format!("{}-h{k}", self.namespace);
+        let cgroup_root = format!("{}/h{k}", self.cgroup_root.trim_end_matches('/'));
+        let (_, network) = claim_fresh_network()?;
+        // Registered before anything can fail, so the drop cleans up and releases it.
+        self.hosts.push(Host {
+            agent: usize::MAX,
+            namespace: namespace.clone(),
+            cgroup_root: cgroup_root.clone(),
+            network: network.clone(),
+        });
+        containerd::import_test_image(&namespace)?;
+        let index = self.spawn_agent(activation_code, &namespace, &cgroup_root, &network)?;
+        self.hosts.last_mut().expect("just pushed").agent = index;
+        Ok(index)
+    }
+
+    /// The containerd namespace of agent `index`: its host's, if it was started with
+    /// [`TestEnv::start_host`], else the env's.
+    pub fn host_namespace(&self, index: usize) -> &str {
+        self.hosts
+            .iter()
+            .find(|h| h.agent == index)
+            .map_or(self.namespace.as_str(), |h| h.namespace.as_str())
+    }
+
+    /// The `[network]` of agent `index` (its host's, or the env's).
+    pub fn host_network(&self, index: usize) -> &NetworkSettings {
+        self.hosts
+            .iter()
+            .find(|h| h.agent == index)
+            .map_or(&self.network, |h| &h.network)
+    }
+
+    fn spawn_agent(
+        &mut self,
+        activation_code: Option<&str>,
+        namespace: &str,
+        cgroup_root: &str,
+        network: &NetworkSettings,
+    ) -> Result<usize> {
+        let n = self.agents.len() + 1;
         let config = self.dir.join(format!("agent-{n}.toml"));
-        std::fs::write(&config, self.agent_config(n, activation_code))?;
+        std::fs::write(
+            &config,
+            self.agent_config(n, activation_code, namespace, cgroup_root, network),
+        )?;
         let mut cmd = Command::new(bin("berth-agent"));
         cmd.arg("--config")
             .arg(&config)
@@ -375,7 +439,14 @@ impl TestEnv {
         Ok(())
     }
 
-    fn agent_config(&self, n: usize, activation_code: Option<&str>) -> String {
+    fn agent_config(
+        &self,
+        n: usize,
+        activation_code: Option<&str>,
+        namespace: &str,
+        cgroup_root: &str,
+        network: &NetworkSettings,
+    ) -> String {
         let data_dir = self.dir.join(format!("agent-{n}-data"));
         let mut toml = format!(
             "cluster = {cluster:?}\nendpoint = \"http://{grpc}\"\ndata_dir = {data_dir:?}\n",
@@ -394,7 +465,7 @@ impl TestEnv {
             "\n[containerd]\nsocket = {socket:?}\nnamespace = {ns:?}\nsnapshotter = \"overlayfs\"\n\
              \n[resources]\nreserved_memory_mib = 256\n",
             socket = self.containerd_socket(),
-            ns = self.namespace,
+            ns = namespace,
         ));
         if let Some(secs) = self.containerd_call_timeout_secs {
             // The key belongs in [containerd], which [resources] has closed: it goes after the
@@ -405,7 +476,7 @@ impl TestEnv {
                 .expect("the [containerd] table was just written");
             toml.insert_str(at, &format!("call_timeout_secs = {secs}\n"));
         }
-        toml.push_str(&format!("\n[cgroups]\nroot = {:?}\n", self.cgroup_root));
+        toml.push_str(&format!("\n[cgroups]\nroot = {cgroup_root:?}\n"));
         if let Some(limit) = self.pids_limit {
             toml.push_str(&format!("pids_limit = {limit}\n"));
         }
@@ -414,7 +485,7 @@ impl TestEnv {
                 "\n[logs]\nmax_size_mib = {max_size_mib}\nmax_files = {max_files}\n"
             ));
         }
-        toml.push_str(&self.network.agent_toml());
+        toml.push_str(&network.agent_toml());
         if let Some(secs) = self.manifest_grace_secs {
             toml.push_str(&format!("\n[tasks]\nmanifest_grace_secs = {secs}\n"));
         }
@@ -618,7 +689,17 @@ impl Drop for TestEnv {
         if let Err(e) = containerd::purge_namespace(&self.namespace, Duration::from_secs(30)) {
             eprintln!("cleanup: {e:#}");
         }
+        for host in &self.hosts {
+            if let Err(e) = containerd::purge_namespace(&host.namespace, Duration::from_secs(30)) {
+                eprintln!("cleanup: {e:#}");
+            }
+        }
         // After the containers: their cgroups are gone with them, the tasks' may be left.
+        for host in &self.hosts {
+            if let Err(e) = crate::cgroups::remove_cgroup_tree(&host.cgroup_root) {
+                eprintln!("cleanup: cgroup {}: {e:#}", host.cgroup_root);
+            }
+        }
         if let Err(e) = crate::cgroups::remove_cgroup_tree(&self.cgroup_root) {
             eprintln!("cleanup: cgroup {}: {e:#}", self.cgroup_root);
         }
@@ -629,6 +710,12 @@ impl Drop for TestEnv {
                 eprintln!("cleanup: network: {problem}");
             }
         }
+        for host in &self.hosts {
+            for problem in host.network.remove_leftovers() {
+                eprintln!("cleanup: network: {problem}");
+            }
+            host.network.release();
+        }
         self.claimed_network.release();
         if std::env::var_os("BERTH_E2E_KEEP").is_some() {
             eprintln!("kept {}", self.dir.display());
@@ -636,6 +723,19 @@ impl Drop for TestEnv {
             eprintln!("cleanup: cannot remove {}: {e}", self.dir.display());
         }
     }
+}
+
+/// A fresh id and the network settings it claims: the id picks the network names, subnets and
+/// ports, and an id whose picks another env of this process holds, or the host uses, is passed
+/// over.
+fn claim_fresh_network() -> Result<(String, NetworkSettings)> {
+    for _ in 0..100 {
+        let id = uuid::Uuid::new_v4().simple().to_string()[..10].to_owned();
+        if let Some(network) = NetworkSettings::claim(&id) {
+            return Ok((id, network));
+        }
+    }
+    bail!("no free network settings for a test env after 100 ids")
 }
 
 fn log_filter() -> String {

@@ -13,6 +13,7 @@
 //! - `BERTH_E2E_KEEP=1`: keep each test's temp dir (logs, data dirs) after the test.
 //! - `BERTH_E2E_LOG`: the `RUST_LOG` given to berth-cp and berth-agent.
 //! - `BERTH_AWS_CLI`: the `aws` executable for the AWS CLI tests (default: `aws` on PATH).
+//! - `BERTH_PYTHON`: the Python with boto3 for the boto3 tests (default: `python3` on PATH).
 
 mod agent_store;
 mod aws;
