@@ -10,6 +10,27 @@ use berth_cp::config::Settings;
 use common::*;
 use serde_json::{json, Value};
 
+/// berth-cp (the service scheduler every 100 ms, `settle_ms`, and `extra`'s other settings) and
+/// one fake agent registered in `default`.
+async fn with_agent(
+    tag: &str,
+    settle_ms: u64,
+    extra: Settings,
+) -> (TempDir, berth_cp::server::RunningServer, ReportingAgent) {
+    let dir = TempDir::new(tag);
+    let server = start_with(
+        dir.path(),
+        Settings {
+            service_interval_ms: Some(100),
+            service_settle_ms: Some(settle_ms),
+            ..extra
+        },
+    )
+    .await;
+    let agent = ReportingAgent::register(dir.path(), server.grpc_addr).await;
+    (dir, server, agent)
+}
+
 async fn describe(api: SocketAddr, name: &str) -> Value {
     let d = ecs_ok(api, "DescribeServices", json!({"services": [name]})).await;
     d["services"][0].clone()
@@ -37,18 +58,8 @@ fn definition(command: &str) -> Value {
 
 #[tokio::test]
 async fn a_service_keeps_its_count_rolls_out_and_drains() {
-    let dir = TempDir::new("services");
-    let server = start_with(
-        dir.path(),
-        Settings {
-            service_interval_ms: Some(100),
-            service_settle_ms: Some(200),
-            ..Settings::default()
-        },
-    )
-    .await;
-    let (api, g) = (server.api_addr, server.grpc_addr);
-    let mut agent = ReportingAgent::register(dir.path(), g).await;
+    let (_dir, server, mut agent) = with_agent("services", 200, Settings::default()).await;
+    let api = server.api_addr;
     ecs_ok(api, "RegisterTaskDefinition", definition("sleep 3600")).await;
 
     // Create: two tasks of revision 1, then a steady state.
@@ -300,18 +311,8 @@ async fn bad_service_requests_are_refused_with_the_field_named() {
 /// back to the revision that completed, stable again.
 #[tokio::test]
 async fn the_circuit_breaker_fails_a_bad_revision_and_rolls_back() {
-    let dir = TempDir::new("services-breaker");
-    let server = start_with(
-        dir.path(),
-        Settings {
-            service_interval_ms: Some(100),
-            service_settle_ms: Some(100),
-            ..Settings::default()
-        },
-    )
-    .await;
-    let (api, g) = (server.api_addr, server.grpc_addr);
-    let mut agent = ReportingAgent::register(dir.path(), g).await;
+    let (_dir, server, mut agent) = with_agent("services-breaker", 100, Settings::default()).await;
+    let api = server.api_addr;
     ecs_ok(api, "RegisterTaskDefinition", definition("sleep 3600")).await;
     ecs_ok(
         api,
@@ -485,18 +486,8 @@ fn messages(s: &Value) -> Vec<String> {
 /// in progress back to the revision that last succeeded; the revisions describe what ran.
 #[tokio::test]
 async fn service_deployments_record_rollouts_and_stop_rolls_back() {
-    let dir = TempDir::new("services-history");
-    let server = start_with(
-        dir.path(),
-        Settings {
-            service_interval_ms: Some(100),
-            service_settle_ms: Some(100),
-            ..Settings::default()
-        },
-    )
-    .await;
-    let (api, g) = (server.api_addr, server.grpc_addr);
-    let mut agent = ReportingAgent::register(dir.path(), g).await;
+    let (_dir, server, mut agent) = with_agent("services-history", 100, Settings::default()).await;
+    let api = server.api_addr;
     ecs_ok(api, "RegisterTaskDefinition", definition("sleep 3600")).await;
     ecs_ok(
         api,
@@ -646,18 +637,9 @@ async fn service_deployments_record_rollouts_and_stop_rolls_back() {
 /// protected, and unknown ones are failures.
 #[tokio::test]
 async fn task_protection_keeps_a_task_through_scale_in() {
-    let dir = TempDir::new("services-protection");
-    let server = start_with(
-        dir.path(),
-        Settings {
-            service_interval_ms: Some(100),
-            service_settle_ms: Some(100),
-            ..Settings::default()
-        },
-    )
-    .await;
-    let (api, g) = (server.api_addr, server.grpc_addr);
-    let mut agent = ReportingAgent::register(dir.path(), g).await;
+    let (_dir, server, mut agent) =
+        with_agent("services-protection", 100, Settings::default()).await;
+    let api = server.api_addr;
     ecs_ok(api, "RegisterTaskDefinition", definition("sleep 3600")).await;
     ecs_ok(
         api,
@@ -739,20 +721,17 @@ async fn task_protection_keeps_a_task_through_scale_in() {
 #[tokio::test]
 async fn a_service_whose_tasks_keep_failing_backs_off() {
     use berth_proto::v1 as pb;
-    let dir = TempDir::new("services-throttle");
-    let server = start_with(
-        dir.path(),
+    let (_dir, server, mut agent) = with_agent(
+        "services-throttle",
+        100,
         Settings {
-            service_interval_ms: Some(100),
-            service_settle_ms: Some(100),
             // Long enough that no start can come within the test's wait below.
             service_throttle_base_ms: Some(600_000),
             ..Settings::default()
         },
     )
     .await;
-    let (api, g) = (server.api_addr, server.grpc_addr);
-    let mut agent = ReportingAgent::register(dir.path(), g).await;
+    let api = server.api_addr;
     ecs_ok(api, "RegisterTaskDefinition", definition("exit 1")).await;
     ecs_ok(
         api,
@@ -808,18 +787,8 @@ async fn berthctl(api: SocketAddr, args: &[&str]) -> Result<String, berth_cp::cl
 /// berthctl's service commands, and `deploy --wait` following a rollout to its end.
 #[tokio::test]
 async fn berthctl_creates_describes_and_deploys_a_service() {
-    let dir = TempDir::new("services-berthctl");
-    let server = start_with(
-        dir.path(),
-        Settings {
-            service_interval_ms: Some(100),
-            service_settle_ms: Some(100),
-            ..Settings::default()
-        },
-    )
-    .await;
-    let (api, g) = (server.api_addr, server.grpc_addr);
-    let mut agent = ReportingAgent::register(dir.path(), g).await;
+    let (_dir, server, mut agent) = with_agent("services-berthctl", 100, Settings::default()).await;
+    let api = server.api_addr;
     ecs_ok(api, "RegisterTaskDefinition", definition("sleep 3600")).await;
     let out = berthctl(
         api,
