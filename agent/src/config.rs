@@ -34,6 +34,31 @@ pub struct Config {
     /// `[network]`; its reserved ports are the top-level ones.
     pub network: crate::network::NetworkConfig,
     pub images: ImagesSection,
+    /// `[instance]`: what placement knows this host by.
+    pub instance: InstanceSection,
+}
+
+/// `[instance]`: the attributes this host registers for placement (ECS_INSTANCE_ATTRIBUTES and
+/// the availability zone an external instance has no metadata service to learn).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InstanceSection {
+    /// `ecs.availability-zone`: what services spread over by default.
+    pub availability_zone: String,
+    /// `ecs.instance-type`.
+    pub instance_type: String,
+    /// Custom attributes, by name.
+    pub attributes: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for InstanceSection {
+    fn default() -> Self {
+        Self {
+            availability_zone: "default".into(),
+            instance_type: "external".into(),
+            attributes: Default::default(),
+        }
+    }
 }
 
 /// `[images]`: pulling images from registries (ECS_IMAGE_PULL_BEHAVIOR and friends).
@@ -211,6 +236,8 @@ struct FileConfig {
     network: NetworkSection,
     #[serde(default)]
     images: ImagesSection,
+    #[serde(default)]
+    instance: InstanceSection,
 }
 
 #[derive(Debug, Deserialize)]
@@ -351,6 +378,7 @@ fn resolve(
             pull_behavior: var("BERTH_IMAGE_PULL_BEHAVIOR").unwrap_or(file.images.pull_behavior),
             ..file.images
         },
+        instance: resolve_instance(file.instance, &var, &mut errors),
     };
     validate(&cfg, &mut errors);
     if errors.is_empty() {
@@ -358,6 +386,67 @@ fn resolve(
     } else {
         Err(ConfigErrors(errors))
     }
+}
+
+/// `[instance]` with BERTH_AVAILABILITY_ZONE, BERTH_INSTANCE_TYPE and BERTH_INSTANCE_ATTRIBUTES
+/// (a JSON object, as ECS_INSTANCE_ATTRIBUTES) over it; names and values checked as ECS checks
+/// PutAttributes.
+fn resolve_instance(
+    mut instance: InstanceSection,
+    var: &dyn Fn(&str) -> Option<String>,
+    errors: &mut Vec<String>,
+) -> InstanceSection {
+    if let Some(v) = var("BERTH_AVAILABILITY_ZONE") {
+        instance.availability_zone = v;
+    }
+    if let Some(v) = var("BERTH_INSTANCE_TYPE") {
+        instance.instance_type = v;
+    }
+    if let Some(v) = var("BERTH_INSTANCE_ATTRIBUTES") {
+        match serde_json::from_str::<std::collections::BTreeMap<String, String>>(&v) {
+            Ok(extra) => instance.attributes.extend(extra),
+            Err(e) => errors.push(format!(
+                "BERTH_INSTANCE_ATTRIBUTES: not a JSON object of strings ({e})"
+            )),
+        }
+    }
+    let valid_name = |n: &str| {
+        (1..=128).contains(&n.len())
+            && n.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_/.".contains(c))
+    };
+    let valid_value = |v: &str| {
+        (1..=128).contains(&v.len())
+            && v.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_/.:@ ".contains(c))
+    };
+    for (key, value) in [
+        ("instance.availability_zone", &instance.availability_zone),
+        ("instance.instance_type", &instance.instance_type),
+    ] {
+        if !valid_value(value) {
+            errors.push(format!(
+                "{key}: {value:?} must be 1-128 letters, digits, spaces or -_/.:@"
+            ));
+        }
+    }
+    for (name, value) in &instance.attributes {
+        if !valid_name(name) {
+            errors.push(format!(
+                "instance.attributes: {name:?} must be 1-128 letters, digits, hyphens, underscores, slashes or periods"
+            ));
+        } else if name.starts_with("ecs.") || name.starts_with("berth.") {
+            errors.push(format!(
+                "instance.attributes: {name:?}: the ecs. and berth. prefixes are the agent's own"
+            ));
+        }
+        if !valid_value(value) {
+            errors.push(format!(
+                "instance.attributes.{name}: {value:?} must be 1-128 letters, digits, spaces or -_/.:@"
+            ));
+        }
+    }
+    instance
 }
 
 /// `[network]` with the environment over it. What does not parse is reported and replaced by
@@ -728,6 +817,30 @@ mod tests {
         assert_eq!(cfg.containerd.snapshotter, "overlayfs");
         assert_eq!(cfg.reserved_memory_mib, 256);
         assert_eq!(cfg.reserved_tcp_ports, DEFAULT_RESERVED_TCP);
+    }
+
+    #[test]
+    fn instance_attributes_from_file_and_environment() {
+        let cfg = parse("", &[]).unwrap();
+        assert_eq!(cfg.instance, InstanceSection::default());
+        assert_eq!(cfg.instance.availability_zone, "default");
+        let cfg = parse(
+            "[instance]\navailability_zone = \"lab-1a\"\n[instance.attributes]\nrack = \"r1\"\n",
+            &[
+                ("BERTH_AVAILABILITY_ZONE", "lab-1b"),
+                ("BERTH_INSTANCE_ATTRIBUTES", r#"{"gpu": "yes"}"#),
+            ],
+        )
+        .unwrap();
+        assert_eq!(cfg.instance.availability_zone, "lab-1b");
+        assert_eq!(cfg.instance.attributes["rack"], "r1");
+        assert_eq!(cfg.instance.attributes["gpu"], "yes");
+        let err = parse(
+            "[instance.attributes]\n\"has space\" = \"x\"\n\"ecs.mine\" = \"y\"\nok = \"\"\n",
+            &[("BERTH_INSTANCE_ATTRIBUTES", "[1]")],
+        )
+        .unwrap_err();
+        assert_eq!(err.0.len(), 4, "{err}");
     }
 
     #[test]

@@ -61,15 +61,46 @@ pub fn read(cfg: &Config, containerd_version: &str, network_modes: &[&str]) -> R
     } else {
         "v1"
     };
-    let attributes = vec![
+    let mut attributes: Vec<(String, String)> = vec![
         ("ecs.os-type".into(), "linux".into()),
+        ("ecs.os-family".into(), "LINUX".into()),
+        (
+            "ecs.availability-zone".into(),
+            cfg.instance.availability_zone.clone(),
+        ),
+        (
+            "ecs.instance-type".into(),
+            cfg.instance.instance_type.clone(),
+        ),
         ("ecs.cpu-architecture".into(), field(|u| u.machine())),
         ("berth.kernel".into(), field(|u| u.release())),
         ("berth.containerd-version".into(), containerd_version.into()),
         ("berth.cgroup-version".into(), cgroup.into()),
         ("berth.network-modes".into(), network_modes.join(",")),
     ];
+    attributes.extend(capabilities(network_modes));
+    attributes.extend(cfg.instance.attributes.clone());
     registration(cfg, cores, mem, field(|u| u.nodename()), attributes)
+}
+
+/// The ECS capability attributes (name only, as ECS registers them) of what Berth does, so that
+/// task definitions whose `requiresAttributes` name them are placed here.
+fn capabilities(network_modes: &[&str]) -> Vec<(String, String)> {
+    let mut names = vec![
+        "ecs.capability.container-health-check",
+        "ecs.capability.container-ordering",
+        "ecs.capability.task-cpu-mem-limit",
+        "ecs.capability.private-registry-authentication.secretsmanager",
+        "ecs.capability.docker-plugin.local",
+        "com.amazonaws.ecs.capability.privileged-container",
+    ];
+    if network_modes.contains(&"awsvpc") {
+        names.push("ecs.capability.task-eni");
+    }
+    names
+        .into_iter()
+        .map(|n| (n.to_string(), String::new()))
+        .collect()
 }
 
 #[cfg(test)]

@@ -75,6 +75,8 @@ pub struct TestEnv {
     /// The fleet's hosts ([`TestEnv::start_host`]): agents with a namespace, cgroup root and
     /// network of their own, each cleaned up (and its network claim released) on drop.
     hosts: Vec<Host>,
+    /// The `[instance]` section of the next agent's config ([`TestEnv::start_host_in`]).
+    next_instance_toml: Option<String>,
     passed: bool,
 }
 
@@ -119,6 +121,7 @@ impl TestEnv {
             agent_images_toml: None,
             agent_endpoint: None,
             hosts: Vec::new(),
+            next_instance_toml: None,
             passed: false,
         })
     }
@@ -324,6 +327,25 @@ impl TestEnv {
     /// purges the namespace, removes the cgroups and the network's leftovers and releases the
     /// claim. Agents from [`TestEnv::start_agent`] keep the env's own settings.
     pub fn start_host(&mut self, activation_code: Option<&str>) -> Result<usize> {
+        self.start_host_in(activation_code, "default", &[])
+    }
+
+    /// [`TestEnv::start_host`] with the host's `[instance]`: its availability zone and custom
+    /// attributes, as placement sees them.
+    pub fn start_host_in(
+        &mut self,
+        activation_code: Option<&str>,
+        zone: &str,
+        attributes: &[(&str, &str)],
+    ) -> Result<usize> {
+        let mut instance = format!("\n[instance]\navailability_zone = {zone:?}\n");
+        if !attributes.is_empty() {
+            instance.push_str("\n[instance.attributes]\n");
+            for (name, value) in attributes {
+                instance.push_str(&format!("{name:?} = {value:?}\n"));
+            }
+        }
+        self.next_instance_toml = Some(instance);
         ensure!(
             self.private_containerd.is_none(),
             "fleet hosts use the host's containerd"
@@ -375,6 +397,7 @@ impl TestEnv {
             &config,
             self.agent_config(n, activation_code, namespace, cgroup_root, network),
         )?;
+        self.next_instance_toml = None;
         let mut cmd = Command::new(bin("berth-agent"));
         cmd.arg("--config")
             .arg(&config)
@@ -393,6 +416,9 @@ impl TestEnv {
             "BERTH_LOG_MAX_SIZE_MIB",
             "BERTH_LOG_MAX_FILES",
             "BERTH_LOG",
+            "BERTH_AVAILABILITY_ZONE",
+            "BERTH_INSTANCE_TYPE",
+            "BERTH_INSTANCE_ATTRIBUTES",
         ] {
             cmd.env_remove(var);
         }
@@ -486,6 +512,9 @@ impl TestEnv {
             ));
         }
         toml.push_str(&network.agent_toml());
+        if let Some(instance) = &self.next_instance_toml {
+            toml.push_str(instance);
+        }
         if let Some(secs) = self.manifest_grace_secs {
             toml.push_str(&format!("\n[tasks]\nmanifest_grace_secs = {secs}\n"));
         }

@@ -279,6 +279,8 @@ impl ServiceController {
                     }
                 }),
                 from_service: true,
+                strategies: s.placement_strategy.clone(),
+                constraints: s.placement_constraints.clone(),
             };
             match self.tasks.run(input) {
                 Ok((tasks, failures)) => {

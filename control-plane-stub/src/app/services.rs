@@ -10,6 +10,7 @@ use super::task_definitions::TaskDefinitions;
 use super::CpError;
 use crate::clock::now_ms;
 use crate::domain::ids::{self, Arns};
+use crate::domain::placement::{ConstraintSpec, Placement, StrategySpec};
 use crate::domain::service::history::{self, Revision};
 use crate::domain::service::{self, Deployment, DeploymentSettings, Service, ServiceStatus};
 use crate::domain::taskdef;
@@ -33,6 +34,8 @@ pub struct CreateServiceInput {
     pub propagate_tags: Option<String>,
     pub enable_ecs_managed_tags: bool,
     pub client_token: Option<String>,
+    pub placement_strategy: Vec<StrategySpec>,
+    pub placement_constraints: Vec<ConstraintSpec>,
 }
 
 /// UpdateService's parameters, decoded; None leaves a setting as it is.
@@ -46,6 +49,9 @@ pub struct UpdateServiceInput {
     pub health_check_grace_period_seconds: Option<u32>,
     pub network_configuration: Option<(serde_json::Value, NetworkConfiguration)>,
     pub force_new_deployment: bool,
+    /// A list replaces the service's (an empty one restores ECS's defaults).
+    pub placement_strategy: Option<Vec<StrategySpec>>,
+    pub placement_constraints: Option<Vec<ConstraintSpec>>,
 }
 
 /// A service's tasks that are not STOPPED, counted as ECS shows them.
@@ -136,6 +142,7 @@ impl Services {
         }
         rules::validate(&rules_of(&input.deployment), input.desired_count)
             .map_err(CpError::InvalidParameter)?;
+        check_placement(&input.placement_strategy, &input.placement_constraints)?;
         let network = input.network_configuration.as_ref().map(|(_, n)| n);
         let network_raw = input.network_configuration.as_ref().map(|(raw, _)| raw);
         let now = now_ms();
@@ -167,6 +174,8 @@ impl Services {
             revisions: Vec::new(),
             service_deployments: Vec::new(),
             throttle: Default::default(),
+            placement_strategy: input.placement_strategy,
+            placement_constraints: input.placement_constraints,
         };
         let (deployment, revision) = new_deployment(revision, now);
         history::begin(&mut new, deployment, revision, now);
@@ -233,6 +242,15 @@ impl Services {
         let desired = input.desired_count.unwrap_or(s.desired_count);
         let settings = input.deployment.unwrap_or(s.deployment);
         rules::validate(&rules_of(&settings), desired).map_err(CpError::InvalidParameter)?;
+        let strategies = input
+            .placement_strategy
+            .clone()
+            .unwrap_or_else(|| s.placement_strategy.clone());
+        let constraints = input
+            .placement_constraints
+            .clone()
+            .unwrap_or_else(|| s.placement_constraints.clone());
+        check_placement(&strategies, &constraints)?;
         // A new task definition, a new network configuration or forceNewDeployment start a new
         // deployment; a desiredCount or grace-period change does not (as ECS).
         let network_changed = input
@@ -266,6 +284,9 @@ impl Services {
         )?;
         s.desired_count = desired;
         s.deployment = settings;
+        // New placements follow the new rules; running tasks stay where they are (as ECS).
+        s.placement_strategy = strategies;
+        s.placement_constraints = constraints;
         if let Some((raw, _)) = input.network_configuration {
             s.network_configuration = Some(raw);
         }
@@ -394,6 +415,17 @@ fn same_parameters(existing: &Service, new: &Service) -> bool {
         && existing.deployment == new.deployment
         && existing.network_configuration == new.network_configuration
         && existing.health_check_grace_period_seconds == new.health_check_grace_period_seconds
+        && existing.placement_strategy == new.placement_strategy
+        && existing.placement_constraints == new.placement_constraints
+}
+
+fn check_placement(
+    strategies: &[StrategySpec],
+    constraints: &[ConstraintSpec],
+) -> Result<(), CpError> {
+    Placement::new(strategies, constraints, &[], true)
+        .map(drop)
+        .map_err(|e| CpError::InvalidParameter(e.0))
 }
 
 /// The cluster a service ARN names (`arn:…:service/CLUSTER/NAME`), if it is one.

@@ -13,6 +13,7 @@ use super::CpError;
 use crate::agents::{wire, Agents};
 use crate::clock::now_ms;
 use crate::domain::ids::{self, Arns};
+use crate::domain::placement::{ConstraintSpec, Placement, StrategySpec};
 use crate::domain::security::{self, IngressRule};
 use crate::domain::task::{
     Container, ContainerStatus, Task, TaskEvent, TaskStatus, SCHEDULER_STOP_CODE, USER_STOP_CODE,
@@ -33,6 +34,9 @@ pub struct RunTaskInput {
     /// A service's task: its revision may have been deregistered since (ECS keeps running a
     /// service on a deregistered revision; RunTask refuses one).
     pub from_service: bool,
+    /// The request's (or the service's) placementStrategy and placementConstraints.
+    pub strategies: Vec<StrategySpec>,
+    pub constraints: Vec<ConstraintSpec>,
 }
 
 #[derive(Clone)]
@@ -75,18 +79,29 @@ impl Tasks {
         let ingress: Option<Vec<IngressRule>> =
             (!groups.is_empty()).then(|| security::union(&groups));
 
+        let placement = Placement::new(
+            &input.strategies,
+            &input.constraints,
+            &spec.placement_constraints,
+            input.from_service,
+        )
+        .map_err(|e| CpError::InvalidParameter(e.0))?;
         let candidates = self.instances.candidates(&input.cluster)?;
         let now = now_ms();
         let mut tasks = Vec::new();
         let mut failures = Vec::new();
-        for outcome in placement::place(
+        let group = task_group(&input, &record);
+        let request = placement::Request {
             needs,
-            &host_ports,
-            &spec.network_mode,
-            input.count as usize,
-            &candidates,
-            &td_arn,
-        ) {
+            ports: &host_ports,
+            network_mode: &spec.network_mode,
+            count: input.count as usize,
+            group: &group,
+            task_definition_arn: &td_arn,
+            placement: &placement,
+            seed: fastrand::u64(..),
+        };
+        for outcome in placement::place(&request, &candidates) {
             match outcome {
                 Ok(instance_id) => {
                     let mut task = new_task(&input, &record, &spec, instance_id, now);
@@ -242,10 +257,7 @@ fn new_task(
         execution_stopped_at_ms: None,
         stop_code: None,
         stopped_reason: None,
-        group: input
-            .group
-            .clone()
-            .unwrap_or_else(|| format!("family:{}", record.family)),
+        group: task_group(input, record),
         started_by: input.started_by.clone(),
         cpu: spec.cpu,
         memory: spec.memory,
@@ -282,4 +294,12 @@ fn new_task(
             })
             .collect(),
     }
+}
+
+/// RunTask's group, or ECS's default: `family:NAME`.
+fn task_group(input: &RunTaskInput, record: &TaskDefRecord) -> String {
+    input
+        .group
+        .clone()
+        .unwrap_or_else(|| format!("family:{}", record.family))
 }

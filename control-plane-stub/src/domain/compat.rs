@@ -14,6 +14,7 @@ const TASK_SUPPORTED: &[&str] = &[
     "volumes",
     "requiresCompatibilities",
     "tags",
+    "placementConstraints",
 ];
 
 /// Accepted, kept, and not acted on, with why.
@@ -23,10 +24,6 @@ const TASK_IGNORED: &[(&str, &str)] = &[
         "no IAM on a Berth host: images must be reachable without it",
     ),
     ("taskRoleArn", "no IAM credentials endpoint on a Berth host"),
-    (
-        "placementConstraints",
-        "placement uses resources and network mode only",
-    ),
     (
         "ephemeralStorage",
         "containers use the host's snapshotter storage",

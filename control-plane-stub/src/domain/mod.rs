@@ -4,6 +4,7 @@
 pub mod compat;
 pub mod ids;
 pub mod instance;
+pub mod placement;
 pub mod query;
 pub mod secrets;
 pub mod security;

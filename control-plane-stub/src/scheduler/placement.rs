@@ -1,12 +1,19 @@
 //! Where a task runs. Pure: the caller gathers the candidates and records the outcome.
 //!
-//! Strategy: spread by memory, i.e. the instance with the most remaining memory wins. A task that
-//! fits nowhere fails at once (never queued), with the reason ECS would give. Host ports are a
-//! resource as in ECS (RESOURCE:PORTS): a task's fixed host ports must all be free.
+//! As ECS: first the instances that can take the task (a connected agent, the network mode,
+//! memory, CPU, free host ports), then the constraints (distinctInstance, memberOf), then the
+//! strategies in order, each one ranking what the previous ones left tied (spread, binpack,
+//! random); what is still tied after the last is broken at random. A task that fits nowhere
+//! fails at once (never queued), with the reason ECS would give. Each copy of a batch sees what
+//! the previous copies took.
 
+use std::collections::HashMap;
+
+use crate::domain::placement::{Constraint, Placement, Resource, SpreadOn, Strategy};
+use crate::domain::query::Facts;
 use crate::domain::taskdef::{Needs, PortRange};
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Candidate {
     pub instance_id: String,
     pub instance_arn: String,
@@ -18,6 +25,15 @@ pub struct Candidate {
     pub used: Needs,
     /// Host ports in use: the instance's reserved ports and its tasks' fixed host ports.
     pub used_ports: Vec<PortRange>,
+    /// The instance's attributes, by name (what its agent registered and what PutAttributes
+    /// added).
+    pub attributes: Vec<(String, String)>,
+    pub agent_version: String,
+    pub registered_at_ms: i64,
+    /// How many of its tasks (not STOPPED) are in each task group.
+    pub groups: HashMap<String, u64>,
+    /// Its tasks that are not STOPPED.
+    pub running_tasks: u64,
 }
 
 impl Candidate {
@@ -37,6 +53,42 @@ impl Candidate {
                 .map(|u| (*p, *u))
         })
     }
+
+    fn in_group(&self, group: &str) -> u64 {
+        self.groups.get(group).copied().unwrap_or(0)
+    }
+
+    fn attribute_value(&self, name: &str) -> Option<&str> {
+        self.attributes
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+impl Facts for Candidate {
+    fn agent_connected(&self) -> bool {
+        self.connected
+    }
+    fn agent_version(&self) -> Option<&str> {
+        Some(self.agent_version.as_str()).filter(|v| !v.is_empty())
+    }
+    fn attribute(&self, name: &str) -> Option<&str> {
+        self.attribute_value(name)
+    }
+    /// Berth's instances are external (on-premises): none has an EC2 instance id.
+    fn ec2_instance_id(&self) -> Option<&str> {
+        None
+    }
+    fn registered_at_ms(&self) -> i64 {
+        self.registered_at_ms
+    }
+    fn running_tasks_count(&self) -> u64 {
+        self.running_tasks
+    }
+    fn any_task_group(&self, pred: &mut dyn FnMut(&str) -> bool) -> bool {
+        self.groups.iter().any(|(g, n)| *n > 0 && pred(g))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,136 +99,264 @@ pub struct PlacementFailure {
     pub detail: String,
 }
 
-/// Places `count` copies of a task, each seeing the resources taken by the previous ones.
+pub const DISTINCT_INSTANCE_UNSATISFIED: &str = "DistinctInstance placement constraint unsatisfied";
+pub const MEMBER_OF_UNSATISFIED: &str = "MemberOf placement constraint unsatisfied";
+
+/// One placement request: `count` copies of a task.
+pub struct Request<'a> {
+    pub needs: Needs,
+    /// The task's fixed host ports (none for dynamic ports and awsvpc tasks).
+    pub ports: &'a [PortRange],
+    pub network_mode: &'a str,
+    pub count: usize,
+    /// The task group (`service:NAME`, `family:NAME` or RunTask's group): what spread and
+    /// distinctInstance count.
+    pub group: &'a str,
+    pub task_definition_arn: &'a str,
+    pub placement: &'a Placement,
+    /// Seeds `random` and the final tie-break; the same seed gives the same placement.
+    pub seed: u64,
+}
+
+/// Places the copies of a request, each seeing the resources taken by the previous ones.
 /// Returns, per copy, the chosen instance id or the failure.
-/// `ports` are the task's fixed host ports (none for dynamic ports and awsvpc tasks).
-pub fn place(
-    needs: Needs,
-    ports: &[PortRange],
-    network_mode: &str,
-    count: usize,
-    candidates: &[Candidate],
-    task_definition_arn: &str,
-) -> Vec<Result<String, PlacementFailure>> {
+pub fn place(req: &Request<'_>, candidates: &[Candidate]) -> Vec<Result<String, PlacementFailure>> {
     let mut pool: Vec<Candidate> = candidates.to_vec();
-    (0..count)
-        .map(|_| {
-            let i = choose(needs, ports, network_mode, &pool, task_definition_arn)?;
-            pool[i].used.cpu += needs.cpu;
-            pool[i].used.memory += needs.memory;
-            pool[i].used_ports.extend_from_slice(ports);
-            Ok(pool[i].instance_id.clone())
+    // spread(attribute) counts the group's tasks per value over the whole cluster, not only
+    // over the instances that could take this task.
+    let mut per_value: Vec<HashMap<Option<String>, u64>> = req
+        .placement
+        .strategies
+        .iter()
+        .map(|s| match s {
+            Strategy::Spread(SpreadOn::Attribute(a)) => {
+                let mut m = HashMap::new();
+                for c in &pool {
+                    *m.entry(c.attribute_value(a).map(str::to_string))
+                        .or_default() += c.in_group(req.group);
+                }
+                m
+            }
+            _ => HashMap::new(),
+        })
+        .collect();
+    (0..req.count)
+        .map(|copy| {
+            let i = choose(req, &pool, &per_value, copy as u64)?;
+            for (s, m) in req.placement.strategies.iter().zip(per_value.iter_mut()) {
+                if let Strategy::Spread(SpreadOn::Attribute(a)) = s {
+                    *m.entry(pool[i].attribute_value(a).map(str::to_string))
+                        .or_default() += 1;
+                }
+            }
+            let c = &mut pool[i];
+            c.used.cpu += req.needs.cpu;
+            c.used.memory += req.needs.memory;
+            c.used_ports.extend_from_slice(req.ports);
+            *c.groups.entry(req.group.to_string()).or_default() += 1;
+            c.running_tasks += 1;
+            Ok(c.instance_id.clone())
         })
         .collect()
 }
 
-/// The candidate with the most remaining memory; the first one on a tie, so placement is stable.
-fn roomiest<'a>(cands: &[(usize, &'a Candidate)]) -> Option<(usize, &'a Candidate)> {
-    cands
+/// A deterministic 64-bit mix (splitmix64), for random choices reproducible from a seed.
+fn mix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+fn shuffle_key(seed: u64, copy: u64, instance_id: &str) -> u64 {
+    let id = instance_id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
+    mix(seed ^ mix(copy) ^ id)
+}
+
+/// The candidate with the most remaining memory; the first one on a tie.
+fn roomiest<'a>(pool: &'a [Candidate], cands: &[usize]) -> &'a Candidate {
+    let i = cands
         .iter()
         .copied()
-        .max_by_key(|(i, c)| (c.remaining().memory, std::cmp::Reverse(*i)))
+        .max_by_key(|i| (pool[*i].remaining().memory, std::cmp::Reverse(*i)))
+        .expect("not empty");
+    &pool[i]
 }
 
 fn choose(
-    needs: Needs,
-    ports: &[PortRange],
-    network_mode: &str,
+    req: &Request<'_>,
     pool: &[Candidate],
-    task_definition_arn: &str,
+    per_value: &[HashMap<Option<String>, u64>],
+    copy: u64,
 ) -> Result<usize, PlacementFailure> {
-    let live: Vec<(usize, &Candidate)> = pool
-        .iter()
-        .enumerate()
-        .filter(|(_, c)| c.active && c.connected)
+    let needs = req.needs;
+    let fail = |arn: &str, reason: &'static str, detail: String| PlacementFailure {
+        arn: arn.to_string(),
+        reason,
+        detail,
+    };
+    let live: Vec<usize> = (0..pool.len())
+        .filter(|i| pool[*i].active && pool[*i].connected)
         .collect();
     if live.is_empty() {
-        return Err(PlacementFailure {
-            arn: task_definition_arn.to_string(),
-            reason: "AGENT",
-            detail: "no container instance with a connected agent in the cluster".to_string(),
-        });
+        return Err(fail(
+            req.task_definition_arn,
+            "AGENT",
+            "no container instance with a connected agent in the cluster".to_string(),
+        ));
     }
-    let supporting: Vec<(usize, &Candidate)> = live
+    let supporting: Vec<usize> = live
         .iter()
         .copied()
-        .filter(|(_, c)| c.network_modes.iter().any(|m| m == network_mode))
+        .filter(|i| pool[*i].network_modes.iter().any(|m| m == req.network_mode))
         .collect();
     if supporting.is_empty() {
-        return Err(PlacementFailure {
-            arn: live[0].1.instance_arn.clone(),
-            reason: "ATTRIBUTE",
-            detail: format!(
-                "network mode {network_mode} is not supported by any connected instance \
-                 (attribute {})",
+        return Err(fail(
+            &pool[live[0]].instance_arn,
+            "ATTRIBUTE",
+            format!(
+                "network mode {} is not supported by any connected instance (attribute {})",
+                req.network_mode,
                 crate::domain::instance::NETWORK_MODES_ATTRIBUTE
             ),
-        });
+        ));
     }
-    let with_memory: Vec<(usize, &Candidate)> = supporting
+    let with_memory: Vec<usize> = supporting
         .iter()
         .copied()
-        .filter(|(_, c)| c.remaining().memory >= needs.memory)
+        .filter(|i| pool[*i].remaining().memory >= needs.memory)
         .collect();
     if with_memory.is_empty() {
-        let (_, best) = roomiest(&supporting).expect("supporting is not empty");
-        return Err(PlacementFailure {
-            arn: best.instance_arn.clone(),
-            reason: "RESOURCE:MEMORY",
-            detail: format!(
+        let best = roomiest(pool, &supporting);
+        return Err(fail(
+            &best.instance_arn,
+            "RESOURCE:MEMORY",
+            format!(
                 "task needs {} MiB, at most {} MiB remaining",
                 needs.memory,
                 best.remaining().memory
             ),
-        });
+        ));
     }
-    let fitting: Vec<(usize, &Candidate)> = with_memory
+    let fitting: Vec<usize> = with_memory
         .iter()
         .copied()
-        .filter(|(_, c)| c.remaining().cpu >= needs.cpu)
+        .filter(|i| pool[*i].remaining().cpu >= needs.cpu)
         .collect();
-    let Some((_, best)) = roomiest(&fitting) else {
+    if fitting.is_empty() {
         let best = with_memory
             .iter()
-            .map(|(_, c)| c)
+            .map(|i| &pool[*i])
             .max_by_key(|c| c.remaining().cpu)
             .expect("with_memory is not empty");
-        return Err(PlacementFailure {
-            arn: best.instance_arn.clone(),
-            reason: "RESOURCE:CPU",
-            detail: format!(
+        return Err(fail(
+            &best.instance_arn,
+            "RESOURCE:CPU",
+            format!(
                 "task needs {} CPU units, at most {} remaining",
                 needs.cpu,
                 best.remaining().cpu
             ),
-        });
-    };
-    let free: Vec<(usize, &Candidate)> = fitting
+        ));
+    }
+    let mut eligible: Vec<usize> = fitting
         .iter()
         .copied()
-        .filter(|(_, c)| c.port_conflict(ports).is_none())
+        .filter(|i| pool[*i].port_conflict(req.ports).is_none())
         .collect();
-    if let Some((i, _)) = roomiest(&free) {
-        return Ok(i);
+    if eligible.is_empty() {
+        let best = roomiest(pool, &fitting);
+        let (wanted, held) = best
+            .port_conflict(req.ports)
+            .expect("no fitting candidate has the ports free");
+        let detail = if wanted == held {
+            format!("host port {wanted} is already in use")
+        } else {
+            format!("host ports {wanted} overlap {held}, already in use")
+        };
+        return Err(fail(&best.instance_arn, "RESOURCE:PORTS", detail));
     }
-    let (wanted, held) = best
-        .port_conflict(ports)
-        .expect("no fitting candidate has the ports free");
-    let detail = if wanted == held {
-        format!("host port {wanted} is already in use")
-    } else {
-        format!("host ports {wanted} overlap {held}, already in use")
+    for constraint in &req.placement.constraints {
+        let before = pool[eligible[0]].instance_arn.clone();
+        let (reason, detail) = match constraint {
+            Constraint::DistinctInstance => {
+                eligible.retain(|i| pool[*i].in_group(req.group) == 0);
+                (
+                    DISTINCT_INSTANCE_UNSATISFIED,
+                    format!(
+                        "every eligible instance already runs a task of {}",
+                        req.group
+                    ),
+                )
+            }
+            Constraint::MemberOf(expr) => {
+                eligible.retain(|i| expr.matches(&pool[*i]));
+                (
+                    MEMBER_OF_UNSATISFIED,
+                    format!("no eligible instance matches {expr}"),
+                )
+            }
+        };
+        if eligible.is_empty() {
+            return Err(fail(&before, reason, detail));
+        }
+    }
+    let key = |i: usize| -> Vec<i64> {
+        let c = &pool[i];
+        let mut k: Vec<i64> = req
+            .placement
+            .strategies
+            .iter()
+            .zip(per_value)
+            .map(|(s, values)| match s {
+                Strategy::Spread(SpreadOn::Instance) => c.in_group(req.group) as i64,
+                Strategy::Spread(SpreadOn::Attribute(a)) => values
+                    .get(&c.attribute_value(a).map(str::to_string))
+                    .copied()
+                    .unwrap_or(0)
+                    as i64,
+                Strategy::Binpack(Resource::Memory) => c.remaining().memory,
+                Strategy::Binpack(Resource::Cpu) => c.remaining().cpu,
+                Strategy::Random => (shuffle_key(req.seed, copy, &c.instance_id) >> 1) as i64,
+            })
+            .collect();
+        k.push((shuffle_key(!req.seed, copy, &c.instance_id) >> 1) as i64);
+        k
     };
-    Err(PlacementFailure {
-        arn: best.instance_arn.clone(),
-        reason: "RESOURCE:PORTS",
-        detail,
-    })
+    Ok(eligible
+        .into_iter()
+        .min_by_key(|i| key(*i))
+        .expect("eligible is not empty"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Places with RunTask's default (random), seed 7.
+    fn place_n(
+        needs: Needs,
+        ports: &[PortRange],
+        mode: &str,
+        count: usize,
+        cands: &[Candidate],
+        td: &str,
+    ) -> Vec<Result<String, PlacementFailure>> {
+        let placement = Placement::new(&[], &[], &[], false).unwrap();
+        let req = Request {
+            needs,
+            ports,
+            network_mode: mode,
+            count,
+            group: "family:web",
+            task_definition_arn: td,
+            placement: &placement,
+            seed: 7,
+        };
+        place(&req, cands)
+    }
 
     fn cand(id: &str, memory: i64, used_memory: i64) -> Candidate {
         Candidate {
@@ -191,6 +371,7 @@ mod tests {
                 memory: used_memory,
             },
             used_ports: Vec::new(),
+            ..Default::default()
         }
     }
 
@@ -200,22 +381,14 @@ mod tests {
     };
 
     #[test]
-    fn spreads_by_remaining_memory() {
-        let c = [cand("a", 2048, 1024), cand("b", 2048, 0)];
-        let r = place(NEEDS, &[], "bridge", 3, &c, "td");
-        let ids: Vec<_> = r.into_iter().map(Result::unwrap).collect();
-        assert_eq!(ids, vec!["b", "b", "a"]);
-    }
-
-    #[test]
     fn no_connected_agent() {
         let mut c = cand("a", 2048, 0);
         c.connected = false;
-        let r = place(NEEDS, &[], "bridge", 1, &[c], "td-arn");
+        let r = place_n(NEEDS, &[], "bridge", 1, &[c], "td-arn");
         let f = r[0].clone().unwrap_err();
         assert_eq!((f.reason, f.arn.as_str()), ("AGENT", "td-arn"));
         assert_eq!(
-            place(NEEDS, &[], "bridge", 1, &[], "td")[0]
+            place_n(NEEDS, &[], "bridge", 1, &[], "td")[0]
                 .as_ref()
                 .unwrap_err()
                 .reason,
@@ -225,7 +398,7 @@ mod tests {
 
     #[test]
     fn network_mode_must_be_supported() {
-        let f = place(NEEDS, &[], "awsvpc", 1, &[cand("a", 2048, 0)], "td")[0]
+        let f = place_n(NEEDS, &[], "awsvpc", 1, &[cand("a", 2048, 0)], "td")[0]
             .clone()
             .unwrap_err();
         assert_eq!(f.reason, "ATTRIBUTE");
@@ -233,7 +406,7 @@ mod tests {
         let mut silent = cand("a", 2048, 0);
         silent.network_modes.clear();
         assert_eq!(
-            place(NEEDS, &[], "bridge", 1, &[silent], "td")[0]
+            place_n(NEEDS, &[], "bridge", 1, &[silent], "td")[0]
                 .as_ref()
                 .unwrap_err()
                 .reason,
@@ -243,7 +416,7 @@ mod tests {
 
     #[test]
     fn memory_then_cpu() {
-        let r = place(NEEDS, &[], "bridge", 2, &[cand("a", 1000, 0)], "td");
+        let r = place_n(NEEDS, &[], "bridge", 2, &[cand("a", 1000, 0)], "td");
         assert!(r[0].is_ok());
         assert_eq!(r[1].as_ref().unwrap_err().reason, "RESOURCE:MEMORY");
         let big_cpu = Needs {
@@ -251,7 +424,7 @@ mod tests {
             memory: 1,
         };
         assert_eq!(
-            place(big_cpu, &[], "bridge", 1, &[cand("a", 1000, 0)], "td")[0]
+            place_n(big_cpu, &[], "bridge", 1, &[cand("a", 1000, 0)], "td")[0]
                 .as_ref()
                 .unwrap_err()
                 .reason,
@@ -265,11 +438,11 @@ mod tests {
         c.used.cpu = 1792;
         // 512 MiB and 256 CPU units remain: exactly NEEDS.
         assert_eq!(
-            place(NEEDS, &[], "bridge", 1, &[c.clone()], "td")[0].as_deref(),
+            place_n(NEEDS, &[], "bridge", 1, &[c.clone()], "td")[0].as_deref(),
             Ok("a")
         );
         // A second copy finds nothing left.
-        let r = place(NEEDS, &[], "bridge", 2, &[c], "td");
+        let r = place_n(NEEDS, &[], "bridge", 2, &[c], "td");
         let f = r[1].as_ref().unwrap_err();
         assert_eq!(f.reason, "RESOURCE:MEMORY");
         assert_eq!(f.detail, "task needs 512 MiB, at most 0 MiB remaining");
@@ -283,7 +456,7 @@ mod tests {
             cpu: 256,
             memory: 513,
         };
-        let f = place(more_memory, &[], "bridge", 1, &[c.clone()], "td")[0]
+        let f = place_n(more_memory, &[], "bridge", 1, &[c.clone()], "td")[0]
             .clone()
             .unwrap_err();
         assert_eq!(
@@ -297,7 +470,7 @@ mod tests {
             cpu: 257,
             memory: 512,
         };
-        let f = place(more_cpu, &[], "bridge", 1, &[c], "td")[0]
+        let f = place_n(more_cpu, &[], "bridge", 1, &[c], "td")[0]
             .clone()
             .unwrap_err();
         assert_eq!(
@@ -313,7 +486,7 @@ mod tests {
     fn inactive_instances_are_skipped() {
         let mut a = cand("a", 8192, 0);
         a.active = false;
-        let r = place(NEEDS, &[], "bridge", 1, &[a, cand("b", 1024, 0)], "td");
+        let r = place_n(NEEDS, &[], "bridge", 1, &[a, cand("b", 1024, 0)], "td");
         assert_eq!(r[0].as_deref(), Ok("b"));
     }
 
@@ -327,7 +500,7 @@ mod tests {
         a.used_ports = vec![tcp(80)];
         let b = cand("b", 1024, 0);
         // a has more memory, but port 80 is taken there.
-        let r = place(NEEDS, &[tcp(80)], "bridge", 2, &[a.clone(), b], "td");
+        let r = place_n(NEEDS, &[tcp(80)], "bridge", 2, &[a.clone(), b], "td");
         assert_eq!(r[0].as_deref(), Ok("b"));
         let f = r[1].as_ref().unwrap_err();
         assert_eq!(
@@ -341,11 +514,11 @@ mod tests {
         // Another protocol, or another port, is free.
         let udp = PortRange::single(crate::domain::taskdef::Protocol::Udp, 80);
         assert_eq!(
-            place(NEEDS, &[udp], "bridge", 1, &[a.clone()], "td")[0].as_deref(),
+            place_n(NEEDS, &[udp], "bridge", 1, &[a.clone()], "td")[0].as_deref(),
             Ok("a")
         );
         assert_eq!(
-            place(NEEDS, &[tcp(81)], "bridge", 1, &[a], "td")[0].as_deref(),
+            place_n(NEEDS, &[tcp(81)], "bridge", 1, &[a], "td")[0].as_deref(),
             Ok("a")
         );
     }
@@ -359,7 +532,7 @@ mod tests {
             first: 20,
             last: 30,
         };
-        let f = place(NEEDS, &[range], "host", 1, &[a], "td")[0]
+        let f = place_n(NEEDS, &[range], "host", 1, &[a], "td")[0]
             .clone()
             .unwrap_err();
         assert_eq!(f.reason, "RESOURCE:PORTS");
@@ -373,7 +546,7 @@ mod tests {
     fn memory_and_cpu_are_reported_before_ports() {
         let mut a = cand("a", 100, 0);
         a.used_ports = vec![tcp(80)];
-        let f = place(NEEDS, &[tcp(80)], "bridge", 1, &[a], "td")[0]
+        let f = place_n(NEEDS, &[tcp(80)], "bridge", 1, &[a], "td")[0]
             .clone()
             .unwrap_err();
         assert_eq!(f.reason, "RESOURCE:MEMORY");
@@ -391,8 +564,11 @@ mod tests {
             "awsvpc".into(),
         ];
         for mode in ["bridge", "awsvpc"] {
-            let r = place(NEEDS, &[], mode, 1, &[a.clone(), b.clone()], "td");
+            let r = place_n(NEEDS, &[], mode, 1, &[a.clone(), b.clone()], "td");
             assert_eq!(r[0].as_deref(), Ok("b"), "{mode}");
         }
     }
 }
+
+#[cfg(test)]
+mod strategy_tests;

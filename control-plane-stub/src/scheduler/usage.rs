@@ -1,7 +1,7 @@
 //! What an instance's tasks hold of it, and the placement candidates of a cluster: pure
 //! functions of a snapshot (its instances, its tasks not STOPPED, which agents are connected).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use super::placement::Candidate;
 use crate::domain::ids::Arns;
@@ -40,6 +40,14 @@ pub fn candidates(snapshot: Snapshot<'_>, arns: &Arns) -> Vec<Candidate> {
                 },
                 used: sum_needs(mine()),
                 used_ports: used_ports(&i.info, mine()),
+                groups: mine().fold(HashMap::new(), |mut m, t| {
+                    *m.entry(t.group.clone()).or_default() += 1;
+                    m
+                }),
+                running_tasks: mine().count() as u64,
+                agent_version: i.info.agent_version.clone(),
+                registered_at_ms: i.registered_at_ms,
+                attributes: i.info.attributes.clone(),
                 instance_id: i.id,
             }
         })

@@ -8,6 +8,7 @@
 //! cargo run --release -p berth-e2e --bin berth-bench -- pull
 //! cargo run --release -p berth-e2e --bin berth-bench -- launch
 //! cargo run --release -p berth-e2e --bin berth-bench -- scheduler
+//! cargo run --release -p berth-e2e --bin berth-bench -- placement
 //! cargo run --release -p berth-e2e --bin berth-bench -- services
 //! ```
 //!
@@ -51,6 +52,8 @@ use serde_json::{json, Value};
 mod direct;
 #[path = "berth-bench/launch.rs"]
 mod launch;
+#[path = "berth-bench/placement.rs"]
+mod placement;
 #[path = "berth-bench/probe_cp.rs"]
 mod probe_cp;
 #[path = "berth-bench/pull.rs"]
@@ -67,7 +70,8 @@ const USAGE: &str = "usage: berth-bench health [--flip-tasks N] [--flips N] \
                      [--cycles N] [--batch N] | berth-bench pull [--rounds N] | berth-bench \
                      launch [--tasks N] [--per-mode N] [--burst N] [--e2e N] [--cpu-secs N] \
                      [--warmup N] | berth-bench scheduler [--services N] [--tasks N] \
-                     [--rounds N] | berth-bench services [--tasks N] [--rounds N]";
+                     [--rounds N] | berth-bench services [--tasks N] [--rounds N] | \
+                     berth-bench placement [--instances N] [--tasks N] [--rounds N]";
 
 /// Containers per task in the CPU part.
 const PER_TASK: usize = 10;
@@ -120,6 +124,7 @@ fn main() -> Result<()> {
         Pull(pull::Options),
         Launch(launch::Options),
         Scheduler(scheduler::Options),
+        Placement(placement::Options),
         Services(services::Options),
     }
     let bench = match args.first().map(String::as_str) {
@@ -128,6 +133,7 @@ fn main() -> Result<()> {
         Some("pull") => Bench::Pull(pull::parse(&args[1..])?),
         Some("launch") => Bench::Launch(launch::parse(&args[1..])?),
         Some("scheduler") => Bench::Scheduler(scheduler::parse(&args[1..])?),
+        Some("placement") => Bench::Placement(placement::parse(&args[1..])?),
         Some("services") => Bench::Services(services::parse(&args[1..])?),
         _ => bail!("{USAGE}"),
     };
@@ -147,6 +153,7 @@ fn main() -> Result<()> {
                 Bench::Pull(o) => pull::run(o).await,
                 Bench::Launch(o) => launch::run(o).await,
                 Bench::Scheduler(o) => scheduler::run(o).await,
+                Bench::Placement(o) => placement::run(o).await,
                 Bench::Services(o) => services::run(o).await,
             }
         })

@@ -11,6 +11,7 @@ use crate::api::error::ApiError;
 use crate::api::ts;
 use crate::app::{ControlPlane, CreateServiceInput, TaskCounts, UpdateServiceInput};
 use crate::domain::ids;
+use crate::domain::placement::{ConstraintSpec, StrategySpec};
 use crate::domain::service::{DeploymentSettings, Service};
 
 #[derive(Deserialize, Default)]
@@ -97,6 +98,10 @@ struct CreateServiceRequest {
     #[serde(default)]
     enable_ecs_managed_tags: bool,
     client_token: Option<String>,
+    #[serde(default)]
+    placement_strategy: Vec<StrategySpec>,
+    #[serde(default)]
+    placement_constraints: Vec<ConstraintSpec>,
 }
 
 fn create_service(cp: &ControlPlane, r: CreateServiceRequest) -> OpResult {
@@ -131,6 +136,8 @@ fn create_service(cp: &ControlPlane, r: CreateServiceRequest) -> OpResult {
         propagate_tags: r.propagate_tags,
         enable_ecs_managed_tags: r.enable_ecs_managed_tags,
         client_token: r.client_token,
+        placement_strategy: r.placement_strategy,
+        placement_constraints: r.placement_constraints,
     };
     let s = cp.services.create(input)?;
     Ok(json!({"service": service(cp, &s, true)?}))
@@ -148,6 +155,8 @@ struct UpdateServiceRequest {
     network_configuration: Option<Value>,
     #[serde(default)]
     force_new_deployment: bool,
+    placement_strategy: Option<Vec<StrategySpec>>,
+    placement_constraints: Option<Vec<ConstraintSpec>>,
 }
 
 fn update_service(cp: &ControlPlane, r: UpdateServiceRequest) -> OpResult {
@@ -172,6 +181,8 @@ fn update_service(cp: &ControlPlane, r: UpdateServiceRequest) -> OpResult {
         )?,
         network_configuration: network(r.network_configuration)?,
         force_new_deployment: r.force_new_deployment,
+        placement_strategy: r.placement_strategy,
+        placement_constraints: r.placement_constraints,
     };
     let s = cp.services.update(input)?;
     Ok(json!({"service": service(cp, &s, false)?}))
@@ -291,8 +302,11 @@ fn service(cp: &ControlPlane, s: &Service, tags: bool) -> Result<Value, ApiError
             .collect(),
     );
     m.insert("createdAt".into(), ts(s.created_at_ms));
-    m.insert("placementConstraints".into(), json!([]));
-    m.insert("placementStrategy".into(), json!([]));
+    m.insert(
+        "placementConstraints".into(),
+        json!(s.placement_constraints),
+    );
+    m.insert("placementStrategy".into(), json!(s.placement_strategy));
     if let Some(n) = &s.network_configuration {
         m.insert("networkConfiguration".into(), n.clone());
     }

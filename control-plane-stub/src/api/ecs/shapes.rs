@@ -377,7 +377,6 @@ pub fn container_instance(arns: &Arns, v: &InstanceView) -> Value {
         .collect();
     json!({
         "containerInstanceArn": arns.container_instance(&i.cluster, &i.id),
-        "ec2InstanceId": "",
         "version": 1,
         "versionInfo": {
             "agentVersion": info.agent_version,
@@ -391,11 +390,20 @@ pub fn container_instance(arns: &Arns, v: &InstanceView) -> Value {
         "healthStatus": instance_health(i.health.as_ref(), v.connected),
         "runningTasksCount": v.running_tasks,
         "pendingTasksCount": v.pending_tasks,
-        "attributes": info.attributes.iter().map(|(n, val)| json!({"name": n, "value": val})).collect::<Vec<_>>(),
+        "attributes": info.attributes.iter().map(|(n, val)| attribute(n, val)).collect::<Vec<_>>(),
         "registeredAt": ts(i.registered_at_ms),
         "attachments": [],
         "tags": [],
     })
+}
+
+/// ECS's Attribute: a capability has a name and no value.
+fn attribute(name: &str, value: &str) -> Value {
+    if value.is_empty() {
+        json!({"name": name})
+    } else {
+        json!({"name": name, "value": value})
+    }
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ use super::shapes;
 use crate::api::error::ApiError;
 use crate::app::{ControlPlane, NetworkConfiguration, RunTaskInput};
 use crate::domain::ids;
+use crate::domain::placement::{ConstraintSpec, StrategySpec};
 use crate::state::TaskFilter;
 
 #[derive(Deserialize)]
@@ -21,6 +22,10 @@ struct RunTaskRequest {
     overrides: Option<Value>,
     launch_type: Option<String>,
     network_configuration: Option<Value>,
+    #[serde(default)]
+    placement_strategy: Vec<StrategySpec>,
+    #[serde(default)]
+    placement_constraints: Vec<ConstraintSpec>,
 }
 
 /// RunTask's networkConfiguration in ECS's shape: `{"awsvpcConfiguration": {"subnets": [...],
@@ -88,6 +93,8 @@ fn run_task(cp: &ControlPlane, r: RunTaskRequest) -> OpResult {
         overrides: r.overrides,
         network_configuration: network_configuration(r.network_configuration)?,
         from_service: false,
+        strategies: r.placement_strategy,
+        constraints: r.placement_constraints,
     })?;
     let defs = cp.task_definitions.health_defs(&tasks)?;
     Ok(json!({

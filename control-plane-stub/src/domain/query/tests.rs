@@ -1,3 +1,4 @@
+use super::values::parse_time;
 use super::*;
 
 #[derive(Default)]

@@ -7,6 +7,7 @@ use serde_json::Value;
 
 pub mod history;
 
+use crate::domain::placement::{ConstraintSpec, StrategySpec};
 use history::{Revision, ServiceDeployment};
 
 /// At most this many events are kept per service, newest first (as ECS shows them).
@@ -157,6 +158,11 @@ pub struct Service {
     /// The back-off of a service whose tasks keep failing to start.
     #[serde(default)]
     pub throttle: Throttle,
+    /// placementStrategy and placementConstraints as given (validated); empty: ECS's defaults.
+    #[serde(default)]
+    pub placement_strategy: Vec<StrategySpec>,
+    #[serde(default)]
+    pub placement_constraints: Vec<ConstraintSpec>,
 }
 
 /// A service's start back-off (ECS's service throttle): the tasks of its primary deployment that
@@ -308,6 +314,8 @@ pub fn test_service(name: &str) -> Service {
         revisions: Vec::new(),
         service_deployments: Vec::new(),
         throttle: Throttle::default(),
+        placement_strategy: Vec::new(),
+        placement_constraints: Vec::new(),
     }
 }
 

@@ -6,6 +6,7 @@
 use serde_json::{Map, Value};
 use thiserror::Error;
 
+use crate::domain::placement::{self, ConstraintSpec};
 use crate::domain::units;
 
 mod health;
@@ -60,6 +61,9 @@ pub struct TaskDefSpec {
     pub containers: Vec<ContainerDef>,
     /// The definition's `volumes`, as given (a JSON list, or null).
     pub volumes: Value,
+    /// `placementConstraints` (memberOf only, as ECS allows in a task definition): applied to
+    /// every placement of its tasks, with the request's own.
+    pub placement_constraints: Vec<ConstraintSpec>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -256,6 +260,8 @@ pub fn parse(raw: &Value) -> Result<TaskDefSpec, TaskDefError> {
         Some(_) => p.invalid("containerDefinitions", "must be a list"),
     }
 
+    let placement_constraints =
+        parse_placement_constraints(&mut p, obj.get("placementConstraints"));
     p.finish(TaskDefSpec {
         family,
         network_mode,
@@ -263,7 +269,40 @@ pub fn parse(raw: &Value) -> Result<TaskDefSpec, TaskDefError> {
         memory,
         containers,
         volumes: obj.get("volumes").cloned().unwrap_or(Value::Null),
+        placement_constraints,
     })
+}
+
+/// A task definition's placementConstraints: at most 10, memberOf with a valid expression.
+fn parse_placement_constraints(p: &mut Problems, v: Option<&Value>) -> Vec<ConstraintSpec> {
+    const KEY: &str = "placementConstraints";
+    let specs: Vec<ConstraintSpec> = match v {
+        None | Some(Value::Null) => return Vec::new(),
+        Some(v) => match serde_json::from_value(v.clone()) {
+            Ok(specs) => specs,
+            Err(_) => {
+                p.invalid(
+                    KEY,
+                    "must be a list of {\"type\": \"memberOf\", \"expression\": \"…\"}",
+                );
+                return Vec::new();
+            }
+        },
+    };
+    if let Some(i) = specs.iter().position(|c| c.kind != "memberOf") {
+        p.client(
+            &format!("{KEY}[{i}].type"),
+            "a task definition takes memberOf constraints only",
+        );
+        return Vec::new();
+    }
+    match placement::parse_constraints(&specs, KEY) {
+        Ok(_) => specs,
+        Err(e) => {
+            p.client(KEY, e.0);
+            Vec::new()
+        }
+    }
 }
 
 fn parse_container(

@@ -1,0 +1,365 @@
+//! Placement on a fleet of three agents in three availability zones (one with a custom
+//! attribute), driven by the real AWS CLI: a service spread over zones, binpack, distinctInstance,
+//! memberOf on a custom attribute and on a task group, and a bad expression refused with its
+//! position.
+
+use std::collections::BTreeMap;
+
+use anyhow::{ensure, Context, Result};
+use berth_e2e::{register, timeout, wait_until, AwsCli, TestEnv, TEST_IMAGE};
+use serde_json::{json, Value};
+
+const ZONES: [&str; 3] = ["lab-1a", "lab-1b", "lab-1c"];
+
+/// berth-cp and three hosts, one per zone; the one in lab-1c has `gpu=yes`.
+async fn zoned_fleet(name: &str) -> Result<TestEnv> {
+    let mut env = TestEnv::new(name)?;
+    env.set_cp_service_settle_ms(500);
+    env.start_cp().await?;
+    let code = env.create_activation(3)?;
+    for zone in ZONES {
+        let attributes: &[(&str, &str)] = if zone == "lab-1c" {
+            &[("gpu", "yes")]
+        } else {
+            &[]
+        };
+        env.start_host_in(Some(&code), zone, attributes)?;
+    }
+    let api = env.api();
+    let cluster = env.cluster.clone();
+    wait_until("three connected container instances", timeout(60), || {
+        let (api, cluster) = (api.clone(), cluster.clone());
+        async move {
+            let d = instances(&api, &cluster).await?;
+            let connected = d
+                .iter()
+                .filter(|ci| ci["agentConnected"] == Value::Bool(true))
+                .count();
+            Ok((connected == 3).then_some(()))
+        }
+    })
+    .await?;
+    Ok(env)
+}
+
+async fn instances(api: &berth_e2e::EcsClient, cluster: &str) -> Result<Vec<Value>> {
+    let list = api
+        .call("ListContainerInstances", json!({"cluster": cluster}))
+        .await?;
+    let arns = list["containerInstanceArns"].clone();
+    if arns.as_array().is_none_or(Vec::is_empty) {
+        return Ok(Vec::new());
+    }
+    let d = api
+        .call(
+            "DescribeContainerInstances",
+            json!({"cluster": cluster, "containerInstances": arns}),
+        )
+        .await?;
+    Ok(d["containerInstances"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default())
+}
+
+/// Instance ARN → its zone, read back from DescribeContainerInstances.
+async fn zones_by_instance(env: &TestEnv) -> Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for ci in instances(&env.api(), &env.cluster).await? {
+        let zone = ci["attributes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|a| a["name"] == "ecs.availability-zone")
+            .and_then(|a| a["value"].as_str())
+            .context("every instance reports ecs.availability-zone")?
+            .to_owned();
+        out.insert(
+            ci["containerInstanceArn"]
+                .as_str()
+                .context("arn")?
+                .to_owned(),
+            zone,
+        );
+    }
+    Ok(out)
+}
+
+fn small(family: &str) -> Value {
+    json!({
+        "family": family,
+        "networkMode": "none",
+        "containerDefinitions": [{
+            "name": "app", "image": TEST_IMAGE, "memory": 16, "stopTimeout": 1,
+            "command": ["sleep", "600"],
+        }],
+    })
+}
+
+fn per_instance(tasks: &[Value]) -> BTreeMap<String, usize> {
+    let mut m = BTreeMap::new();
+    for t in tasks {
+        let arn = t["containerInstanceArn"].as_str().unwrap_or("?").to_owned();
+        *m.entry(arn).or_default() += 1;
+    }
+    m
+}
+
+fn tasks_of(run: &Value) -> Vec<Value> {
+    run["tasks"].as_array().cloned().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_service_spreads_over_three_zones_three_three_three() -> Result<()> {
+    let env = zoned_fleet("place-spread").await?;
+    let aws = AwsCli::new(&env.api_url(), &env.dir().join("aws-home"))?;
+    let family = format!("spread-{}", env.id);
+    register(&env.api(), small(&family)).await?;
+    let name = format!("spread-{}", env.id);
+    let c = env.cluster.as_str();
+    aws.ecs(&[
+        "create-service",
+        "--cluster",
+        c,
+        "--service-name",
+        &name,
+        "--task-definition",
+        &family,
+        "--desired-count",
+        "9",
+        "--launch-type",
+        "EXTERNAL",
+    ])?;
+    aws.ecs(&[
+        "wait",
+        "services-stable",
+        "--cluster",
+        c,
+        "--services",
+        &name,
+    ])?;
+    let listed = aws.ecs(&["list-tasks", "--cluster", c, "--service-name", &name])?;
+    let arns: Vec<&str> = listed["taskArns"]
+        .as_array()
+        .context("taskArns")?
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    ensure!(arns.len() == 9, "{listed}");
+    let mut args = vec!["describe-tasks", "--cluster", c, "--tasks"];
+    args.extend(arns.iter().copied());
+    let tasks = aws.ecs(&args)?["tasks"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let zones = zones_by_instance(&env).await?;
+    let mut per_zone: BTreeMap<&str, usize> = BTreeMap::new();
+    for t in &tasks {
+        let arn = t["containerInstanceArn"].as_str().context("instance")?;
+        *per_zone.entry(zones[arn].as_str()).or_default() += 1;
+    }
+    eprintln!("tasks per zone: {per_zone:?}");
+    ensure!(
+        per_zone.values().copied().collect::<Vec<_>>() == vec![3, 3, 3],
+        "3/3/3 over the zones: {per_zone:?}"
+    );
+    let described = aws.ecs(&["describe-services", "--cluster", c, "--services", &name])?;
+    ensure!(
+        described["services"][0]["placementStrategy"] == json!([]),
+        "no strategy given, none shown (ECS's default applies): {described}"
+    );
+    aws.ecs(&[
+        "delete-service",
+        "--cluster",
+        c,
+        "--service",
+        &name,
+        "--force",
+    ])?;
+    aws.ecs(&[
+        "wait",
+        "services-inactive",
+        "--cluster",
+        c,
+        "--services",
+        &name,
+    ])?;
+    env.pass();
+    Ok(())
+}
+
+#[tokio::test]
+async fn run_task_binpacks_keeps_instances_distinct_and_follows_member_of() -> Result<()> {
+    let env = zoned_fleet("place-runtask").await?;
+    let aws = AwsCli::new(&env.api_url(), &env.dir().join("aws-home"))?;
+    let family = format!("place-{}", env.id);
+    register(&env.api(), small(&family)).await?;
+    let c = env.cluster.as_str();
+    let zones = zones_by_instance(&env).await?;
+    let gpu_instance = zones
+        .iter()
+        .find(|(_, z)| *z == "lab-1c")
+        .map(|(a, _)| a.clone())
+        .context("the lab-1c instance")?;
+
+    // binpack on memory: every copy on the instance with the least memory left.
+    let run = aws.ecs(&[
+        "run-task",
+        "--cluster",
+        c,
+        "--task-definition",
+        &family,
+        "--count",
+        "3",
+        "--placement-strategy",
+        "type=binpack,field=memory",
+    ])?;
+    let placed = per_instance(&tasks_of(&run));
+    eprintln!("binpack memory: {placed:?}");
+    ensure!(
+        placed.len() == 1 && placed.values().sum::<usize>() == 3,
+        "{run:#}"
+    );
+
+    // distinctInstance: a fourth task of the group has nowhere to go.
+    let run = aws.ecs(&[
+        "run-task",
+        "--cluster",
+        c,
+        "--task-definition",
+        &family,
+        "--count",
+        "4",
+        "--group",
+        "distinct",
+        "--placement-constraints",
+        "type=distinctInstance",
+    ])?;
+    let placed = per_instance(&tasks_of(&run));
+    ensure!(
+        placed.len() == 3 && placed.values().all(|n| *n == 1),
+        "{run:#}"
+    );
+    let failures = run["failures"].as_array().context("failures")?;
+    ensure!(failures.len() == 1, "{run:#}");
+    ensure!(
+        failures[0]["reason"] == "DistinctInstance placement constraint unsatisfied",
+        "{run:#}"
+    );
+
+    // memberOf on a custom attribute.
+    let run = aws.ecs(&[
+        "run-task",
+        "--cluster",
+        c,
+        "--task-definition",
+        &family,
+        "--count",
+        "2",
+        "--placement-constraints",
+        "type=memberOf,expression=attribute:gpu == yes",
+    ])?;
+    let placed = per_instance(&tasks_of(&run));
+    ensure!(
+        placed.get(&gpu_instance) == Some(&2),
+        "both on lab-1c: {run:#}"
+    );
+
+    // memberOf on a task group: next to the group "db", wherever it landed.
+    let db = aws.ecs(&[
+        "run-task",
+        "--cluster",
+        c,
+        "--task-definition",
+        &family,
+        "--group",
+        "db",
+        "--placement-constraints",
+        "type=memberOf,expression=attribute:ecs.availability-zone == lab-1a",
+    ])?;
+    let db_instance = tasks_of(&db)[0]["containerInstanceArn"]
+        .as_str()
+        .context("db placed")?
+        .to_owned();
+    ensure!(zones[&db_instance] == "lab-1a", "{db:#}");
+    let run = aws.ecs(&[
+        "run-task",
+        "--cluster",
+        c,
+        "--task-definition",
+        &family,
+        "--count",
+        "2",
+        "--placement-constraints",
+        "type=memberOf,expression=task:group == db",
+    ])?;
+    let placed = per_instance(&tasks_of(&run));
+    ensure!(placed.get(&db_instance) == Some(&2), "next to db: {run:#}");
+    // Anti-affinity: anywhere but there.
+    let run = aws.ecs(&[
+        "run-task",
+        "--cluster",
+        c,
+        "--task-definition",
+        &family,
+        "--count",
+        "4",
+        "--placement-constraints",
+        "type=memberOf,expression=not(task:group == db)",
+    ])?;
+    let placed = per_instance(&tasks_of(&run));
+    ensure!(
+        !placed.contains_key(&db_instance) && placed.values().sum::<usize>() == 4,
+        "away from db: {run:#}"
+    );
+    // Nothing matches: ECS's reason, nothing placed.
+    let run = aws.ecs(&[
+        "run-task",
+        "--cluster",
+        c,
+        "--task-definition",
+        &family,
+        "--placement-constraints",
+        "type=memberOf,expression=attribute:gpu == no",
+    ])?;
+    ensure!(tasks_of(&run).is_empty(), "{run:#}");
+    ensure!(
+        run["failures"][0]["reason"] == "MemberOf placement constraint unsatisfied",
+        "{run:#}"
+    );
+
+    // A bad expression is refused with where it went wrong, and places nothing.
+    let err = aws
+        .ecs(&[
+            "run-task",
+            "--cluster",
+            c,
+            "--task-definition",
+            &family,
+            "--placement-constraints",
+            "type=memberOf,expression=attribute:gpu ~= yes",
+        ])
+        .expect_err("a bad expression is refused");
+    let text = format!("{err:#}");
+    ensure!(
+        text.contains("InvalidParameterException") && text.contains("position 15"),
+        "{text}"
+    );
+    let err = aws
+        .ecs(&[
+            "run-task",
+            "--cluster",
+            c,
+            "--task-definition",
+            &family,
+            "--placement-strategy",
+            "type=binpack,field=disk",
+        ])
+        .expect_err("a bad strategy is refused");
+    ensure!(
+        format!("{err:#}").contains("binpack takes the field cpu or memory"),
+        "{err:#}"
+    );
+    env.pass();
+    Ok(())
+}
