@@ -363,3 +363,367 @@ async fn run_task_binpacks_keeps_instances_distinct_and_follows_member_of() -> R
     env.pass();
     Ok(())
 }
+
+/// The lab-1a instance's ARN.
+async fn instance_in(env: &TestEnv, zone: &str) -> Result<String> {
+    zones_by_instance(env)
+        .await?
+        .into_iter()
+        .find(|(_, z)| z == zone)
+        .map(|(a, _)| a)
+        .with_context(|| format!("the {zone} instance"))
+}
+
+fn arns(v: &Value, key: &str) -> Vec<String> {
+    v[key]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|a| a.as_str().map(str::to_owned))
+        .collect()
+}
+
+#[tokio::test]
+async fn custom_attributes_are_put_listed_filtered_placed_on_and_deleted() -> Result<()> {
+    let env = zoned_fleet("place-attrs").await?;
+    let aws = AwsCli::new(&env.api_url(), &env.dir().join("aws-home"))?;
+    let c = env.cluster.as_str();
+    let target = instance_in(&env, "lab-1a").await?;
+    let put = aws.ecs(&[
+        "put-attributes",
+        "--cluster",
+        c,
+        "--attributes",
+        &format!("name=team,value=blue,targetType=container-instance,targetId={target}"),
+    ])?;
+    ensure!(put["attributes"][0]["name"] == "team", "{put}");
+    let listed = aws.ecs(&[
+        "list-attributes",
+        "--cluster",
+        c,
+        "--target-type",
+        "container-instance",
+        "--attribute-name",
+        "team",
+    ])?;
+    let found = listed["attributes"].as_array().context("attributes")?;
+    ensure!(
+        found.len() == 1 && found[0]["targetId"] == target.as_str() && found[0]["value"] == "blue",
+        "{listed}"
+    );
+    // Agents' own attributes are listed too.
+    let zones = aws.ecs(&[
+        "list-attributes",
+        "--cluster",
+        c,
+        "--target-type",
+        "container-instance",
+        "--attribute-name",
+        "ecs.availability-zone",
+    ])?;
+    ensure!(
+        zones["attributes"].as_array().map_or(0, Vec::len) == 3,
+        "{zones}"
+    );
+    let filtered = aws.ecs(&[
+        "list-container-instances",
+        "--cluster",
+        c,
+        "--filter",
+        "attribute:team == blue",
+    ])?;
+    ensure!(
+        arns(&filtered, "containerInstanceArns") == vec![target.clone()],
+        "{filtered}"
+    );
+    let not_blue = aws.ecs(&[
+        "list-container-instances",
+        "--cluster",
+        c,
+        "--filter",
+        "attribute:team != blue and attribute:ecs.availability-zone in [lab-1b, lab-1c]",
+    ])?;
+    ensure!(
+        arns(&not_blue, "containerInstanceArns").len() == 2,
+        "{not_blue}"
+    );
+    let family = format!("attrs-{}", env.id);
+    register(&env.api(), small(&family)).await?;
+    let run = aws.ecs(&[
+        "run-task",
+        "--cluster",
+        c,
+        "--task-definition",
+        &family,
+        "--count",
+        "2",
+        "--placement-constraints",
+        "type=memberOf,expression=attribute:team == blue",
+    ])?;
+    ensure!(
+        per_instance(&tasks_of(&run)).get(&target) == Some(&2),
+        "{run:#}"
+    );
+
+    // Errors in ECS's shape.
+    let err = aws
+        .ecs(&[
+            "put-attributes",
+            "--cluster",
+            c,
+            "--attributes",
+            "name=team,value=red,targetType=container-instance,targetId=0123456789abcdef",
+        ])
+        .expect_err("an unknown target");
+    ensure!(
+        format!("{err:#}").contains("TargetNotFoundException"),
+        "{err:#}"
+    );
+    let err = aws
+        .ecs(&[
+            "put-attributes",
+            "--cluster",
+            c,
+            "--attributes",
+            &format!("name=ecs.instance-type,value=big,targetId={target}"),
+        ])
+        .expect_err("a reserved name");
+    ensure!(
+        format!("{err:#}").contains("InvalidParameterException"),
+        "{err:#}"
+    );
+    let err = aws
+        .ecs(&[
+            "list-container-instances",
+            "--cluster",
+            c,
+            "--filter",
+            "attribute:team === blue",
+        ])
+        .expect_err("a bad filter");
+    ensure!(format!("{err:#}").contains("position"), "{err:#}");
+
+    aws.ecs(&[
+        "delete-attributes",
+        "--cluster",
+        c,
+        "--attributes",
+        &format!("name=team,targetId={target}"),
+    ])?;
+    let filtered = aws.ecs(&[
+        "list-container-instances",
+        "--cluster",
+        c,
+        "--filter",
+        "attribute:team exists",
+    ])?;
+    ensure!(
+        arns(&filtered, "containerInstanceArns").is_empty(),
+        "{filtered}"
+    );
+    env.pass();
+    Ok(())
+}
+
+/// A service of 3 (one per zone, 100/200) and a standalone task on the lab-1a instance; that
+/// instance is drained: its service task moves while at least 3 run at every look, nothing new
+/// lands on it, the standalone task stays, and it can be made ACTIVE again.
+#[tokio::test]
+async fn draining_an_instance_moves_its_service_tasks_without_going_below_the_minimum() -> Result<()>
+{
+    let env = zoned_fleet("place-drain").await?;
+    let aws = AwsCli::new(&env.api_url(), &env.dir().join("aws-home"))?;
+    let api = env.api();
+    let c = env.cluster.as_str();
+    let target = instance_in(&env, "lab-1a").await?;
+    let family = format!("drain-{}", env.id);
+    register(&api, small(&family)).await?;
+    let standalone = aws.ecs(&[
+        "run-task",
+        "--cluster",
+        c,
+        "--task-definition",
+        &family,
+        "--placement-constraints",
+        "type=memberOf,expression=attribute:ecs.availability-zone == lab-1a",
+    ])?;
+    let standalone_arn = tasks_of(&standalone)[0]["taskArn"]
+        .as_str()
+        .context("standalone task")?
+        .to_owned();
+    let name = format!("drain-{}", env.id);
+    aws.ecs(&[
+        "create-service",
+        "--cluster",
+        c,
+        "--service-name",
+        &name,
+        "--task-definition",
+        &family,
+        "--desired-count",
+        "3",
+        "--launch-type",
+        "EXTERNAL",
+        "--deployment-configuration",
+        "minimumHealthyPercent=100,maximumPercent=200",
+    ])?;
+    aws.ecs(&[
+        "wait",
+        "services-stable",
+        "--cluster",
+        c,
+        "--services",
+        &name,
+    ])?;
+    let service_tasks = || async {
+        let listed = api
+            .call(
+                "ListTasks",
+                json!({"cluster": c, "serviceName": name, "desiredStatus": "RUNNING"}),
+            )
+            .await?;
+        let arns = arns(&listed, "taskArns");
+        if arns.is_empty() {
+            return Ok::<Vec<Value>, anyhow::Error>(Vec::new());
+        }
+        let d = api
+            .call("DescribeTasks", json!({"cluster": c, "tasks": arns}))
+            .await?;
+        Ok(d["tasks"].as_array().cloned().unwrap_or_default())
+    };
+    let before = per_instance(&service_tasks().await?);
+    ensure!(
+        before.get(&target) == Some(&1),
+        "one task on lab-1a: {before:?}"
+    );
+
+    let drained = aws.ecs(&[
+        "update-container-instances-state",
+        "--cluster",
+        c,
+        "--container-instances",
+        &target,
+        "--status",
+        "DRAINING",
+    ])?;
+    ensure!(
+        drained["containerInstances"][0]["status"] == "DRAINING",
+        "{drained}"
+    );
+    let listed = aws.ecs(&[
+        "list-container-instances",
+        "--cluster",
+        c,
+        "--status",
+        "DRAINING",
+    ])?;
+    ensure!(
+        arns(&listed, "containerInstanceArns") == vec![target.clone()],
+        "{listed}"
+    );
+    // Until nothing of the service runs on the drained instance; RUNNING never below 3.
+    let mut samples = Vec::new();
+    let deadline = std::time::Instant::now() + timeout(90);
+    loop {
+        let ts = service_tasks().await?;
+        let running = ts.iter().filter(|t| t["lastStatus"] == "RUNNING").count();
+        samples.push(running);
+        let on_target = ts
+            .iter()
+            .any(|t| t["containerInstanceArn"] == target.as_str());
+        if !on_target && running == 3 {
+            break;
+        }
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "the service task never moved off lab-1a: {samples:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    eprintln!("RUNNING service tasks at each look: {samples:?}");
+    ensure!(
+        samples.iter().all(|n| *n >= 3),
+        "below the minimum: {samples:?}"
+    );
+    aws.ecs(&[
+        "wait",
+        "services-stable",
+        "--cluster",
+        c,
+        "--services",
+        &name,
+    ])?;
+    let after = per_instance(&service_tasks().await?);
+    ensure!(
+        !after.contains_key(&target) && after.values().sum::<usize>() == 3,
+        "{after:?}"
+    );
+    let events = aws.ecs(&["describe-services", "--cluster", c, "--services", &name])?;
+    let s = &events["services"][0];
+    ensure!(
+        s["deployments"].as_array().map_or(0, Vec::len) == 1,
+        "{s:#}"
+    );
+    // The standalone task is left alone; nothing new is placed on a draining instance.
+    let st = api.describe_task(c, &standalone_arn).await?;
+    ensure!(st["lastStatus"] == "RUNNING", "{st:#}");
+    let run = aws.ecs(&[
+        "run-task",
+        "--cluster",
+        c,
+        "--task-definition",
+        &family,
+        "--placement-constraints",
+        "type=memberOf,expression=attribute:ecs.availability-zone == lab-1a",
+    ])?;
+    ensure!(
+        tasks_of(&run).is_empty(),
+        "nothing placed on a draining instance: {run:#}"
+    );
+    let active = aws.ecs(&[
+        "update-container-instances-state",
+        "--cluster",
+        c,
+        "--container-instances",
+        &target,
+        "--status",
+        "ACTIVE",
+    ])?;
+    ensure!(
+        active["containerInstances"][0]["status"] == "ACTIVE",
+        "{active}"
+    );
+    let err = aws
+        .ecs(&[
+            "update-container-instances-state",
+            "--cluster",
+            c,
+            "--container-instances",
+            &target,
+            "--status",
+            "INACTIVE",
+        ])
+        .expect_err("INACTIVE is not a status users set");
+    ensure!(
+        format!("{err:#}").contains("InvalidParameterException"),
+        "{err:#}"
+    );
+    aws.ecs(&[
+        "delete-service",
+        "--cluster",
+        c,
+        "--service",
+        &name,
+        "--force",
+    ])?;
+    aws.ecs(&[
+        "wait",
+        "services-inactive",
+        "--cluster",
+        c,
+        "--services",
+        &name,
+    ])?;
+    env.pass();
+    Ok(())
+}

@@ -33,6 +33,7 @@ impl Agents {
             last_state_change_seq: 0,
             info,
             health: None,
+            state: Default::default(),
         };
         Ok(self
             .store

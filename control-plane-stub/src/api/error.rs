@@ -42,6 +42,8 @@ impl From<CpError> for ApiError {
             CpError::ServiceNotActive(_) => "ServiceNotActiveException",
             CpError::ServiceDeploymentNotFound(_) => "ServiceDeploymentNotFoundException",
             CpError::Conflict(_) => "ConflictException",
+            CpError::TargetNotFound(_) => "TargetNotFoundException",
+            CpError::AttributeLimitExceeded(_) => "AttributeLimitExceededException",
             CpError::TaskNotFound(_) => "InvalidParameterException",
             CpError::NoSuchTask(_)
             | CpError::SecurityGroupNotFound(_)

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use super::clusters::Clusters;
 use super::CpError;
 use crate::agents::Agents;
-use crate::domain::ids::Arns;
-use crate::domain::instance::Instance;
+use crate::domain::ids::{self, Arns};
+use crate::domain::instance::{Instance, InstanceStatus};
 use crate::domain::task::{Task, TaskStatus};
 use crate::domain::taskdef::{Needs, PortRange};
 use crate::scheduler::placement::Candidate;
@@ -80,6 +80,45 @@ impl Instances {
                 }
             })
             .collect())
+    }
+
+    /// UpdateContainerInstancesState: each instance named (id or ARN) set ACTIVE or DRAINING.
+    /// Returns the instances changed and the references that named none of the cluster's.
+    /// A DRAINING instance takes no new task; the service scheduler moves its service tasks.
+    pub fn set_status(
+        &self,
+        cluster: &str,
+        references: &[String],
+        status: InstanceStatus,
+    ) -> Result<(Vec<InstanceView>, Vec<String>), CpError> {
+        self.clusters.require(cluster)?;
+        let mut changed = Vec::new();
+        let mut missing = Vec::new();
+        for r in references {
+            let id = ids::resource_id(r);
+            let found = self
+                .store
+                .get_instance(id)?
+                .filter(|i| i.cluster == cluster && !i.revoked);
+            let Some(instance) = found else {
+                missing.push(r.clone());
+                continue;
+            };
+            self.store
+                .modify_instance_state(&instance.id, &mut |state| {
+                    state.status = status;
+                    Ok(())
+                })?;
+            tracing::info!(instance.id = %instance.id, status = status.as_str(), "container instance status set");
+            changed.push(instance.id);
+        }
+        self.agents.changed.notify_one();
+        let views = self
+            .views(cluster)?
+            .into_iter()
+            .filter(|v| changed.contains(&v.instance.id))
+            .collect();
+        Ok((views, missing))
     }
 
     /// The cluster's placement candidates, read now.

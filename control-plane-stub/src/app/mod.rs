@@ -4,6 +4,7 @@
 //! Domain types in and out; the edges translate to JSON and protobuf and map [`CpError`] in
 //! their own single place.
 
+mod attributes;
 mod clusters;
 mod instances;
 mod secrets;
@@ -24,6 +25,7 @@ use crate::domain::ids::Arns;
 use crate::domain::taskdef::TaskDefError;
 use crate::state::{Store, StoreError};
 
+pub use attributes::{Attribute, AttributeInput, Attributes, CONTAINER_INSTANCE};
 pub use clusters::Clusters;
 pub use instances::{InstanceView, Instances};
 pub use secrets::Secrets;
@@ -74,12 +76,17 @@ pub enum CpError {
     /// The request conflicts with the resource's state (ECS's ConflictException).
     #[error("{0}")]
     Conflict(String),
+    #[error("The specified target could not be found: {0}")]
+    TargetNotFound(String),
+    #[error("{0}")]
+    AttributeLimitExceeded(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
 /// Every resource's operations, as the API handlers and the agent service reach them.
 pub struct ControlPlane {
+    pub attributes: Attributes,
     pub clusters: Clusters,
     pub task_definitions: TaskDefinitions,
     pub tasks: Tasks,
@@ -143,6 +150,7 @@ impl ControlPlane {
             throttle: service_settings.throttle,
         };
         Arc::new(Self {
+            attributes: Attributes::new(store.clone(), clusters.clone()),
             controller,
             services,
             clusters,

@@ -12,6 +12,7 @@ use super::task_definitions::TaskDefinitions;
 use super::tasks::{RunTaskInput, Tasks};
 use super::{CpError, NetworkConfiguration};
 use crate::clock::now_ms;
+use crate::domain::instance::InstanceStatus;
 use crate::domain::service::history;
 use crate::domain::service::{self, RolloutState, Service, ServiceStatus};
 use crate::domain::task::{
@@ -126,9 +127,17 @@ impl ServiceController {
             return self.save_if_changed(&before, &s);
         }
 
+        let draining: std::collections::HashSet<String> = self
+            .store
+            .list_instances(&s.cluster)?
+            .into_iter()
+            .filter(|i| i.state.status == InstanceStatus::Draining)
+            .map(|i| i.id)
+            .collect();
         let views: Vec<TaskView> = live
             .iter()
             .map(|t| TaskView {
+                draining: draining.contains(&t.instance_id),
                 id: t.id.clone(),
                 deployment_id: t.started_by.clone().unwrap_or_default(),
                 health: health_of(t, defs.of(t), now, self.settle_ms, grace_ms),
@@ -185,6 +194,7 @@ impl ServiceController {
                         StopReason::Replaced | StopReason::ScaleIn => {
                             format!("Scaling activity initiated by (deployment {primary})")
                         }
+                        StopReason::Draining => "Container instance is draining".to_string(),
                     };
                     self.tasks.stop_for_service(t, &why)?;
                     if *reason == StopReason::Unhealthy {

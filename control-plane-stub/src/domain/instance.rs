@@ -35,6 +35,111 @@ pub struct Instance {
     pub info: InstanceInfo,
     /// What the agent's heartbeats said about containerd; None before the first heartbeat.
     pub health: Option<RuntimeHealth>,
+    /// What users set on the instance: its status and custom attributes.
+    pub state: InstanceState,
+}
+
+/// ECS's container-instance status as users set it (UpdateContainerInstancesState); a revoked
+/// instance is INACTIVE whatever this says.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum InstanceStatus {
+    #[default]
+    Active,
+    Draining,
+}
+
+impl InstanceStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InstanceStatus::Active => "ACTIVE",
+            InstanceStatus::Draining => "DRAINING",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<InstanceStatus> {
+        match s {
+            "ACTIVE" => Some(InstanceStatus::Active),
+            "DRAINING" => Some(InstanceStatus::Draining),
+            _ => None,
+        }
+    }
+}
+
+/// The part of an instance that users change through the API (the agent never does).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceState {
+    #[serde(default)]
+    pub status: InstanceStatus,
+    /// PutAttributes' custom attributes, by name (a value may be empty).
+    #[serde(default)]
+    pub attributes: Vec<(String, String)>,
+}
+
+/// ECS's limit of custom attributes per resource.
+pub const MAX_CUSTOM_ATTRIBUTES: usize = 10;
+
+/// ECS's rules for an attribute set by PutAttributes: a name of 1–128 letters, digits, `-_/.`
+/// (not in the `ecs.` or `berth.` namespaces, which agents report), a value of at most 128
+/// letters, digits, hyphens, underscores, periods, at signs, slashes, colons and spaces.
+pub fn check_custom_attribute(name: &str, value: Option<&str>) -> Result<(), String> {
+    if !crate::domain::placement::valid_attribute_name(name) {
+        return Err(format!(
+            "attribute name {:?} must be 1-128 letters, digits, hyphens, underscores, slashes or periods",
+            truncate(name)
+        ));
+    }
+    if name.starts_with("ecs.") || name.starts_with("berth.") {
+        return Err(format!(
+            "attribute name {name:?}: the ecs. and berth. prefixes are reserved for the attributes agents report"
+        ));
+    }
+    if let Some(v) = value {
+        let ok = v.len() <= 128
+            && v.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.@/: ".contains(c));
+        if !ok {
+            return Err(format!(
+                "attribute {name}: value {:?} must be at most 128 letters, digits, spaces or -_.@/:",
+                truncate(v)
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn truncate(s: &str) -> String {
+    s.chars().take(64).collect()
+}
+
+impl Instance {
+    /// Every attribute placement and ListAttributes see: what the agent registered, then the
+    /// custom ones (PutAttributes of a name the agent also reports wins).
+    pub fn attributes(&self) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = self
+            .info
+            .attributes
+            .iter()
+            .filter(|(n, _)| !self.state.attributes.iter().any(|(c, _)| c == n))
+            .cloned()
+            .collect();
+        out.extend(self.state.attributes.iter().cloned());
+        out
+    }
+
+    /// ACTIVE, DRAINING or INACTIVE (revoked).
+    pub fn status(&self) -> &'static str {
+        if self.revoked {
+            "INACTIVE"
+        } else {
+            self.state.status.as_str()
+        }
+    }
+
+    /// Whether new tasks may be placed here.
+    pub fn takes_tasks(&self) -> bool {
+        !self.revoked && self.state.status == InstanceStatus::Active
+    }
 }
 
 /// The container runtime's health as the instance's heartbeats report it.

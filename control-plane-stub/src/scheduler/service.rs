@@ -116,6 +116,9 @@ pub struct TaskView {
     pub stopping: bool,
     /// Task scale-in protection: never stopped by the scheduler.
     pub protected: bool,
+    /// On a DRAINING container instance: replaced elsewhere like an older deployment's task,
+    /// within the same minimum and maximum (not yet healthy: stopped at once).
+    pub draining: bool,
 }
 
 /// A snapshot of one service.
@@ -138,6 +141,8 @@ pub enum StopReason {
     Replaced,
     /// More tasks than the desired count.
     ScaleIn,
+    /// Its container instance is DRAINING; a replacement runs elsewhere.
+    Draining,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -201,7 +206,15 @@ pub fn plan(service: &ServiceView<'_>) -> Vec<Action> {
     }
     live.retain(|t| t.health != TaskHealth::Unhealthy || t.protected);
 
-    let is_primary = |t: &TaskView| t.deployment_id == primary.id;
+    // A primary task on a draining instance is on its way out: it counts as an older one.
+    let is_primary = |t: &TaskView| t.deployment_id == primary.id && !t.draining;
+    let old_reason = |t: &TaskView| {
+        if t.draining {
+            StopReason::Draining
+        } else {
+            StopReason::Replaced
+        }
+    };
     let primary_live = live.iter().filter(|t| is_primary(t)).count() as u32;
     let mut healthy = live
         .iter()
@@ -230,7 +243,7 @@ pub fn plan(service: &ServiceView<'_>) -> Vec<Action> {
         .iter()
         .filter(|t| t.health != TaskHealth::Healthy && !t.protected)
     {
-        stop(&mut actions, t, StopReason::Replaced);
+        stop(&mut actions, t, old_reason(t));
     }
     for t in old
         .iter()
@@ -239,7 +252,7 @@ pub fn plan(service: &ServiceView<'_>) -> Vec<Action> {
         if healthy <= floor {
             break;
         }
-        stop(&mut actions, t, StopReason::Replaced);
+        stop(&mut actions, t, old_reason(t));
         healthy -= 1;
     }
 
@@ -264,7 +277,10 @@ pub fn plan(service: &ServiceView<'_>) -> Vec<Action> {
         .iter()
         .filter(|t| t.health == TaskHealth::Healthy)
         .count() as u32;
-    let older_left = service.tasks.iter().any(|t| t.deployment_id != primary.id);
+    let older_left = service
+        .tasks
+        .iter()
+        .any(|t| t.deployment_id != primary.id || t.draining);
     if primary.rollout == Rollout::InProgress
         && !older_left
         && primary_healthy == desired

@@ -32,7 +32,7 @@ pub fn candidates(snapshot: Snapshot<'_>, arns: &Arns) -> Vec<Candidate> {
             Candidate {
                 instance_arn: arns.container_instance(&i.cluster, &i.id),
                 connected: snapshot.connected.contains(&i.id),
-                active: !i.revoked,
+                active: i.takes_tasks(),
                 network_modes: i.info.network_modes(),
                 registered: Needs {
                     cpu: i.info.integer_resource("CPU"),
@@ -47,7 +47,7 @@ pub fn candidates(snapshot: Snapshot<'_>, arns: &Arns) -> Vec<Candidate> {
                 running_tasks: mine().count() as u64,
                 agent_version: i.info.agent_version.clone(),
                 registered_at_ms: i.registered_at_ms,
-                attributes: i.info.attributes.clone(),
+                attributes: i.attributes(),
                 instance_id: i.id,
             }
         })

@@ -13,7 +13,9 @@ use std::path::PathBuf;
 
 use thiserror::Error;
 
-use crate::domain::instance::{ActivationCode, Instance, InstanceInfo, Refusal, RuntimeHealth};
+use crate::domain::instance::{
+    ActivationCode, Instance, InstanceInfo, InstanceState, Refusal, RuntimeHealth,
+};
 use crate::domain::secrets::{Login, SecretInfo};
 use crate::domain::security::{GroupContent, SecurityGroup};
 use crate::domain::service::{Service, ServiceStatus};
@@ -185,6 +187,14 @@ pub trait InstanceStore {
     fn list_instances(&self, cluster: &str) -> Result<Vec<Instance>>;
 
     fn update_instance_info(&self, id: &str, info: &InstanceInfo) -> Result<()>;
+
+    /// Changes an instance's user-set state atomically: `change` sees the stored state and
+    /// edits it, or refuses (nothing is written). None: no such instance.
+    fn modify_instance_state(
+        &self,
+        id: &str,
+        change: &mut dyn FnMut(&mut InstanceState) -> std::result::Result<(), String>,
+    ) -> Result<Option<std::result::Result<InstanceState, String>>>;
 
     fn revoke_instance(&self, id: &str) -> Result<bool>;
 

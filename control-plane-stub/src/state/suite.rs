@@ -35,6 +35,10 @@ macro_rules! store_suite {
             $crate::state::suite::payloads_are_renumbered_after_an_agent_that_is_ahead(&$make);
         }
         #[test]
+        fn instance_state_changes_atomically_and_survives_reopening() {
+            $crate::state::suite::instance_state_changes_atomically_and_survives_reopening(&$make);
+        }
+        #[test]
         fn heartbeats_record_runtime_health() {
             $crate::state::suite::heartbeats_record_runtime_health(&$make);
         }
@@ -101,6 +105,7 @@ pub(crate) fn instance(id: &str) -> Instance {
         last_state_change_seq: 0,
         info: InstanceInfo::default(),
         health: None,
+        state: Default::default(),
     }
 }
 
@@ -311,6 +316,51 @@ pub(crate) fn heartbeats_record_runtime_health(backend: &dyn Backend) {
             changed_at_ms: 30
         })
     );
+}
+
+pub(crate) fn instance_state_changes_atomically_and_survives_reopening(backend: &dyn Backend) {
+    use crate::domain::instance::{InstanceState, InstanceStatus};
+    let store = backend.open();
+    with_task(&*store);
+    assert_eq!(
+        store.get_instance("i1").unwrap().unwrap().state,
+        InstanceState::default()
+    );
+    assert_eq!(
+        store
+            .modify_instance_state("ghost", &mut |_| Ok(()))
+            .unwrap(),
+        None
+    );
+    let changed = store
+        .modify_instance_state("i1", &mut |s| {
+            s.status = InstanceStatus::Draining;
+            s.attributes.push(("rack".into(), "r1".into()));
+            Ok(())
+        })
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(changed.status, InstanceStatus::Draining);
+    // A refusal writes nothing.
+    let refused = store
+        .modify_instance_state("i1", &mut |s| {
+            s.attributes.clear();
+            Err("no".into())
+        })
+        .unwrap()
+        .unwrap();
+    assert_eq!(refused, Err("no".to_string()));
+    // The agent's own report does not touch it.
+    store
+        .update_instance_info("i1", &InstanceInfo::default())
+        .unwrap();
+    drop(store);
+    let store = backend.open();
+    let i = store.get_instance("i1").unwrap().unwrap();
+    assert_eq!(i.state, changed);
+    assert_eq!(i.status(), "DRAINING");
+    assert!(!i.takes_tasks());
 }
 
 pub(crate) fn login(username: &str, password: &str) -> Login {

@@ -1,33 +1,68 @@
-//! ListContainerInstances, DescribeContainerInstances.
+//! ListContainerInstances (with ECS's status and cluster-query filters),
+//! DescribeContainerInstances, UpdateContainerInstancesState.
 
 use serde::Deserialize;
 use serde_json::json;
 
 use super::request::{cluster_or_default, page_response, paginate, parse, OpResult, Operation};
 use super::shapes;
+use crate::api::error::ApiError;
 use crate::app::ControlPlane;
 use crate::domain::ids;
+use crate::domain::instance::InstanceStatus;
+use crate::domain::query;
 
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase", default)]
 struct ListContainerInstancesRequest {
     cluster: Option<String>,
     status: Option<String>,
+    filter: Option<String>,
     next_token: Option<String>,
     max_results: Option<i64>,
 }
 
 fn list_container_instances(cp: &ControlPlane, r: ListContainerInstancesRequest) -> OpResult {
-    let want_active = match r.status.as_deref() {
-        None => None,
-        Some("ACTIVE") => Some(true),
-        Some(_) => Some(false),
+    const STATUSES: &[&str] = &[
+        "ACTIVE",
+        "DRAINING",
+        "INACTIVE",
+        "REGISTERING",
+        "DEREGISTERING",
+        "REGISTRATION_FAILED",
+    ];
+    if let Some(s) = r.status.as_deref().filter(|s| !STATUSES.contains(s)) {
+        return Err(ApiError::client(
+            "InvalidParameterException",
+            format!("status {s:?} is not one of {}", STATUSES.join(", ")),
+        ));
+    }
+    let filter =
+        match r.filter.as_deref().filter(|f| !f.trim().is_empty()) {
+            None => None,
+            Some(f) => Some(query::parse(f).map_err(|e| {
+                ApiError::client("InvalidParameterException", format!("filter: {e}"))
+            })?),
+        };
+    let cluster = cluster_or_default(r.cluster);
+    // The filter asks what placement knows of an instance: the same facts.
+    let candidates = match &filter {
+        Some(_) => cp.instances.candidates(&cluster)?,
+        None => Vec::new(),
     };
     let arns: Vec<String> = cp
         .instances
-        .views(&cluster_or_default(r.cluster))?
+        .views(&cluster)?
         .iter()
-        .filter(|v| want_active.is_none_or(|a| a != v.instance.revoked))
+        .filter(|v| r.status.as_deref().is_none_or(|s| s == v.instance.status()))
+        .filter(|v| {
+            filter.as_ref().is_none_or(|f| {
+                candidates
+                    .iter()
+                    .find(|c| c.instance_id == v.instance.id)
+                    .is_some_and(|c| f.matches(c))
+            })
+        })
         .map(|v| {
             cp.arns
                 .container_instance(&v.instance.cluster, &v.instance.id)
@@ -62,9 +97,53 @@ fn describe_container_instances(
     Ok(json!({"containerInstances": found, "failures": failures}))
 }
 
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct UpdateContainerInstancesStateRequest {
+    cluster: Option<String>,
+    container_instances: Vec<String>,
+    status: String,
+}
+
+fn update_container_instances_state(
+    cp: &ControlPlane,
+    r: UpdateContainerInstancesStateRequest,
+) -> OpResult {
+    let Some(status) = InstanceStatus::parse(&r.status) else {
+        return Err(ApiError::client(
+            "InvalidParameterException",
+            format!(
+                "status {:?}: a container instance can be set ACTIVE or DRAINING",
+                r.status
+            ),
+        ));
+    };
+    if r.container_instances.is_empty() || r.container_instances.len() > 10 {
+        return Err(ApiError::client(
+            "InvalidParameterException",
+            format!(
+                "containerInstances: 1 to 10 container instances, {} given",
+                r.container_instances.len()
+            ),
+        ));
+    }
+    let cluster = cluster_or_default(r.cluster);
+    let (changed, missing) = cp
+        .instances
+        .set_status(&cluster, &r.container_instances, status)?;
+    Ok(json!({
+        "containerInstances": changed.iter().map(|v| shapes::container_instance(&cp.arns, v)).collect::<Vec<_>>(),
+        "failures": missing
+            .iter()
+            .map(|m| shapes::missing(&cp.arns.container_instance(&cluster, ids::resource_id(m))))
+            .collect::<Vec<_>>(),
+    }))
+}
+
 /// The handler of `operation` when it is one of this resource's.
 pub(super) fn operation(name: &str) -> Option<Operation> {
     Some(match name {
+        "UpdateContainerInstancesState" => |cp, r| update_container_instances_state(cp, parse(r)?),
         "ListContainerInstances" => |cp, r| list_container_instances(cp, parse(r)?),
         "DescribeContainerInstances" => |cp, r| describe_container_instances(cp, parse(r)?),
         _ => return None,

@@ -15,6 +15,7 @@ fn task(id: &str, deployment: &str, health: TaskHealth) -> TaskView {
         health,
         stopping: false,
         protected: false,
+        draining: false,
     }
 }
 
@@ -350,4 +351,50 @@ fn a_failed_deployment_stays_listed_until_its_replacement_completes() {
     assert!(plan(&view).contains(&Action::Retire {
         deployment: "bad".into()
     }));
+}
+
+/// Three healthy tasks, one instance draining two of them: 100/200 starts both replacements at
+/// once, stops the draining ones only as the replacements turn healthy, never below 3 healthy.
+#[test]
+fn tasks_on_a_draining_instance_move_within_the_minimum_and_maximum() {
+    let d = [deployment("d1", Rollout::Completed)];
+    let mut ts = tasks("d1", TaskHealth::Healthy, 3);
+    ts[0].draining = true;
+    ts[1].draining = true;
+    let a = plan_of(3, config(100, 200), &d, &ts);
+    assert_eq!(
+        a,
+        vec![start("d1", 2)],
+        "replacements first, nothing stopped"
+    );
+    // The replacements are starting: still nothing to stop.
+    ts.extend(
+        tasks("d1-new", TaskHealth::Starting, 2)
+            .into_iter()
+            .map(|mut t| {
+                t.deployment_id = "d1".into();
+                t
+            }),
+    );
+    assert_eq!(plan_of(3, config(100, 200), &d, &ts), vec![]);
+    // One replacement healthy: one draining task may go.
+    ts[3].health = TaskHealth::Healthy;
+    assert_eq!(
+        plan_of(3, config(100, 200), &d, &ts),
+        vec![stop("d1-0", StopReason::Draining)]
+    );
+    // A draining task not yet healthy stops at once.
+    let mut pending = tasks("d1", TaskHealth::Healthy, 2);
+    pending.push(task("p", "d1", TaskHealth::Starting));
+    pending[2].draining = true;
+    let a = plan_of(3, config(100, 200), &d, &pending);
+    assert!(a.contains(&stop("p", StopReason::Draining)), "{a:?}");
+    assert!(a.contains(&start("d1", 1)), "{a:?}");
+    // 50/100: no room above the desired count, so one goes first (3 * 50% = 2 stay healthy).
+    let mut tight = tasks("d1", TaskHealth::Healthy, 3);
+    tight[0].draining = true;
+    assert_eq!(
+        plan_of(3, config(50, 100), &d, &tight),
+        vec![stop("d1-0", StopReason::Draining)]
+    );
 }

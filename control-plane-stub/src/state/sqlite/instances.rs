@@ -34,6 +34,35 @@ impl InstanceStore for SqliteStore {
         Ok(())
     }
 
+    fn modify_instance_state(
+        &self,
+        id: &str,
+        change: &mut dyn FnMut(&mut InstanceState) -> std::result::Result<(), String>,
+    ) -> Result<Option<std::result::Result<InstanceState, String>>> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let current: Option<String> = tx
+            .query_row(
+                "SELECT state_json FROM instances WHERE id = ?1",
+                [id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let Some(current) = current else {
+            return Ok(None);
+        };
+        let mut state: InstanceState = serde_json::from_str(&current)?;
+        if let Err(refused) = change(&mut state) {
+            return Ok(Some(Err(refused)));
+        }
+        tx.execute(
+            "UPDATE instances SET state_json = ?2 WHERE id = ?1",
+            params![id, serde_json::to_string(&state)?],
+        )?;
+        tx.commit()?;
+        Ok(Some(Ok(state)))
+    }
+
     fn revoke_instance(&self, id: &str) -> Result<bool> {
         let n = self
             .conn()
@@ -79,7 +108,7 @@ impl InstanceStore for SqliteStore {
 pub(super) const INSTANCE_SELECT: &str =
     "SELECT id, cluster, secret_sha256, revoked, registered_at_ms,
     last_heartbeat_ms, last_state_change_seq, info_json, containerd_healthy,
-    health_changed_at_ms FROM instances";
+    health_changed_at_ms, state_json FROM instances";
 
 /// The stored runtime health: none until a heartbeat has said something (heartbeats recorded
 /// before schema version 3 did not).
@@ -97,7 +126,7 @@ pub(super) fn runtime_health(
     })
 }
 
-pub(super) fn instance_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Instance, String)> {
+pub(super) fn instance_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Instance, String, String)> {
     Ok((
         Instance {
             id: r.get(0)?,
@@ -109,14 +138,19 @@ pub(super) fn instance_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Instance,
             last_state_change_seq: r.get::<_, i64>(6)? as u64,
             info: InstanceInfo::default(),
             health: runtime_health(r.get(8)?, r.get(9)?, r.get(5)?),
+            state: InstanceState::default(),
         },
         r.get(7)?,
+        r.get(10)?,
     ))
 }
 
-pub(super) fn finish_instance((instance, info): (Instance, String)) -> Result<Instance> {
+pub(super) fn finish_instance(
+    (instance, info, state): (Instance, String, String),
+) -> Result<Instance> {
     Ok(Instance {
         info: serde_json::from_str(&info)?,
+        state: serde_json::from_str(&state)?,
         ..instance
     })
 }

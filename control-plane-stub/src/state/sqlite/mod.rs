@@ -27,7 +27,7 @@ use rusqlite::Connection;
 use super::*;
 
 pub const DB_FILE: &str = "berth-cp.db";
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 pub struct SqliteStore {
     conn: Mutex<Connection>,

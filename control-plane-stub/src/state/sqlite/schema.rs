@@ -150,5 +150,15 @@ pub(super) fn migrate_to(conn: &Connection, target: i64) -> Result<()> {
              COMMIT;",
         )?;
     }
+    if version < 6 && target >= 6 {
+        // Version 6: what users set on an instance (status, custom attributes), apart from what
+        // its agent reports (info_json), so that neither overwrites the other.
+        conn.execute_batch(
+            "BEGIN IMMEDIATE;
+             ALTER TABLE instances ADD COLUMN state_json TEXT NOT NULL DEFAULT '{}';
+             PRAGMA user_version = 6;
+             COMMIT;",
+        )?;
+    }
     Ok(())
 }

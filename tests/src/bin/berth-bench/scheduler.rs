@@ -58,6 +58,7 @@ fn task(service: usize, deployment: &str, i: usize, health: TaskHealth) -> TaskV
         health,
         stopping: false,
         protected: false,
+        draining: false,
     }
 }
 
