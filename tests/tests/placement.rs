@@ -360,6 +360,29 @@ async fn run_task_binpacks_keeps_instances_distinct_and_follows_member_of() -> R
         format!("{err:#}").contains("binpack takes the field cpu or memory"),
         "{err:#}"
     );
+    // StartTask: one task on each named instance; an unknown one is MISSING.
+    let b = zones
+        .iter()
+        .find(|(_, z)| *z == "lab-1b")
+        .map(|(a, _)| a.clone())
+        .context("lab-1b")?;
+    let started = aws.ecs(&[
+        "start-task",
+        "--cluster",
+        c,
+        "--task-definition",
+        &family,
+        "--container-instances",
+        &b,
+        &gpu_instance,
+        "0123456789abcdef0123456789abcdef",
+    ])?;
+    let placed = per_instance(&tasks_of(&started));
+    ensure!(
+        placed.get(&b) == Some(&1) && placed.get(&gpu_instance) == Some(&1) && placed.len() == 2,
+        "{started:#}"
+    );
+    ensure!(started["failures"][0]["reason"] == "MISSING", "{started:#}");
     env.pass();
     Ok(())
 }

@@ -291,6 +291,7 @@ impl ServiceController {
                 from_service: true,
                 strategies: s.placement_strategy.clone(),
                 constraints: s.placement_constraints.clone(),
+                on_instances: None,
             };
             match self.tasks.run(input) {
                 Ok((tasks, failures)) => {

@@ -19,7 +19,7 @@ use crate::domain::task::{
     Container, ContainerStatus, Task, TaskEvent, TaskStatus, SCHEDULER_STOP_CODE, USER_STOP_CODE,
 };
 use crate::domain::taskdef::{self, TaskDefSpec};
-use crate::scheduler::placement::{self, PlacementFailure};
+use crate::scheduler::placement::{self, Candidate, PlacementFailure};
 use crate::state::{Store, TaskDefRecord, TaskFilter};
 
 pub struct RunTaskInput {
@@ -37,6 +37,9 @@ pub struct RunTaskInput {
     /// The request's (or the service's) placementStrategy and placementConstraints.
     pub strategies: Vec<StrategySpec>,
     pub constraints: Vec<ConstraintSpec>,
+    /// StartTask (and a DAEMON service): one task on each of these instances (ids), checked
+    /// for resources and constraints, no strategy; `count` is ignored.
+    pub on_instances: Option<Vec<String>>,
 }
 
 #[derive(Clone)]
@@ -91,24 +94,41 @@ impl Tasks {
         let mut tasks = Vec::new();
         let mut failures = Vec::new();
         let group = task_group(&input, &record);
-        let request = placement::Request {
-            needs,
-            ports: &host_ports,
-            network_mode: &spec.network_mode,
-            count: input.count as usize,
-            group: &group,
-            task_definition_arn: &td_arn,
-            placement: &placement,
-            seed: fastrand::u64(..),
+        // Each target instance is a placement of one copy among that instance alone.
+        let rounds: Vec<(usize, Vec<Candidate>)> = match &input.on_instances {
+            None => vec![(input.count as usize, candidates)],
+            Some(ids) => ids
+                .iter()
+                .map(|id| {
+                    let only: Vec<Candidate> = candidates
+                        .iter()
+                        .filter(|c| &c.instance_id == id)
+                        .cloned()
+                        .collect();
+                    (1, only)
+                })
+                .collect(),
         };
-        for outcome in placement::place(&request, &candidates) {
-            match outcome {
-                Ok(instance_id) => {
-                    let mut task = new_task(&input, &record, &spec, instance_id, now);
-                    task.security_groups = group_ids.clone();
-                    tasks.push(task)
+        for (count, candidates) in rounds {
+            let request = placement::Request {
+                needs,
+                ports: &host_ports,
+                network_mode: &spec.network_mode,
+                count,
+                group: &group,
+                task_definition_arn: &td_arn,
+                placement: &placement,
+                seed: fastrand::u64(..),
+            };
+            for outcome in placement::place(&request, &candidates) {
+                match outcome {
+                    Ok(instance_id) => {
+                        let mut task = new_task(&input, &record, &spec, instance_id, now);
+                        task.security_groups = group_ids.clone();
+                        tasks.push(task)
+                    }
+                    Err(f) => failures.push(f),
                 }
-                Err(f) => failures.push(f),
             }
         }
         if tasks.is_empty() {
@@ -138,6 +158,46 @@ impl Tasks {
         for t in &tasks {
             tracing::info!(task.id = %t.id, instance.id = %t.instance_id, family = %t.family, "task placed");
         }
+        Ok((tasks, failures))
+    }
+
+    /// StartTask: one task on each named container instance (ids or ARNs, at most 10). An
+    /// instance the cluster does not have is a MISSING failure; one that cannot take the task
+    /// fails with placement's reason.
+    pub fn start(
+        &self,
+        mut input: RunTaskInput,
+        instances: &[String],
+    ) -> Result<(Vec<Task>, Vec<PlacementFailure>), CpError> {
+        if instances.is_empty() || instances.len() > 10 {
+            return Err(CpError::InvalidParameter(format!(
+                "containerInstances: 1 to 10 container instances, {} given",
+                instances.len()
+            )));
+        }
+        self.clusters.require(&input.cluster)?;
+        let known = self.store.list_instances(&input.cluster)?;
+        let mut ids = Vec::new();
+        let mut missing = Vec::new();
+        for r in instances {
+            let id = ids::resource_id(r);
+            match known.iter().find(|i| i.id == id) {
+                Some(i) => ids.push(i.id.clone()),
+                None => missing.push(PlacementFailure {
+                    arn: self.arns.container_instance(&input.cluster, id),
+                    reason: "MISSING",
+                    detail: "no such container instance in the cluster".to_string(),
+                }),
+            }
+        }
+        if ids.is_empty() {
+            return Ok((Vec::new(), missing));
+        }
+        input.count = ids.len() as i64;
+        input.strategies.clear();
+        input.on_instances = Some(ids);
+        let (tasks, mut failures) = self.run(input)?;
+        failures.extend(missing);
         Ok((tasks, failures))
     }
 

@@ -1,4 +1,4 @@
-//! RunTask, StopTask, DescribeTasks, ListTasks.
+//! RunTask, StartTask, StopTask, DescribeTasks, ListTasks.
 
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -95,7 +95,44 @@ fn run_task(cp: &ControlPlane, r: RunTaskRequest) -> OpResult {
         from_service: false,
         strategies: r.placement_strategy,
         constraints: r.placement_constraints,
+        on_instances: None,
     })?;
+    let defs = cp.task_definitions.health_defs(&tasks)?;
+    Ok(json!({
+        "tasks": tasks.iter().map(|t| shapes::task(&cp.arns, t, defs.of(t))).collect::<Vec<_>>(),
+        "failures": failures.iter().map(shapes::failure).collect::<Vec<_>>(),
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StartTaskRequest {
+    cluster: Option<String>,
+    task_definition: String,
+    container_instances: Vec<String>,
+    started_by: Option<String>,
+    group: Option<String>,
+    overrides: Option<Value>,
+    network_configuration: Option<Value>,
+}
+
+fn start_task(cp: &ControlPlane, r: StartTaskRequest) -> OpResult {
+    let (tasks, failures) = cp.tasks.start(
+        RunTaskInput {
+            cluster: cluster_or_default(r.cluster),
+            task_definition: r.task_definition,
+            count: 1,
+            started_by: r.started_by,
+            group: r.group,
+            overrides: r.overrides,
+            network_configuration: network_configuration(r.network_configuration)?,
+            from_service: false,
+            strategies: Vec::new(),
+            constraints: Vec::new(),
+            on_instances: None,
+        },
+        &r.container_instances,
+    )?;
     let defs = cp.task_definitions.health_defs(&tasks)?;
     Ok(json!({
         "tasks": tasks.iter().map(|t| shapes::task(&cp.arns, t, defs.of(t))).collect::<Vec<_>>(),
@@ -201,6 +238,7 @@ fn list_tasks(cp: &ControlPlane, r: ListTasksRequest) -> OpResult {
 pub(super) fn operation(name: &str) -> Option<Operation> {
     Some(match name {
         "RunTask" => |cp, r| run_task(cp, parse(r)?),
+        "StartTask" => |cp, r| start_task(cp, parse(r)?),
         "StopTask" => |cp, r| stop_task(cp, parse(r)?),
         "DescribeTasks" => |cp, r| describe_tasks(cp, parse(r)?),
         "ListTasks" => |cp, r| list_tasks(cp, parse(r)?),
