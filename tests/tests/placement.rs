@@ -1,7 +1,7 @@
 //! Placement on a fleet of three agents in three availability zones (one with a custom
 //! attribute), driven by the real AWS CLI: a service spread over zones, binpack, distinctInstance,
-//! memberOf on a custom attribute and on a task group, and a bad expression refused with its
-//! position.
+//! memberOf on a custom attribute and on a task group, a bad expression refused with its
+//! position, StartTask, custom attributes, draining an instance, and a DAEMON service.
 
 use std::collections::BTreeMap;
 
@@ -25,9 +25,14 @@ async fn zoned_fleet(name: &str) -> Result<TestEnv> {
         };
         env.start_host_in(Some(&code), zone, attributes)?;
     }
+    wait_connected(&env, 3).await?;
+    Ok(env)
+}
+
+async fn wait_connected(env: &TestEnv, n: usize) -> Result<()> {
     let api = env.api();
     let cluster = env.cluster.clone();
-    wait_until("three connected container instances", timeout(60), || {
+    wait_until("connected container instances", timeout(60), || {
         let (api, cluster) = (api.clone(), cluster.clone());
         async move {
             let d = instances(&api, &cluster).await?;
@@ -35,11 +40,10 @@ async fn zoned_fleet(name: &str) -> Result<TestEnv> {
                 .iter()
                 .filter(|ci| ci["agentConnected"] == Value::Bool(true))
                 .count();
-            Ok((connected == 3).then_some(()))
+            Ok((connected == n).then_some(()))
         }
     })
-    .await?;
-    Ok(env)
+    .await
 }
 
 async fn instances(api: &berth_e2e::EcsClient, cluster: &str) -> Result<Vec<Value>> {
@@ -739,6 +743,237 @@ async fn draining_an_instance_moves_its_service_tasks_without_going_below_the_mi
         &name,
         "--force",
     ])?;
+    aws.ecs(&[
+        "wait",
+        "services-inactive",
+        "--cluster",
+        c,
+        "--services",
+        &name,
+    ])?;
+    env.pass();
+    Ok(())
+}
+
+/// A DAEMON service: one task on each instance, one more on an instance that joins later, a
+/// new revision replaced in place (never two of the service on one instance), its count derived
+/// and not settable, the daemon leaving a drained instance, deleted without scaling down.
+#[tokio::test]
+async fn a_daemon_service_runs_one_task_per_instance_and_follows_a_new_one() -> Result<()> {
+    let mut env = TestEnv::new("place-daemon")?;
+    env.set_cp_service_settle_ms(500);
+    env.start_cp().await?;
+    let code = env.create_activation(3)?;
+    env.start_host_in(Some(&code), "lab-1a", &[])?;
+    env.start_host_in(Some(&code), "lab-1b", &[])?;
+    wait_connected(&env, 2).await?;
+    let aws = AwsCli::new(&env.api_url(), &env.dir().join("aws-home"))?;
+    let api = env.api();
+    let c = env.cluster.clone();
+    let c = c.as_str();
+    let family = format!("daemon-{}", env.id);
+    register(&api, small(&family)).await?;
+    let rev2 = serde_json::to_string(&{
+        let mut d = small(&family);
+        d["containerDefinitions"][0]["command"] = json!(["sleep", "601"]);
+        d
+    })?;
+    let name = format!("daemon-{}", env.id);
+    let created = aws.ecs(&[
+        "create-service",
+        "--cluster",
+        c,
+        "--service-name",
+        &name,
+        "--task-definition",
+        &family,
+        "--scheduling-strategy",
+        "DAEMON",
+        "--launch-type",
+        "EXTERNAL",
+    ])?;
+    ensure!(
+        created["service"]["schedulingStrategy"] == "DAEMON",
+        "{created}"
+    );
+    ensure!(
+        created["service"]["deploymentConfiguration"]["maximumPercent"] == 100
+            && created["service"]["deploymentConfiguration"]["minimumHealthyPercent"] == 0,
+        "ECS's daemon defaults: {created}"
+    );
+    let running = || async {
+        let listed = api
+            .call(
+                "ListTasks",
+                json!({"cluster": c, "serviceName": name, "desiredStatus": "RUNNING"}),
+            )
+            .await?;
+        let arns = arns(&listed, "taskArns");
+        if arns.is_empty() {
+            return Ok::<Vec<Value>, anyhow::Error>(Vec::new());
+        }
+        let d = api
+            .call("DescribeTasks", json!({"cluster": c, "tasks": arns}))
+            .await?;
+        Ok(d["tasks"].as_array().cloned().unwrap_or_default())
+    };
+    aws.ecs(&[
+        "wait",
+        "services-stable",
+        "--cluster",
+        c,
+        "--services",
+        &name,
+    ])?;
+    let first = per_instance(&running().await?);
+    ensure!(
+        first.len() == 2 && first.values().all(|n| *n == 1),
+        "{first:?}"
+    );
+    let d = aws.ecs(&["describe-services", "--cluster", c, "--services", &name])?;
+    ensure!(d["services"][0]["desiredCount"] == 2, "{d}");
+
+    // A third instance joins: it gets its task.
+    env.start_host_in(Some(&code), "lab-1c", &[])?;
+    wait_connected(&env, 3).await?;
+    wait_until("the new instance's daemon task", timeout(60), || async {
+        let now = per_instance(&running().await?);
+        Ok((now.len() == 3 && now.values().all(|n| *n == 1)).then_some(()))
+    })
+    .await?;
+    aws.ecs(&[
+        "wait",
+        "services-stable",
+        "--cluster",
+        c,
+        "--services",
+        &name,
+    ])?;
+    let d = aws.ecs(&["describe-services", "--cluster", c, "--services", &name])?;
+    ensure!(d["services"][0]["desiredCount"] == 3, "{d}");
+
+    // Its count is not settable; strategies do not apply.
+    let err = aws
+        .ecs(&[
+            "update-service",
+            "--cluster",
+            c,
+            "--service",
+            &name,
+            "--desired-count",
+            "5",
+        ])
+        .expect_err("a daemon's count is derived");
+    ensure!(format!("{err:#}").contains("DAEMON"), "{err:#}");
+
+    // A new revision, replaced in place: at no look two of the service's tasks on one instance.
+    let td2 = aws.ecs(&["register-task-definition", "--cli-input-json", &rev2])?;
+    let rev2_arn = td2["taskDefinition"]["taskDefinitionArn"]
+        .as_str()
+        .context("rev 2")?
+        .to_owned();
+    aws.ecs(&[
+        "update-service",
+        "--cluster",
+        c,
+        "--service",
+        &name,
+        "--task-definition",
+        &format!("{family}:2"),
+    ])?;
+    let mut most = 0;
+    let deadline = std::time::Instant::now() + timeout(90);
+    loop {
+        let listed = api
+            .call("ListTasks", json!({"cluster": c, "serviceName": name}))
+            .await?;
+        let all = arns(&listed, "taskArns");
+        let described = api
+            .call("DescribeTasks", json!({"cluster": c, "tasks": all}))
+            .await?;
+        let live: Vec<Value> = described["tasks"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|t| t["lastStatus"] != "STOPPED")
+            .cloned()
+            .collect();
+        most = most.max(per_instance(&live).values().copied().max().unwrap_or(0));
+        let on_rev2 = live
+            .iter()
+            .filter(|t| t["taskDefinitionArn"] == rev2_arn.as_str() && t["lastStatus"] == "RUNNING")
+            .count();
+        if on_rev2 == 3 && live.len() == 3 {
+            break;
+        }
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "the rollout did not finish: {live:#?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    ensure!(
+        most == 1,
+        "at most one task of the daemon per instance, saw {most}"
+    );
+    aws.ecs(&[
+        "wait",
+        "services-stable",
+        "--cluster",
+        c,
+        "--services",
+        &name,
+    ])?;
+
+    // Draining an instance takes its daemon task away (nothing else runs there).
+    let target = instance_in(&env, "lab-1a").await?;
+    aws.ecs(&[
+        "update-container-instances-state",
+        "--cluster",
+        c,
+        "--container-instances",
+        &target,
+        "--status",
+        "DRAINING",
+    ])?;
+    wait_until(
+        "the daemon off the drained instance",
+        timeout(60),
+        || async {
+            let now = per_instance(&running().await?);
+            Ok((!now.contains_key(&target) && now.len() == 2).then_some(()))
+        },
+    )
+    .await?;
+    aws.ecs(&[
+        "wait",
+        "services-stable",
+        "--cluster",
+        c,
+        "--services",
+        &name,
+    ])?;
+    let d = aws.ecs(&["describe-services", "--cluster", c, "--services", &name])?;
+    ensure!(d["services"][0]["desiredCount"] == 2, "{d}");
+    let daemons = aws.ecs(&[
+        "list-services",
+        "--cluster",
+        c,
+        "--scheduling-strategy",
+        "DAEMON",
+    ])?;
+    ensure!(arns(&daemons, "serviceArns").len() == 1, "{daemons}");
+    let replicas = aws.ecs(&[
+        "list-services",
+        "--cluster",
+        c,
+        "--scheduling-strategy",
+        "REPLICA",
+    ])?;
+    ensure!(arns(&replicas, "serviceArns").is_empty(), "{replicas}");
+
+    // Deleted as it is: no scale-down first.
+    aws.ecs(&["delete-service", "--cluster", c, "--service", &name])?;
     aws.ecs(&[
         "wait",
         "services-inactive",

@@ -13,12 +13,14 @@ use super::tasks::{RunTaskInput, Tasks};
 use super::{CpError, NetworkConfiguration};
 use crate::clock::now_ms;
 use crate::domain::instance::InstanceStatus;
+use crate::domain::placement::{Constraint, Placement};
 use crate::domain::service::history;
-use crate::domain::service::{self, RolloutState, Service, ServiceStatus};
+use crate::domain::service::{self, RolloutState, SchedulingStrategy, Service, ServiceStatus};
 use crate::domain::task::{
     task_health_status, HealthStatus, Task, TaskStatus, SCHEDULER_STOP_CODE, USER_STOP_CODE,
 };
 use crate::domain::taskdef::HealthDef;
+use crate::scheduler::daemon::{self, DaemonInstance, DaemonTask, DaemonView};
 use crate::scheduler::service::{
     plan, throttle, Action, Backoff, DeploymentView, ServiceView, StopReason, TaskHealth, TaskView,
     ThrottleSettings,
@@ -159,12 +161,41 @@ impl ServiceController {
                 failed_tasks: d.failed_tasks,
             })
             .collect();
-        let actions = plan(&ServiceView {
-            desired_count: s.desired_count,
-            config: rules_of(&s.deployment),
-            deployments: &deployments,
-            tasks: &views,
-        });
+        let actions = match s.scheduling_strategy {
+            SchedulingStrategy::Replica => plan(&ServiceView {
+                desired_count: s.desired_count,
+                config: rules_of(&s.deployment),
+                deployments: &deployments,
+                tasks: &views,
+            }),
+            SchedulingStrategy::Daemon => {
+                let instances = self.daemon_instances(&s)?;
+                // A daemon's desired count is what it should run now.
+                s.desired_count = daemon::desired_count(&instances);
+                let tasks: Vec<DaemonTask> = live
+                    .iter()
+                    .zip(&views)
+                    .map(|(t, v)| DaemonTask {
+                        id: v.id.clone(),
+                        deployment_id: v.deployment_id.clone(),
+                        instance_id: t.instance_id.clone(),
+                        health: v.health,
+                        stopping: v.stopping,
+                        protected: v.protected,
+                    })
+                    .collect();
+                daemon::plan(&DaemonView {
+                    instances: &instances,
+                    deployments: &deployments,
+                    tasks: &tasks,
+                    minimum_healthy_percent: s.deployment.minimum_healthy_percent,
+                    circuit_breaker: s
+                        .deployment
+                        .circuit_breaker_enable
+                        .then_some(s.deployment.circuit_breaker_rollback),
+                })
+            }
+        };
 
         let primary = s
             .deployments
@@ -182,7 +213,18 @@ impl ServiceController {
                         continue;
                     }
                     moved = true;
-                    self.start(&mut s, deployment, *count, &mut started, now)?;
+                    self.start(&mut s, deployment, *count, None, &mut started, now)?;
+                }
+                Action::StartOn {
+                    deployment,
+                    instance,
+                } => {
+                    if backoff.holds_starts(now) {
+                        continue;
+                    }
+                    moved = true;
+                    let on = Some(instance.as_str());
+                    self.start(&mut s, deployment, 1, on, &mut started, now)?;
                 }
                 Action::Stop { task, reason } => {
                     moved = true;
@@ -266,6 +308,7 @@ impl ServiceController {
         s: &mut Service,
         deployment: &str,
         count: u32,
+        on_instance: Option<&str>,
         started: &mut Vec<Task>,
         now: i64,
     ) -> Result<(), CpError> {
@@ -291,7 +334,7 @@ impl ServiceController {
                 from_service: true,
                 strategies: s.placement_strategy.clone(),
                 constraints: s.placement_constraints.clone(),
-                on_instances: None,
+                on_instances: on_instance.map(|i| vec![i.to_string()]),
             };
             match self.tasks.run(input) {
                 Ok((tasks, failures)) => {
@@ -315,6 +358,41 @@ impl ServiceController {
             }
         }
         Ok(())
+    }
+
+    /// The cluster's instances as a DAEMON service sees them: eligible when ACTIVE and every
+    /// memberOf constraint of the service (and of its task definition) holds there.
+    fn daemon_instances(&self, s: &Service) -> Result<Vec<DaemonInstance>, CpError> {
+        let placement = Placement::new(&[], &s.placement_constraints, &[], true)
+            .map_err(|e| CpError::InvalidParameter(e.0))?;
+        let group = s.group();
+        let candidates = self.tasks.instances.candidates(&s.cluster)?;
+        let draining: std::collections::HashSet<String> = self
+            .store
+            .list_instances(&s.cluster)?
+            .into_iter()
+            .filter(|i| i.state.status == InstanceStatus::Draining)
+            .map(|i| i.id)
+            .collect();
+        Ok(candidates
+            .iter()
+            .map(|c| DaemonInstance {
+                id: c.instance_id.clone(),
+                eligible: c.active
+                    && placement.constraints.iter().all(|k| match k {
+                        Constraint::MemberOf(e) => e.matches(c),
+                        Constraint::DistinctInstance => true,
+                    }),
+                connected: c.connected,
+                draining: draining.contains(&c.instance_id),
+                other_tasks: (c.running_tasks
+                    - c.groups
+                        .get(&group)
+                        .copied()
+                        .unwrap_or(0)
+                        .min(c.running_tasks)) as u32,
+            })
+            .collect())
     }
 
     /// Counts the primary deployment's new failed tasks into the service's back-off; says so

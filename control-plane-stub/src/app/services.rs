@@ -12,7 +12,9 @@ use crate::clock::now_ms;
 use crate::domain::ids::{self, Arns};
 use crate::domain::placement::{ConstraintSpec, Placement, StrategySpec};
 use crate::domain::service::history::{self, Revision};
-use crate::domain::service::{self, Deployment, DeploymentSettings, Service, ServiceStatus};
+use crate::domain::service::{
+    self, Deployment, DeploymentSettings, SchedulingStrategy, Service, ServiceStatus,
+};
 use crate::domain::taskdef;
 use crate::scheduler::service as rules;
 use crate::state::Store;
@@ -126,22 +128,23 @@ impl Services {
         service::check_name(&input.name).map_err(CpError::InvalidParameter)?;
         let launch_type = input.launch_type.clone().unwrap_or_else(|| "EC2".into());
         service::check_launch_type(&launch_type).map_err(CpError::InvalidParameter)?;
-        match input.scheduling_strategy.as_deref() {
-            None | Some("REPLICA") => {}
-            Some("DAEMON") => {
-                return Err(CpError::InvalidParameter(
-                    "schedulingStrategy: DAEMON services are not supported by berth-cp yet; use REPLICA"
-                        .into(),
+        let strategy = match input.scheduling_strategy.as_deref() {
+            None => SchedulingStrategy::Replica,
+            Some(s) => SchedulingStrategy::parse(s).ok_or_else(|| {
+                CpError::InvalidParameter(format!(
+                    "schedulingStrategy: {s:?} is not REPLICA or DAEMON"
                 ))
+            })?,
+        };
+        match strategy {
+            SchedulingStrategy::Replica => {
+                rules::validate(&rules_of(&input.deployment), input.desired_count)
+                    .map_err(CpError::InvalidParameter)?
             }
-            Some(other) => {
-                return Err(CpError::InvalidParameter(format!(
-                    "schedulingStrategy: {other:?} is not REPLICA or DAEMON"
-                )))
+            SchedulingStrategy::Daemon => {
+                check_daemon(&input.deployment, &input.placement_strategy)?
             }
         }
-        rules::validate(&rules_of(&input.deployment), input.desired_count)
-            .map_err(CpError::InvalidParameter)?;
         check_placement(&input.placement_strategy, &input.placement_constraints)?;
         let network = input.network_configuration.as_ref().map(|(_, n)| n);
         let network_raw = input.network_configuration.as_ref().map(|(raw, _)| raw);
@@ -176,6 +179,7 @@ impl Services {
             throttle: Default::default(),
             placement_strategy: input.placement_strategy,
             placement_constraints: input.placement_constraints,
+            scheduling_strategy: strategy,
         };
         let (deployment, revision) = new_deployment(revision, now);
         history::begin(&mut new, deployment, revision, now);
@@ -241,7 +245,6 @@ impl Services {
         }
         let desired = input.desired_count.unwrap_or(s.desired_count);
         let settings = input.deployment.unwrap_or(s.deployment);
-        rules::validate(&rules_of(&settings), desired).map_err(CpError::InvalidParameter)?;
         let strategies = input
             .placement_strategy
             .clone()
@@ -251,6 +254,19 @@ impl Services {
             .clone()
             .unwrap_or_else(|| s.placement_constraints.clone());
         check_placement(&strategies, &constraints)?;
+        match s.scheduling_strategy {
+            SchedulingStrategy::Replica => {
+                rules::validate(&rules_of(&settings), desired).map_err(CpError::InvalidParameter)?
+            }
+            SchedulingStrategy::Daemon => {
+                if input.desired_count.is_some() {
+                    return Err(CpError::InvalidParameter(
+                        "desiredCount: a DAEMON service runs one task on each eligible container instance; its count cannot be set".into(),
+                    ));
+                }
+                check_daemon(&settings, &strategies)?
+            }
+        }
         // A new task definition, a new network configuration or forceNewDeployment start a new
         // deployment; a desiredCount or grace-period change does not (as ECS).
         let network_changed = input
@@ -318,7 +334,8 @@ impl Services {
         if s.status != ServiceStatus::Active {
             return Err(CpError::ServiceNotActive(reference.to_string()));
         }
-        if s.desired_count > 0 && !force {
+        // A daemon has no count to scale down first: deleting it is how it is stopped.
+        if s.desired_count > 0 && !force && s.scheduling_strategy == SchedulingStrategy::Replica {
             return Err(CpError::InvalidParameter(
                 "The service cannot be stopped while it is scaled above 0.".into(),
             ));
@@ -415,8 +432,32 @@ fn same_parameters(existing: &Service, new: &Service) -> bool {
         && existing.deployment == new.deployment
         && existing.network_configuration == new.network_configuration
         && existing.health_check_grace_period_seconds == new.health_check_grace_period_seconds
+        && existing.scheduling_strategy == new.scheduling_strategy
         && existing.placement_strategy == new.placement_strategy
         && existing.placement_constraints == new.placement_constraints
+}
+
+/// ECS's rules for a DAEMON service: each task is replaced in place (maximumPercent 100), and
+/// there is nothing to choose between instances (no placement strategy).
+fn check_daemon(settings: &DeploymentSettings, strategies: &[StrategySpec]) -> Result<(), CpError> {
+    if settings.maximum_percent != 100 {
+        return Err(CpError::InvalidParameter(format!(
+            "deploymentConfiguration.maximumPercent: {} — a DAEMON service replaces each task in place, so it must be 100",
+            settings.maximum_percent
+        )));
+    }
+    if settings.minimum_healthy_percent > 100 {
+        return Err(CpError::InvalidParameter(format!(
+            "deploymentConfiguration.minimumHealthyPercent: {} must be between 0 and 100",
+            settings.minimum_healthy_percent
+        )));
+    }
+    if !strategies.is_empty() {
+        return Err(CpError::InvalidParameter(
+            "placementStrategy: a DAEMON service places one task on every eligible instance; strategies do not apply".into(),
+        ));
+    }
+    Ok(())
 }
 
 fn check_placement(

@@ -2,6 +2,7 @@
 //! without a store or a network. The application layer gathers the snapshot and records the
 //! outcome.
 
+pub mod daemon;
 pub mod placement;
 pub mod service;
 pub mod usage;

@@ -152,6 +152,11 @@ pub enum Action {
         deployment: String,
         count: u32,
     },
+    /// Start one task of the deployment on this instance (DAEMON services).
+    StartOn {
+        deployment: String,
+        instance: String,
+    },
     Stop {
         task: String,
         reason: StopReason,

@@ -12,7 +12,7 @@ use crate::api::ts;
 use crate::app::{ControlPlane, CreateServiceInput, TaskCounts, UpdateServiceInput};
 use crate::domain::ids;
 use crate::domain::placement::{ConstraintSpec, StrategySpec};
-use crate::domain::service::{DeploymentSettings, Service};
+use crate::domain::service::{DeploymentSettings, SchedulingStrategy, Service};
 
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase", default)]
@@ -111,12 +111,29 @@ fn create_service(cp: &ControlPlane, r: CreateServiceRequest) -> OpResult {
             "taskDefinition: required for a service with the ECS deployment controller",
         )
     })?;
-    let desired_count = count("desiredCount", r.desired_count)?.ok_or_else(|| {
-        ApiError::client(
-            "InvalidParameterException",
-            "desiredCount: required for a REPLICA service",
-        )
-    })?;
+    let daemon = r.scheduling_strategy.as_deref() == Some("DAEMON");
+    let desired_count = match (daemon, count("desiredCount", r.desired_count)?) {
+        (false, Some(n)) => n,
+        (false, None) => {
+            return Err(ApiError::client(
+                "InvalidParameterException",
+                "desiredCount: required for a REPLICA service",
+            ))
+        }
+        // A daemon's count is its eligible instances, found by the scheduler.
+        (true, None) => 0,
+        (true, Some(_)) => {
+            return Err(ApiError::client(
+                "InvalidParameterException",
+                "desiredCount: a DAEMON service runs one task on each eligible container instance; do not set it",
+            ))
+        }
+    };
+    let defaults = if daemon {
+        DeploymentSettings::daemon_default()
+    } else {
+        DeploymentSettings::default()
+    };
     let input = CreateServiceInput {
         cluster: cluster_or_default(r.cluster),
         name: r.service_name,
@@ -124,9 +141,7 @@ fn create_service(cp: &ControlPlane, r: CreateServiceRequest) -> OpResult {
         desired_count,
         launch_type: r.launch_type,
         scheduling_strategy: r.scheduling_strategy,
-        deployment: r
-            .deployment_configuration
-            .settings(DeploymentSettings::default())?,
+        deployment: r.deployment_configuration.settings(defaults)?,
         health_check_grace_period_seconds: count(
             "healthCheckGracePeriodSeconds",
             r.health_check_grace_period_seconds,
@@ -231,11 +246,14 @@ struct ListServicesRequest {
 fn list_services(cp: &ControlPlane, r: ListServicesRequest) -> OpResult {
     let cluster = cluster_or_default(r.cluster);
     let mut services = cp.services.list(&cluster, r.launch_type.as_deref())?;
-    if r.scheduling_strategy
-        .as_deref()
-        .is_some_and(|s| s != "REPLICA")
-    {
-        services.clear();
+    if let Some(wanted) = r.scheduling_strategy.as_deref() {
+        let wanted = SchedulingStrategy::parse(wanted).ok_or_else(|| {
+            ApiError::client(
+                "InvalidParameterException",
+                format!("schedulingStrategy: {wanted:?} is not REPLICA or DAEMON"),
+            )
+        })?;
+        services.retain(|s| s.scheduling_strategy == wanted);
     }
     let arns: Vec<String> = services.iter().map(|s| cp.services.arn(s)).collect();
     // ECS pages services 10 at a time unless asked for more.
@@ -313,7 +331,10 @@ fn service(cp: &ControlPlane, s: &Service, tags: bool) -> Result<Value, ApiError
     if let Some(g) = s.health_check_grace_period_seconds {
         m.insert("healthCheckGracePeriodSeconds".into(), json!(g));
     }
-    m.insert("schedulingStrategy".into(), json!("REPLICA"));
+    m.insert(
+        "schedulingStrategy".into(),
+        json!(s.scheduling_strategy.as_str()),
+    );
     m.insert("deploymentController".into(), json!({"type": "ECS"}));
     m.insert(
         "enableECSManagedTags".into(),

@@ -75,6 +75,17 @@ impl Default for DeploymentSettings {
     }
 }
 
+impl DeploymentSettings {
+    /// ECS's defaults for a DAEMON service: each task replaced in place (0 % healthy, 100 %).
+    pub fn daemon_default() -> Self {
+        Self {
+            minimum_healthy_percent: 0,
+            maximum_percent: 100,
+            ..Self::default()
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Deployment {
     /// `ecs-svc/` and 19 digits.
@@ -163,6 +174,35 @@ pub struct Service {
     pub placement_strategy: Vec<StrategySpec>,
     #[serde(default)]
     pub placement_constraints: Vec<ConstraintSpec>,
+    /// REPLICA (desiredCount tasks) or DAEMON (one per eligible instance).
+    #[serde(default)]
+    pub scheduling_strategy: SchedulingStrategy,
+}
+
+/// ECS's schedulingStrategy.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum SchedulingStrategy {
+    #[default]
+    Replica,
+    Daemon,
+}
+
+impl SchedulingStrategy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SchedulingStrategy::Replica => "REPLICA",
+            SchedulingStrategy::Daemon => "DAEMON",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<SchedulingStrategy> {
+        match s {
+            "REPLICA" => Some(SchedulingStrategy::Replica),
+            "DAEMON" => Some(SchedulingStrategy::Daemon),
+            _ => None,
+        }
+    }
 }
 
 /// A service's start back-off (ECS's service throttle): the tasks of its primary deployment that
@@ -316,6 +356,7 @@ pub fn test_service(name: &str) -> Service {
         throttle: Throttle::default(),
         placement_strategy: Vec::new(),
         placement_constraints: Vec::new(),
+        scheduling_strategy: SchedulingStrategy::Replica,
     }
 }
 
