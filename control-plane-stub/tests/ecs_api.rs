@@ -104,13 +104,16 @@ async fn task_definitions_register_describe_list_deregister() {
         sample_task_definition("worker"),
     )
     .await;
-    let prefixed = ecs_ok(
+    // familyPrefix names a whole family, as ECS's ListTaskDefinitions takes it.
+    let family = ecs_ok(
         api,
         "ListTaskDefinitions",
-        json!({"familyPrefix": "wor", "sort": "DESC"}),
+        json!({"familyPrefix": "worker", "sort": "DESC"}),
     )
     .await;
-    assert_eq!(prefixed["taskDefinitionArns"].as_array().unwrap().len(), 1);
+    assert_eq!(family["taskDefinitionArns"].as_array().unwrap().len(), 1);
+    let partial = ecs_ok(api, "ListTaskDefinitions", json!({"familyPrefix": "wor"})).await;
+    assert_eq!(partial["taskDefinitionArns"], json!([]));
 
     let (status, run) = ecs(api, "RunTask", json!({"taskDefinition": "web:2"})).await;
     assert_eq!(
@@ -285,6 +288,65 @@ async fn bad_requests_are_400s() {
     assert_eq!(
         (status, body["__type"].as_str()),
         (400, Some("ClusterNotFoundException"))
+    );
+
+    // Every answer is in ECS's error shape: an unknown path, a wrong method, a body over the
+    // limit, a content type that is not JSON.
+    let target = (
+        "X-Amz-Target",
+        "AmazonEC2ContainerServiceV20141113.ListClusters",
+    );
+    for (resp, status) in [
+        (
+            client
+                .get(format!("http://{api}/nowhere"))
+                .send()
+                .await
+                .unwrap(),
+            404,
+        ),
+        (
+            client.get(format!("http://{api}/")).send().await.unwrap(),
+            405,
+        ),
+        (
+            client
+                .post(format!("http://{api}/"))
+                .header(target.0, target.1)
+                .body(vec![b' '; 3 << 20])
+                .send()
+                .await
+                .unwrap(),
+            413,
+        ),
+        (
+            client
+                .post(format!("http://{api}/"))
+                .header(target.0, target.1)
+                .header("Content-Type", "text/plain")
+                .body("{}")
+                .send()
+                .await
+                .unwrap(),
+            415,
+        ),
+    ] {
+        assert_eq!(resp.status(), status);
+        assert_eq!(resp.headers()["content-type"], "application/x-amz-json-1.1");
+        let body: serde_json::Value = resp.json().await.unwrap();
+        assert!(
+            body["__type"].is_string() && body["message"].is_string(),
+            "{body}"
+        );
+    }
+    // A message quoting a huge input is capped.
+    let op = "Unknown".repeat(1000);
+    let (status, body) = ecs(api, &op, json!({})).await;
+    assert_eq!(status, 400);
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.len() < 1200 && message.ends_with("more characters)"),
+        "{body}"
     );
 
     server.shutdown().await.unwrap();

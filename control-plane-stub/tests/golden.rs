@@ -283,7 +283,7 @@ async fn scenario() -> String {
     t.ecs("ListTaskDefinitions", json!({})).await;
     t.ecs(
         "ListTaskDefinitions",
-        json!({"familyPrefix": "w", "sort": "DESC", "maxResults": 1}),
+        json!({"familyPrefix": "web", "sort": "DESC", "maxResults": 1}),
     )
     .await;
     t.ecs(

@@ -391,7 +391,29 @@ async fn run_task_binpacks_keeps_instances_distinct_and_follows_member_of() -> R
     Ok(())
 }
 
-/// The lab-1a instance's ARN.
+/// The service's tasks whose desired status is RUNNING, described.
+async fn running_tasks_of(
+    api: &berth_e2e::EcsClient,
+    cluster: &str,
+    service: &str,
+) -> Result<Vec<Value>> {
+    let listed = api
+        .call(
+            "ListTasks",
+            json!({"cluster": cluster, "serviceName": service, "desiredStatus": "RUNNING"}),
+        )
+        .await?;
+    let arns = arns(&listed, "taskArns");
+    if arns.is_empty() {
+        return Ok(Vec::new());
+    }
+    let d = api
+        .call("DescribeTasks", json!({"cluster": cluster, "tasks": arns}))
+        .await?;
+    Ok(d["tasks"].as_array().cloned().unwrap_or_default())
+}
+
+/// The ARN of the instance in `zone`.
 async fn instance_in(env: &TestEnv, zone: &str) -> Result<String> {
     zones_by_instance(env)
         .await?
@@ -602,22 +624,7 @@ async fn draining_an_instance_moves_its_service_tasks_without_going_below_the_mi
         "--services",
         &name,
     ])?;
-    let service_tasks = || async {
-        let listed = api
-            .call(
-                "ListTasks",
-                json!({"cluster": c, "serviceName": name, "desiredStatus": "RUNNING"}),
-            )
-            .await?;
-        let arns = arns(&listed, "taskArns");
-        if arns.is_empty() {
-            return Ok::<Vec<Value>, anyhow::Error>(Vec::new());
-        }
-        let d = api
-            .call("DescribeTasks", json!({"cluster": c, "tasks": arns}))
-            .await?;
-        Ok(d["tasks"].as_array().cloned().unwrap_or_default())
-    };
+    let service_tasks = || running_tasks_of(&api, c, &name);
     let before = per_instance(&service_tasks().await?);
     ensure!(
         before.get(&target) == Some(&1),
@@ -801,22 +808,7 @@ async fn a_daemon_service_runs_one_task_per_instance_and_follows_a_new_one() -> 
             && created["service"]["deploymentConfiguration"]["minimumHealthyPercent"] == 0,
         "ECS's daemon defaults: {created}"
     );
-    let running = || async {
-        let listed = api
-            .call(
-                "ListTasks",
-                json!({"cluster": c, "serviceName": name, "desiredStatus": "RUNNING"}),
-            )
-            .await?;
-        let arns = arns(&listed, "taskArns");
-        if arns.is_empty() {
-            return Ok::<Vec<Value>, anyhow::Error>(Vec::new());
-        }
-        let d = api
-            .call("DescribeTasks", json!({"cluster": c, "tasks": arns}))
-            .await?;
-        Ok(d["tasks"].as_array().cloned().unwrap_or_default())
-    };
+    let running = || running_tasks_of(&api, c, &name);
     aws.ecs(&[
         "wait",
         "services-stable",

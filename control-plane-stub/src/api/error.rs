@@ -74,9 +74,22 @@ impl From<CpError> for ApiError {
     }
 }
 
+/// Messages quote what was sent (names, expressions, JSON errors); a client that sent
+/// megabytes gets a bounded answer.
+pub const MAX_MESSAGE_CHARS: usize = 1024;
+
+fn capped(message: String) -> String {
+    let total = message.chars().count();
+    if total <= MAX_MESSAGE_CHARS {
+        return message;
+    }
+    let head: String = message.chars().take(MAX_MESSAGE_CHARS).collect();
+    format!("{head}… ({} more characters)", total - MAX_MESSAGE_CHARS)
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({"__type": self.code, "message": self.message});
+        let body = serde_json::json!({"__type": self.code, "message": capped(self.message)});
         json_response(self.status, &body)
     }
 }
@@ -87,4 +100,18 @@ pub(crate) fn json_response(status: StatusCode, body: &serde_json::Value) -> Res
     resp.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_messages_are_capped_on_a_character_boundary() {
+        assert_eq!(capped("short".into()), "short");
+        let long = "é".repeat(MAX_MESSAGE_CHARS + 10);
+        let c = capped(long);
+        assert!(c.starts_with(&"é".repeat(MAX_MESSAGE_CHARS)));
+        assert!(c.ends_with("… (10 more characters)"), "{c}");
+    }
 }

@@ -35,7 +35,29 @@ pub fn router(cp: Arc<ControlPlane>) -> Router {
             put(berth::secrets::put).delete(berth::secrets::delete),
         )
         .route(berth::events::PATH, get(berth::events::get))
+        .fallback(no_route)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(cp)
+}
+
+/// Every answer carries the ECS error shape, also for a path or method nothing serves.
+async fn no_route(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError {
+        status: axum::http::StatusCode::NOT_FOUND,
+        code: "UnknownOperationException",
+        message: format!(
+            "nothing is served at {method} {}: the ECS API is POST / with an X-Amz-Target header, Berth's own routes are under /berth/v1",
+            uri.path()
+        ),
+    }
+}
+
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError {
+        status: axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        code: "UnknownOperationException",
+        message: format!("{} does not take {method}", uri.path()),
+    }
 }
 
 /// ECS timestamps are epoch seconds.

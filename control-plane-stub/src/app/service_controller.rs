@@ -5,6 +5,7 @@
 //! change, and on a timer; each run starts from the store, so a restarted berth-cp resumes
 //! where it was.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use super::services::rules_of;
@@ -129,13 +130,7 @@ impl ServiceController {
             return self.save_if_changed(&before, &s);
         }
 
-        let draining: std::collections::HashSet<String> = self
-            .store
-            .list_instances(&s.cluster)?
-            .into_iter()
-            .filter(|i| i.state.status == InstanceStatus::Draining)
-            .map(|i| i.id)
-            .collect();
+        let draining = self.draining_instances(&s.cluster)?;
         let views: Vec<TaskView> = live
             .iter()
             .map(|t| TaskView {
@@ -360,6 +355,17 @@ impl ServiceController {
         Ok(())
     }
 
+    /// The ids of the cluster's DRAINING instances.
+    fn draining_instances(&self, cluster: &str) -> Result<HashSet<String>, CpError> {
+        Ok(self
+            .store
+            .list_instances(cluster)?
+            .into_iter()
+            .filter(|i| i.state.status == InstanceStatus::Draining)
+            .map(|i| i.id)
+            .collect())
+    }
+
     /// The cluster's instances as a DAEMON service sees them: eligible when ACTIVE and every
     /// memberOf constraint of the service (and of its task definition) holds there.
     fn daemon_instances(&self, s: &Service) -> Result<Vec<DaemonInstance>, CpError> {
@@ -367,13 +373,7 @@ impl ServiceController {
             .map_err(|e| CpError::InvalidParameter(e.0))?;
         let group = s.group();
         let candidates = self.tasks.instances.candidates(&s.cluster)?;
-        let draining: std::collections::HashSet<String> = self
-            .store
-            .list_instances(&s.cluster)?
-            .into_iter()
-            .filter(|i| i.state.status == InstanceStatus::Draining)
-            .map(|i| i.id)
-            .collect();
+        let draining = self.draining_instances(&s.cluster)?;
         Ok(candidates
             .iter()
             .map(|c| DaemonInstance {

@@ -100,10 +100,10 @@ impl TaskDefinitions {
 
     pub fn list(
         &self,
-        family_prefix: Option<&str>,
+        family: Option<&str>,
         active: Option<bool>,
     ) -> Result<Vec<(String, i64)>, CpError> {
-        Ok(self.store.list_task_definitions(family_prefix, active)?)
+        Ok(self.store.list_task_definitions(family, active)?)
     }
 
     pub fn deregister(&self, reference: &str) -> Result<TaskDefRecord, CpError> {

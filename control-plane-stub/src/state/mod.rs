@@ -147,7 +147,7 @@ pub trait TaskDefinitionStore {
     /// (family, revision) pairs, sorted by family then revision.
     fn list_task_definitions(
         &self,
-        family_prefix: Option<&str>,
+        family: Option<&str>,
         active: Option<bool>,
     ) -> Result<Vec<(String, i64)>>;
 

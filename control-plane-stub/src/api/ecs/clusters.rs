@@ -5,6 +5,7 @@ use serde_json::json;
 
 use super::request::{page_response, paginate, parse, OpResult, Operation, PageRequest};
 use super::shapes;
+use crate::api::error::ApiError;
 use crate::app::ControlPlane;
 use crate::domain::ids;
 
@@ -40,6 +41,12 @@ struct DescribeClustersRequest {
 
 fn describe_clusters(cp: &ControlPlane, r: DescribeClustersRequest) -> OpResult {
     let wanted = r.clusters.unwrap_or_else(|| vec!["default".into()]);
+    if wanted.len() > 100 {
+        return Err(ApiError::client(
+            "InvalidParameterException",
+            format!("clusters: at most 100 names, {} given", wanted.len()),
+        ));
+    }
     let mut clusters = Vec::new();
     let mut failures = Vec::new();
     for c in wanted {

@@ -15,6 +15,7 @@ mod tasks;
 use std::sync::Arc;
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -29,8 +30,36 @@ use serde_json::Value;
 pub async fn handle(
     State(cp): State<Arc<ControlPlane>>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(rejection) => {
+            return ApiError {
+                status: rejection.status(),
+                code: "SerializationException",
+                message: format!(
+                    "the request body could not be read: {}",
+                    rejection.body_text()
+                ),
+            }
+            .into_response()
+        }
+    };
+    // The AWS SDKs send application/x-amz-json-1.1; a JSON type is taken, others are not.
+    if let Some(ct) = headers.get(axum::http::header::CONTENT_TYPE) {
+        let ct = ct.to_str().unwrap_or("").trim().to_ascii_lowercase();
+        if !(ct.starts_with("application/x-amz-json-") || ct.starts_with("application/json")) {
+            return ApiError {
+                status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                code: "SerializationException",
+                message: format!(
+                    "Content-Type {ct:?}: the ECS API takes application/x-amz-json-1.1"
+                ),
+            }
+            .into_response();
+        }
+    }
     let target = headers
         .get("x-amz-target")
         .and_then(|v| v.to_str().ok())

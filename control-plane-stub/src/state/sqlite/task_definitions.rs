@@ -65,19 +65,17 @@ impl TaskDefinitionStore for SqliteStore {
 
     fn list_task_definitions(
         &self,
-        family_prefix: Option<&str>,
+        family: Option<&str>,
         active: Option<bool>,
     ) -> Result<Vec<(String, i64)>> {
         let conn = self.conn();
         let mut stmt = conn.prepare(
             "SELECT family, revision FROM task_definitions
-             WHERE (?1 IS NULL OR substr(family, 1, length(?1)) = ?1)
+             WHERE (?1 IS NULL OR family = ?1)
                AND (?2 IS NULL OR active = ?2)
              ORDER BY family, revision",
         )?;
-        let rows = stmt.query_map(params![family_prefix, active], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })?;
+        let rows = stmt.query_map(params![family, active], |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok(rows.collect::<std::result::Result<_, _>>()?)
     }
 
