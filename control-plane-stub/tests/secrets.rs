@@ -30,15 +30,6 @@ fn parse(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or_else(|_| panic!("not JSON: {text}"))
 }
 
-async fn berthctl(api: SocketAddr, args: &[&str]) -> Result<String, berth_cp::cli::CliError> {
-    use clap::Parser;
-    let endpoint = format!("http://{api}");
-    let mut argv = vec!["berthctl", "--endpoint", &endpoint];
-    argv.extend_from_slice(args);
-    let cli = berth_cp::cli::Cli::try_parse_from(argv).unwrap();
-    berth_cp::cli::execute(&cli).await
-}
-
 fn definition(family: &str, credentials: Value) -> Value {
     json!({
         "family": family,

@@ -775,15 +775,6 @@ async fn a_service_whose_tasks_keep_failing_backs_off() {
     server.shutdown().await.unwrap();
 }
 
-async fn berthctl(api: SocketAddr, args: &[&str]) -> Result<String, berth_cp::cli::CliError> {
-    use clap::Parser;
-    let endpoint = format!("http://{api}");
-    let mut argv = vec!["berthctl".to_string(), "--endpoint".into(), endpoint];
-    argv.extend(args.iter().map(|a| a.to_string()));
-    let cli = berth_cp::cli::Cli::try_parse_from(argv).unwrap();
-    berth_cp::cli::execute(&cli).await
-}
-
 /// berthctl's service commands, and `deploy --wait` following a rollout to its end.
 #[tokio::test]
 async fn berthctl_creates_describes_and_deploys_a_service() {

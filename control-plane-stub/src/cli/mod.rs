@@ -1,5 +1,6 @@
 //! berthctl: the ECS API of berth-cp for people. Arguments, the HTTP client, and output.
 
+mod instances;
 mod logs;
 mod services;
 mod table;
@@ -81,7 +82,13 @@ pub enum Command {
         #[arg(required = true)]
         tasks: Vec<String>,
     },
-    ListContainerInstances,
+    ListContainerInstances {
+        /// A cluster query, e.g. "attribute:ecs.availability-zone == lab-1a".
+        #[arg(long)]
+        filter: Option<String>,
+        #[arg(long, value_parser = ["ACTIVE", "DRAINING", "INACTIVE"])]
+        status: Option<String>,
+    },
     DescribeContainerInstances {
         #[arg(required = true)]
         instances: Vec<String>,
@@ -146,6 +153,8 @@ pub enum Command {
     },
     #[command(flatten)]
     Services(services::ServiceCommand),
+    #[command(flatten)]
+    Instances(instances::InstanceCommand),
 }
 
 fn parse_ingress(s: &str) -> Result<crate::domain::security::IngressRule, String> {
@@ -345,9 +354,12 @@ pub async fn execute(cli: &Cli) -> Result<String, CliError> {
                 .await?,
             table::tasks_and_failures,
         ),
-        Command::ListContainerInstances => (
+        Command::ListContainerInstances { filter, status } => (
             client
-                .call("ListContainerInstances", json!({"cluster": cluster}))
+                .call(
+                    "ListContainerInstances",
+                    json!({"cluster": cluster, "filter": filter, "status": status}),
+                )
                 .await?,
             |v| table::arn_list(v, "containerInstanceArns", "CONTAINER INSTANCE"),
         ),
@@ -459,6 +471,9 @@ pub async fn execute(cli: &Cli) -> Result<String, CliError> {
         }
         Command::Services(command) => {
             return services::execute(&client, cluster, cli.output, command).await;
+        }
+        Command::Instances(command) => {
+            return instances::execute(&client, cluster, cli.output, command).await;
         }
     };
     Ok(match cli.output {

@@ -48,13 +48,17 @@ impl DeploymentArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum ServiceCommand {
-    /// Create a REPLICA service that keeps DESIRED tasks of TASKDEF running.
+    /// Create a REPLICA service that keeps DESIRED tasks of TASKDEF running, or with --daemon
+    /// one task on every container instance.
     CreateService {
         name: String,
         /// FAMILY, FAMILY:REV or ARN.
         task_definition: String,
-        #[arg(long, default_value_t = 1)]
+        #[arg(long, default_value_t = 1, conflicts_with = "daemon")]
         desired_count: u32,
+        /// schedulingStrategy DAEMON: one task on each ACTIVE instance.
+        #[arg(long)]
+        daemon: bool,
         #[arg(long, default_value = "EXTERNAL", value_parser = ["EXTERNAL", "EC2"])]
         launch_type: String,
         /// healthCheckGracePeriodSeconds.
@@ -124,6 +128,7 @@ pub(super) async fn execute(
             name,
             task_definition,
             desired_count,
+            daemon,
             launch_type,
             grace_period,
             security_groups,
@@ -131,8 +136,13 @@ pub(super) async fn execute(
         } => {
             let mut body = json!({
                 "cluster": cluster, "serviceName": name, "taskDefinition": task_definition,
-                "desiredCount": desired_count, "launchType": launch_type,
+                "launchType": launch_type,
             });
+            if *daemon {
+                body["schedulingStrategy"] = json!("DAEMON");
+            } else {
+                body["desiredCount"] = json!(desired_count);
+            }
             if let Some(d) = deployment.to_json() {
                 body["deploymentConfiguration"] = d;
             }

@@ -426,3 +426,13 @@ impl ReportingAgent {
         }
     }
 }
+
+/// Runs one berthctl command against the server, in-process, and returns what it prints.
+pub async fn berthctl(api: SocketAddr, args: &[&str]) -> Result<String, berth_cp::cli::CliError> {
+    use clap::Parser;
+    let endpoint = format!("http://{api}");
+    let mut argv = vec!["berthctl", "--endpoint", &endpoint];
+    argv.extend_from_slice(args);
+    let cli = berth_cp::cli::Cli::try_parse_from(argv).unwrap();
+    berth_cp::cli::execute(&cli).await
+}

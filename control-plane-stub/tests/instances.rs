@@ -1,0 +1,110 @@
+//! Container instances through berthctl against a fake agent: custom attributes put, listed and
+//! filtered on, and draining, with the API's answers checked.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+
+#[tokio::test]
+async fn berthctl_puts_lists_and_filters_attributes_and_drains_an_instance() {
+    let dir = TempDir::new("instances-berthctl");
+    let server = start(dir.path()).await;
+    let api = server.api_addr;
+    let _agent = ReportingAgent::register(dir.path(), server.grpc_addr).await;
+    let list = ecs_ok(api, "ListContainerInstances", json!({})).await;
+    let arn = list["containerInstanceArns"][0].as_str().unwrap();
+    let id = arn.rsplit('/').next().unwrap().to_string();
+
+    let out = berthctl(api, &["put-attribute", &id, "rack=r1"])
+        .await
+        .unwrap();
+    assert!(out.contains("rack") && out.contains("r1"), "{out}");
+    berthctl(api, &["put-attribute", &id, "gpu"]).await.unwrap();
+    let out = berthctl(api, &["list-attributes", "--name", "rack"])
+        .await
+        .unwrap();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert!(lines[1].starts_with(&id), "{out}");
+    let listed = ecs_ok(
+        api,
+        "ListAttributes",
+        json!({"targetType": "container-instance", "attributeName": "gpu"}),
+    )
+    .await;
+    assert_eq!(listed["attributes"][0]["name"], "gpu");
+    assert!(listed["attributes"][0].get("value").is_none(), "{listed}");
+
+    let out = berthctl(
+        api,
+        &[
+            "list-container-instances",
+            "--filter",
+            "attribute:rack == r1",
+        ],
+    )
+    .await
+    .unwrap();
+    assert!(out.contains(&id), "{out}");
+    let out = berthctl(
+        api,
+        &[
+            "list-container-instances",
+            "--filter",
+            "attribute:rack == r2",
+        ],
+    )
+    .await
+    .unwrap();
+    assert!(!out.contains(&id), "{out}");
+    let err = berthctl(api, &["list-container-instances", "--filter", "rack == r1"])
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("position 1"), "{err}");
+
+    // An eleventh custom attribute is over ECS's limit; nothing of the call is written.
+    for i in 0..8 {
+        berthctl(api, &["put-attribute", &id, &format!("a{i}=x")])
+            .await
+            .unwrap();
+    }
+    let err = berthctl(api, &["put-attribute", &id, "one-too-many=x"])
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("AttributeLimitExceededException"),
+        "{err}"
+    );
+    berthctl(api, &["delete-attribute", &id, "a0"])
+        .await
+        .unwrap();
+    berthctl(api, &["put-attribute", &id, "now-it-fits=x"])
+        .await
+        .unwrap();
+
+    let out = berthctl(api, &["drain", &id]).await.unwrap();
+    assert!(out.contains("DRAINING"), "{out}");
+    let d = ecs_ok(
+        api,
+        "DescribeContainerInstances",
+        json!({"containerInstances": [id]}),
+    )
+    .await;
+    assert_eq!(d["containerInstances"][0]["status"], "DRAINING");
+    let out = berthctl(api, &["list-container-instances", "--status", "DRAINING"])
+        .await
+        .unwrap();
+    assert!(out.contains(&id), "{out}");
+    let out = berthctl(api, &["activate", &id]).await.unwrap();
+    assert!(out.contains("ACTIVE"), "{out}");
+    let (status, body) = ecs(
+        api,
+        "UpdateContainerInstancesState",
+        json!({"containerInstances": ["nope"], "status": "DRAINING"}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["failures"][0]["reason"], "MISSING", "{body}");
+    server.shutdown().await.unwrap();
+}
