@@ -82,6 +82,26 @@ async fn berthctl_puts_lists_and_filters_attributes_and_drains_an_instance() {
     berthctl(api, &["put-attribute", &id, "now-it-fits=x"])
         .await
         .unwrap();
+    // All or nothing: the change of rack is not written when the other attribute of the same
+    // call is over the limit.
+    let (status, body) = ecs(
+        api,
+        "PutAttributes",
+        json!({"attributes": [
+            {"name": "rack", "value": "r9", "targetId": id},
+            {"name": "over", "value": "x", "targetId": id},
+        ]}),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["__type"], "AttributeLimitExceededException", "{body}");
+    let listed = ecs_ok(
+        api,
+        "ListAttributes",
+        json!({"targetType": "container-instance", "attributeName": "rack"}),
+    )
+    .await;
+    assert_eq!(listed["attributes"][0]["value"], "r1", "{listed}");
 
     let out = berthctl(api, &["drain", &id]).await.unwrap();
     assert!(out.contains("DRAINING"), "{out}");

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use super::clusters::Clusters;
 use super::CpError;
 use crate::domain::ids;
-use crate::domain::instance::{check_custom_attribute, Instance, MAX_CUSTOM_ATTRIBUTES};
+use crate::domain::instance::{
+    check_custom_attribute, Instance, InstanceState, MAX_CUSTOM_ATTRIBUTES,
+};
 use crate::state::Store;
 
 /// ECS's only target type.
@@ -68,61 +70,87 @@ impl Attributes {
             .ok_or_else(|| CpError::TargetNotFound(reference.to_string()))
     }
 
-    fn check_count(attributes: &[AttributeInput]) -> Result<(), CpError> {
+    /// Checks a request (its size, every name and, for `put`, every value) and finds each
+    /// attribute's instance; nothing is written before all of it holds.
+    fn targets(
+        &self,
+        cluster: &str,
+        attributes: &[AttributeInput],
+        with_values: bool,
+    ) -> Result<Vec<Instance>, CpError> {
+        self.clusters.require(cluster)?;
         if attributes.is_empty() || attributes.len() > MAX_PER_CALL {
             return Err(CpError::InvalidParameter(format!(
                 "attributes: 1 to {MAX_PER_CALL} attributes per call, {} given",
                 attributes.len()
             )));
         }
-        Ok(())
+        attributes
+            .iter()
+            .map(|a| {
+                let value = a.value.as_deref().filter(|_| with_values);
+                check_custom_attribute(&a.name, value).map_err(CpError::InvalidParameter)?;
+                self.target(cluster, a)
+            })
+            .collect()
     }
 
-    /// Sets each attribute on its instance (replacing a value already there). All are checked
-    /// before any is written.
+    /// Changes the instances `attributes` target in one transaction: `change` edits one
+    /// instance's state for one attribute, or refuses, and then none is changed.
+    fn change_all(
+        &self,
+        cluster: &str,
+        attributes: &[AttributeInput],
+        with_values: bool,
+        change: &mut dyn FnMut(&AttributeInput, &mut InstanceState) -> Result<(), String>,
+    ) -> Result<Vec<Attribute>, CpError> {
+        let targets = self.targets(cluster, attributes, with_values)?;
+        let mut ids: Vec<&str> = targets.iter().map(|i| i.id.as_str()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let changed = self.store.modify_instance_states(&ids, &mut |id, state| {
+            let mut mine = attributes.iter().zip(&targets).filter(|(_, i)| i.id == id);
+            mine.try_for_each(|(a, _)| change(a, state))
+        })?;
+        match changed {
+            None => return Err(CpError::TargetNotFound(ids.join(", "))),
+            Some(Err(limit)) => return Err(CpError::AttributeLimitExceeded(limit)),
+            Some(Ok(_)) => {}
+        }
+        Ok(attributes
+            .iter()
+            .zip(&targets)
+            .map(|(a, instance)| Attribute {
+                name: a.name.clone(),
+                value: a.value.clone(),
+                instance_id: instance.id.clone(),
+                cluster: cluster.to_string(),
+            })
+            .collect())
+    }
+
+    /// Sets each attribute on its instance (replacing a value already there). All or none are
+    /// written: a request that would take an instance over its limit changes nothing.
     pub fn put(
         &self,
         cluster: &str,
         attributes: &[AttributeInput],
     ) -> Result<Vec<Attribute>, CpError> {
-        self.clusters.require(cluster)?;
-        Self::check_count(attributes)?;
-        let mut targets = Vec::new();
-        for a in attributes {
-            check_custom_attribute(&a.name, a.value.as_deref())
-                .map_err(CpError::InvalidParameter)?;
-            targets.push(self.target(cluster, a)?);
-        }
-        let mut out = Vec::new();
-        for (a, instance) in attributes.iter().zip(&targets) {
+        self.change_all(cluster, attributes, true, &mut |a, state| {
             let value = a.value.clone().unwrap_or_default();
-            let changed = self.store.modify_instance_state(&instance.id, &mut |state| {
-                let full = state.attributes.len() >= MAX_CUSTOM_ATTRIBUTES;
-                match state.attributes.iter_mut().find(|(n, _)| *n == a.name) {
-                    Some(existing) => existing.1 = value.clone(),
-                    None if full => {
-                        return Err(format!(
-                            "container instance {} already has {MAX_CUSTOM_ATTRIBUTES} custom attributes",
-                            instance.id
-                        ))
-                    }
-                    None => state.attributes.push((a.name.clone(), value.clone())),
+            let full = state.attributes.len() >= MAX_CUSTOM_ATTRIBUTES;
+            match state.attributes.iter_mut().find(|(n, _)| *n == a.name) {
+                Some(existing) => existing.1 = value,
+                None if full => {
+                    return Err(format!(
+                        "container instance {} would have more than {MAX_CUSTOM_ATTRIBUTES} custom attributes",
+                        a.target_id.as_deref().map(ids::resource_id).unwrap_or_default()
+                    ))
                 }
-                Ok(())
-            })?;
-            match changed {
-                None => return Err(CpError::TargetNotFound(instance.id.clone())),
-                Some(Err(limit)) => return Err(CpError::AttributeLimitExceeded(limit)),
-                Some(Ok(_)) => {}
+                None => state.attributes.push((a.name.clone(), value)),
             }
-            out.push(Attribute {
-                name: a.name.clone(),
-                value: a.value.clone(),
-                instance_id: instance.id.clone(),
-                cluster: cluster.to_string(),
-            });
-        }
-        Ok(out)
+            Ok(())
+        })
     }
 
     /// Removes each attribute from its instance; an attribute that is not there is not an error
@@ -132,31 +160,10 @@ impl Attributes {
         cluster: &str,
         attributes: &[AttributeInput],
     ) -> Result<Vec<Attribute>, CpError> {
-        self.clusters.require(cluster)?;
-        Self::check_count(attributes)?;
-        let mut targets = Vec::new();
-        for a in attributes {
-            check_custom_attribute(&a.name, None).map_err(CpError::InvalidParameter)?;
-            targets.push(self.target(cluster, a)?);
-        }
-        let mut out = Vec::new();
-        for (a, instance) in attributes.iter().zip(&targets) {
-            let mut removed = None;
-            self.store
-                .modify_instance_state(&instance.id, &mut |state| {
-                    if let Some(i) = state.attributes.iter().position(|(n, _)| *n == a.name) {
-                        removed = Some(state.attributes.remove(i).1);
-                    }
-                    Ok(())
-                })?;
-            out.push(Attribute {
-                name: a.name.clone(),
-                value: removed.or_else(|| a.value.clone()),
-                instance_id: instance.id.clone(),
-                cluster: cluster.to_string(),
-            });
-        }
-        Ok(out)
+        self.change_all(cluster, attributes, false, &mut |a, state| {
+            state.attributes.retain(|(n, _)| *n != a.name);
+            Ok(())
+        })
     }
 
     /// Every attribute of the cluster's instances (the agents' and the custom ones), optionally

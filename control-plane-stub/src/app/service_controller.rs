@@ -5,7 +5,7 @@
 //! change, and on a timer; each run starts from the store, so a restarted berth-cp resumes
 //! where it was.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use super::services::rules_of;
@@ -64,16 +64,30 @@ impl ServiceController {
                 return;
             }
         };
+        // Which instances drain changes only by an API call, so a pass reads each cluster's
+        // instances once, not once per service.
+        let mut draining_by_cluster: HashMap<String, HashSet<String>> = HashMap::new();
         for s in services {
             let span = tracing::info_span!("reconcile", service = %s.name, cluster = %s.cluster);
             let _enter = span.enter();
-            if let Err(e) = self.reconcile(s) {
+            if !draining_by_cluster.contains_key(&s.cluster) {
+                match self.draining_instances(&s.cluster) {
+                    Ok(d) => draining_by_cluster.insert(s.cluster.clone(), d),
+                    Err(e) => {
+                        tracing::error!("service controller: cannot read the instances: {e}");
+                        continue;
+                    }
+                };
+            }
+            let draining = &draining_by_cluster[&s.cluster];
+            if let Err(e) = self.reconcile(s, draining) {
                 tracing::error!("service controller: {e}");
             }
         }
     }
 
-    fn reconcile(&self, mut s: Service) -> Result<(), CpError> {
+    /// One service's pass; `draining` holds the ids of its cluster's DRAINING instances.
+    fn reconcile(&self, mut s: Service, draining: &HashSet<String>) -> Result<(), CpError> {
         let now = now_ms();
         let group = s.group();
         // The service's tasks are its deployments' (startedBy, indexed): a deployment retires
@@ -130,7 +144,6 @@ impl ServiceController {
             return self.save_if_changed(&before, &s);
         }
 
-        let draining = self.draining_instances(&s.cluster)?;
         let views: Vec<TaskView> = live
             .iter()
             .map(|t| TaskView {
@@ -164,7 +177,7 @@ impl ServiceController {
                 tasks: &views,
             }),
             SchedulingStrategy::Daemon => {
-                let instances = self.daemon_instances(&s)?;
+                let instances = self.daemon_instances(&s, draining)?;
                 // A daemon's desired count is what it should run now.
                 s.desired_count = daemon::desired_count(&instances);
                 let tasks: Vec<DaemonTask> = live
@@ -368,12 +381,15 @@ impl ServiceController {
 
     /// The cluster's instances as a DAEMON service sees them: eligible when ACTIVE and every
     /// memberOf constraint of the service (and of its task definition) holds there.
-    fn daemon_instances(&self, s: &Service) -> Result<Vec<DaemonInstance>, CpError> {
+    fn daemon_instances(
+        &self,
+        s: &Service,
+        draining: &HashSet<String>,
+    ) -> Result<Vec<DaemonInstance>, CpError> {
         let placement = Placement::new(&[], &s.placement_constraints, &[], true)
             .map_err(|e| CpError::InvalidParameter(e.0))?;
         let group = s.group();
         let candidates = self.tasks.instances.candidates(&s.cluster)?;
-        let draining = self.draining_instances(&s.cluster)?;
         Ok(candidates
             .iter()
             .map(|c| DaemonInstance {

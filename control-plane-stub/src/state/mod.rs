@@ -188,13 +188,24 @@ pub trait InstanceStore {
 
     fn update_instance_info(&self, id: &str, info: &InstanceInfo) -> Result<()>;
 
-    /// Changes an instance's user-set state atomically: `change` sees the stored state and
-    /// edits it, or refuses (nothing is written). None: no such instance.
+    /// Changes the user-set state of several instances in one transaction: `change` sees each
+    /// one's stored state (with its id) and edits it, or refuses, and then nothing is written
+    /// for any of them. None: one of the instances does not exist (nothing written).
+    fn modify_instance_states(
+        &self,
+        ids: &[&str],
+        change: &mut dyn FnMut(&str, &mut InstanceState) -> std::result::Result<(), String>,
+    ) -> Result<Option<std::result::Result<Vec<InstanceState>, String>>>;
+
+    /// `modify_instance_states` for one instance.
     fn modify_instance_state(
         &self,
         id: &str,
         change: &mut dyn FnMut(&mut InstanceState) -> std::result::Result<(), String>,
-    ) -> Result<Option<std::result::Result<InstanceState, String>>>;
+    ) -> Result<Option<std::result::Result<InstanceState, String>>> {
+        let changed = self.modify_instance_states(&[id], &mut |_, state| change(state))?;
+        Ok(changed.map(|r| r.map(|mut states| states.remove(0))))
+    }
 
     fn revoke_instance(&self, id: &str) -> Result<bool>;
 

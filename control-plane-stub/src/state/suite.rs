@@ -351,6 +351,42 @@ pub(crate) fn instance_state_changes_atomically_and_survives_reopening(backend: 
         .unwrap()
         .unwrap();
     assert_eq!(refused, Err("no".to_string()));
+    // Several instances change together or not at all.
+    store
+        .register_with_activation("code", &instance("i2"), 1)
+        .unwrap()
+        .unwrap();
+    let refused = store
+        .modify_instance_states(&["i2", "i1"], &mut |id, s| {
+            s.attributes.push(("rack".into(), "r2".into()));
+            if id == "i1" {
+                return Err("full".into());
+            }
+            Ok(())
+        })
+        .unwrap()
+        .unwrap();
+    assert_eq!(refused, Err("full".to_string()));
+    assert!(store
+        .get_instance("i2")
+        .unwrap()
+        .unwrap()
+        .state
+        .attributes
+        .is_empty());
+    assert_eq!(
+        store
+            .modify_instance_states(&["i2", "ghost"], &mut |_, s| {
+                s.status = InstanceStatus::Draining;
+                Ok(())
+            })
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store.get_instance("i2").unwrap().unwrap().status(),
+        "ACTIVE"
+    );
     // The agent's own report does not touch it.
     store
         .update_instance_info("i1", &InstanceInfo::default())

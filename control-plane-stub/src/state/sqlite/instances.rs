@@ -34,33 +34,37 @@ impl InstanceStore for SqliteStore {
         Ok(())
     }
 
-    fn modify_instance_state(
+    fn modify_instance_states(
         &self,
-        id: &str,
-        change: &mut dyn FnMut(&mut InstanceState) -> std::result::Result<(), String>,
-    ) -> Result<Option<std::result::Result<InstanceState, String>>> {
+        ids: &[&str],
+        change: &mut dyn FnMut(&str, &mut InstanceState) -> std::result::Result<(), String>,
+    ) -> Result<Option<std::result::Result<Vec<InstanceState>, String>>> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let current: Option<String> = tx
-            .query_row(
-                "SELECT state_json FROM instances WHERE id = ?1",
-                [id],
-                |r| r.get(0),
-            )
-            .optional()?;
-        let Some(current) = current else {
-            return Ok(None);
-        };
-        let mut state: InstanceState = serde_json::from_str(&current)?;
-        if let Err(refused) = change(&mut state) {
-            return Ok(Some(Err(refused)));
+        let mut states = Vec::with_capacity(ids.len());
+        for id in ids {
+            let current: Option<String> = tx
+                .query_row(
+                    "SELECT state_json FROM instances WHERE id = ?1",
+                    [id],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let Some(current) = current else {
+                return Ok(None);
+            };
+            let mut state: InstanceState = serde_json::from_str(&current)?;
+            if let Err(refused) = change(id, &mut state) {
+                return Ok(Some(Err(refused)));
+            }
+            tx.execute(
+                "UPDATE instances SET state_json = ?2 WHERE id = ?1",
+                params![id, serde_json::to_string(&state)?],
+            )?;
+            states.push(state);
         }
-        tx.execute(
-            "UPDATE instances SET state_json = ?2 WHERE id = ?1",
-            params![id, serde_json::to_string(&state)?],
-        )?;
         tx.commit()?;
-        Ok(Some(Ok(state)))
+        Ok(Some(Ok(states)))
     }
 
     fn revoke_instance(&self, id: &str) -> Result<bool> {
