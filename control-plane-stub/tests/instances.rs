@@ -128,3 +128,82 @@ async fn berthctl_puts_lists_and_filters_attributes_and_drains_an_instance() {
     assert_eq!(body["failures"][0]["reason"], "MISSING", "{body}");
     server.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn deregistering_refuses_tasks_unless_forced_then_orphans_them_and_ends_the_agent() {
+    let dir = TempDir::new("instances-deregister");
+    let server = start(dir.path()).await;
+    let api = server.api_addr;
+    let mut agent = ReportingAgent::register(dir.path(), server.grpc_addr).await;
+    let list = ecs_ok(api, "ListContainerInstances", json!({})).await;
+    let id = list["containerInstanceArns"][0]
+        .as_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_string();
+    ecs_ok(api, "RegisterTaskDefinition", sample_task_definition("web")).await;
+    let run = ecs_ok(api, "RunTask", json!({"taskDefinition": "web"})).await;
+    let task = run["tasks"][0]["taskArn"].as_str().unwrap().to_string();
+    let (started, _) = agent.payloads(1, 0).await;
+    assert_eq!(started, vec![task.clone()]);
+    agent.run(&task).await;
+
+    let (status, body) = ecs(
+        api,
+        "DeregisterContainerInstance",
+        json!({"containerInstance": id}),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["__type"], "InvalidParameterException", "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("force"),
+        "{body}"
+    );
+
+    let out = berthctl(api, &["deregister", &id, "--force"])
+        .await
+        .unwrap();
+    assert!(out.contains("INACTIVE"), "{out}");
+    // The agent is told: its session ends with PERMISSION_DENIED, which it takes as final.
+    let ended = loop {
+        match agent.session.next().await {
+            Ok(_) => continue,
+            Err(status) => break status,
+        }
+    };
+    assert_eq!(ended.code(), tonic::Code::PermissionDenied, "{ended:?}");
+    let d = ecs_ok(api, "DescribeTasks", json!({"tasks": [task]})).await;
+    assert_eq!(d["tasks"][0]["lastStatus"], "STOPPED", "{d}");
+    assert!(
+        d["tasks"][0]["stoppedReason"]
+            .as_str()
+            .unwrap()
+            .contains("deregistered"),
+        "{d}"
+    );
+    let list = ecs_ok(api, "ListContainerInstances", json!({})).await;
+    assert_eq!(list["containerInstanceArns"], json!([]), "{list}");
+    let list = ecs_ok(api, "ListContainerInstances", json!({"status": "INACTIVE"})).await;
+    assert_eq!(list["containerInstanceArns"].as_array().unwrap().len(), 1);
+    let d = ecs_ok(
+        api,
+        "DescribeContainerInstances",
+        json!({"containerInstances": [id]}),
+    )
+    .await;
+    assert_eq!(d["containerInstances"][0]["status"], "INACTIVE", "{d}");
+    // Nothing is placed on it any more, and it cannot be deregistered twice.
+    let run = ecs_ok(api, "RunTask", json!({"taskDefinition": "web"})).await;
+    assert_eq!(run["tasks"], json!([]), "{run}");
+    let (status, body) = ecs(
+        api,
+        "DeregisterContainerInstance",
+        json!({"containerInstance": id, "force": true}),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    server.shutdown().await.unwrap();
+}

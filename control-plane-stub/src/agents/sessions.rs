@@ -100,6 +100,16 @@ impl Sessions {
         }
     }
 
+    /// Ends the instance's live session, if any, with `status` (the agent sees why).
+    pub fn end(&self, instance_id: &str, status: tonic::Status) {
+        if let Some(mut s) = self.live().remove(instance_id) {
+            let _ = s.tx.send(Err(status));
+            if let Some(r) = s.replaced.take() {
+                let _ = r.send(());
+            }
+        }
+    }
+
     pub fn connected(&self) -> HashSet<String> {
         self.live().keys().cloned().collect()
     }

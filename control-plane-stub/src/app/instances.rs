@@ -5,13 +5,14 @@ use std::sync::Arc;
 use super::clusters::Clusters;
 use super::CpError;
 use crate::agents::Agents;
+use crate::clock::now_ms;
 use crate::domain::ids::{self, Arns};
 use crate::domain::instance::{Instance, InstanceStatus};
 use crate::domain::task::{Task, TaskStatus};
 use crate::domain::taskdef::{Needs, PortRange};
 use crate::scheduler::placement::Candidate;
 use crate::scheduler::usage::{self, Snapshot};
-use crate::state::{Store, TaskFilter};
+use crate::state::{Deregistration, Store, TaskFilter};
 
 /// An instance with what the API shows about it beyond the stored record.
 pub struct InstanceView {
@@ -119,6 +120,57 @@ impl Instances {
             .filter(|v| changed.contains(&v.instance.id))
             .collect();
         Ok((views, missing))
+    }
+
+    /// DeregisterContainerInstance: the instance becomes INACTIVE and its agent's session is
+    /// ended with PERMISSION_DENIED, so the agent stops (it exits with its "refused" status and
+    /// systemd does not restart it) and cannot register again with its credential. With
+    /// `force`, its tasks are orphaned (STOPPED here, their containers left to the host) and
+    /// services replace them elsewhere; without it, an instance with tasks is refused.
+    pub fn deregister(
+        &self,
+        cluster: &str,
+        reference: &str,
+        force: bool,
+    ) -> Result<InstanceView, CpError> {
+        self.clusters.require(cluster)?;
+        let id = ids::resource_id(reference);
+        let found = self
+            .store
+            .get_instance(id)?
+            .filter(|i| i.cluster == cluster && !i.revoked);
+        let Some(instance) = found else {
+            return Err(CpError::InvalidParameter(format!(
+                "Container instance {reference} not found in cluster {cluster}, or already deregistered"
+            )));
+        };
+        match self.store.deregister_instance(&instance.id, force, now_ms())? {
+            Deregistration::NoSuchInstance => {
+                return Err(CpError::InvalidParameter(format!(
+                    "Container instance {reference} not found in cluster {cluster}"
+                )))
+            }
+            Deregistration::HasTasks(n) => {
+                return Err(CpError::InvalidParameter(format!(
+                    "Found {n} tasks not stopped on container instance {}: stop them first, or deregister with force (they are then orphaned and services replace them)",
+                    instance.id
+                )))
+            }
+            Deregistration::Done(orphaned) => {
+                tracing::info!(instance.id = %instance.id, orphaned = orphaned.len(), "container instance deregistered");
+            }
+        }
+        self.agents.sessions.end(
+            &instance.id,
+            tonic::Status::permission_denied("container instance deregistered"),
+        );
+        self.agents.changed.notify_one();
+        self.views(cluster)?
+            .into_iter()
+            .find(|v| v.instance.id == instance.id)
+            .ok_or_else(|| {
+                CpError::InvalidParameter(format!("Container instance {reference} vanished"))
+            })
     }
 
     /// The cluster's placement candidates, read now.

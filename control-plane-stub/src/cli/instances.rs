@@ -1,4 +1,5 @@
 //! berthctl's container-instance commands: drain and activate (UpdateContainerInstancesState),
+//! deregister,
 //! and custom attributes (put-attribute, delete-attribute, list-attributes).
 
 use clap::Subcommand;
@@ -19,6 +20,13 @@ pub enum InstanceCommand {
     Activate {
         #[arg(required = true)]
         instances: Vec<String>,
+    },
+    /// Deregister a container instance: it goes INACTIVE and its agent stops. An instance with
+    /// tasks is refused unless --force (its tasks are then orphaned; services replace them).
+    Deregister {
+        instance: String,
+        #[arg(long)]
+        force: bool,
     },
     /// Set a custom attribute on a container instance: NAME or NAME=VALUE.
     PutAttribute {
@@ -62,6 +70,15 @@ pub(super) async fn execute(
                 container_instances,
             )
         }
+        InstanceCommand::Deregister { instance, force } => (
+            client
+                .call(
+                    "DeregisterContainerInstance",
+                    json!({"cluster": cluster, "containerInstance": instance, "force": force}),
+                )
+                .await?,
+            |v| container_instances(&json!({"containerInstances": [v["containerInstance"]]})),
+        ),
         InstanceCommand::PutAttribute {
             instance,
             attribute,

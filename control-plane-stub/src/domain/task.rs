@@ -382,6 +382,10 @@ fn non_empty(s: &str) -> Option<String> {
     (!s.is_empty()).then(|| s.to_string())
 }
 
+/// Why a task of a deregistered instance is STOPPED.
+pub const ORPHANED_REASON: &str =
+    "Container instance deregistered: the task is no longer monitored by ECS";
+
 /// UpdateTaskProtection's default and largest expiresInMinutes (ECS's: 2 hours, 48 hours).
 pub const PROTECTION_DEFAULT_MINUTES: i64 = 120;
 pub const PROTECTION_MAX_MINUTES: i64 = 2880;
@@ -396,6 +400,31 @@ impl Task {
     /// stopped or already being stopped). The first stop code recorded wins.
     pub fn request_stop(&mut self, reason: Option<&str>, now_ms: i64) -> bool {
         self.request_stop_as(USER_STOP_CODE, reason, now_ms)
+    }
+
+    /// Its instance was deregistered with force: ECS no longer accounts for it (the agent no
+    /// longer reports it), so it is recorded STOPPED now and a service replaces it elsewhere.
+    /// Its containers may still run on the host, orphaned, as in ECS. Returns false when it had
+    /// stopped already.
+    pub fn orphan(&mut self, now_ms: i64) -> bool {
+        if self.last_status == TaskStatus::Stopped {
+            return false;
+        }
+        self.desired_status = TaskStatus::Stopped;
+        self.last_status = TaskStatus::Stopped;
+        self.stopping_at_ms.get_or_insert(now_ms);
+        self.stopped_at_ms = Some(now_ms);
+        if self.stopped_reason.is_none() {
+            self.stopped_reason = Some(ORPHANED_REASON.to_string());
+        }
+        for c in &mut self.containers {
+            if c.last_status != ContainerStatus::Stopped {
+                c.last_status = ContainerStatus::Stopped;
+                c.reason.get_or_insert_with(|| ORPHANED_REASON.to_string());
+            }
+        }
+        self.version += 1;
+        true
     }
 
     /// A stop with the stop code of whoever asks: the user's StopTask or a service's scheduler.

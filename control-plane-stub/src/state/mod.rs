@@ -72,6 +72,16 @@ pub struct TaskFilter {
     pub not_stopped: bool,
 }
 
+/// What DeregisterContainerInstance did to the store.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Deregistration {
+    NoSuchInstance,
+    /// Not forced, and this many of its tasks are not STOPPED: nothing written.
+    HasTasks(usize),
+    /// The instance is INACTIVE; these tasks of it were recorded STOPPED (orphaned).
+    Done(Vec<Task>),
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChangeOutcome {
     /// Already applied under this sequence number.
@@ -208,6 +218,12 @@ pub trait InstanceStore {
     }
 
     fn revoke_instance(&self, id: &str) -> Result<bool>;
+
+    /// DeregisterContainerInstance in one transaction: the instance becomes INACTIVE (revoked:
+    /// its agent can no longer connect) and, when `force`, each of its tasks not STOPPED is
+    /// orphaned ([`Task::orphan`]) at `now_ms`; without `force` an instance with such tasks is
+    /// left as it was.
+    fn deregister_instance(&self, id: &str, force: bool, now_ms: i64) -> Result<Deregistration>;
 
     /// A heartbeat at `now_ms` saying whether containerd is healthy: updates the instance's
     /// runtime health (see [`RuntimeHealth::observe`]). Returns the new record, or None when

@@ -39,6 +39,12 @@ macro_rules! store_suite {
             $crate::state::suite::instance_state_changes_atomically_and_survives_reopening(&$make);
         }
         #[test]
+        fn deregistering_refuses_an_instance_with_tasks_unless_forced() {
+            $crate::state::suite::deregistering_refuses_an_instance_with_tasks_unless_forced(
+                &$make,
+            );
+        }
+        #[test]
         fn heartbeats_record_runtime_health() {
             $crate::state::suite::heartbeats_record_runtime_health(&$make);
         }
@@ -397,6 +403,41 @@ pub(crate) fn instance_state_changes_atomically_and_survives_reopening(backend: 
     assert_eq!(i.state, changed);
     assert_eq!(i.status(), "DRAINING");
     assert!(!i.takes_tasks());
+}
+
+pub(crate) fn deregistering_refuses_an_instance_with_tasks_unless_forced(backend: &dyn Backend) {
+    let store = backend.open();
+    let t = with_task(&*store);
+    assert_eq!(
+        store.deregister_instance("ghost", true, 5).unwrap(),
+        Deregistration::NoSuchInstance
+    );
+    assert_eq!(
+        store.deregister_instance("i1", false, 5).unwrap(),
+        Deregistration::HasTasks(1)
+    );
+    assert!(!store.get_instance("i1").unwrap().unwrap().revoked);
+    let Deregistration::Done(orphaned) = store.deregister_instance("i1", true, 5).unwrap() else {
+        panic!("forced deregistration refused");
+    };
+    assert_eq!(orphaned.len(), 1);
+    assert_eq!(orphaned[0].id, t.id);
+    drop(store);
+    let store = backend.open();
+    let i = store.get_instance("i1").unwrap().unwrap();
+    assert_eq!(i.status(), "INACTIVE");
+    let stored = store.get_task(&t.id).unwrap().unwrap();
+    assert_eq!(stored.last_status, TaskStatus::Stopped);
+    assert_eq!(stored.stopped_at_ms, Some(5));
+    assert_eq!(
+        stored.stopped_reason.as_deref(),
+        Some(crate::domain::task::ORPHANED_REASON)
+    );
+    // Nothing left to orphan the second time.
+    assert_eq!(
+        store.deregister_instance("i1", false, 6).unwrap(),
+        Deregistration::Done(Vec::new())
+    );
 }
 
 pub(crate) fn login(username: &str, password: &str) -> Login {

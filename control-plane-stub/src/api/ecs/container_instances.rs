@@ -1,5 +1,5 @@
 //! ListContainerInstances (with ECS's status and cluster-query filters),
-//! DescribeContainerInstances, UpdateContainerInstancesState.
+//! DescribeContainerInstances, UpdateContainerInstancesState, DeregisterContainerInstance.
 
 use serde::Deserialize;
 use serde_json::json;
@@ -54,7 +54,11 @@ fn list_container_instances(cp: &ControlPlane, r: ListContainerInstancesRequest)
         .instances
         .views(&cluster)?
         .iter()
-        .filter(|v| r.status.as_deref().is_none_or(|s| s == v.instance.status()))
+        // As ECS: without a status, every instance but the INACTIVE (deregistered) ones.
+        .filter(|v| match r.status.as_deref() {
+            Some(s) => s == v.instance.status(),
+            None => v.instance.status() != "INACTIVE",
+        })
         .filter(|v| {
             filter.as_ref().is_none_or(|f| {
                 candidates
@@ -140,11 +144,32 @@ fn update_container_instances_state(
     }))
 }
 
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DeregisterContainerInstanceRequest {
+    cluster: Option<String>,
+    container_instance: String,
+    #[serde(default)]
+    force: bool,
+}
+
+fn deregister_container_instance(
+    cp: &ControlPlane,
+    r: DeregisterContainerInstanceRequest,
+) -> OpResult {
+    let cluster = cluster_or_default(r.cluster);
+    let view = cp
+        .instances
+        .deregister(&cluster, &r.container_instance, r.force)?;
+    Ok(json!({"containerInstance": shapes::container_instance(&cp.arns, &view)}))
+}
+
 /// The handler of `operation` when it is one of this resource's.
 pub(super) fn operation(name: &str) -> Option<Operation> {
     Some(match name {
         "UpdateContainerInstancesState" => |cp, r| update_container_instances_state(cp, parse(r)?),
         "ListContainerInstances" => |cp, r| list_container_instances(cp, parse(r)?),
+        "DeregisterContainerInstance" => |cp, r| deregister_container_instance(cp, parse(r)?),
         "DescribeContainerInstances" => |cp, r| describe_container_instances(cp, parse(r)?),
         _ => return None,
     })

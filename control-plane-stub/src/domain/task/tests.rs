@@ -373,3 +373,23 @@ fn tasks_recorded_before_networking_still_load() {
     let t: Task = serde_json::from_value(v).unwrap();
     assert!(t.host_ports.is_empty() && t.network.is_none() && t.security_groups.is_empty());
 }
+
+#[test]
+fn an_orphaned_task_is_stopped_once_with_its_containers() {
+    let mut t = sample_task();
+    t.last_status = TaskStatus::Running;
+    assert!(t.orphan(10));
+    assert_eq!(
+        (t.last_status, t.desired_status),
+        (TaskStatus::Stopped, TaskStatus::Stopped)
+    );
+    assert_eq!((t.stopping_at_ms, t.stopped_at_ms), (Some(10), Some(10)));
+    assert_eq!(t.stopped_reason.as_deref(), Some(ORPHANED_REASON));
+    assert!(t
+        .containers
+        .iter()
+        .all(|c| c.last_status == ContainerStatus::Stopped));
+    let version = t.version;
+    assert!(!t.orphan(20));
+    assert_eq!((t.stopped_at_ms, t.version), (Some(10), version));
+}

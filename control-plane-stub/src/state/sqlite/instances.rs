@@ -74,6 +74,37 @@ impl InstanceStore for SqliteStore {
         Ok(n == 1)
     }
 
+    fn deregister_instance(&self, id: &str, force: bool, now_ms: i64) -> Result<Deregistration> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let exists = tx
+            .query_row("SELECT 1 FROM instances WHERE id = ?1", [id], |_| Ok(()))
+            .optional()?
+            .is_some();
+        if !exists {
+            return Ok(Deregistration::NoSuchInstance);
+        }
+        let live: Vec<String> = tx
+            .prepare("SELECT id FROM tasks WHERE instance_id = ?1 AND last_status != 'STOPPED'")?
+            .query_map([id], |r| r.get(0))?
+            .collect::<std::result::Result<_, _>>()?;
+        if !force && !live.is_empty() {
+            return Ok(Deregistration::HasTasks(live.len()));
+        }
+        let mut orphaned = Vec::new();
+        for task_id in &live {
+            if let Some(mut t) = super::tasks::load_task(&tx, task_id)? {
+                if t.orphan(now_ms) {
+                    super::tasks::save_task(&tx, &t)?;
+                    orphaned.push(t);
+                }
+            }
+        }
+        tx.execute("UPDATE instances SET revoked = 1 WHERE id = ?1", [id])?;
+        tx.commit()?;
+        Ok(Deregistration::Done(orphaned))
+    }
+
     fn record_heartbeat(
         &self,
         id: &str,
