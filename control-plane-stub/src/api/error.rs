@@ -44,6 +44,7 @@ impl From<CpError> for ApiError {
             CpError::Conflict(_) => "ConflictException",
             CpError::TargetNotFound(_) => "TargetNotFoundException",
             CpError::AttributeLimitExceeded(_) => "AttributeLimitExceededException",
+            CpError::ResourceNotFound(_) => "ResourceNotFoundException",
             CpError::TaskNotFound(_) => "InvalidParameterException",
             CpError::NoSuchTask(_)
             | CpError::SecurityGroupNotFound(_)

@@ -12,6 +12,7 @@ mod security_groups;
 mod service_controller;
 mod service_deployments;
 mod services;
+mod tags;
 mod task_definitions;
 mod task_protection;
 mod tasks;
@@ -33,6 +34,7 @@ pub use security_groups::{NetworkConfiguration, SecurityGroups, NETWORK_CONFIGUR
 pub use service_controller::{ServiceController, ServiceSettings};
 pub use service_deployments::{DeploymentFilter, StopType};
 pub use services::{CreateServiceInput, Services, TaskCounts, UpdateServiceInput};
+pub use tags::{NewTaskTags, Tags};
 pub use task_definitions::{HealthDefs, TaskDefinitions};
 pub use task_protection::ProtectionFailure;
 pub use tasks::{RunTaskInput, Tasks};
@@ -80,6 +82,8 @@ pub enum CpError {
     TargetNotFound(String),
     #[error("{0}")]
     AttributeLimitExceeded(String),
+    #[error("The specified resource could not be found: {0}")]
+    ResourceNotFound(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -87,6 +91,7 @@ pub enum CpError {
 /// Every resource's operations, as the API handlers and the agent service reach them.
 pub struct ControlPlane {
     pub attributes: Attributes,
+    pub tags: Tags,
     pub clusters: Clusters,
     pub task_definitions: TaskDefinitions,
     pub tasks: Tasks,
@@ -124,7 +129,9 @@ impl ControlPlane {
         );
         let security_groups = SecurityGroups::new(store.clone(), arns.clone());
         let secrets = Secrets::new(store.clone(), arns.clone());
+        let tags = Tags::new(store.clone(), arns.clone());
         let tasks = Tasks {
+            tags: tags.clone(),
             store: store.clone(),
             agents: agents.clone(),
             arns: arns.clone(),
@@ -140,6 +147,7 @@ impl ControlPlane {
             clusters.clone(),
             task_definitions.clone(),
             security_groups.clone(),
+            tags.clone(),
             agents.changed.clone(),
         );
         let controller = ServiceController {
@@ -151,6 +159,7 @@ impl ControlPlane {
         };
         Arc::new(Self {
             attributes: Attributes::new(store.clone(), clusters.clone()),
+            tags,
             controller,
             services,
             clusters,

@@ -9,6 +9,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use super::services::rules_of;
+use super::tags::NewTaskTags;
 use super::task_definitions::TaskDefinitions;
 use super::tasks::{RunTaskInput, Tasks};
 use super::{CpError, NetworkConfiguration};
@@ -17,6 +18,7 @@ use crate::domain::instance::InstanceStatus;
 use crate::domain::placement::{Constraint, Placement};
 use crate::domain::service::history;
 use crate::domain::service::{self, RolloutState, SchedulingStrategy, Service, ServiceStatus};
+use crate::domain::tags::Propagate;
 use crate::domain::task::{
     task_health_status, HealthStatus, Task, TaskStatus, SCHEDULER_STOP_CODE, USER_STOP_CODE,
 };
@@ -343,6 +345,13 @@ impl ServiceController {
                 strategies: s.placement_strategy.clone(),
                 constraints: s.placement_constraints.clone(),
                 on_instances: on_instance.map(|i| vec![i.to_string()]),
+                // Checked when the service was created or updated.
+                tags: NewTaskTags {
+                    own: Vec::new(),
+                    propagate: Propagate::parse(s.propagate_tags.as_deref()).unwrap_or_default(),
+                    managed: s.enable_ecs_managed_tags,
+                    service: Some(s.name.clone()),
+                },
             };
             match self.tasks.run(input) {
                 Ok((tasks, failures)) => {

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use super::clusters::Clusters;
 use super::security_groups::{NetworkConfiguration, SecurityGroups};
+use super::tags::Tags;
 use super::task_definitions::TaskDefinitions;
 use super::CpError;
 use crate::clock::now_ms;
@@ -15,6 +16,7 @@ use crate::domain::service::history::{self, Revision};
 use crate::domain::service::{
     self, Deployment, DeploymentSettings, SchedulingStrategy, Service, ServiceStatus,
 };
+use crate::domain::tags::{Resource, Tag};
 use crate::domain::taskdef;
 use crate::scheduler::service as rules;
 use crate::state::Store;
@@ -32,7 +34,8 @@ pub struct CreateServiceInput {
     pub health_check_grace_period_seconds: Option<u32>,
     /// The request's networkConfiguration: echoed as given, acted on as parsed.
     pub network_configuration: Option<(serde_json::Value, NetworkConfiguration)>,
-    pub tags: Vec<serde_json::Value>,
+    pub tags: Vec<Tag>,
+    /// TASK_DEFINITION, SERVICE or NONE (checked by the caller: `tags::Propagate`).
     pub propagate_tags: Option<String>,
     pub enable_ecs_managed_tags: bool,
     pub client_token: Option<String>,
@@ -54,6 +57,9 @@ pub struct UpdateServiceInput {
     /// A list replaces the service's (an empty one restores ECS's defaults).
     pub placement_strategy: Option<Vec<StrategySpec>>,
     pub placement_constraints: Option<Vec<ConstraintSpec>>,
+    /// For the tasks started from now on.
+    pub propagate_tags: Option<String>,
+    pub enable_ecs_managed_tags: Option<bool>,
 }
 
 /// A service's tasks that are not STOPPED, counted as ECS shows them.
@@ -72,6 +78,7 @@ pub struct Services {
     pub(super) clusters: Clusters,
     task_definitions: TaskDefinitions,
     security_groups: SecurityGroups,
+    tags: Tags,
     /// Wakes the service controller after a change.
     pub(super) changed: Arc<tokio::sync::Notify>,
 }
@@ -83,9 +90,11 @@ impl Services {
         clusters: Clusters,
         task_definitions: TaskDefinitions,
         security_groups: SecurityGroups,
+        tags: Tags,
         changed: Arc<tokio::sync::Notify>,
     ) -> Self {
         Self {
+            tags,
             store,
             arns,
             clusters,
@@ -146,6 +155,7 @@ impl Services {
             }
         }
         check_placement(&input.placement_strategy, &input.placement_constraints)?;
+        Tags::check_new(&input.tags)?;
         let network = input.network_configuration.as_ref().map(|(_, n)| n);
         let network_raw = input.network_configuration.as_ref().map(|(raw, _)| raw);
         let now = now_ms();
@@ -166,7 +176,6 @@ impl Services {
             deployment: input.deployment,
             health_check_grace_period_seconds: input.health_check_grace_period_seconds,
             network_configuration: input.network_configuration.map(|(raw, _)| raw),
-            tags: input.tags,
             propagate_tags: input.propagate_tags,
             enable_ecs_managed_tags: input.enable_ecs_managed_tags,
             client_token: input.client_token,
@@ -185,6 +194,11 @@ impl Services {
         history::begin(&mut new, deployment, revision, now);
         match self.store.insert_service(&new)? {
             None => {
+                let resource = Resource::Service {
+                    cluster: new.cluster.clone(),
+                    name: new.name.clone(),
+                };
+                self.tags.set_new(vec![(resource, input.tags)])?;
                 tracing::info!(service = %new.name, cluster = %new.cluster, desired = new.desired_count, "service created");
                 self.changed.notify_one();
                 Ok(new)
@@ -318,6 +332,12 @@ impl Services {
         }
         if input.health_check_grace_period_seconds.is_some() {
             s.health_check_grace_period_seconds = input.health_check_grace_period_seconds;
+        }
+        if input.propagate_tags.is_some() {
+            s.propagate_tags = input.propagate_tags;
+        }
+        if let Some(managed) = input.enable_ecs_managed_tags {
+            s.enable_ecs_managed_tags = managed;
         }
         self.store.save_service(&s)?;
         self.changed.notify_one();

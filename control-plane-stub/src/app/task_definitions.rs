@@ -4,10 +4,12 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use super::tags::Tags;
 use super::CpError;
 use crate::clock::now_ms;
 use crate::domain::compat;
 use crate::domain::ids::{self, Arns};
+use crate::domain::tags::{Resource, Tag};
 use crate::domain::task::Task;
 use crate::domain::taskdef::{self, HealthDef};
 use crate::state::{Store, TaskDefRecord};
@@ -16,6 +18,7 @@ use crate::state::{Store, TaskDefRecord};
 pub struct TaskDefinitions {
     store: Arc<dyn Store>,
     arns: Arns,
+    tags: Tags,
 }
 
 /// What the task definitions of some tasks say about their containers' health (essential,
@@ -34,11 +37,21 @@ impl HealthDefs {
 
 impl TaskDefinitions {
     pub fn new(store: Arc<dyn Store>, arns: Arns) -> Self {
-        Self { store, arns }
+        Self {
+            tags: Tags::new(store.clone(), arns.clone()),
+            store,
+            arns,
+        }
     }
 
-    pub fn register(&self, raw: &serde_json::Value) -> Result<TaskDefRecord, CpError> {
+    /// Registers the next revision of the definition's family, with `tags`.
+    pub fn register(
+        &self,
+        raw: &serde_json::Value,
+        tags: Vec<Tag>,
+    ) -> Result<TaskDefRecord, CpError> {
         let spec = taskdef::parse(raw)?;
+        Tags::check_new(&tags)?;
         let review = compat::review(raw);
         if !review.refused.is_empty() {
             return Err(CpError::Client(format!(
@@ -49,6 +62,11 @@ impl TaskDefinitions {
         let record = self
             .store
             .insert_task_definition(&spec.family, raw, now_ms())?;
+        let resource = Resource::TaskDefinition {
+            family: record.family.clone(),
+            revision: record.revision,
+        };
+        self.tags.set_new(vec![(resource, tags)])?;
         if !review.ignored.is_empty() {
             tracing::warn!(
                 family = %spec.family,

@@ -8,6 +8,7 @@ use super::clusters::Clusters;
 use super::instances::Instances;
 use super::secrets::Secrets;
 use super::security_groups::{NetworkConfiguration, SecurityGroups};
+use super::tags::{NewTaskTags, Tags};
 use super::task_definitions::TaskDefinitions;
 use super::CpError;
 use crate::agents::{wire, Agents};
@@ -15,6 +16,7 @@ use crate::clock::now_ms;
 use crate::domain::ids::{self, Arns};
 use crate::domain::placement::{ConstraintSpec, Placement, StrategySpec};
 use crate::domain::security::{self, IngressRule};
+use crate::domain::tags::Resource;
 use crate::domain::task::{
     Container, ContainerStatus, Task, TaskEvent, TaskStatus, SCHEDULER_STOP_CODE, USER_STOP_CODE,
 };
@@ -40,6 +42,8 @@ pub struct RunTaskInput {
     /// StartTask (and a DAEMON service): one task on each of these instances (ids), checked
     /// for resources and constraints, no strategy; `count` is ignored.
     pub on_instances: Option<Vec<String>>,
+    /// tags, propagateTags, enableECSManagedTags.
+    pub tags: NewTaskTags,
 }
 
 #[derive(Clone)]
@@ -52,6 +56,7 @@ pub struct Tasks {
     pub(super) instances: Instances,
     pub(super) security_groups: SecurityGroups,
     pub(super) secrets: Secrets,
+    pub(super) tags: Tags,
 }
 
 impl Tasks {
@@ -69,6 +74,12 @@ impl Tasks {
             self.task_definitions.runnable(&input.task_definition)?
         };
         let td_arn = self.arns.task_definition(&record.family, record.revision);
+        let task_tags = self.tags.for_new_tasks(
+            &input.cluster,
+            &record.family,
+            record.revision,
+            &input.tags,
+        )?;
         let overrides = taskdef::parse_overrides(input.overrides.as_ref())?;
         let spec = taskdef::apply_overrides(&taskdef::parse(&record.raw)?, &overrides)?;
         self.secrets.check_repository_credentials(&spec)?;
@@ -150,6 +161,19 @@ impl Tasks {
                 group.iter().map(|t| specs[t.id.as_str()].clone()).collect(),
             )
         })?;
+        // Tags are not the agent's business: recorded next, in their own transaction.
+        self.tags.set_new(
+            tasks
+                .iter()
+                .map(|t| {
+                    let r = Resource::Task {
+                        cluster: t.cluster.clone(),
+                        id: t.id.clone(),
+                    };
+                    (r, task_tags.clone())
+                })
+                .collect(),
+        )?;
         let mut instances: Vec<&str> = tasks.iter().map(|t| t.instance_id.as_str()).collect();
         instances.dedup();
         for instance in instances {

@@ -4,6 +4,7 @@ mod instances;
 mod logs;
 mod services;
 mod table;
+mod tags;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -155,6 +156,8 @@ pub enum Command {
     Services(services::ServiceCommand),
     #[command(flatten)]
     Instances(instances::InstanceCommand),
+    #[command(flatten)]
+    Tags(tags::TagCommand),
 }
 
 fn parse_ingress(s: &str) -> Result<crate::domain::security::IngressRule, String> {
@@ -474,6 +477,9 @@ pub async fn execute(cli: &Cli) -> Result<String, CliError> {
         }
         Command::Instances(command) => {
             return instances::execute(&client, cluster, cli.output, command).await;
+        }
+        Command::Tags(command) => {
+            return tags::execute(&client, cli.output, command).await;
         }
     };
     Ok(match cli.output {

@@ -75,6 +75,10 @@ impl Arns {
             secrets_prefix: format!("arn:aws:secretsmanager:{region}:{account}"),
         }
     }
+    /// What follows `arn:aws:ecs:REGION:ACCOUNT:` in an ARN of this region and account.
+    pub fn resource_part<'a>(&self, arn: &'a str) -> Option<&'a str> {
+        arn.strip_prefix(self.prefix.as_str())?.strip_prefix(':')
+    }
     /// A secret's ARN, shaped as Secrets Manager's (without its random suffix).
     pub fn secret(&self, name: &str) -> String {
         format!("{}:secret:{name}", self.secrets_prefix)

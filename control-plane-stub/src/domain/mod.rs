@@ -9,6 +9,7 @@ pub mod query;
 pub mod secrets;
 pub mod security;
 pub mod service;
+pub mod tags;
 pub mod task;
 pub mod taskdef;
 pub mod units;

@@ -19,6 +19,7 @@ use crate::domain::instance::{
 use crate::domain::secrets::{Login, SecretInfo};
 use crate::domain::security::{GroupContent, SecurityGroup};
 use crate::domain::service::{Service, ServiceStatus};
+use crate::domain::tags::Tag;
 use crate::domain::task::{AgentChange, Task, TaskEvent};
 
 #[derive(Debug, Error)]
@@ -105,6 +106,7 @@ pub trait Store:
     + SecretStore
     + PayloadStore
     + ServiceStore
+    + TagStore
     + Send
     + Sync
 {
@@ -120,9 +122,28 @@ impl<T> Store for T where
         + SecretStore
         + PayloadStore
         + ServiceStore
+        + TagStore
         + Send
         + Sync
 {
+}
+
+/// Tags of every taggable resource, by the resource part of its ARN (`tags::Resource::key`),
+/// in the order they were added. Whether the resource exists is the caller's to check.
+pub trait TagStore {
+    /// The resource's tags; none when it has none (or does not exist).
+    fn tags_of(&self, resource: &str) -> Result<Vec<Tag>>;
+
+    /// Changes a resource's tags atomically: `change` sees the stored tags and edits them, or
+    /// refuses (nothing is written). Returns the tags as written.
+    fn change_tags(
+        &self,
+        resource: &str,
+        change: &mut dyn FnMut(&mut Vec<Tag>) -> std::result::Result<(), String>,
+    ) -> Result<std::result::Result<Vec<Tag>, String>>;
+
+    /// Sets the tags of resources just created, in one transaction (replacing any there).
+    fn set_tags(&self, entries: &[(String, Vec<Tag>)]) -> Result<()>;
 }
 
 /// Clusters: created on first use, counted for DescribeClusters.

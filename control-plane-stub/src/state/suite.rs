@@ -45,6 +45,10 @@ macro_rules! store_suite {
             );
         }
         #[test]
+        fn tags_change_atomically_in_order_and_survive_reopening() {
+            $crate::state::suite::tags_change_atomically_in_order_and_survive_reopening(&$make);
+        }
+        #[test]
         fn heartbeats_record_runtime_health() {
             $crate::state::suite::heartbeats_record_runtime_health(&$make);
         }
@@ -438,6 +442,51 @@ pub(crate) fn deregistering_refuses_an_instance_with_tasks_unless_forced(backend
         store.deregister_instance("i1", false, 6).unwrap(),
         Deregistration::Done(Vec::new())
     );
+}
+
+pub(crate) fn tags_change_atomically_in_order_and_survive_reopening(backend: &dyn Backend) {
+    use crate::domain::tags::Tag;
+    let store = backend.open();
+    assert_eq!(store.tags_of("task/default/t1").unwrap(), Vec::new());
+    store
+        .set_tags(&[
+            (
+                "task/default/t1".into(),
+                vec![Tag::new("b", "1"), Tag::new("a", "2")],
+            ),
+            ("task/default/t2".into(), vec![Tag::new("c", "3")]),
+        ])
+        .unwrap();
+    let changed = store
+        .change_tags("task/default/t1", &mut |t| {
+            t.push(Tag::new("z", ""));
+            Ok(())
+        })
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        changed,
+        vec![Tag::new("b", "1"), Tag::new("a", "2"), Tag::new("z", "")]
+    );
+    let refused = store
+        .change_tags("task/default/t1", &mut |t| {
+            t.clear();
+            Err("no".into())
+        })
+        .unwrap();
+    assert_eq!(refused, Err("no".to_string()));
+    // Emptied, a resource has no tags left behind.
+    store
+        .change_tags("task/default/t2", &mut |t| {
+            t.clear();
+            Ok(())
+        })
+        .unwrap()
+        .unwrap();
+    drop(store);
+    let store = backend.open();
+    assert_eq!(store.tags_of("task/default/t1").unwrap(), changed);
+    assert_eq!(store.tags_of("task/default/t2").unwrap(), Vec::new());
 }
 
 pub(crate) fn login(username: &str, password: &str) -> Login {

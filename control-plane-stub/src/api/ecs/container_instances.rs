@@ -6,11 +6,13 @@ use serde_json::json;
 
 use super::request::{cluster_or_default, page_response, paginate, parse, OpResult, Operation};
 use super::shapes;
+use super::tags;
 use crate::api::error::ApiError;
 use crate::app::ControlPlane;
 use crate::domain::ids;
 use crate::domain::instance::InstanceStatus;
 use crate::domain::query;
+use crate::domain::tags::Resource;
 
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase", default)]
@@ -81,6 +83,8 @@ fn list_container_instances(cp: &ControlPlane, r: ListContainerInstancesRequest)
 struct DescribeContainerInstancesRequest {
     cluster: Option<String>,
     container_instances: Vec<String>,
+    #[serde(default)]
+    include: Vec<String>,
 }
 
 fn describe_container_instances(
@@ -94,7 +98,17 @@ fn describe_container_instances(
     for reference in &r.container_instances {
         let id = ids::resource_id(reference);
         match views.iter().find(|v| v.instance.id == id) {
-            Some(v) => found.push(shapes::container_instance(&cp.arns, v)),
+            Some(v) => {
+                let mut shape = shapes::container_instance(&cp.arns, v);
+                if tags::wanted(&r.include) {
+                    let resource = Resource::ContainerInstance {
+                        cluster: v.instance.cluster.clone(),
+                        id: v.instance.id.clone(),
+                    };
+                    shape["tags"] = tags::of(cp, resource)?;
+                }
+                found.push(shape)
+            }
             None => failures.push(shapes::missing(&cp.arns.container_instance(&cluster, id))),
         }
     }

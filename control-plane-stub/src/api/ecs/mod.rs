@@ -8,6 +8,7 @@ mod request;
 mod service_deployments;
 mod services;
 mod shapes;
+mod tags;
 mod task_definitions;
 mod task_protection;
 mod tasks;
@@ -127,7 +128,8 @@ fn dispatch(cp: &ControlPlane, operation: &str, request: Value) -> OpResult {
         .or_else(|| services::operation(operation))
         .or_else(|| service_deployments::operation(operation))
         .or_else(|| task_protection::operation(operation))
-        .or_else(|| attributes::operation(operation));
+        .or_else(|| attributes::operation(operation))
+        .or_else(|| tags::operation(operation));
     match handler {
         Some(handler) => handler(cp, request),
         None => Err(ApiError::client(

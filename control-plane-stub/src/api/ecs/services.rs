@@ -6,6 +6,7 @@ use serde_json::{json, Map, Value};
 
 use super::request::{cluster_or_default, page_response, paginate, parse, OpResult, Operation};
 use super::shapes::missing;
+use super::tags::{self, TagRequest};
 use super::tasks::network_configuration;
 use crate::api::error::ApiError;
 use crate::api::ts;
@@ -13,6 +14,7 @@ use crate::app::{ControlPlane, CreateServiceInput, TaskCounts, UpdateServiceInpu
 use crate::domain::ids;
 use crate::domain::placement::{ConstraintSpec, StrategySpec};
 use crate::domain::service::{DeploymentSettings, SchedulingStrategy, Service};
+use crate::domain::tags::Resource;
 
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase", default)]
@@ -93,9 +95,9 @@ struct CreateServiceRequest {
     health_check_grace_period_seconds: Option<i64>,
     network_configuration: Option<Value>,
     #[serde(default)]
-    tags: Vec<Value>,
+    tags: Vec<TagRequest>,
     propagate_tags: Option<String>,
-    #[serde(default)]
+    #[serde(default, rename = "enableECSManagedTags")]
     enable_ecs_managed_tags: bool,
     client_token: Option<String>,
     #[serde(default)]
@@ -147,8 +149,12 @@ fn create_service(cp: &ControlPlane, r: CreateServiceRequest) -> OpResult {
             r.health_check_grace_period_seconds,
         )?,
         network_configuration: network(r.network_configuration)?,
-        tags: r.tags,
-        propagate_tags: r.propagate_tags,
+        tags: tags::from_request(r.tags)?,
+        propagate_tags: Some(
+            tags::propagate(r.propagate_tags.as_deref())?
+                .as_str()
+                .to_string(),
+        ),
         enable_ecs_managed_tags: r.enable_ecs_managed_tags,
         client_token: r.client_token,
         placement_strategy: r.placement_strategy,
@@ -172,6 +178,9 @@ struct UpdateServiceRequest {
     force_new_deployment: bool,
     placement_strategy: Option<Vec<StrategySpec>>,
     placement_constraints: Option<Vec<ConstraintSpec>>,
+    propagate_tags: Option<String>,
+    #[serde(rename = "enableECSManagedTags")]
+    enable_ecs_managed_tags: Option<bool>,
 }
 
 fn update_service(cp: &ControlPlane, r: UpdateServiceRequest) -> OpResult {
@@ -198,6 +207,12 @@ fn update_service(cp: &ControlPlane, r: UpdateServiceRequest) -> OpResult {
         force_new_deployment: r.force_new_deployment,
         placement_strategy: r.placement_strategy,
         placement_constraints: r.placement_constraints,
+        propagate_tags: r
+            .propagate_tags
+            .as_deref()
+            .map(|p| tags::propagate(Some(p)).map(|p| p.as_str().to_string()))
+            .transpose()?,
+        enable_ecs_managed_tags: r.enable_ecs_managed_tags,
     };
     let s = cp.services.update(input)?;
     Ok(json!({"service": service(cp, &s, false)?}))
@@ -283,7 +298,7 @@ fn delete_service(cp: &ControlPlane, r: DeleteServiceRequest) -> OpResult {
 
 /// A service as ECS shows it; `tags` only when asked for (DescribeServices include TAGS) or on
 /// CreateService.
-fn service(cp: &ControlPlane, s: &Service, tags: bool) -> Result<Value, ApiError> {
+fn service(cp: &ControlPlane, s: &Service, with_tags: bool) -> Result<Value, ApiError> {
     let counts = cp.services.task_counts(s)?;
     let mut m = Map::new();
     m.insert("serviceArn".into(), json!(cp.services.arn(s)));
@@ -345,8 +360,12 @@ fn service(cp: &ControlPlane, s: &Service, tags: bool) -> Result<Value, ApiError
         json!(s.propagate_tags.as_deref().unwrap_or("NONE")),
     );
     m.insert("enableExecuteCommand".into(), json!(false));
-    if tags {
-        m.insert("tags".into(), json!(s.tags));
+    if with_tags {
+        let resource = Resource::Service {
+            cluster: s.cluster.clone(),
+            name: s.name.clone(),
+        };
+        m.insert("tags".into(), tags::of(cp, resource)?);
     }
     Ok(Value::Object(m))
 }

@@ -75,10 +75,6 @@ pub fn task_definition(arns: &Arns, r: &TaskDefRecord) -> Value {
     Value::Object(m)
 }
 
-pub fn tags(r: &TaskDefRecord) -> Value {
-    r.raw.get("tags").cloned().unwrap_or_else(|| json!([]))
-}
-
 /// One task. `defs`: what its task definition says about its containers' health (see
 /// `ControlPlane::health_defs`).
 pub fn task(arns: &Arns, t: &Task, defs: &[HealthDef]) -> Value {
@@ -169,7 +165,6 @@ pub fn task(arns: &Arns, t: &Task, defs: &[HealthDef]) -> Value {
         "attachments".into(),
         Value::Array(awsvpc_attachment(t).into_iter().collect()),
     );
-    m.insert("tags".into(), json!([]));
     m.insert("containers".into(), Value::Array(containers));
     Value::Object(m)
 }
@@ -393,7 +388,6 @@ pub fn container_instance(arns: &Arns, v: &InstanceView) -> Value {
         "attributes": i.attributes().iter().map(|(n, val)| attribute(n, val)).collect::<Vec<_>>(),
         "registeredAt": ts(i.registered_at_ms),
         "attachments": [],
-        "tags": [],
     })
 }
 

@@ -5,29 +5,48 @@ use serde_json::{json, Value};
 
 use super::request::{page_response, paginate, parse, OpResult, Operation};
 use super::shapes;
+use super::tags::{self, TagRequest};
 use crate::api::error::ApiError;
 use crate::app::ControlPlane;
+use crate::domain::tags::Resource;
+use crate::state::TaskDefRecord;
+
+/// The definition and, when asked for (or just registered), its tags.
+fn with_tags(cp: &ControlPlane, record: &TaskDefRecord, tags: bool) -> OpResult {
+    let mut v = json!({"taskDefinition": shapes::task_definition(&cp.arns, record)});
+    if tags {
+        let resource = Resource::TaskDefinition {
+            family: record.family.clone(),
+            revision: record.revision,
+        };
+        v["tags"] = tags::of(cp, resource)?;
+    }
+    Ok(v)
+}
 
 fn register_task_definition(cp: &ControlPlane, request: Value) -> OpResult {
-    let record = cp.task_definitions.register(&request)?;
-    Ok(json!({
-        "taskDefinition": shapes::task_definition(&cp.arns, &record),
-        "tags": shapes::tags(&record),
-    }))
+    // The whole request is the definition; its `tags` are the resource's, not the definition's.
+    let tags: Vec<TagRequest> = match request.get("tags") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(t) => parse(t.clone())?,
+    };
+    let record = cp
+        .task_definitions
+        .register(&request, tags::from_request(tags)?)?;
+    with_tags(cp, &record, true)
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct TaskDefinitionRequest {
     task_definition: String,
+    #[serde(default)]
+    include: Vec<String>,
 }
 
 fn describe_task_definition(cp: &ControlPlane, r: TaskDefinitionRequest) -> OpResult {
     let record = cp.task_definitions.get(&r.task_definition)?;
-    Ok(json!({
-        "taskDefinition": shapes::task_definition(&cp.arns, &record),
-        "tags": shapes::tags(&record),
-    }))
+    with_tags(cp, &record, tags::wanted(&r.include))
 }
 
 fn deregister_task_definition(cp: &ControlPlane, r: TaskDefinitionRequest) -> OpResult {

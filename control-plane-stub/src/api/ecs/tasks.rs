@@ -5,10 +5,14 @@ use serde_json::{json, Value};
 
 use super::request::{cluster_or_default, page_response, paginate, parse, OpResult, Operation};
 use super::shapes;
+use super::tags::{self, TagRequest};
 use crate::api::error::ApiError;
 use crate::app::{ControlPlane, NetworkConfiguration, RunTaskInput};
 use crate::domain::ids;
 use crate::domain::placement::{ConstraintSpec, StrategySpec};
+use crate::domain::tags::Resource;
+use crate::domain::task::Task;
+use crate::scheduler::placement::PlacementFailure;
 use crate::state::TaskFilter;
 
 #[derive(Deserialize)]
@@ -26,6 +30,11 @@ struct RunTaskRequest {
     placement_strategy: Vec<StrategySpec>,
     #[serde(default)]
     placement_constraints: Vec<ConstraintSpec>,
+    #[serde(default)]
+    tags: Vec<TagRequest>,
+    propagate_tags: Option<String>,
+    #[serde(default, rename = "enableECSManagedTags")]
+    enable_ecs_managed_tags: bool,
 }
 
 /// RunTask's networkConfiguration in ECS's shape: `{"awsvpcConfiguration": {"subnets": [...],
@@ -96,12 +105,42 @@ fn run_task(cp: &ControlPlane, r: RunTaskRequest) -> OpResult {
         strategies: r.placement_strategy,
         constraints: r.placement_constraints,
         on_instances: None,
+        tags: tags::for_new_tasks(
+            r.tags,
+            r.propagate_tags.as_deref(),
+            r.enable_ecs_managed_tags,
+        )?,
     })?;
-    let defs = cp.task_definitions.health_defs(&tasks)?;
+    placed(cp, &tasks, &failures)
+}
+
+/// RunTask's and StartTask's answer: the tasks placed, with their tags, and the failures.
+fn placed(cp: &ControlPlane, tasks: &[Task], failures: &[PlacementFailure]) -> OpResult {
     Ok(json!({
-        "tasks": tasks.iter().map(|t| shapes::task(&cp.arns, t, defs.of(t))).collect::<Vec<_>>(),
+        "tasks": with_tags(cp, tasks, true)?,
         "failures": failures.iter().map(shapes::failure).collect::<Vec<_>>(),
     }))
+}
+
+/// Tasks as ECS shows them, with their tags when `tags` (include TAGS, or just created).
+fn with_tags(cp: &ControlPlane, tasks: &[Task], tags: bool) -> Result<Vec<Value>, ApiError> {
+    let defs = cp.task_definitions.health_defs(tasks)?;
+    tasks
+        .iter()
+        .map(|t| {
+            let mut v = shapes::task(&cp.arns, t, defs.of(t));
+            if tags {
+                v["tags"] = tags::of(
+                    cp,
+                    Resource::Task {
+                        cluster: t.cluster.clone(),
+                        id: t.id.clone(),
+                    },
+                )?;
+            }
+            Ok(v)
+        })
+        .collect()
 }
 
 #[derive(Deserialize)]
@@ -114,6 +153,11 @@ struct StartTaskRequest {
     group: Option<String>,
     overrides: Option<Value>,
     network_configuration: Option<Value>,
+    #[serde(default)]
+    tags: Vec<TagRequest>,
+    propagate_tags: Option<String>,
+    #[serde(default, rename = "enableECSManagedTags")]
+    enable_ecs_managed_tags: bool,
 }
 
 fn start_task(cp: &ControlPlane, r: StartTaskRequest) -> OpResult {
@@ -130,14 +174,15 @@ fn start_task(cp: &ControlPlane, r: StartTaskRequest) -> OpResult {
             strategies: Vec::new(),
             constraints: Vec::new(),
             on_instances: None,
+            tags: tags::for_new_tasks(
+                r.tags,
+                r.propagate_tags.as_deref(),
+                r.enable_ecs_managed_tags,
+            )?,
         },
         &r.container_instances,
     )?;
-    let defs = cp.task_definitions.health_defs(&tasks)?;
-    Ok(json!({
-        "tasks": tasks.iter().map(|t| shapes::task(&cp.arns, t, defs.of(t))).collect::<Vec<_>>(),
-        "failures": failures.iter().map(shapes::failure).collect::<Vec<_>>(),
-    }))
+    placed(cp, &tasks, &failures)
 }
 
 #[derive(Deserialize)]
@@ -163,6 +208,8 @@ fn stop_task(cp: &ControlPlane, r: StopTaskRequest) -> OpResult {
 struct DescribeTasksRequest {
     cluster: Option<String>,
     tasks: Vec<String>,
+    #[serde(default)]
+    include: Vec<String>,
 }
 
 fn describe_tasks(cp: &ControlPlane, r: DescribeTasksRequest) -> OpResult {
@@ -174,9 +221,8 @@ fn describe_tasks(cp: &ControlPlane, r: DescribeTasksRequest) -> OpResult {
     }
     let cluster = cluster_or_default(r.cluster);
     let (found, missing) = cp.tasks.describe(&cluster, &r.tasks)?;
-    let defs = cp.task_definitions.health_defs(&found)?;
     Ok(json!({
-        "tasks": found.iter().map(|t| shapes::task(&cp.arns, t, defs.of(t))).collect::<Vec<_>>(),
+        "tasks": with_tags(cp, &found, tags::wanted(&r.include))?,
         "failures": missing.iter().map(|m| {
             let arn = if m.starts_with("arn:") { m.clone() } else { cp.arns.task(&cluster, m) };
             shapes::missing(&arn)

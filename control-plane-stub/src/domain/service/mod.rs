@@ -148,7 +148,8 @@ pub struct Service {
     pub health_check_grace_period_seconds: Option<u32>,
     /// networkConfiguration as the user gave it, echoed back.
     pub network_configuration: Option<Value>,
-    pub tags: Vec<Value>,
+    /// TASK_DEFINITION, SERVICE or NONE: where its tasks' tags come from. (Its own tags are
+    /// kept with every resource's, in the store's tags.)
     pub propagate_tags: Option<String>,
     pub enable_ecs_managed_tags: bool,
     pub client_token: Option<String>,
@@ -343,7 +344,6 @@ pub fn test_service(name: &str) -> Service {
         deployment: DeploymentSettings::default(),
         health_check_grace_period_seconds: None,
         network_configuration: None,
-        tags: Vec::new(),
         propagate_tags: None,
         enable_ecs_managed_tags: false,
         client_token: None,

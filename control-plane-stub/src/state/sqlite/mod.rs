@@ -13,6 +13,7 @@ mod schema;
 mod secrets;
 mod security_groups;
 mod services;
+mod tags;
 mod task_definitions;
 mod tasks;
 #[cfg(test)]
@@ -27,7 +28,7 @@ use rusqlite::Connection;
 use super::*;
 
 pub const DB_FILE: &str = "berth-cp.db";
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 7;
 
 pub struct SqliteStore {
     conn: Mutex<Connection>,

@@ -160,5 +160,28 @@ pub(super) fn migrate_to(conn: &Connection, target: i64) -> Result<()> {
              COMMIT;",
         )?;
     }
+    if version < 7 && target >= 7 {
+        // Version 7: tags of every resource in one place (TagResource changes any of them),
+        // by the resource part of the ARN. The tags services and task definitions were created
+        // with (kept in their bodies until now) move here.
+        conn.execute_batch(
+            "BEGIN IMMEDIATE;
+             CREATE TABLE IF NOT EXISTS tags (
+                 resource TEXT PRIMARY KEY,
+                 tags_json TEXT NOT NULL);
+             INSERT OR IGNORE INTO tags (resource, tags_json)
+                 SELECT 'service/' || cluster || '/' || name, json_extract(body_json, '$.tags')
+                 FROM services
+                 WHERE status != 'INACTIVE' AND json_array_length(body_json, '$.tags') > 0;
+             INSERT OR IGNORE INTO tags (resource, tags_json)
+                 SELECT 'task-definition/' || family || ':' || revision,
+                        json_extract(raw_json, '$.tags')
+                 FROM task_definitions
+                 WHERE json_type(raw_json, '$.tags') = 'array'
+                   AND json_array_length(raw_json, '$.tags') > 0;
+             PRAGMA user_version = 7;
+             COMMIT;",
+        )?;
+    }
     Ok(())
 }

@@ -160,3 +160,36 @@ fn a_version_3_database_migrates_to_the_current_one_keeping_its_data() {
     let store = SqliteStore::open(&dir.0).unwrap();
     assert_eq!(store.get_secret("reg").unwrap().unwrap().1, login("u", "p"));
 }
+
+#[test]
+fn a_version_6_database_moves_the_tags_of_services_and_task_definitions_to_the_tags_table() {
+    use crate::domain::tags::Tag;
+    let dir = temp_dir();
+    std::fs::create_dir_all(&dir.0).unwrap();
+    {
+        let conn = Connection::open(dir.0.join(DB_FILE)).unwrap();
+        migrate_to(&conn, 6).unwrap();
+        conn.execute_batch(
+            "INSERT INTO clusters VALUES ('default', 1);
+             INSERT INTO task_definitions VALUES ('web', 1, 1,
+                 '{\"family\":\"web\",\"tags\":[{\"key\":\"team\",\"value\":\"edge\"},{\"key\":\"bare\"}]}', 5, NULL);
+             INSERT INTO task_definitions VALUES ('web', 2, 1, '{\"family\":\"web\"}', 6, NULL);
+             INSERT INTO services VALUES ('default', 'api', 'ACTIVE',
+                 '{\"tags\":[{\"key\":\"tier\",\"value\":\"back\"}]}');
+             INSERT INTO services VALUES ('default', 'old', 'INACTIVE',
+                 '{\"tags\":[{\"key\":\"gone\",\"value\":\"x\"}]}');",
+        )
+        .unwrap();
+    }
+    let store = SqliteStore::open(&dir.0).unwrap();
+    assert_eq!(
+        store.tags_of("task-definition/web:1").unwrap(),
+        vec![Tag::new("team", "edge"), Tag::new("bare", "")]
+    );
+    assert_eq!(store.tags_of("task-definition/web:2").unwrap(), Vec::new());
+    assert_eq!(
+        store.tags_of("service/default/api").unwrap(),
+        vec![Tag::new("tier", "back")]
+    );
+    assert_eq!(store.tags_of("service/default/old").unwrap(), Vec::new());
+}
