@@ -834,18 +834,21 @@ impl<R: Runtime> Worker<R> {
                 let (image, auth) = (spec.image.clone(), spec.extra.registry_auth.clone());
                 let span = info_span!("container", container.name = %name);
                 let images = Arc::clone(&self.engine.images);
+                let resolve_started = now_ms();
                 match images.ensure(&image, auth.as_ref()).instrument(span).await {
                     Ok(ensured) => {
                         info!(container.name = %name, "{}", ensured.summary);
+                        // ECS shows pullStartedAt/pullStoppedAt for every task (its agent pulls
+                        // by default); a cached image's are the time its lookup took.
+                        let (started_at_ms, stopped_at_ms) =
+                            ensured.pulled.unwrap_or((resolve_started, now_ms()));
                         self.state.apply(
                             Event::ImageReady {
                                 container: name.clone(),
                                 summary: ensured.summary,
-                                pulled: ensured.pulled.map(|(started_at_ms, stopped_at_ms)| {
-                                    crate::task_state::PullTimes {
-                                        started_at_ms,
-                                        stopped_at_ms,
-                                    }
+                                pulled: Some(crate::task_state::PullTimes {
+                                    started_at_ms,
+                                    stopped_at_ms,
                                 }),
                             },
                             now_ms(),

@@ -153,7 +153,10 @@ async fn aws_cli_reads_health_and_ignores_berths_extension() {
     .await;
     let task = &run["tasks"][0];
     assert_eq!(task["healthStatus"], "UNKNOWN", "{run}");
-    assert!(task["containers"][0].get("berthHealth").is_none(), "{run}");
+    assert!(
+        task["containers"][0]["berth"].get("health").is_none(),
+        "{run}"
+    );
     let arn = task["taskArn"].as_str().unwrap().to_string();
     assert!(matches!(agent.expect().await, Msg::Payload(_)));
 
@@ -175,7 +178,7 @@ async fn aws_cli_reads_health_and_ignores_berths_extension() {
     let task = &described["tasks"][0];
     assert_eq!(task["healthStatus"], "HEALTHY", "{described}");
     assert_eq!(task["containers"][0]["healthStatus"], "HEALTHY");
-    assert!(task["containers"][0].get("berthHealth").is_none());
+    assert!(task["containers"][0]["berth"].get("health").is_none());
 
     server.shutdown().await.unwrap();
 }

@@ -428,3 +428,70 @@ async fn clusters_and_run_task_without_instances() {
     assert_eq!(described["failures"][0]["reason"], "MISSING");
     server.shutdown().await.unwrap();
 }
+
+/// What ECS always shows of a task: its attributes, zone, launch type, execute-command flag,
+/// cpu and memory (the containers' sum without task-level values); and ListTasks' filters.
+#[tokio::test]
+async fn tasks_show_ecs_members_and_list_by_launch_type_and_service() {
+    let dir = TempDir::new("ecs-task-members");
+    let server = start(dir.path()).await;
+    let api = server.api_addr;
+    let mut agent = ReportingAgent::register(dir.path(), server.grpc_addr).await;
+    let mut def = sample_task_definition("sum");
+    def["containerDefinitions"][0]["cpu"] = json!(100);
+    def["containerDefinitions"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "side", "image": "busybox", "cpu": 28, "memoryReservation": 64}));
+    ecs_ok(api, "RegisterTaskDefinition", def).await;
+    let run = ecs_ok(
+        api,
+        "RunTask",
+        json!({"taskDefinition": "sum", "launchType": "EXTERNAL"}),
+    )
+    .await;
+    let t = &run["tasks"][0];
+    assert_eq!(t["cpu"], "128", "{t}");
+    assert_eq!(t["memory"], "192", "{t}");
+    assert_eq!(t["launchType"], "EXTERNAL");
+    assert_eq!(t["availabilityZone"], "lab-1a");
+    assert_eq!(
+        t["attributes"],
+        json!([{"name": "ecs.cpu-architecture", "value": "x86_64"}])
+    );
+    assert_eq!(t["enableExecuteCommand"], false);
+    assert!(t["containers"][0]["berth"]["restartCount"] == 0, "{t}");
+    let external = t["taskArn"].as_str().unwrap().to_string();
+    ecs_ok(api, "RunTask", json!({"taskDefinition": "sum"})).await;
+    agent.payloads(2, 0).await;
+
+    let list = |filter: serde_json::Value| async move {
+        ecs_ok(api, "ListTasks", filter).await["taskArns"].clone()
+    };
+    assert_eq!(list(json!({})).await.as_array().unwrap().len(), 2);
+    assert_eq!(
+        list(json!({"launchType": "EXTERNAL"})).await,
+        json!([external])
+    );
+    assert_eq!(
+        list(json!({"launchType": "EC2"}))
+            .await
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(list(json!({"serviceName": "nope"})).await, json!([]));
+    let (status, body) = ecs(
+        api,
+        "RunTask",
+        json!({"taskDefinition": "sum", "launchType": "FARGATE"}),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("FARGATE"),
+        "{body}"
+    );
+    server.shutdown().await.unwrap();
+}

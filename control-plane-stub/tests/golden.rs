@@ -300,11 +300,8 @@ async fn scenario() -> String {
     // An instance that runs every network mode.
     let code = admin::create_activation(&data_dir(dir.path()), "default", 1, 3600).unwrap();
     let mut req = register_request("default", code_auth(&code));
+    // (register_request's attributes include ecs.availability-zone lab-1a.)
     req.attributes[0].value = "bridge,host,none,awsvpc".into();
-    req.attributes.push(pb::Attribute {
-        name: "ecs.availability-zone".into(),
-        value: "lab-1a".into(),
-    });
     req.resources.push(pb::Resource {
         name: "PORTS".into(),
         r#type: "STRINGSET".into(),

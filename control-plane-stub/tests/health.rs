@@ -129,10 +129,10 @@ async fn reported_health_shows_in_describe_tasks() {
         assert_eq!(container(&t, name)["healthStatus"], "UNKNOWN", "{name}");
     }
     assert_eq!(
-        container(&t, "web")["berthHealth"],
+        container(&t, "web")["berth"]["health"],
         json!({"status": "UNKNOWN", "output": ""})
     );
-    assert!(container(&t, "log").get("berthHealth").is_none(), "{t}");
+    assert!(container(&t, "log")["berth"].get("health").is_none(), "{t}");
 
     // web turns UNHEALTHY: the container and the task show it.
     let before = epoch_secs();
@@ -157,7 +157,7 @@ async fn reported_health_shows_in_describe_tasks() {
     assert_eq!(t["healthStatus"], "UNHEALTHY", "{t}");
     let web = container(&t, "web");
     assert_eq!(web["healthStatus"], "UNHEALTHY");
-    let h = &web["berthHealth"];
+    let h = &web["berth"]["health"];
     assert_eq!(h["status"], "UNHEALTHY");
     assert_eq!(h["exitCode"], 1);
     assert_eq!(
@@ -175,9 +175,13 @@ async fn reported_health_shows_in_describe_tasks() {
     agent.state_change(2, report(&arn, "web", None, 1)).await;
     let t = describe(api, &arn).await;
     let web = container(&t, "web");
-    assert_eq!(web["restartCount"], 1);
+    assert_eq!(web["berth"]["restartCount"], 1);
     assert_eq!(web["healthStatus"], "UNHEALTHY");
-    assert_eq!(web["berthHealth"], h.clone(), "the last report, unchanged");
+    assert_eq!(
+        web["berth"]["health"],
+        h.clone(),
+        "the last report, unchanged"
+    );
     assert_eq!(t["healthStatus"], "UNHEALTHY");
 
     // HEALTHY once every essential checked container is; the non-essential side's UNHEALTHY
@@ -204,7 +208,7 @@ async fn reported_health_shows_in_describe_tasks() {
     assert_eq!(container(&t, "db")["healthStatus"], "HEALTHY");
     assert_eq!(container(&t, "side")["healthStatus"], "UNHEALTHY");
     assert_eq!(container(&t, "log")["healthStatus"], "UNKNOWN");
-    assert_eq!(container(&t, "web")["berthHealth"]["output"], "ok");
+    assert_eq!(container(&t, "web")["berth"]["health"]["output"], "ok");
 
     // StopTask's answer carries the same fields.
     let stopped = ecs_ok(api, "StopTask", json!({"task": arn})).await;

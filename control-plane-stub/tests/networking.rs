@@ -514,8 +514,10 @@ async fn bridge_bindings_are_shown_per_container() {
         t["containers"][1]["networkBindings"],
         json!([{"bindIP": "0.0.0.0", "containerPort": 53, "hostPort": 5353, "protocol": "udp"}])
     );
+    // ECS shows no interface for a bridge task; Berth's extension has its bridge address.
+    assert_eq!(t["containers"][1]["networkInterfaces"], json!([]));
     assert_eq!(
-        t["containers"][1]["networkInterfaces"][0]["privateIpv4Address"],
+        t["containers"][1]["berth"]["privateIpv4Address"],
         "10.232.0.5"
     );
 

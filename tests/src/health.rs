@@ -1,5 +1,5 @@
 //! Container health checks as the API shows them: building a `healthCheck`, reading
-//! `healthStatus` (container and task) and Berth's `berthHealth` extension, and watching a
+//! `healthStatus` (container and task) and Berth's `berth.health` extension, and watching a
 //! task's health change over time.
 
 use std::cell::RefCell;
@@ -40,10 +40,11 @@ pub fn task_health(task: &Value) -> Option<&str> {
     task["healthStatus"].as_str()
 }
 
-/// Berth's `berthHealth` of container `name`: status, exitCode, output, checkedAt, receivedAt.
+/// Berth's `berth.health` of container `name`: status, exitCode, output, checkedAt, receivedAt.
 pub fn berth_health<'a>(task: &'a Value, name: &str) -> Option<&'a Value> {
     container(task, name)?
-        .get("berthHealth")
+        .get("berth")?
+        .get("health")
         .filter(|h| !h.is_null())
 }
 

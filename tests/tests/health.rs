@@ -64,20 +64,20 @@ async fn run(env: &TestEnv, family: &str, containers: Vec<Value>) -> Result<(Str
     Ok((task_arn(&started)?, started))
 }
 
-/// A berthHealth timestamp as epoch seconds, checked to be a plausible time of this test.
+/// A berth.health timestamp as epoch seconds, checked to be a plausible time of this test.
 fn stamp(health: &Value, field: &str, test_start: f64) -> Result<f64> {
     let t = epoch_secs(&health[field]).with_context(|| format!("no {field} in {health}"))?;
     let now = now_epoch_secs();
     ensure!(
         t >= test_start - 1.0 && t <= now + 1.0,
-        "berthHealth.{field} {t} is not a time of this test ({test_start}..{now}): {health}"
+        "berth.health.{field} {t} is not a time of this test ({test_start}..{now}): {health}"
     );
     Ok(t)
 }
 
 /// (a) A check that passes while /tmp/ok exists: UNKNOWN, then HEALTHY, then UNHEALTHY once
 /// the file is gone, for the container and the task, in DescribeTasks and through the AWS CLI;
-/// berthHealth shows the failing check; the standalone task keeps running.
+/// berth.health shows the failing check; the standalone task keeps running.
 #[tokio::test]
 async fn health_goes_unknown_healthy_unhealthy() -> Result<()> {
     let test_start = now_epoch_secs();
@@ -102,7 +102,7 @@ async fn health_goes_unknown_healthy_unhealthy() -> Result<()> {
         task_health(&healthy) == Some("HEALTHY"),
         "the task's only checked essential container is HEALTHY: {healthy}"
     );
-    let h = berth_health(&healthy, "app").with_context(|| format!("no berthHealth: {healthy}"))?;
+    let h = berth_health(&healthy, "app").with_context(|| format!("no berth.health: {healthy}"))?;
     ensure!(h["status"] == "HEALTHY" && h["exitCode"] == 0, "{h}");
     let healthy_checked = stamp(h, "checkedAt", test_start)?;
 
@@ -127,7 +127,7 @@ async fn health_goes_unknown_healthy_unhealthy() -> Result<()> {
         watch.task.all()
     );
     let h =
-        berth_health(&unhealthy, "app").with_context(|| format!("no berthHealth: {unhealthy}"))?;
+        berth_health(&unhealthy, "app").with_context(|| format!("no berth.health: {unhealthy}"))?;
     ensure!(h["status"] == "UNHEALTHY", "{h}");
     ensure!(h["exitCode"] == 3, "the failing check's exit code: {h}");
     let output = h["output"].as_str().unwrap_or_default();
@@ -279,7 +279,7 @@ async fn a_hanging_check_times_out_and_leaves_nothing_behind() -> Result<()> {
         watch.container.all()
     );
     let h =
-        berth_health(&unhealthy, "app").with_context(|| format!("no berthHealth: {unhealthy}"))?;
+        berth_health(&unhealthy, "app").with_context(|| format!("no berth.health: {unhealthy}"))?;
     // A killed check has no exit code of its own: null, or -1 as the agent reports it.
     ensure!(
         h["exitCode"].is_null() || h["exitCode"] == -1,
@@ -369,7 +369,7 @@ async fn depends_on_healthy_waits_for_the_dependency() -> Result<()> {
         "db healthStatus went {:?}",
         watch.container.all()
     );
-    let h = berth_health(&running, "db").with_context(|| format!("no berthHealth: {running}"))?;
+    let h = berth_health(&running, "db").with_context(|| format!("no berth.health: {running}"))?;
     let db_healthy = epoch_secs(&h["checkedAt"]).with_context(|| format!("{h}"))?;
     let db_log = container_log(&env, &task, "db")?;
     let app_log = container_log(&env, &task, "app")?;

@@ -11,7 +11,7 @@ fn health(task: &Value, name: &str) -> (String, f64) {
     let c = container(task, name).cloned().unwrap_or(Value::Null);
     (
         c["healthStatus"].as_str().unwrap_or("").to_owned(),
-        c["berthHealth"]["checkedAt"].as_f64().unwrap_or(0.0),
+        c["berth"]["health"]["checkedAt"].as_f64().unwrap_or(0.0),
     )
 }
 

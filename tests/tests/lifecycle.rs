@@ -186,7 +186,7 @@ async fn a_restart_policy_restarts_the_container_in_place() -> Result<()> {
     .await?;
     let task = run_task(&env, &td, json!({"count": 1})).await?;
     let restarted = wait_task(&env, &task, "restartCount 1", 120, |t| {
-        Ok(container(t, "app").is_some_and(|c| c["restartCount"] == 1))
+        Ok(container(t, "app").is_some_and(|c| c["berth"]["restartCount"] == 1))
     })
     .await?;
     ensure!(restarted["lastStatus"] == "RUNNING", "{restarted}");
@@ -215,7 +215,7 @@ async fn a_restart_policy_restarts_the_container_in_place() -> Result<()> {
     .await?;
     let stopped = wait_stopped(&env, &task).await?;
     ensure!(
-        container(&stopped, "app").is_some_and(|c| c["restartCount"] == 1),
+        container(&stopped, "app").is_some_and(|c| c["berth"]["restartCount"] == 1),
         "{stopped}"
     );
     env.pass();

@@ -110,16 +110,19 @@ async fn wait_bound(env: &TestEnv, task: &str, name: &str) -> Result<Value> {
     .await
 }
 
-/// Waits until the task is RUNNING and its container `name` reports a network interface.
+/// Waits until the task is RUNNING and its container `name` reports an address.
 async fn wait_interface(env: &TestEnv, task: &str, name: &str) -> Result<Value> {
     wait_running(env, task).await?;
-    wait_task(env, task, "networkInterfaces", 60, |t| {
+    wait_task(env, task, "an address", 60, |t| {
         if t["lastStatus"] == "STOPPED" {
             bail!("the task stopped: {t}");
         }
-        Ok(container(t, name)
-            .and_then(|c| c["networkInterfaces"].as_array())
-            .is_some_and(|b| !b.is_empty()))
+        Ok(container(t, name).is_some_and(|c| {
+            c["networkInterfaces"]
+                .as_array()
+                .is_some_and(|b| !b.is_empty())
+                || c["berth"]["privateIpv4Address"].is_string()
+        }))
     })
     .await
 }
@@ -147,17 +150,30 @@ fn host_port(task: &Value, name: &str, container_port: u16) -> Result<u16> {
     Ok(port)
 }
 
-/// The privateIpv4Address of container `name`'s first network interface.
+/// Container `name`'s address: an awsvpc task's from its first network interface (with an
+/// attachmentId), a bridge task's from Berth's extension (ECS shows no interface for bridge).
 fn interface_address(task: &Value, name: &str) -> Result<Ipv4Addr> {
     let c = container(task, name).with_context(|| format!("no container {name}: {task}"))?;
-    let iface = &c["networkInterfaces"][0];
-    ensure!(
-        iface["attachmentId"]
-            .as_str()
-            .is_some_and(|a| !a.is_empty()),
-        "network interface without attachmentId: {c}"
-    );
-    iface["privateIpv4Address"]
+    let address = if task["attachments"]
+        .as_array()
+        .is_some_and(|a| !a.is_empty())
+    {
+        let iface = &c["networkInterfaces"][0];
+        ensure!(
+            iface["attachmentId"]
+                .as_str()
+                .is_some_and(|a| !a.is_empty()),
+            "network interface without attachmentId: {c}"
+        );
+        &iface["privateIpv4Address"]
+    } else {
+        ensure!(
+            c["networkInterfaces"] == serde_json::json!([]),
+            "a bridge container with a network interface: {c}"
+        );
+        &c["berth"]["privateIpv4Address"]
+    };
+    address
         .as_str()
         .and_then(|a| a.parse().ok())
         .with_context(|| format!("no privateIpv4Address: {c}"))

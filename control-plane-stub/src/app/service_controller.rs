@@ -352,6 +352,7 @@ impl ServiceController {
                     managed: s.enable_ecs_managed_tags,
                     service: Some(s.name.clone()),
                 },
+                launch_type: Some(s.launch_type.clone()),
             };
             match self.tasks.run(input) {
                 Ok((tasks, failures)) => {

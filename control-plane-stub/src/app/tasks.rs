@@ -16,6 +16,7 @@ use crate::clock::now_ms;
 use crate::domain::ids::{self, Arns};
 use crate::domain::placement::{ConstraintSpec, Placement, StrategySpec};
 use crate::domain::security::{self, IngressRule};
+use crate::domain::service::check_launch_type;
 use crate::domain::tags::Resource;
 use crate::domain::task::{
     Container, ContainerStatus, Task, TaskEvent, TaskStatus, SCHEDULER_STOP_CODE, USER_STOP_CODE,
@@ -44,6 +45,8 @@ pub struct RunTaskInput {
     pub on_instances: Option<Vec<String>>,
     /// tags, propagateTags, enableECSManagedTags.
     pub tags: NewTaskTags,
+    /// EC2 (the default) or EXTERNAL.
+    pub launch_type: Option<String>,
 }
 
 #[derive(Clone)]
@@ -68,6 +71,9 @@ impl Tasks {
             )));
         }
         self.clusters.require(&input.cluster)?;
+        if let Some(lt) = &input.launch_type {
+            check_launch_type(lt).map_err(CpError::InvalidParameter)?;
+        }
         let record = if input.from_service {
             self.task_definitions.get(&input.task_definition)?
         } else {
@@ -134,7 +140,16 @@ impl Tasks {
             for outcome in placement::place(&request, &candidates) {
                 match outcome {
                     Ok(instance_id) => {
+                        let attribute = |name: &str| {
+                            let c = candidates.iter().find(|c| c.instance_id == instance_id)?;
+                            let (_, v) = c.attributes.iter().find(|(n, _)| n == name)?;
+                            Some(v.clone()).filter(|v| !v.is_empty())
+                        };
+                        let zone = attribute("ecs.availability-zone");
+                        let architecture = attribute("ecs.cpu-architecture");
                         let mut task = new_task(&input, &record, &spec, instance_id, now);
+                        task.availability_zone = zone;
+                        task.cpu_architecture = architecture;
                         task.security_groups = group_ids.clone();
                         tasks.push(task)
                     }
@@ -358,6 +373,9 @@ fn new_task(
         pull_started_at_ms: None,
         pull_stopped_at_ms: None,
         protected_until_ms: None,
+        availability_zone: None,
+        cpu_architecture: None,
+        launch_type: input.launch_type.clone().unwrap_or_else(|| "EC2".into()),
         containers: spec
             .containers
             .iter()

@@ -170,7 +170,7 @@ fn containers_of(t: &Value) -> impl Iterator<Item = &Value> {
 /// The task's healthStatus; "-" when none of its containers has a health check (ECS says
 /// UNKNOWN then, which reads like a problem).
 fn task_health(t: &Value) -> String {
-    if containers_of(t).any(|c| c.get("berthHealth").is_some()) {
+    if containers_of(t).any(|c| c["berth"].get("health").is_some()) {
         s(&t["healthStatus"])
     } else {
         "-".to_string()
@@ -184,7 +184,7 @@ const MAX_SHOWN_OUTPUT: usize = 60;
 /// (its first line, trimmed, shortened) `,UNHEALTHY:"connection refused"`. Empty for a
 /// container without a health check.
 fn container_health(c: &Value) -> String {
-    let Some(h) = c.get("berthHealth") else {
+    let Some(h) = c["berth"].get("health") else {
         return String::new();
     };
     let status = h["status"].as_str().unwrap_or("UNKNOWN");
@@ -208,13 +208,14 @@ fn container_health(c: &Value) -> String {
     format!(",{status}:{shown:?}")
 }
 
-/// The task's own address (bridge, awsvpc), from its containers' networkInterfaces.
+/// The task's own address: an awsvpc task's from its containers' networkInterfaces, a bridge
+/// task's from Berth's extension.
 fn task_address(t: &Value) -> String {
-    containers_of(t)
+    let awsvpc = containers_of(t)
         .flat_map(|c| c["networkInterfaces"].as_array().into_iter().flatten())
-        .find_map(|i| i["privateIpv4Address"].as_str())
-        .unwrap_or("-")
-        .to_string()
+        .find_map(|i| i["privateIpv4Address"].as_str());
+    let bridge = || containers_of(t).find_map(|c| c["berth"]["privateIpv4Address"].as_str());
+    awsvpc.or_else(bridge).unwrap_or("-").to_string()
 }
 
 /// Most bindings shown in the PORTS column before "+N".
@@ -496,7 +497,7 @@ mod tests {
             "taskDefinitionArn": "arn:aws:ecs:r:a:task-definition/web:2",
             "lastStatus": "RUNNING", "desiredStatus": "RUNNING", "attachments": [],
             "containers": [{"name": "app", "lastStatus": "RUNNING",
-                "networkInterfaces": [{"attachmentId": "x", "privateIpv4Address": "10.232.0.5"}],
+                "networkInterfaces": [], "berth": {"privateIpv4Address": "10.232.0.5"},
                 "networkBindings": [
                     {"bindIP": "0.0.0.0", "containerPort": 80, "hostPort": 49153, "protocol": "tcp"},
                     {"bindIP": "0.0.0.0", "containerPort": 53, "hostPort": 5353, "protocol": "udp"}
@@ -549,13 +550,13 @@ mod tests {
             "lastStatus": "RUNNING", "desiredStatus": "RUNNING", "healthStatus": "UNHEALTHY",
             "containers": [
                 {"name": "app", "lastStatus": "RUNNING", "healthStatus": "UNHEALTHY",
-                 "berthHealth": {"status": "UNHEALTHY", "exitCode": 7,
-                                 "output": "  \n curl: (7) Failed to connect  \nsecond line\n"}},
+                 "berth": {"health": {"status": "UNHEALTHY", "exitCode": 7,
+                                 "output": "  \n curl: (7) Failed to connect  \nsecond line\n"}}},
                 {"name": "db", "lastStatus": "STOPPED", "exitCode": 0, "healthStatus": "HEALTHY",
-                 "berthHealth": {"status": "HEALTHY", "output": ""}},
+                 "berth": {"health": {"status": "HEALTHY", "output": ""}}},
                 {"name": "side", "lastStatus": "RUNNING", "healthStatus": "UNKNOWN"},
                 {"name": "big", "lastStatus": "RUNNING", "healthStatus": "UNHEALTHY",
-                 "berthHealth": {"status": "UNHEALTHY", "output": long}}
+                 "berth": {"health": {"status": "UNHEALTHY", "output": long}}}
             ]
         });
         let out = tasks(&[t]);

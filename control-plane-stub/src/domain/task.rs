@@ -101,6 +101,19 @@ pub struct Task {
     /// Task scale-in protection (UpdateTaskProtection): protected until this time (ms).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub protected_until_ms: Option<i64>,
+    /// Where it was placed, as ECS shows it: the instance's ecs.availability-zone and
+    /// ecs.cpu-architecture attributes then.
+    #[serde(default)]
+    pub availability_zone: Option<String>,
+    #[serde(default)]
+    pub cpu_architecture: Option<String>,
+    /// EC2 or EXTERNAL (ECS Anywhere's), as RunTask or its service asked.
+    #[serde(default = "default_launch_type")]
+    pub launch_type: String,
+}
+
+fn default_launch_type() -> String {
+    "EC2".to_string()
 }
 
 /// A task's network as its agent set it up.

@@ -150,10 +150,20 @@ pub fn register_request(cluster: &str, auth: pb::register_request::Auth) -> pb::
                 string_set_value: vec![],
             },
         ],
-        attributes: vec![pb::Attribute {
-            name: "berth.network-modes".into(),
-            value: "bridge,host".into(),
-        }],
+        attributes: vec![
+            pb::Attribute {
+                name: "berth.network-modes".into(),
+                value: "bridge,host".into(),
+            },
+            pb::Attribute {
+                name: "ecs.availability-zone".into(),
+                value: "lab-1a".into(),
+            },
+            pb::Attribute {
+                name: "ecs.cpu-architecture".into(),
+                value: "x86_64".into(),
+            },
+        ],
         version_info: Some(pb::VersionInfo {
             agent_version: "0.1.0".into(),
             agent_hash: "abc".into(),

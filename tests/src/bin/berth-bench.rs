@@ -13,8 +13,8 @@
 //! ```
 //!
 //! `health` measures (i) how long a health status change takes from the end of the check that
-//! decided it (berthHealth.checkedAt, stamped by the agent) to berth-cp applying it
-//! (berthHealth.receivedAt) and to a client polling DescribeTasks every 100 ms seeing it, over
+//! decided it (berth.health.checkedAt, stamped by the agent) to berth-cp applying it
+//! (berth.health.receivedAt) and to a client polling DescribeTasks every 100 ms seeing it, over
 //! many HEALTHY/UNHEALTHY flips of containers that toggle /tmp/ok; and (ii) the agent's CPU
 //! while 100 running containers are each checked every 5 s (`CMD true`), with containerd's and
 //! the shims' for context. Any task that fails ends the run with an error and no figures.
@@ -330,8 +330,8 @@ async fn flip_delays(o: &Options) -> Result<FlipReport> {
                 continue;
             }
             let h = berth_health(t, "flip")
-                .with_context(|| format!("{status} without berthHealth: {t}"))?;
-            ensure!(h["status"] == status, "berthHealth disagrees: {t}");
+                .with_context(|| format!("{status} without berth.health: {t}"))?;
+            ensure!(h["status"] == status, "berth.health disagrees: {t}");
             let stamp =
                 |field: &str| epoch_secs(&h[field]).with_context(|| format!("no {field} in {h}"));
             flips.push(Flip {

@@ -100,8 +100,7 @@ pub fn task(arns: &Arns, t: &Task, defs: &[HealthDef]) -> Value {
                 json!(container_health_status(c).as_str()),
             );
             let checked = defs.iter().any(|d| d.name == c.name && d.health_check);
-            put(&mut m, "berthHealth", berth_health(c, checked));
-            m.insert("restartCount".into(), json!(c.restart_count));
+            m.insert("berth".into(), berth_container(t, c, checked));
             m.insert(
                 "networkBindings".into(),
                 Value::Array(network_bindings(t, c)),
@@ -156,10 +155,32 @@ pub fn task(arns: &Arns, t: &Task, defs: &[HealthDef]) -> Value {
     );
     m.insert("group".into(), json!(t.group));
     put(&mut m, "startedBy", t.started_by.as_ref().map(|v| json!(v)));
-    m.insert("launchType".into(), json!("EC2"));
-    put(&mut m, "cpu", t.cpu.map(|v| json!(v.to_string())));
-    put(&mut m, "memory", t.memory.map(|v| json!(v.to_string())));
+    m.insert("launchType".into(), json!(t.launch_type));
+    // Without task-level values ECS shows what the containers add up to.
+    m.insert(
+        "cpu".into(),
+        json!(t.cpu.unwrap_or(t.needs.cpu).to_string()),
+    );
+    m.insert(
+        "memory".into(),
+        json!(t.memory.unwrap_or(t.needs.memory).to_string()),
+    );
     m.insert("overrides".into(), t.overrides.clone());
+    m.insert(
+        "attributes".into(),
+        Value::Array(
+            t.cpu_architecture
+                .iter()
+                .map(|a| json!({"name": "ecs.cpu-architecture", "value": a}))
+                .collect(),
+        ),
+    );
+    put(
+        &mut m,
+        "availabilityZone",
+        t.availability_zone.as_ref().map(|z| json!(z)),
+    );
+    m.insert("enableExecuteCommand".into(), json!(false));
     m.insert("version".into(), json!(t.version));
     m.insert(
         "attachments".into(),
@@ -174,6 +195,24 @@ pub fn task(arns: &Arns, t: &Task, defs: &[HealthDef]) -> Value {
 /// "receivedAt"}`. exitCode and checkedAt (the agent's clock) once a check has ended, receivedAt
 /// (berth-cp's clock) once the agent reported; for a container with a healthCheck not reported
 /// yet, `{"status": "UNKNOWN", "output": ""}`. None for a container without a healthCheck.
+/// Berth's members of a container, under the one key ECS leaves alone (botocore ignores members
+/// it does not know): `restartCount` (restartPolicy), `health` (a checked container's last
+/// check) and, for a bridge task, `privateIpv4Address` (its address on the host's bridge, which
+/// ECS does not show).
+fn berth_container(t: &Task, c: &Container, checked: bool) -> Value {
+    let mut m = Map::new();
+    m.insert("restartCount".into(), json!(c.restart_count));
+    put(&mut m, "health", berth_health(c, checked));
+    if network_mode(t) == "bridge" {
+        put(
+            &mut m,
+            "privateIpv4Address",
+            private_ipv4(t).map(|ip| json!(ip)),
+        );
+    }
+    Value::Object(m)
+}
+
 fn berth_health(c: &Container, checked: bool) -> Option<Value> {
     if !checked && c.health.is_none() {
         return None;
@@ -254,7 +293,8 @@ fn network_bindings(t: &Task, c: &Container) -> Vec<Value> {
 /// ECS's NetworkInterface list: the task's own address, for bridge and awsvpc tasks.
 fn network_interfaces(t: &Task) -> Vec<Value> {
     match (network_mode(t), private_ipv4(t)) {
-        ("bridge" | "awsvpc", Some(ip)) => vec![json!({
+        // As ECS: only an awsvpc task's containers have an interface (its ENI attachment's).
+        ("awsvpc", Some(ip)) => vec![json!({
             "attachmentId": crate::domain::ids::attachment_id(&t.id),
             "privateIpv4Address": ip,
         })],
@@ -462,16 +502,16 @@ mod tests {
         );
         assert_eq!(v["healthStatus"], "UNKNOWN");
         assert_eq!(v["containers"][0]["healthStatus"], "UNKNOWN");
-        assert!(v["containers"][0].get("berthHealth").is_none(), "{v}");
+        assert!(v["containers"][0]["berth"].get("health").is_none(), "{v}");
 
         // Checked, not reported yet.
         let defs = [def("app", true, true), def("side", false, false)];
         let v = task(&arns, &t, &defs);
         assert_eq!(
-            v["containers"][0]["berthHealth"],
+            v["containers"][0]["berth"]["health"],
             json!({"status": "UNKNOWN", "output": ""})
         );
-        assert!(v["containers"][1].get("berthHealth").is_none());
+        assert!(v["containers"][1]["berth"].get("health").is_none());
 
         t.containers[0].health = Some(ContainerHealth {
             status: HealthStatus::Unhealthy,
@@ -484,7 +524,7 @@ mod tests {
         assert_eq!(v["healthStatus"], "UNHEALTHY");
         assert_eq!(v["containers"][0]["healthStatus"], "UNHEALTHY");
         assert_eq!(
-            v["containers"][0]["berthHealth"],
+            v["containers"][0]["berth"]["health"],
             json!({"status": "UNHEALTHY", "output": "timed out", "exitCode": -1,
                    "checkedAt": 1_700_000_000.5, "receivedAt": 1_700_000_001.0})
         );

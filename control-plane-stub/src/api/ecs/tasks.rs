@@ -87,12 +87,6 @@ pub(super) fn network_configuration(
 }
 
 fn run_task(cp: &ControlPlane, r: RunTaskRequest) -> OpResult {
-    if let Some(lt) = r.launch_type.as_deref().filter(|lt| *lt != "EC2") {
-        return Err(ApiError::client(
-            "InvalidParameterException",
-            format!("launchType: {lt} is not supported; berth-cp runs EC2-style tasks only"),
-        ));
-    }
     let (tasks, failures) = cp.tasks.run(RunTaskInput {
         cluster: cluster_or_default(r.cluster),
         task_definition: r.task_definition,
@@ -110,6 +104,7 @@ fn run_task(cp: &ControlPlane, r: RunTaskRequest) -> OpResult {
             r.propagate_tags.as_deref(),
             r.enable_ecs_managed_tags,
         )?,
+        launch_type: r.launch_type,
     })?;
     placed(cp, &tasks, &failures)
 }
@@ -179,6 +174,8 @@ fn start_task(cp: &ControlPlane, r: StartTaskRequest) -> OpResult {
                 r.propagate_tags.as_deref(),
                 r.enable_ecs_managed_tags,
             )?,
+            // StartTask has no launchType: its instances are the EC2 launch type's.
+            launch_type: None,
         },
         &r.container_instances,
     )?;
@@ -239,6 +236,7 @@ struct ListTasksRequest {
     started_by: Option<String>,
     desired_status: Option<String>,
     service_name: Option<String>,
+    launch_type: Option<String>,
     next_token: Option<String>,
     max_results: Option<i64>,
 }
@@ -274,6 +272,7 @@ fn list_tasks(cp: &ControlPlane, r: ListTasksRequest) -> OpResult {
     let arns: Vec<String> = tasks
         .iter()
         .filter(|t| group.as_ref().is_none_or(|g| &t.group == g))
+        .filter(|t| r.launch_type.as_ref().is_none_or(|l| &t.launch_type == l))
         .map(|t| cp.arns.task(&t.cluster, &t.id))
         .collect();
     let (page, next) = paginate(arns, r.max_results, r.next_token.as_deref())?;

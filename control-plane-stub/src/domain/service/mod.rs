@@ -321,7 +321,7 @@ pub fn check_launch_type(launch_type: &str) -> Result<(), String> {
     match launch_type {
         "EC2" | "EXTERNAL" => Ok(()),
         "FARGATE" => Err(
-            "launchType: FARGATE runs on AWS's own infrastructure; Berth runs services on its \
+            "launchType: FARGATE runs on AWS's own infrastructure; Berth runs tasks on its \
              container instances (use EXTERNAL or EC2)"
                 .into(),
         ),

@@ -33,6 +33,9 @@ pub fn sample_task() -> Task {
         pull_started_at_ms: None,
         pull_stopped_at_ms: None,
         protected_until_ms: None,
+        availability_zone: None,
+        cpu_architecture: None,
+        launch_type: "EC2".into(),
         containers: vec![Container {
             id: "c1".into(),
             name: "app".into(),
