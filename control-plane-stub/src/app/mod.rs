@@ -22,12 +22,13 @@ use std::sync::Arc;
 use thiserror::Error;
 
 use crate::agents::Agents;
+use crate::domain::cluster::DeleteRefusal;
 use crate::domain::ids::Arns;
 use crate::domain::taskdef::TaskDefError;
 use crate::state::{Store, StoreError};
 
 pub use attributes::{Attribute, AttributeInput, Attributes, CONTAINER_INSTANCE};
-pub use clusters::Clusters;
+pub use clusters::{ClusterView, Clusters};
 pub use instances::{InstanceView, Instances};
 pub use secrets::Secrets;
 pub use security_groups::{NetworkConfiguration, SecurityGroups, NETWORK_CONFIGURATION_NOT_AWSVPC};
@@ -49,6 +50,9 @@ pub enum CpError {
     TaskDefinition(#[from] TaskDefError),
     #[error("Cluster not found: {0}")]
     ClusterNotFound(String),
+    /// DeleteCluster of a cluster with something left in it.
+    #[error("{}", .0.message())]
+    ClusterNotEmpty(DeleteRefusal),
     #[error("Unable to describe task definition: {0} not found")]
     TaskDefinitionNotFound(String),
     #[error("TaskDefinition {0} is inactive")]

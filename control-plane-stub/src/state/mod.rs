@@ -6,6 +6,8 @@
 mod sqlite;
 #[cfg(test)]
 mod suite;
+#[cfg(test)]
+mod suite_clusters;
 
 pub use sqlite::{SqliteStore, DB_FILE, SCHEMA_VERSION};
 
@@ -13,6 +15,7 @@ use std::path::PathBuf;
 
 use thiserror::Error;
 
+use crate::domain::cluster::{ClusterContents, ClusterStatus, DeleteRefusal};
 use crate::domain::instance::{
     ActivationCode, Instance, InstanceInfo, InstanceState, Refusal, RuntimeHealth,
 };
@@ -35,6 +38,8 @@ pub enum StoreError {
     Corrupt(#[from] serde_json::Error),
     #[error("database schema version {found} is newer than this berth-cp ({SCHEMA_VERSION}); upgrade berth-cp")]
     SchemaTooNew { found: i64 },
+    #[error("stored value is not one this berth-cp knows: {0}")]
+    BadValue(String),
     #[error("stored task event of task {task_id} (seq {seq}) has unknown kind {kind:?}")]
     BadEventKind {
         task_id: String,
@@ -55,11 +60,19 @@ pub struct TaskDefRecord {
     pub deregistered_at_ms: Option<i64>,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterRecord {
+    pub name: String,
+    pub status: ClusterStatus,
+    pub created_at_ms: i64,
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ClusterCounts {
     pub instances: i64,
     pub running_tasks: i64,
     pub pending_tasks: i64,
+    pub active_services: i64,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -146,14 +159,33 @@ pub trait TagStore {
     fn set_tags(&self, entries: &[(String, Vec<Tag>)]) -> Result<()>;
 }
 
-/// Clusters: created on first use, counted for DescribeClusters.
+/// Clusters: created on first use or by CreateCluster, counted for DescribeClusters, deleted
+/// (INACTIVE) by DeleteCluster.
 pub trait ClusterStore {
-    /// Creates the cluster unless it exists; returns whether it was created.
+    /// Creates the cluster unless it exists, ACTIVE or INACTIVE (a deleted `default` stays
+    /// deleted across restarts); returns whether it was created.
     fn ensure_cluster(&self, name: &str, now_ms: i64) -> Result<bool>;
 
+    /// Creates the cluster, or makes an INACTIVE one ACTIVE again as new; an ACTIVE one is
+    /// returned unchanged.
+    fn create_cluster(&self, name: &str, now_ms: i64) -> Result<ClusterRecord>;
+
+    /// A cluster of either status.
+    fn get_cluster(&self, name: &str) -> Result<Option<ClusterRecord>>;
+
+    /// Whether the cluster exists and is ACTIVE.
     fn cluster_exists(&self, name: &str) -> Result<bool>;
 
+    /// The ACTIVE clusters, by name.
     fn list_clusters(&self) -> Result<Vec<String>>;
+
+    /// Makes the ACTIVE cluster INACTIVE unless `refuse` says no, judging its contents as read
+    /// in the same transaction. None when there is no ACTIVE cluster of the name.
+    fn deactivate_cluster(
+        &self,
+        name: &str,
+        refuse: &dyn Fn(&ClusterContents) -> Option<DeleteRefusal>,
+    ) -> Result<Option<std::result::Result<ClusterRecord, DeleteRefusal>>>;
 
     fn cluster_counts(&self, name: &str) -> Result<ClusterCounts>;
 }

@@ -28,7 +28,7 @@ use rusqlite::Connection;
 use super::*;
 
 pub const DB_FILE: &str = "berth-cp.db";
-pub const SCHEMA_VERSION: i64 = 7;
+pub const SCHEMA_VERSION: i64 = 8;
 
 pub struct SqliteStore {
     conn: Mutex<Connection>,
