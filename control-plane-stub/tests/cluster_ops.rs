@@ -133,3 +133,142 @@ async fn delete_cluster_is_refused_while_services_instances_or_tasks_remain() {
     assert_eq!(described["clusters"][0]["status"], "ACTIVE");
     server.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn task_definition_families_are_listed_and_inactive_revisions_deleted() {
+    let dir = TempDir::new("taskdef-families");
+    let server = start(dir.path()).await;
+    let (api, g) = (server.api_addr, server.grpc_addr);
+    let mut agent = ReportingAgent::register(dir.path(), g).await;
+    for family in ["web", "web", "web_api", "webby", "db"] {
+        ecs_ok(
+            api,
+            "RegisterTaskDefinition",
+            sample_task_definition(family),
+        )
+        .await;
+    }
+    // A task of web:1 runs before web:1 is deleted.
+    let run = ecs_ok(api, "RunTask", json!({"taskDefinition": "web:1"})).await;
+    let task_arn = run["tasks"][0]["taskArn"].as_str().unwrap().to_string();
+    agent.payloads(1, 0).await;
+    agent.run(&task_arn).await;
+    ecs_ok(
+        api,
+        "DeregisterTaskDefinition",
+        json!({"taskDefinition": "web:1"}),
+    )
+    .await;
+    ecs_ok(
+        api,
+        "DeregisterTaskDefinition",
+        json!({"taskDefinition": "db:1"}),
+    )
+    .await;
+
+    let families = |body: Value| async move {
+        ecs_ok(api, "ListTaskDefinitionFamilies", body).await["families"].clone()
+    };
+    assert_eq!(
+        families(json!({})).await,
+        json!(["db", "web", "web_api", "webby"])
+    );
+    assert_eq!(
+        families(json!({"status": "ALL", "familyPrefix": "web"})).await,
+        json!(["web", "web_api", "webby"])
+    );
+    assert_eq!(
+        families(json!({"familyPrefix": "web_"})).await,
+        json!(["web_api"])
+    );
+    assert_eq!(families(json!({"status": "INACTIVE"})).await, json!(["db"]));
+    assert_eq!(
+        families(json!({"status": "ACTIVE"})).await,
+        json!(["web", "web_api", "webby"])
+    );
+    // Pages of two, then one.
+    let page = ecs_ok(api, "ListTaskDefinitionFamilies", json!({"maxResults": 3})).await;
+    assert_eq!(page["families"], json!(["db", "web", "web_api"]));
+    let rest = ecs_ok(
+        api,
+        "ListTaskDefinitionFamilies",
+        json!({"maxResults": 3, "nextToken": page["nextToken"]}),
+    )
+    .await;
+    assert_eq!(
+        (rest["families"].clone(), rest.get("nextToken")),
+        (json!(["webby"]), None)
+    );
+    for body in [
+        json!({"status": "DELETE_IN_PROGRESS"}),
+        json!({"maxResults": 0}),
+        json!({"nextToken": "x"}),
+    ] {
+        let (status, err) = ecs(api, "ListTaskDefinitionFamilies", body).await;
+        assert_eq!((status, code(&err)), (400, "InvalidParameterException"));
+    }
+
+    // Only INACTIVE revisions are deleted; the others are failures as ECS words them.
+    let arn = |r: &str| format!("arn:aws:ecs:us-east-1:000000000000:task-definition/{r}");
+    let deleted = ecs_ok(
+        api,
+        "DeleteTaskDefinitions",
+        json!({"taskDefinitions": ["web:1", arn("web:2"), "web:9"]}),
+    )
+    .await;
+    assert_eq!(deleted["taskDefinitions"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        deleted["taskDefinitions"][0]["status"],
+        "DELETE_IN_PROGRESS"
+    );
+    assert!(deleted["taskDefinitions"][0]["deleteRequestedAt"].is_number());
+    assert_eq!(
+        deleted["failures"],
+        json!([
+            {"arn": arn("web:2"), "reason": "The specified task definition is still in ACTIVE status. Please deregister the target and try again."},
+            {"arn": arn("web:9"), "reason": "The specified task definition does not exist. Specify a valid account, family, revision and try again."},
+        ])
+    );
+    let described = ecs_ok(
+        api,
+        "DescribeTaskDefinition",
+        json!({"taskDefinition": "web:1"}),
+    )
+    .await;
+    assert_eq!(described["taskDefinition"]["status"], "DELETE_IN_PROGRESS");
+    let listed = |status: &'static str| async move {
+        ecs_ok(
+            api,
+            "ListTaskDefinitions",
+            json!({"familyPrefix": "web", "status": status}),
+        )
+        .await["taskDefinitionArns"]
+            .clone()
+    };
+    assert_eq!(listed("INACTIVE").await, json!([]));
+    assert_eq!(listed("ACTIVE").await, json!([arn("web:2")]));
+    assert_eq!(listed("DELETE_IN_PROGRESS").await, json!([arn("web:1")]));
+    // Still a family (ECS keeps showing it while a revision is DELETE_IN_PROGRESS).
+    assert_eq!(families(json!({"familyPrefix": "web"})).await[0], "web");
+    // The running task is untouched, and nothing new starts from the deleted revision.
+    let tasks = ecs_ok(api, "DescribeTasks", json!({"tasks": [task_arn]})).await;
+    assert_eq!(tasks["tasks"][0]["lastStatus"], "RUNNING");
+    assert_eq!(tasks["tasks"][0]["taskDefinitionArn"], json!(arn("web:1")));
+    let (status, err) = ecs(api, "RunTask", json!({"taskDefinition": "web:1"})).await;
+    assert_eq!((status, code(&err)), (400, "ClientException"), "{err}");
+
+    let eleven: Vec<String> = (1..=11).map(|r| format!("web:{r}")).collect();
+    for body in [
+        json!({"taskDefinitions": []}),
+        json!({"taskDefinitions": eleven}),
+        json!({"taskDefinitions": ["web"]}),
+    ] {
+        let (status, err) = ecs(api, "DeleteTaskDefinitions", body).await;
+        assert_eq!(
+            (status, code(&err)),
+            (400, "InvalidParameterException"),
+            "{err}"
+        );
+    }
+    server.shutdown().await.unwrap();
+}

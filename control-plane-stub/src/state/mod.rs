@@ -24,6 +24,7 @@ use crate::domain::security::{GroupContent, SecurityGroup};
 use crate::domain::service::{Service, ServiceStatus};
 use crate::domain::tags::Tag;
 use crate::domain::task::{AgentChange, Task, TaskEvent};
+use crate::domain::taskdef::TaskDefinitionStatus;
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -58,6 +59,14 @@ pub struct TaskDefRecord {
     pub raw: serde_json::Value,
     pub registered_at_ms: i64,
     pub deregistered_at_ms: Option<i64>,
+    /// DeleteTaskDefinitions: the revision is DELETE_IN_PROGRESS.
+    pub delete_requested_at_ms: Option<i64>,
+}
+
+impl TaskDefRecord {
+    pub fn status(&self) -> TaskDefinitionStatus {
+        TaskDefinitionStatus::of(self.active, self.delete_requested_at_ms.is_some())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -190,7 +199,8 @@ pub trait ClusterStore {
     fn cluster_counts(&self, name: &str) -> Result<ClusterCounts>;
 }
 
-/// Task definitions: revisions per family, never deleted (deregistering keeps them).
+/// Task definitions: revisions per family, never removed (deregistering and deleting keep them,
+/// so a task's definition is always found).
 pub trait TaskDefinitionStore {
     /// Stores a new revision of `family` (the next after the highest ever registered).
     fn insert_task_definition(
@@ -207,12 +217,26 @@ pub trait TaskDefinitionStore {
         revision: Option<i64>,
     ) -> Result<Option<TaskDefRecord>>;
 
-    /// (family, revision) pairs, sorted by family then revision.
+    /// (family, revision) pairs of the status (every status: None), sorted by family then
+    /// revision.
     fn list_task_definitions(
         &self,
         family: Option<&str>,
-        active: Option<bool>,
+        status: Option<TaskDefinitionStatus>,
     ) -> Result<Vec<(String, i64)>>;
+
+    /// Every family whose name starts with `prefix`, by name, and whether it has an ACTIVE
+    /// revision.
+    fn list_task_definition_families(&self, prefix: Option<&str>) -> Result<Vec<(String, bool)>>;
+
+    /// Marks an INACTIVE revision DELETE_IN_PROGRESS (an ACTIVE one is left as it is). Returns
+    /// the revision as it now is, or None when there is no such revision.
+    fn delete_task_definition(
+        &self,
+        family: &str,
+        revision: i64,
+        now_ms: i64,
+    ) -> Result<Option<TaskDefRecord>>;
 
     fn deregister_task_definition(
         &self,

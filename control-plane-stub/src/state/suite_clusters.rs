@@ -5,6 +5,7 @@
 use super::suite::*;
 use crate::domain::cluster::{ClusterContents, ClusterStatus, DeleteRefusal};
 use crate::domain::instance::ActivationCode;
+use crate::domain::taskdef::TaskDefinitionStatus;
 
 /// One `#[test]` per case, each on a fresh backend from `$make` (as `store_suite!`).
 macro_rules! cluster_suite {
@@ -12,6 +13,12 @@ macro_rules! cluster_suite {
         #[test]
         fn clusters_are_deleted_when_empty_and_created_again() {
             $crate::state::suite_clusters::clusters_are_deleted_when_empty_and_created_again(
+                &$make,
+            );
+        }
+        #[test]
+        fn task_definitions_are_deleted_once_inactive_and_families_listed() {
+            $crate::state::suite_clusters::task_definitions_are_deleted_once_inactive_and_families_listed(
                 &$make,
             );
         }
@@ -99,4 +106,75 @@ pub(crate) fn clusters_are_deleted_when_empty_and_created_again(backend: &dyn Ba
         store.get_cluster("empty").unwrap().map(|c| c.status),
         Some(ClusterStatus::Active)
     );
+}
+
+pub(crate) fn task_definitions_are_deleted_once_inactive_and_families_listed(
+    backend: &dyn Backend,
+) {
+    let store = backend.open();
+    for family in ["web", "web", "web_x", "webby", "api"] {
+        store
+            .insert_task_definition(family, &serde_json::json!({"family": family}), 1)
+            .unwrap();
+    }
+    store.deregister_task_definition("web", 1, 2).unwrap();
+    store.deregister_task_definition("api", 1, 2).unwrap();
+    let deleted = store.delete_task_definition("web", 1, 3).unwrap().unwrap();
+    assert_eq!(
+        (deleted.status(), deleted.delete_requested_at_ms),
+        (TaskDefinitionStatus::DeleteInProgress, Some(3))
+    );
+    // Deleting again keeps the first request's time; an ACTIVE revision is left as it is.
+    let again = store.delete_task_definition("web", 1, 4).unwrap().unwrap();
+    assert_eq!(again.delete_requested_at_ms, Some(3));
+    let active = store.delete_task_definition("web", 2, 4).unwrap().unwrap();
+    assert_eq!(active.status(), TaskDefinitionStatus::Active);
+    assert_eq!(store.delete_task_definition("web", 9, 4).unwrap(), None);
+    drop(store);
+    let store = backend.open();
+    let list = |family: Option<&str>, status| store.list_task_definitions(family, status).unwrap();
+    let web = |revs: &[i64]| -> Vec<(String, i64)> {
+        revs.iter().map(|r| ("web".to_string(), *r)).collect()
+    };
+    assert_eq!(
+        list(Some("web"), Some(TaskDefinitionStatus::Active)),
+        web(&[2])
+    );
+    assert_eq!(
+        list(Some("web"), Some(TaskDefinitionStatus::Inactive)),
+        web(&[])
+    );
+    assert_eq!(
+        list(Some("web"), Some(TaskDefinitionStatus::DeleteInProgress)),
+        web(&[1])
+    );
+    assert_eq!(list(Some("web"), None), web(&[1, 2]));
+    assert_eq!(
+        list(None, Some(TaskDefinitionStatus::Inactive)),
+        [("api".to_string(), 1)]
+    );
+    // A deleted revision is still found by revision (a task's definition always is).
+    assert_eq!(
+        store
+            .get_task_definition("web", Some(1))
+            .unwrap()
+            .unwrap()
+            .status(),
+        TaskDefinitionStatus::DeleteInProgress
+    );
+    let families = |prefix| store.list_task_definition_families(prefix).unwrap();
+    let all: Vec<(String, bool)> = [
+        ("api", false),
+        ("web", true),
+        ("web_x", true),
+        ("webby", true),
+    ]
+    .into_iter()
+    .map(|(f, a)| (f.to_string(), a))
+    .collect();
+    assert_eq!(families(None), all);
+    // A prefix is a prefix, `_` included.
+    assert_eq!(families(Some("web_")), all[2..3]);
+    assert_eq!(families(Some("web")), all[1..]);
+    assert_eq!(families(Some("nope")), []);
 }

@@ -58,13 +58,15 @@ pub fn task_definition(arns: &Arns, r: &TaskDefRecord) -> Value {
         json!(arns.task_definition(&r.family, r.revision)),
     );
     m.insert("revision".into(), json!(r.revision));
-    m.insert(
-        "status".into(),
-        json!(if r.active { "ACTIVE" } else { "INACTIVE" }),
-    );
+    m.insert("status".into(), json!(r.status().as_str()));
     m.insert("compatibilities".into(), json!(["EC2"]));
     m.insert("registeredAt".into(), ts(r.registered_at_ms));
     put(&mut m, "deregisteredAt", r.deregistered_at_ms.map(ts));
+    put(
+        &mut m,
+        "deleteRequestedAt",
+        r.delete_requested_at_ms.map(ts),
+    );
     for (key, default) in [
         ("networkMode", json!("bridge")),
         ("volumes", json!([])),
