@@ -272,3 +272,163 @@ async fn task_definition_families_are_listed_and_inactive_revisions_deleted() {
     }
     server.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn account_settings_are_put_listed_and_deleted_per_principal() {
+    let dir = TempDir::new("account-settings");
+    let server = start(dir.path()).await;
+    let api = server.api_addr;
+    let root = "arn:aws:iam::000000000000:root";
+    let alice = "arn:aws:iam::000000000000:user/alice";
+
+    // Nothing set: only the effective settings list anything, the account's defaults.
+    let listed = ecs_ok(api, "ListAccountSettings", json!({})).await;
+    assert_eq!(listed["settings"], json!([]));
+    let effective = ecs_ok(
+        api,
+        "ListAccountSettings",
+        json!({"effectiveSettings": true}),
+    )
+    .await;
+    assert_eq!(effective["settings"].as_array().unwrap().len(), 10);
+    assert!(effective["nextToken"].is_string(), "11 settings, 10 a page");
+    let rest = ecs_ok(
+        api,
+        "ListAccountSettings",
+        json!({"effectiveSettings": true, "nextToken": effective["nextToken"]}),
+    )
+    .await;
+    assert_eq!(rest["settings"][0]["name"], "fargateEventWindows");
+    assert_eq!(rest.get("nextToken"), None);
+    assert_eq!(
+        effective["settings"][4],
+        json!({"name": "containerInsights", "value": "disabled", "principalArn": root, "type": "user"})
+    );
+
+    // The default (the root user's), and alice's own.
+    let put = ecs_ok(
+        api,
+        "PutAccountSettingDefault",
+        json!({"name": "containerInsights", "value": "enabled"}),
+    )
+    .await;
+    assert_eq!(
+        put["setting"],
+        json!({"name": "containerInsights", "value": "enabled", "principalArn": root, "type": "user"})
+    );
+    let put = ecs_ok(
+        api,
+        "PutAccountSetting",
+        json!({"name": "containerInsights", "value": "enhanced", "principalArn": alice}),
+    )
+    .await;
+    assert_eq!(put["setting"]["principalArn"], alice);
+    ecs_ok(
+        api,
+        "PutAccountSetting",
+        json!({"name": "awsvpcTrunking", "value": "enabled"}),
+    )
+    .await;
+    let mine = ecs_ok(api, "ListAccountSettings", json!({})).await;
+    let names: Vec<&str> = mine["settings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["awsvpcTrunking", "containerInsights"]);
+    let alices = ecs_ok(
+        api,
+        "ListAccountSettings",
+        json!({"principalArn": alice, "name": "containerInsights", "effectiveSettings": true}),
+    )
+    .await;
+    assert_eq!(alices["settings"][0]["value"], "enhanced");
+    let bob = ecs_ok(
+        api,
+        "ListAccountSettings",
+        json!({"principalArn": "arn:aws:iam::000000000000:role/bob",
+               "effectiveSettings": true, "name": "containerInsights", "value": "enabled"}),
+    )
+    .await;
+    assert_eq!(
+        bob["settings"][0]["principalArn"], root,
+        "bob inherits the default"
+    );
+    let paged = ecs_ok(
+        api,
+        "ListAccountSettings",
+        json!({"effectiveSettings": true, "value": "enabled", "name": "awsvpcTrunking", "maxResults": 1}),
+    )
+    .await;
+    assert_eq!(paged["settings"][0]["value"], "enabled");
+
+    // Deleting alice's own makes the default hers again.
+    let deleted = ecs_ok(
+        api,
+        "DeleteAccountSetting",
+        json!({"name": "containerInsights", "principalArn": alice}),
+    )
+    .await;
+    assert_eq!(deleted["setting"]["value"], "enhanced");
+    let alices = ecs_ok(
+        api,
+        "ListAccountSettings",
+        json!({"principalArn": alice, "name": "containerInsights", "effectiveSettings": true}),
+    )
+    .await;
+    assert_eq!(alices["settings"][0]["value"], "enabled");
+    // The settings survive a restart.
+    server.shutdown().await.unwrap();
+    let server = start(dir.path()).await;
+    let api = server.api_addr;
+    let mine = ecs_ok(
+        api,
+        "ListAccountSettings",
+        json!({"name": "awsvpcTrunking"}),
+    )
+    .await;
+    assert_eq!(mine["settings"][0]["value"], "enabled");
+
+    for (op, body) in [
+        (
+            "PutAccountSetting",
+            json!({"name": "dualStackIPv6", "value": "enabled"}),
+        ),
+        (
+            "PutAccountSetting",
+            json!({"name": "containerInsights", "value": "on"}),
+        ),
+        (
+            "PutAccountSetting",
+            json!({"name": "guardDutyActivate", "value": "on"}),
+        ),
+        (
+            "PutAccountSetting",
+            json!({"name": "fargateTaskRetirementWaitPeriod", "value": "7", "principalArn": alice}),
+        ),
+        (
+            "PutAccountSetting",
+            json!({"name": "awsvpcTrunking", "value": "enabled",
+                   "principalArn": "arn:aws:iam::111111111111:root"}),
+        ),
+        (
+            "PutAccountSettingDefault",
+            json!({"name": "tagResourceAuthorization", "value": "enabled"}),
+        ),
+        ("DeleteAccountSetting", json!({"name": "nope"})),
+        ("ListAccountSettings", json!({"value": "enabled"})),
+        ("ListAccountSettings", json!({"maxResults": 11})),
+        ("ListAccountSettings", json!({"principalArn": "alice"})),
+    ] {
+        let (status, err) = ecs(api, op, body.clone()).await;
+        assert_eq!(
+            (status, code(&err)),
+            (400, "InvalidParameterException"),
+            "{op} {body}: {err}"
+        );
+    }
+    let (status, err) = ecs(api, "PutAccountSetting", json!({"name": "awsvpcTrunking"})).await;
+    assert_eq!((status, code(&err)), (400, "SerializationException"));
+    server.shutdown().await.unwrap();
+}

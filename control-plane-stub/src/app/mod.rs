@@ -4,6 +4,7 @@
 //! Domain types in and out; the edges translate to JSON and protobuf and map [`CpError`] in
 //! their own single place.
 
+mod account_settings;
 mod attributes;
 mod clusters;
 mod instances;
@@ -27,6 +28,7 @@ use crate::domain::ids::Arns;
 use crate::domain::taskdef::TaskDefError;
 use crate::state::{Store, StoreError};
 
+pub use account_settings::{AccountSettings, ListInput as AccountSettingsList};
 pub use attributes::{Attribute, AttributeInput, Attributes, CONTAINER_INSTANCE};
 pub use clusters::{ClusterView, Clusters};
 pub use instances::{InstanceView, Instances};
@@ -94,6 +96,7 @@ pub enum CpError {
 
 /// Every resource's operations, as the API handlers and the agent service reach them.
 pub struct ControlPlane {
+    pub account_settings: AccountSettings,
     pub attributes: Attributes,
     pub tags: Tags,
     pub clusters: Clusters,
@@ -162,6 +165,7 @@ impl ControlPlane {
             throttle: service_settings.throttle,
         };
         Arc::new(Self {
+            account_settings: AccountSettings::new(store.clone(), arns.account()),
             attributes: Attributes::new(store.clone(), clusters.clone()),
             tags,
             controller,

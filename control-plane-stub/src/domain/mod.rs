@@ -10,6 +10,7 @@ pub mod query;
 pub mod secrets;
 pub mod security;
 pub mod service;
+pub mod settings;
 pub mod tags;
 pub mod task;
 pub mod taskdef;

@@ -22,6 +22,7 @@ use crate::domain::instance::{
 use crate::domain::secrets::{Login, SecretInfo};
 use crate::domain::security::{GroupContent, SecurityGroup};
 use crate::domain::service::{Service, ServiceStatus};
+use crate::domain::settings::{AccountSetting, SettingName};
 use crate::domain::tags::Tag;
 use crate::domain::task::{AgentChange, Task, TaskEvent};
 use crate::domain::taskdef::TaskDefinitionStatus;
@@ -129,6 +130,7 @@ pub trait Store:
     + PayloadStore
     + ServiceStore
     + TagStore
+    + AccountSettingStore
     + Send
     + Sync
 {
@@ -145,6 +147,7 @@ impl<T> Store for T where
         + PayloadStore
         + ServiceStore
         + TagStore
+        + AccountSettingStore
         + Send
         + Sync
 {
@@ -425,4 +428,20 @@ pub trait ServiceStore {
     fn live_services(&self) -> Result<Vec<Service>>;
 
     fn save_service(&self, service: &Service) -> Result<()>;
+}
+
+/// Account settings (PutAccountSetting): one value per setting name and principal.
+pub trait AccountSettingStore {
+    /// Sets the principal's value of the setting, replacing any it had.
+    fn put_account_setting(&self, setting: &AccountSetting) -> Result<()>;
+
+    /// Removes the principal's value of the setting; returns it, or None when none was set.
+    fn delete_account_setting(
+        &self,
+        name: SettingName,
+        principal_arn: &str,
+    ) -> Result<Option<AccountSetting>>;
+
+    /// Every principal's settings, by name then principal.
+    fn list_account_settings(&self) -> Result<Vec<AccountSetting>>;
 }

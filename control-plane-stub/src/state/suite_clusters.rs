@@ -5,6 +5,7 @@
 use super::suite::*;
 use crate::domain::cluster::{ClusterContents, ClusterStatus, DeleteRefusal};
 use crate::domain::instance::ActivationCode;
+use crate::domain::settings::{AccountSetting, SettingName};
 use crate::domain::taskdef::TaskDefinitionStatus;
 
 /// One `#[test]` per case, each on a fresh backend from `$make` (as `store_suite!`).
@@ -21,6 +22,10 @@ macro_rules! cluster_suite {
             $crate::state::suite_clusters::task_definitions_are_deleted_once_inactive_and_families_listed(
                 &$make,
             );
+        }
+        #[test]
+        fn account_settings_are_put_replaced_listed_and_deleted() {
+            $crate::state::suite_clusters::account_settings_are_put_replaced_listed_and_deleted(&$make);
         }
     };
 }
@@ -177,4 +182,50 @@ pub(crate) fn task_definitions_are_deleted_once_inactive_and_families_listed(
     assert_eq!(families(Some("web_")), all[2..3]);
     assert_eq!(families(Some("web")), all[1..]);
     assert_eq!(families(Some("nope")), []);
+}
+
+pub(crate) fn account_settings_are_put_replaced_listed_and_deleted(backend: &dyn Backend) {
+    let store = backend.open();
+    let setting = |name, value: &str, principal: &str| AccountSetting {
+        name,
+        value: value.into(),
+        principal_arn: principal.into(),
+    };
+    let (root, alice) = ("arn:aws:iam::0:root", "arn:aws:iam::0:user/alice");
+    assert_eq!(store.list_account_settings().unwrap(), []);
+    store
+        .put_account_setting(&setting(SettingName::ContainerInsights, "enabled", root))
+        .unwrap();
+    store
+        .put_account_setting(&setting(SettingName::ContainerInsights, "disabled", alice))
+        .unwrap();
+    store
+        .put_account_setting(&setting(SettingName::ContainerInsights, "enhanced", root))
+        .unwrap();
+    store
+        .put_account_setting(&setting(SettingName::AwsvpcTrunking, "enabled", root))
+        .unwrap();
+    drop(store);
+    let store = backend.open();
+    assert_eq!(
+        store.list_account_settings().unwrap(),
+        [
+            setting(SettingName::AwsvpcTrunking, "enabled", root),
+            setting(SettingName::ContainerInsights, "enhanced", root),
+            setting(SettingName::ContainerInsights, "disabled", alice),
+        ]
+    );
+    assert_eq!(
+        store
+            .delete_account_setting(SettingName::ContainerInsights, alice)
+            .unwrap(),
+        Some(setting(SettingName::ContainerInsights, "disabled", alice))
+    );
+    assert_eq!(
+        store
+            .delete_account_setting(SettingName::ContainerInsights, alice)
+            .unwrap(),
+        None
+    );
+    assert_eq!(store.list_account_settings().unwrap().len(), 2);
 }

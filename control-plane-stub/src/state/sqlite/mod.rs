@@ -5,6 +5,7 @@
 //! can grow without a migration for every field. Each change that must be atomic (a task and its
 //! payload, a state change and its sequence number) is one IMMEDIATE transaction.
 
+mod account_settings;
 mod activations;
 mod clusters;
 mod instances;
