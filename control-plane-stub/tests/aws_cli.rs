@@ -9,9 +9,31 @@ use common::*;
 
 /// Runs `aws ecs ARGS`, which must succeed; its stdout (JSON, or nothing for a waiter).
 async fn aws_stdout(dir: &std::path::Path, api: std::net::SocketAddr, args: &[&str]) -> Vec<u8> {
+    let out = aws_output(dir, api, args).await;
+    assert!(
+        out.status.success(),
+        "aws ecs {args:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    out.stdout
+}
+
+/// Runs `aws ecs ARGS`, which must fail; what it printed on stderr.
+async fn aws_fails(dir: &std::path::Path, api: std::net::SocketAddr, args: &[&str]) -> String {
+    let out = aws_output(dir, api, args).await;
+    assert!(!out.status.success(), "aws ecs {args:?} succeeded");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+async fn aws_output(
+    dir: &std::path::Path,
+    api: std::net::SocketAddr,
+    args: &[&str],
+) -> std::process::Output {
     // The CLI .ci/run installs (BERTH_AWS_CLI), else `aws` on PATH.
     let program = std::env::var_os("BERTH_AWS_CLI").unwrap_or_else(|| "aws".into());
-    let out = tokio::process::Command::new(program)
+    tokio::process::Command::new(program)
         .args(["ecs"])
         .args(args)
         .args(["--endpoint-url", &format!("http://{api}"), "--output", "json"])
@@ -27,14 +49,7 @@ async fn aws_stdout(dir: &std::path::Path, api: std::net::SocketAddr, args: &[&s
         .await
         .unwrap_or_else(|e| {
             panic!("cannot run the `aws` CLI ({e}); install awscli (pip install awscli) and put `aws` on PATH")
-        });
-    assert!(
-        out.status.success(),
-        "aws ecs {args:?} failed: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        String::from_utf8_lossy(&out.stdout)
-    );
-    out.stdout
+        })
 }
 
 async fn aws(dir: &std::path::Path, api: std::net::SocketAddr, args: &[&str]) -> serde_json::Value {
@@ -302,5 +317,102 @@ async fn aws_cli_runs_a_service_and_its_waiters_agree() {
         &["wait", "services-inactive", "--services", "svc"],
     )
     .await;
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn aws_cli_deletes_clusters_and_task_definitions_and_sets_account_settings() {
+    let dir = TempDir::new("awscli-ops");
+    let server = start(dir.path()).await;
+    let (d, api) = (dir.path(), server.api_addr);
+
+    aws(d, api, &["create-cluster", "--cluster-name", "cli"]).await;
+    let deleted = aws(d, api, &["delete-cluster", "--cluster", "cli"]).await;
+    assert_eq!(deleted["cluster"]["status"], "INACTIVE");
+    let err = aws_fails(d, api, &["list-tasks", "--cluster", "cli"]).await;
+    assert!(err.contains("(ClusterNotFoundException)"), "{err}");
+
+    let file = d.join("taskdef.json");
+    std::fs::write(&file, sample_task_definition("cli-web").to_string()).unwrap();
+    let input = format!("file://{}", file.display());
+    aws(
+        d,
+        api,
+        &["register-task-definition", "--cli-input-json", &input],
+    )
+    .await;
+    aws(
+        d,
+        api,
+        &[
+            "deregister-task-definition",
+            "--task-definition",
+            "cli-web:1",
+        ],
+    )
+    .await;
+    let families = aws(
+        d,
+        api,
+        &["list-task-definition-families", "--family-prefix", "cli-"],
+    )
+    .await;
+    assert_eq!(families["families"], serde_json::json!(["cli-web"]));
+    let inactive = aws(
+        d,
+        api,
+        &["list-task-definition-families", "--status", "INACTIVE"],
+    )
+    .await;
+    assert_eq!(inactive["families"], serde_json::json!(["cli-web"]));
+    let out = aws(
+        d,
+        api,
+        &["delete-task-definitions", "--task-definitions", "cli-web:1"],
+    )
+    .await;
+    assert_eq!(out["taskDefinitions"][0]["status"], "DELETE_IN_PROGRESS");
+
+    let put = aws(
+        d,
+        api,
+        &[
+            "put-account-setting-default",
+            "--name",
+            "awsvpcTrunking",
+            "--value",
+            "enabled",
+        ],
+    )
+    .await;
+    assert_eq!(
+        put["setting"]["principalArn"],
+        "arn:aws:iam::000000000000:root"
+    );
+    let listed = aws(
+        d,
+        api,
+        &[
+            "list-account-settings",
+            "--name",
+            "awsvpcTrunking",
+            "--effective-settings",
+        ],
+    )
+    .await;
+    assert_eq!(listed["settings"][0]["value"], "enabled");
+    let err = aws_fails(
+        d,
+        api,
+        &[
+            "put-account-setting",
+            "--name",
+            "awsvpcTrunking",
+            "--value",
+            "maybe",
+        ],
+    )
+    .await;
+    assert!(err.contains("(InvalidParameterException)"), "{err}");
     server.shutdown().await.unwrap();
 }

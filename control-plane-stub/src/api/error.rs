@@ -38,6 +38,7 @@ impl From<CpError> for ApiError {
                 ProblemKind::InvalidParameter => "InvalidParameterException",
             },
             CpError::ClusterNotFound(_) => "ClusterNotFoundException",
+            CpError::ClusterNotEmpty(refusal) => refusal.code(),
             CpError::ServiceNotFound(_) => "ServiceNotFoundException",
             CpError::ServiceNotActive(_) => "ServiceNotActiveException",
             CpError::ServiceDeploymentNotFound(_) => "ServiceDeploymentNotFoundException",

@@ -4,6 +4,7 @@
 //! Domain types in and out; the edges translate to JSON and protobuf and map [`CpError`] in
 //! their own single place.
 
+mod account_settings;
 mod attributes;
 mod clusters;
 mod instances;
@@ -22,12 +23,14 @@ use std::sync::Arc;
 use thiserror::Error;
 
 use crate::agents::Agents;
+use crate::domain::cluster::DeleteRefusal;
 use crate::domain::ids::Arns;
 use crate::domain::taskdef::TaskDefError;
 use crate::state::{Store, StoreError};
 
+pub use account_settings::{AccountSettings, ListInput as AccountSettingsList};
 pub use attributes::{Attribute, AttributeInput, Attributes, CONTAINER_INSTANCE};
-pub use clusters::Clusters;
+pub use clusters::{ClusterView, Clusters};
 pub use instances::{InstanceView, Instances};
 pub use secrets::Secrets;
 pub use security_groups::{NetworkConfiguration, SecurityGroups, NETWORK_CONFIGURATION_NOT_AWSVPC};
@@ -49,6 +52,9 @@ pub enum CpError {
     TaskDefinition(#[from] TaskDefError),
     #[error("Cluster not found: {0}")]
     ClusterNotFound(String),
+    /// DeleteCluster of a cluster with something left in it.
+    #[error("{}", .0.message())]
+    ClusterNotEmpty(DeleteRefusal),
     #[error("Unable to describe task definition: {0} not found")]
     TaskDefinitionNotFound(String),
     #[error("TaskDefinition {0} is inactive")]
@@ -90,6 +96,7 @@ pub enum CpError {
 
 /// Every resource's operations, as the API handlers and the agent service reach them.
 pub struct ControlPlane {
+    pub account_settings: AccountSettings,
     pub attributes: Attributes,
     pub tags: Tags,
     pub clusters: Clusters,
@@ -158,6 +165,7 @@ impl ControlPlane {
             throttle: service_settings.throttle,
         };
         Arc::new(Self {
+            account_settings: AccountSettings::new(store.clone(), arns.account()),
             attributes: Attributes::new(store.clone(), clusters.clone()),
             tags,
             controller,

@@ -1,5 +1,5 @@
 //! Task definitions: registered after validation and the compatibility review, found by
-//! family, family:revision or ARN, deregistered but never deleted.
+//! family, family:revision or ARN, deregistered, deleted (DELETE_IN_PROGRESS) but never removed.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,8 +11,19 @@ use crate::domain::compat;
 use crate::domain::ids::{self, Arns};
 use crate::domain::tags::{Resource, Tag};
 use crate::domain::task::Task;
-use crate::domain::taskdef::{self, HealthDef};
+use crate::domain::taskdef::{
+    self, FamilyStatus, HealthDef, TaskDefinitionStatus, MAX_DELETE_REVISIONS,
+};
 use crate::state::{Store, TaskDefRecord};
+
+/// What DeleteTaskDefinitions did.
+#[derive(Debug, Default)]
+pub struct Deleted {
+    /// The revisions now DELETE_IN_PROGRESS.
+    pub deleted: Vec<TaskDefRecord>,
+    /// (ARN, ECS's reason) of each revision not deleted.
+    pub failures: Vec<(String, String)>,
+}
 
 #[derive(Clone)]
 pub struct TaskDefinitions {
@@ -98,7 +109,7 @@ impl TaskDefinitions {
             .ok_or_else(|| CpError::TaskDefinitionNotFound(reference.to_string()))
     }
 
-    /// The definition a task was made from (a revision is never deleted).
+    /// The definition a task was made from (a revision is never removed).
     pub fn of_task(&self, t: &Task) -> Result<Option<TaskDefRecord>, CpError> {
         Ok(self
             .store
@@ -119,26 +130,67 @@ impl TaskDefinitions {
     pub fn list(
         &self,
         family: Option<&str>,
-        active: Option<bool>,
+        status: TaskDefinitionStatus,
     ) -> Result<Vec<(String, i64)>, CpError> {
-        Ok(self.store.list_task_definitions(family, active)?)
+        Ok(self.store.list_task_definitions(family, Some(status))?)
+    }
+
+    /// ListTaskDefinitionFamilies: the families whose name starts with `prefix`, by name.
+    pub fn families(
+        &self,
+        prefix: Option<&str>,
+        status: FamilyStatus,
+    ) -> Result<Vec<String>, CpError> {
+        Ok(self
+            .store
+            .list_task_definition_families(prefix)?
+            .into_iter()
+            .filter(|(_, has_active)| status.includes(*has_active))
+            .map(|(family, _)| family)
+            .collect())
+    }
+
+    /// DeleteTaskDefinitions: each INACTIVE revision becomes DELETE_IN_PROGRESS; the others
+    /// are failures (ARN, ECS's reason). Tasks already started from one are not touched.
+    pub fn delete(&self, references: &[String]) -> Result<Deleted, CpError> {
+        if references.is_empty() || references.len() > MAX_DELETE_REVISIONS {
+            return Err(CpError::InvalidParameter(format!(
+                "taskDefinitions: 1 to {MAX_DELETE_REVISIONS} task definitions, {} given",
+                references.len()
+            )));
+        }
+        let revisions = references
+            .iter()
+            .map(|r| revision_ref(r))
+            .collect::<Result<Vec<_>, _>>()?;
+        let (mut deleted, mut failures) = (Vec::new(), Vec::new());
+        let now = now_ms();
+        for (family, revision) in revisions {
+            let arn = self.arns.task_definition(&family, revision);
+            match self.store.delete_task_definition(&family, revision, now)? {
+                None => failures.push((
+                    arn,
+                    "The specified task definition does not exist. Specify a valid account, family, revision and try again.".to_string(),
+                )),
+                Some(record) => match record.status().deletion_failure() {
+                    Some(reason) => failures.push((arn, reason.to_string())),
+                    None => deleted.push(record),
+                },
+            }
+        }
+        Ok(Deleted { deleted, failures })
     }
 
     pub fn deregister(&self, reference: &str) -> Result<TaskDefRecord, CpError> {
-        let (family, revision) = ids::parse_task_definition_ref(reference)
-            .and_then(|(f, r)| Some((f, r?)))
-            .ok_or_else(|| {
-                CpError::InvalidParameter(format!(
-                    "taskDefinition: {reference:?} must name a revision (family:revision or ARN)"
-                ))
-            })?;
+        let (family, revision) = revision_ref(reference)?;
         self.store
             .deregister_task_definition(&family, revision, now_ms())?
             .ok_or_else(|| CpError::TaskDefinitionNotFound(reference.to_string()))
     }
 
     /// The health-relevant part of the task definitions `tasks` were made from, each read once.
-    /// Task definitions are never deleted (deregistering keeps them), so each is found.
+    /// Task definitions are never removed (deregistering and deleting keep them), so each is
+    /// found.
     pub fn health_defs(&self, tasks: &[Task]) -> Result<HealthDefs, CpError> {
         let mut out = HashMap::new();
         for t in tasks {
@@ -154,4 +206,16 @@ impl TaskDefinitions {
         }
         Ok(HealthDefs(out))
     }
+}
+
+/// A reference that must name one revision (family:revision or ARN), as DeregisterTaskDefinition
+/// and DeleteTaskDefinitions require.
+fn revision_ref(reference: &str) -> Result<(String, i64), CpError> {
+    ids::parse_task_definition_ref(reference)
+        .and_then(|(f, r)| Some((f, r?)))
+        .ok_or_else(|| {
+            CpError::InvalidParameter(format!(
+                "taskDefinition: {reference:?} must name a revision (family:revision or ARN)"
+            ))
+        })
 }

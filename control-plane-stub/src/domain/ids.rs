@@ -63,6 +63,7 @@ pub fn eni_id(task_id: &str) -> String {
 /// Builds the ARNs of one region and account.
 #[derive(Debug, Clone)]
 pub struct Arns {
+    account: String,
     prefix: String,
     /// `arn:aws:secretsmanager:<region>:<account>`: the secrets berth-cp holds.
     secrets_prefix: String,
@@ -71,6 +72,7 @@ pub struct Arns {
 impl Arns {
     pub fn new(region: &str, account: &str) -> Self {
         Self {
+            account: account.to_string(),
             prefix: format!("arn:aws:ecs:{region}:{account}"),
             secrets_prefix: format!("arn:aws:secretsmanager:{region}:{account}"),
         }
@@ -78,6 +80,10 @@ impl Arns {
     /// What follows `arn:aws:ecs:REGION:ACCOUNT:` in an ARN of this region and account.
     pub fn resource_part<'a>(&self, arn: &'a str) -> Option<&'a str> {
         arn.strip_prefix(self.prefix.as_str())?.strip_prefix(':')
+    }
+    /// The account id (12 digits) the ARNs are in.
+    pub fn account(&self) -> &str {
+        &self.account
     }
     /// A secret's ARN, shaped as Secrets Manager's (without its random suffix).
     pub fn secret(&self, name: &str) -> String {

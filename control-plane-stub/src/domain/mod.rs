@@ -1,6 +1,7 @@
 //! Pure types and validation: task definitions, tasks and their status rules, container
 //! instances, ids and ARNs, security groups, secrets' metadata. No I/O, no async.
 
+pub mod cluster;
 pub mod compat;
 pub mod ids;
 pub mod instance;
@@ -9,6 +10,7 @@ pub mod query;
 pub mod secrets;
 pub mod security;
 pub mod service;
+pub mod settings;
 pub mod tags;
 pub mod task;
 pub mod taskdef;

@@ -6,6 +6,8 @@
 mod sqlite;
 #[cfg(test)]
 mod suite;
+#[cfg(test)]
+mod suite_clusters;
 
 pub use sqlite::{SqliteStore, DB_FILE, SCHEMA_VERSION};
 
@@ -13,14 +15,17 @@ use std::path::PathBuf;
 
 use thiserror::Error;
 
+use crate::domain::cluster::{ClusterContents, ClusterStatus, DeleteRefusal};
 use crate::domain::instance::{
     ActivationCode, Instance, InstanceInfo, InstanceState, Refusal, RuntimeHealth,
 };
 use crate::domain::secrets::{Login, SecretInfo};
 use crate::domain::security::{GroupContent, SecurityGroup};
 use crate::domain::service::{Service, ServiceStatus};
+use crate::domain::settings::{AccountSetting, SettingName};
 use crate::domain::tags::Tag;
 use crate::domain::task::{AgentChange, Task, TaskEvent};
+use crate::domain::taskdef::TaskDefinitionStatus;
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -35,6 +40,8 @@ pub enum StoreError {
     Corrupt(#[from] serde_json::Error),
     #[error("database schema version {found} is newer than this berth-cp ({SCHEMA_VERSION}); upgrade berth-cp")]
     SchemaTooNew { found: i64 },
+    #[error("stored value is not one this berth-cp knows: {0}")]
+    BadValue(String),
     #[error("stored task event of task {task_id} (seq {seq}) has unknown kind {kind:?}")]
     BadEventKind {
         task_id: String,
@@ -53,6 +60,21 @@ pub struct TaskDefRecord {
     pub raw: serde_json::Value,
     pub registered_at_ms: i64,
     pub deregistered_at_ms: Option<i64>,
+    /// DeleteTaskDefinitions: the revision is DELETE_IN_PROGRESS.
+    pub delete_requested_at_ms: Option<i64>,
+}
+
+impl TaskDefRecord {
+    pub fn status(&self) -> TaskDefinitionStatus {
+        TaskDefinitionStatus::of(self.active, self.delete_requested_at_ms.is_some())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterRecord {
+    pub name: String,
+    pub status: ClusterStatus,
+    pub created_at_ms: i64,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -60,6 +82,7 @@ pub struct ClusterCounts {
     pub instances: i64,
     pub running_tasks: i64,
     pub pending_tasks: i64,
+    pub active_services: i64,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -107,6 +130,7 @@ pub trait Store:
     + PayloadStore
     + ServiceStore
     + TagStore
+    + AccountSettingStore
     + Send
     + Sync
 {
@@ -123,6 +147,7 @@ impl<T> Store for T where
         + PayloadStore
         + ServiceStore
         + TagStore
+        + AccountSettingStore
         + Send
         + Sync
 {
@@ -146,19 +171,39 @@ pub trait TagStore {
     fn set_tags(&self, entries: &[(String, Vec<Tag>)]) -> Result<()>;
 }
 
-/// Clusters: created on first use, counted for DescribeClusters.
+/// Clusters: created on first use or by CreateCluster, counted for DescribeClusters, deleted
+/// (INACTIVE) by DeleteCluster.
 pub trait ClusterStore {
-    /// Creates the cluster unless it exists; returns whether it was created.
+    /// Creates the cluster unless it exists, ACTIVE or INACTIVE (a deleted `default` stays
+    /// deleted across restarts); returns whether it was created.
     fn ensure_cluster(&self, name: &str, now_ms: i64) -> Result<bool>;
 
+    /// Creates the cluster, or makes an INACTIVE one ACTIVE again as new; an ACTIVE one is
+    /// returned unchanged.
+    fn create_cluster(&self, name: &str, now_ms: i64) -> Result<ClusterRecord>;
+
+    /// A cluster of either status.
+    fn get_cluster(&self, name: &str) -> Result<Option<ClusterRecord>>;
+
+    /// Whether the cluster exists and is ACTIVE.
     fn cluster_exists(&self, name: &str) -> Result<bool>;
 
+    /// The ACTIVE clusters, by name.
     fn list_clusters(&self) -> Result<Vec<String>>;
+
+    /// Makes the ACTIVE cluster INACTIVE unless `refuse` says no, judging its contents as read
+    /// in the same transaction. None when there is no ACTIVE cluster of the name.
+    fn deactivate_cluster(
+        &self,
+        name: &str,
+        refuse: &dyn Fn(&ClusterContents) -> Option<DeleteRefusal>,
+    ) -> Result<Option<std::result::Result<ClusterRecord, DeleteRefusal>>>;
 
     fn cluster_counts(&self, name: &str) -> Result<ClusterCounts>;
 }
 
-/// Task definitions: revisions per family, never deleted (deregistering keeps them).
+/// Task definitions: revisions per family, never removed (deregistering and deleting keep them,
+/// so a task's definition is always found).
 pub trait TaskDefinitionStore {
     /// Stores a new revision of `family` (the next after the highest ever registered).
     fn insert_task_definition(
@@ -175,12 +220,26 @@ pub trait TaskDefinitionStore {
         revision: Option<i64>,
     ) -> Result<Option<TaskDefRecord>>;
 
-    /// (family, revision) pairs, sorted by family then revision.
+    /// (family, revision) pairs of the status (every status: None), sorted by family then
+    /// revision.
     fn list_task_definitions(
         &self,
         family: Option<&str>,
-        active: Option<bool>,
+        status: Option<TaskDefinitionStatus>,
     ) -> Result<Vec<(String, i64)>>;
+
+    /// Every family whose name starts with `prefix`, by name, and whether it has an ACTIVE
+    /// revision.
+    fn list_task_definition_families(&self, prefix: Option<&str>) -> Result<Vec<(String, bool)>>;
+
+    /// Marks an INACTIVE revision DELETE_IN_PROGRESS (an ACTIVE one is left as it is). Returns
+    /// the revision as it now is, or None when there is no such revision.
+    fn delete_task_definition(
+        &self,
+        family: &str,
+        revision: i64,
+        now_ms: i64,
+    ) -> Result<Option<TaskDefRecord>>;
 
     fn deregister_task_definition(
         &self,
@@ -369,4 +428,20 @@ pub trait ServiceStore {
     fn live_services(&self) -> Result<Vec<Service>>;
 
     fn save_service(&self, service: &Service) -> Result<()>;
+}
+
+/// Account settings (PutAccountSetting): one value per setting name and principal.
+pub trait AccountSettingStore {
+    /// Sets the principal's value of the setting, replacing any it had.
+    fn put_account_setting(&self, setting: &AccountSetting) -> Result<()>;
+
+    /// Removes the principal's value of the setting; returns it, or None when none was set.
+    fn delete_account_setting(
+        &self,
+        name: SettingName,
+        principal_arn: &str,
+    ) -> Result<Option<AccountSetting>>;
+
+    /// Every principal's settings, by name then principal.
+    fn list_account_settings(&self) -> Result<Vec<AccountSetting>>;
 }

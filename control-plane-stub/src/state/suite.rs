@@ -544,7 +544,7 @@ pub(crate) fn secrets_are_put_listed_found_and_deleted(backend: &dyn Backend) {
     assert_eq!(store.list_secrets().unwrap().len(), 1);
 }
 
-fn service(name: &str, desired: u32) -> Service {
+pub(crate) fn service(name: &str, desired: u32) -> Service {
     Service {
         desired_count: desired,
         ..crate::domain::service::test_service(name)

@@ -1,4 +1,4 @@
-//! CreateCluster, ListClusters, DescribeClusters.
+//! CreateCluster, ListClusters, DescribeClusters, DeleteCluster.
 
 use serde::Deserialize;
 use serde_json::json;
@@ -17,9 +17,8 @@ struct CreateClusterRequest {
 
 fn create_cluster(cp: &ControlPlane, r: CreateClusterRequest) -> OpResult {
     let name = r.cluster_name.unwrap_or_else(|| "default".into());
-    cp.clusters.create(&name)?;
-    let counts = cp.clusters.counts(&name)?.unwrap_or_default();
-    Ok(json!({"cluster": shapes::cluster(&cp.arns, &name, counts)}))
+    let view = cp.clusters.create(&name)?;
+    Ok(json!({"cluster": shapes::cluster(&cp.arns, &view)}))
 }
 
 fn list_clusters(cp: &ControlPlane, r: PageRequest) -> OpResult {
@@ -51,12 +50,22 @@ fn describe_clusters(cp: &ControlPlane, r: DescribeClustersRequest) -> OpResult 
     let mut failures = Vec::new();
     for c in wanted {
         let name = ids::cluster_name(&c);
-        match cp.clusters.counts(name)? {
-            Some(counts) => clusters.push(shapes::cluster(&cp.arns, name, counts)),
+        match cp.clusters.describe(name)? {
+            Some(view) => clusters.push(shapes::cluster(&cp.arns, &view)),
             None => failures.push(shapes::missing(&cp.arns.cluster(name))),
         }
     }
     Ok(json!({"clusters": clusters, "failures": failures}))
+}
+
+#[derive(Deserialize)]
+struct DeleteClusterRequest {
+    cluster: String,
+}
+
+fn delete_cluster(cp: &ControlPlane, r: DeleteClusterRequest) -> OpResult {
+    let view = cp.clusters.delete(ids::cluster_name(&r.cluster))?;
+    Ok(json!({"cluster": shapes::cluster(&cp.arns, &view)}))
 }
 
 /// The handler of `operation` when it is one of this resource's.
@@ -65,6 +74,7 @@ pub(super) fn operation(name: &str) -> Option<Operation> {
         "CreateCluster" => |cp, r| create_cluster(cp, parse(r)?),
         "ListClusters" => |cp, r| list_clusters(cp, parse(r)?),
         "DescribeClusters" => |cp, r| describe_clusters(cp, parse(r)?),
+        "DeleteCluster" => |cp, r| delete_cluster(cp, parse(r)?),
         _ => return None,
     })
 }

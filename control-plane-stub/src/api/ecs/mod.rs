@@ -1,6 +1,7 @@
 //! The user-facing HTTP API: Amazon ECS's JSON 1.1 protocol (`POST /` with `X-Amz-Target`).
 //! SigV4 signatures are accepted but not verified: the API listens on loopback by default.
 
+mod account_settings;
 mod attributes;
 mod clusters;
 mod container_instances;
@@ -129,7 +130,8 @@ fn dispatch(cp: &ControlPlane, operation: &str, request: Value) -> OpResult {
         .or_else(|| service_deployments::operation(operation))
         .or_else(|| task_protection::operation(operation))
         .or_else(|| attributes::operation(operation))
-        .or_else(|| tags::operation(operation));
+        .or_else(|| tags::operation(operation))
+        .or_else(|| account_settings::operation(operation));
     match handler {
         Some(handler) => handler(cp, request),
         None => Err(ApiError::client(

@@ -27,6 +27,16 @@ pub(super) fn paginate<T>(
     max: Option<i64>,
     token: Option<&str>,
 ) -> Result<(Vec<T>, Option<String>), ApiError> {
+    paginate_up_to(items, max, token, 100)
+}
+
+/// `paginate` for an operation whose pages hold at most `limit` (its default size).
+pub(super) fn paginate_up_to<T>(
+    items: Vec<T>,
+    max: Option<i64>,
+    token: Option<&str>,
+    limit: usize,
+) -> Result<(Vec<T>, Option<String>), ApiError> {
     let start: usize = match token {
         None | Some("") => 0,
         Some(t) => t.parse().map_err(|_| {
@@ -37,12 +47,12 @@ pub(super) fn paginate<T>(
         })?,
     };
     let max = match max {
-        None => 100,
-        Some(m) if (1..=100).contains(&m) => m as usize,
+        None => limit,
+        Some(m) if m >= 1 && m as u64 <= limit as u64 => m as usize,
         Some(m) => {
             return Err(ApiError::client(
                 "InvalidParameterException",
-                format!("maxResults: {m} must be between 1 and 100"),
+                format!("maxResults: {m} must be between 1 and {limit}"),
             ))
         }
     };

@@ -4,7 +4,7 @@ use serde_json::{json, Map, Value};
 
 use crate::api::ts;
 
-use crate::app::InstanceView;
+use crate::app::{ClusterView, InstanceView};
 use crate::domain::ids::Arns;
 use crate::domain::instance::{overall_health, Resource, RuntimeHealth};
 use crate::domain::task::{
@@ -12,7 +12,7 @@ use crate::domain::task::{
 };
 use crate::domain::taskdef::{HealthDef, Protocol};
 use crate::scheduler::placement::PlacementFailure;
-use crate::state::{ClusterCounts, TaskDefRecord};
+use crate::state::TaskDefRecord;
 
 /// The subnet named in awsvpc attachments: the agent's task subnet, whatever it is.
 pub const TASK_SUBNET_ID: &str = "berth-task-subnet";
@@ -23,15 +23,16 @@ fn put(m: &mut Map<String, Value>, key: &str, v: Option<Value>) {
     }
 }
 
-pub fn cluster(arns: &Arns, name: &str, c: ClusterCounts) -> Value {
+pub fn cluster(arns: &Arns, view: &ClusterView) -> Value {
+    let (name, c) = (&view.record.name, &view.counts);
     json!({
         "clusterArn": arns.cluster(name),
         "clusterName": name,
-        "status": "ACTIVE",
+        "status": view.record.status.as_str(),
         "registeredContainerInstancesCount": c.instances,
         "runningTasksCount": c.running_tasks,
         "pendingTasksCount": c.pending_tasks,
-        "activeServicesCount": 0,
+        "activeServicesCount": c.active_services,
         "statistics": [],
         "tags": [],
         "settings": [],
@@ -57,13 +58,15 @@ pub fn task_definition(arns: &Arns, r: &TaskDefRecord) -> Value {
         json!(arns.task_definition(&r.family, r.revision)),
     );
     m.insert("revision".into(), json!(r.revision));
-    m.insert(
-        "status".into(),
-        json!(if r.active { "ACTIVE" } else { "INACTIVE" }),
-    );
+    m.insert("status".into(), json!(r.status().as_str()));
     m.insert("compatibilities".into(), json!(["EC2"]));
     m.insert("registeredAt".into(), ts(r.registered_at_ms));
     put(&mut m, "deregisteredAt", r.deregistered_at_ms.map(ts));
+    put(
+        &mut m,
+        "deleteRequestedAt",
+        r.delete_requested_at_ms.map(ts),
+    );
     for (key, default) in [
         ("networkMode", json!("bridge")),
         ("volumes", json!([])),

@@ -1,4 +1,5 @@
-//! RegisterTaskDefinition, DescribeTaskDefinition, ListTaskDefinitions, DeregisterTaskDefinition.
+//! RegisterTaskDefinition, DescribeTaskDefinition, ListTaskDefinitions, DeregisterTaskDefinition,
+//! ListTaskDefinitionFamilies, DeleteTaskDefinitions.
 
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -9,6 +10,7 @@ use super::tags::{self, TagRequest};
 use crate::api::error::ApiError;
 use crate::app::ControlPlane;
 use crate::domain::tags::Resource;
+use crate::domain::taskdef::{FamilyStatus, TaskDefinitionStatus};
 use crate::state::TaskDefRecord;
 
 /// The definition and, when asked for (or just registered), its tags.
@@ -65,20 +67,18 @@ struct ListTaskDefinitionsRequest {
 }
 
 fn list_task_definitions(cp: &ControlPlane, r: ListTaskDefinitionsRequest) -> OpResult {
-    let active = match r.status.as_deref() {
-        None | Some("ACTIVE") => Some(true),
-        Some("INACTIVE") => Some(false),
-        Some("DELETE_IN_PROGRESS") => return Ok(json!({"taskDefinitionArns": []})),
-        Some(other) => {
-            return Err(ApiError::client(
+    let status = match r.status.as_deref() {
+        None => TaskDefinitionStatus::Active,
+        Some(s) => TaskDefinitionStatus::parse(s).ok_or_else(|| {
+            ApiError::client(
                 "InvalidParameterException",
-                format!("status: {other:?} is not ACTIVE, INACTIVE or DELETE_IN_PROGRESS"),
-            ))
-        }
+                format!("status: {s:?} is not ACTIVE, INACTIVE or DELETE_IN_PROGRESS"),
+            )
+        })?,
     };
     let mut defs = cp
         .task_definitions
-        .list(r.family_prefix.as_deref(), active)?;
+        .list(r.family_prefix.as_deref(), status)?;
     match r.sort.as_deref() {
         None | Some("ASC") => {}
         Some("DESC") => defs.reverse(),
@@ -97,6 +97,56 @@ fn list_task_definitions(cp: &ControlPlane, r: ListTaskDefinitionsRequest) -> Op
     Ok(page_response("taskDefinitionArns", page, next))
 }
 
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct ListTaskDefinitionFamiliesRequest {
+    family_prefix: Option<String>,
+    status: Option<String>,
+    next_token: Option<String>,
+    max_results: Option<i64>,
+}
+
+fn list_task_definition_families(
+    cp: &ControlPlane,
+    r: ListTaskDefinitionFamiliesRequest,
+) -> OpResult {
+    let status = match r.status.as_deref() {
+        None => FamilyStatus::All,
+        Some(s) => FamilyStatus::parse(s).ok_or_else(|| {
+            ApiError::client(
+                "InvalidParameterException",
+                format!("status: {s:?} is not ACTIVE, INACTIVE or ALL"),
+            )
+        })?,
+    };
+    let families = cp
+        .task_definitions
+        .families(r.family_prefix.as_deref(), status)?;
+    let (page, next) = paginate(families, r.max_results, r.next_token.as_deref())?;
+    Ok(page_response("families", page, next))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DeleteTaskDefinitionsRequest {
+    task_definitions: Vec<String>,
+}
+
+fn delete_task_definitions(cp: &ControlPlane, r: DeleteTaskDefinitionsRequest) -> OpResult {
+    let outcome = cp.task_definitions.delete(&r.task_definitions)?;
+    let deleted: Vec<Value> = outcome
+        .deleted
+        .iter()
+        .map(|d| shapes::task_definition(&cp.arns, d))
+        .collect();
+    let failures: Vec<Value> = outcome
+        .failures
+        .into_iter()
+        .map(|(arn, reason)| json!({"arn": arn, "reason": reason}))
+        .collect();
+    Ok(json!({"taskDefinitions": deleted, "failures": failures}))
+}
+
 /// The handler of `operation` when it is one of this resource's.
 pub(super) fn operation(name: &str) -> Option<Operation> {
     Some(match name {
@@ -104,6 +154,8 @@ pub(super) fn operation(name: &str) -> Option<Operation> {
         "DescribeTaskDefinition" => |cp, r| describe_task_definition(cp, parse(r)?),
         "ListTaskDefinitions" => |cp, r| list_task_definitions(cp, parse(r)?),
         "DeregisterTaskDefinition" => |cp, r| deregister_task_definition(cp, parse(r)?),
+        "ListTaskDefinitionFamilies" => |cp, r| list_task_definition_families(cp, parse(r)?),
+        "DeleteTaskDefinitions" => |cp, r| delete_task_definitions(cp, parse(r)?),
         _ => return None,
     })
 }

@@ -15,6 +15,7 @@ mod network;
 mod overrides;
 mod ports;
 mod resources;
+mod status;
 #[cfg(test)]
 mod tests;
 
@@ -25,6 +26,7 @@ use network::*;
 pub use overrides::*;
 pub use ports::*;
 use resources::*;
+pub use status::*;
 
 /// Which ECS error code a validation problem maps to: missing/contradictory content is a
 /// ClientException, a value of the wrong type or range an InvalidParameterException (as ECS does).

@@ -57,8 +57,13 @@ impl ActivationStore for SqliteStore {
             "UPDATE activation_codes SET uses_left = uses_left - 1 WHERE code_sha256 = ?1",
             [code_sha256],
         )?;
+        // The code names its cluster: using it makes that cluster exist, ACTIVE again (and as
+        // new) when it was deleted after the code was made.
         tx.execute(
-            "INSERT OR IGNORE INTO clusters (name, created_at_ms) VALUES (?1, ?2)",
+            "INSERT INTO clusters (name, created_at_ms) VALUES (?1, ?2)
+             ON CONFLICT (name) DO UPDATE SET status = 'ACTIVE', created_at_ms = ?2,
+                 config_json = '{}'
+                 WHERE status != 'ACTIVE'",
             params![instance.cluster, now_ms],
         )?;
         tx.execute(

@@ -1,6 +1,7 @@
-//! Clusters: created on first use, counted for DescribeClusters.
+//! Clusters: created on first use or by CreateCluster, counted for DescribeClusters, deleted
+//! (INACTIVE) by DeleteCluster.
 
-use rusqlite::{params, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::*;
 
@@ -13,17 +14,41 @@ impl ClusterStore for SqliteStore {
         Ok(n == 1)
     }
 
+    fn create_cluster(&self, name: &str, now_ms: i64) -> Result<ClusterRecord> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute(
+            "INSERT INTO clusters (name, created_at_ms, status) VALUES (?1, ?2, 'ACTIVE')
+             ON CONFLICT (name) DO UPDATE SET status = 'ACTIVE', created_at_ms = ?2,
+                 config_json = '{}'
+                 WHERE status != 'ACTIVE'",
+            params![name, now_ms],
+        )?;
+        let record = cluster_row(&tx, name)?;
+        tx.commit()?;
+        record.ok_or_else(|| StoreError::BadValue(format!("cluster {name:?} vanished")))
+    }
+
+    fn get_cluster(&self, name: &str) -> Result<Option<ClusterRecord>> {
+        cluster_row(&self.conn(), name)
+    }
+
     fn cluster_exists(&self, name: &str) -> Result<bool> {
         Ok(self
             .conn()
-            .query_row("SELECT 1 FROM clusters WHERE name = ?1", [name], |_| Ok(()))
+            .query_row(
+                "SELECT 1 FROM clusters WHERE name = ?1 AND status = 'ACTIVE'",
+                [name],
+                |_| Ok(()),
+            )
             .optional()?
             .is_some())
     }
 
     fn list_clusters(&self) -> Result<Vec<String>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare("SELECT name FROM clusters ORDER BY name")?;
+        let mut stmt =
+            conn.prepare("SELECT name FROM clusters WHERE status = 'ACTIVE' ORDER BY name")?;
         let rows = stmt.query_map([], |r| r.get(0))?;
         Ok(rows.collect::<std::result::Result<_, _>>()?)
     }
@@ -42,10 +67,68 @@ impl ClusterStore for SqliteStore {
                 |r| r.get(0),
             )?)
         };
+        let active_services = conn.query_row(
+            "SELECT COUNT(*) FROM services WHERE cluster = ?1 AND status = 'ACTIVE'",
+            [name],
+            |r| r.get(0),
+        )?;
         Ok(ClusterCounts {
             instances,
             running_tasks: count("RUNNING")?,
             pending_tasks: count("PENDING")?,
+            active_services,
         })
     }
+
+    fn deactivate_cluster(
+        &self,
+        name: &str,
+        refuse: &dyn Fn(&ClusterContents) -> Option<DeleteRefusal>,
+    ) -> Result<Option<std::result::Result<ClusterRecord, DeleteRefusal>>> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        match cluster_row(&tx, name)? {
+            Some(c) if c.status == ClusterStatus::Active => {}
+            _ => return Ok(None),
+        }
+        let count = |sql: &str| -> Result<u64> { Ok(tx.query_row(sql, [name], |r| r.get(0))?) };
+        let contents = ClusterContents {
+            live_services: count(
+                "SELECT COUNT(*) FROM services WHERE cluster = ?1 AND status != 'INACTIVE'",
+            )?,
+            instances: count("SELECT COUNT(*) FROM instances WHERE cluster = ?1 AND revoked = 0")?,
+            live_tasks: count(
+                "SELECT COUNT(*) FROM tasks WHERE cluster = ?1 AND last_status != 'STOPPED'",
+            )?,
+        };
+        if let Some(refusal) = refuse(&contents) {
+            return Ok(Some(Err(refusal)));
+        }
+        tx.execute(
+            "UPDATE clusters SET status = 'INACTIVE' WHERE name = ?1",
+            [name],
+        )?;
+        let record = cluster_row(&tx, name)?;
+        tx.commit()?;
+        Ok(record.map(Ok))
+    }
+}
+
+fn cluster_row(conn: &Connection, name: &str) -> Result<Option<ClusterRecord>> {
+    let row: Option<(String, i64)> = conn
+        .query_row(
+            "SELECT status, created_at_ms FROM clusters WHERE name = ?1",
+            [name],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    row.map(|(status, created_at_ms)| {
+        Ok(ClusterRecord {
+            name: name.to_string(),
+            status: ClusterStatus::parse(&status)
+                .ok_or_else(|| StoreError::BadValue(format!("cluster status {status:?}")))?,
+            created_at_ms,
+        })
+    })
+    .transpose()
 }

@@ -5,6 +5,7 @@
 //! can grow without a migration for every field. Each change that must be atomic (a task and its
 //! payload, a state change and its sequence number) is one IMMEDIATE transaction.
 
+mod account_settings;
 mod activations;
 mod clusters;
 mod instances;
@@ -28,7 +29,7 @@ use rusqlite::Connection;
 use super::*;
 
 pub const DB_FILE: &str = "berth-cp.db";
-pub const SCHEMA_VERSION: i64 = 7;
+pub const SCHEMA_VERSION: i64 = 8;
 
 pub struct SqliteStore {
     conn: Mutex<Connection>,

@@ -183,5 +183,36 @@ pub(super) fn migrate_to(conn: &Connection, target: i64) -> Result<()> {
              COMMIT;",
         )?;
     }
+    if version < 8 && target >= 8 {
+        // Version 8: a cluster's status (DeleteCluster makes it INACTIVE) and its settings and
+        // configuration (one JSON body); a task definition revision's delete request
+        // (DeleteTaskDefinitions: DELETE_IN_PROGRESS); the account settings, per principal.
+        // ADD COLUMN has no IF NOT EXISTS: the version is read again inside the transaction, as
+        // for version 3.
+        conn.execute_batch("BEGIN IMMEDIATE")?;
+        let step = || -> Result<()> {
+            if schema_version(conn)? < 8 {
+                conn.execute_batch(
+                    "ALTER TABLE clusters ADD COLUMN status TEXT NOT NULL DEFAULT 'ACTIVE';
+                     ALTER TABLE clusters ADD COLUMN config_json TEXT NOT NULL DEFAULT '{}';
+                     ALTER TABLE task_definitions ADD COLUMN delete_requested_at_ms INTEGER;
+                     CREATE TABLE IF NOT EXISTS account_settings (
+                         name TEXT NOT NULL,
+                         principal_arn TEXT NOT NULL,
+                         value TEXT NOT NULL,
+                         PRIMARY KEY (name, principal_arn));
+                     PRAGMA user_version = 8;",
+                )?;
+            }
+            Ok(())
+        };
+        match step() {
+            Ok(()) => conn.execute_batch("COMMIT")?,
+            Err(e) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                return Err(e);
+            }
+        }
+    }
     Ok(())
 }

@@ -1,4 +1,4 @@
-//! Task definitions: revisions per family, never deleted (deregistering keeps them).
+//! Task definitions: revisions per family, never removed (deregistering and deleting keep them).
 
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
 
@@ -31,6 +31,7 @@ impl TaskDefinitionStore for SqliteStore {
             raw: raw.clone(),
             registered_at_ms: now_ms,
             deregistered_at_ms: None,
+            delete_requested_at_ms: None,
         })
     }
 
@@ -41,10 +42,12 @@ impl TaskDefinitionStore for SqliteStore {
     ) -> Result<Option<TaskDefRecord>> {
         let conn = self.conn();
         let sql_by_rev =
-            "SELECT family, revision, active, raw_json, registered_at_ms, deregistered_at_ms
+            "SELECT family, revision, active, raw_json, registered_at_ms, deregistered_at_ms,
+                 delete_requested_at_ms
              FROM task_definitions WHERE family = ?1 AND revision = ?2";
         let sql_latest =
-            "SELECT family, revision, active, raw_json, registered_at_ms, deregistered_at_ms
+            "SELECT family, revision, active, raw_json, registered_at_ms, deregistered_at_ms,
+                 delete_requested_at_ms
              FROM task_definitions WHERE family = ?1 AND active = 1 ORDER BY revision DESC LIMIT 1";
         let row = match revision {
             Some(rev) => conn
@@ -66,17 +69,49 @@ impl TaskDefinitionStore for SqliteStore {
     fn list_task_definitions(
         &self,
         family: Option<&str>,
-        active: Option<bool>,
+        status: Option<TaskDefinitionStatus>,
     ) -> Result<Vec<(String, i64)>> {
         let conn = self.conn();
         let mut stmt = conn.prepare(
             "SELECT family, revision FROM task_definitions
              WHERE (?1 IS NULL OR family = ?1)
-               AND (?2 IS NULL OR active = ?2)
+               AND (?2 IS NULL
+                    OR (?2 = 'ACTIVE' AND active = 1)
+                    OR (?2 = 'INACTIVE' AND active = 0 AND delete_requested_at_ms IS NULL)
+                    OR (?2 = 'DELETE_IN_PROGRESS' AND delete_requested_at_ms IS NOT NULL))
              ORDER BY family, revision",
         )?;
-        let rows = stmt.query_map(params![family, active], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        let rows = stmt.query_map(params![family, status.map(|s| s.as_str())], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
         Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
+    fn list_task_definition_families(&self, prefix: Option<&str>) -> Result<Vec<(String, bool)>> {
+        let conn = self.conn();
+        // substr, not LIKE: a family may hold `_`, which LIKE takes for a wildcard.
+        let mut stmt = conn.prepare(
+            "SELECT family, MAX(active) FROM task_definitions
+             WHERE ?1 IS NULL OR substr(family, 1, length(?1)) = ?1
+             GROUP BY family ORDER BY family",
+        )?;
+        let rows = stmt.query_map(params![prefix], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
+    fn delete_task_definition(
+        &self,
+        family: &str,
+        revision: i64,
+        now_ms: i64,
+    ) -> Result<Option<TaskDefRecord>> {
+        self.conn().execute(
+            "UPDATE task_definitions SET delete_requested_at_ms = ?3
+             WHERE family = ?1 AND revision = ?2 AND active = 0
+               AND delete_requested_at_ms IS NULL",
+            params![family, revision, now_ms],
+        )?;
+        self.get_task_definition(family, Some(revision))
     }
 
     fn deregister_task_definition(
@@ -105,6 +140,7 @@ pub(super) fn task_def_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TaskDefRow
             raw: serde_json::Value::Null,
             registered_at_ms: r.get(4)?,
             deregistered_at_ms: r.get(5)?,
+            delete_requested_at_ms: r.get(6)?,
         },
         r.get(3)?,
     ))

@@ -15,6 +15,7 @@ impl Backend for Sqlite {
 }
 
 crate::state::suite::store_suite!(Sqlite(temp_dir()));
+crate::state::suite_clusters::cluster_suite!(Sqlite(temp_dir()));
 
 impl Drop for TempDir {
     fn drop(&mut self) {
@@ -192,4 +193,34 @@ fn a_version_6_database_moves_the_tags_of_services_and_task_definitions_to_the_t
         vec![Tag::new("tier", "back")]
     );
     assert_eq!(store.tags_of("service/default/old").unwrap(), Vec::new());
+}
+
+#[test]
+fn a_version_7_database_migrates_to_8_with_its_clusters_active() {
+    let dir = temp_dir();
+    std::fs::create_dir_all(&dir.0).unwrap();
+    {
+        let conn = Connection::open(dir.0.join(DB_FILE)).unwrap();
+        migrate_to(&conn, 7).unwrap();
+        conn.execute_batch(
+            "INSERT INTO clusters VALUES ('default', 1);
+             INSERT INTO clusters VALUES ('prod', 2);
+             INSERT INTO task_definitions VALUES ('web', 1, 0, '{\"family\":\"web\"}', 5, 6);",
+        )
+        .unwrap();
+    }
+    let store = SqliteStore::open(&dir.0).unwrap();
+    assert_eq!(schema_version(&store.conn()).unwrap(), SCHEMA_VERSION);
+    assert_eq!(store.list_clusters().unwrap(), ["default", "prod"]);
+    let prod = store.get_cluster("prod").unwrap().unwrap();
+    assert_eq!(
+        (prod.status, prod.created_at_ms),
+        (crate::domain::cluster::ClusterStatus::Active, 2)
+    );
+    let web = store.get_task_definition("web", Some(1)).unwrap().unwrap();
+    assert_eq!((web.active, web.deregistered_at_ms), (false, Some(6)));
+    drop(store);
+    // Opening again migrates nothing twice.
+    let store = SqliteStore::open(&dir.0).unwrap();
+    assert_eq!(store.list_clusters().unwrap(), ["default", "prod"]);
 }
