@@ -47,7 +47,7 @@ pub fn create_activation(
     let store = SqliteStore::open(data_dir)?;
     let now = now_ms();
     // An activation code is how a cluster comes to exist: a deleted one becomes ACTIVE again.
-    store.create_cluster(cluster, now)?;
+    store.create_cluster(cluster, now, &Default::default())?;
     let code = ids::new_activation_code();
     store.insert_activation(
         &ids::sha256_hex(&code),

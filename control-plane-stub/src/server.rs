@@ -56,21 +56,6 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.data_dir)?);
     // ECS users expect a "default" cluster to exist.
     store.ensure_cluster("default", now_ms())?;
-    let cp = ControlPlane::new(
-        store,
-        Arns::new(&config.region, &config.account),
-        config.heartbeat_interval_ms,
-        config.manifest_interval_ms,
-        ServiceSettings {
-            settle_ms: config.service_settle_ms,
-            throttle: ThrottleSettings {
-                base_ms: i64::from(config.service_throttle_base_ms),
-                max_ms: i64::from(config.service_throttle_max_ms),
-                ..ThrottleSettings::default()
-            },
-        },
-    );
-
     let bind = |what: &'static str, addr: SocketAddr| async move {
         tokio::net::TcpListener::bind(addr)
             .await
@@ -84,6 +69,23 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
     };
     let api_addr = local(&api_listener, "API", config.api_listen)?;
     let grpc_addr = local(&grpc_listener, "gRPC", config.grpc_listen)?;
+
+    let cp = ControlPlane::new(
+        store,
+        Arns::new(&config.region, &config.account),
+        config.heartbeat_interval_ms,
+        config.manifest_interval_ms,
+        // What DiscoverPollEndpoint answers: the address agents reach berth-cp's sessions at.
+        format!("http://{grpc_addr}"),
+        ServiceSettings {
+            settle_ms: config.service_settle_ms,
+            throttle: ThrottleSettings {
+                base_ms: i64::from(config.service_throttle_base_ms),
+                max_ms: i64::from(config.service_throttle_max_ms),
+                ..ThrottleSettings::default()
+            },
+        },
+    );
 
     let (stop, stopped) = watch::channel(false);
     let wait = |mut rx: watch::Receiver<bool>| async move {

@@ -3,58 +3,8 @@
 
 mod common;
 
-use std::process::Stdio;
-
+use common::clients::*;
 use common::*;
-
-/// Runs `aws ecs ARGS`, which must succeed; its stdout (JSON, or nothing for a waiter).
-async fn aws_stdout(dir: &std::path::Path, api: std::net::SocketAddr, args: &[&str]) -> Vec<u8> {
-    let out = aws_output(dir, api, args).await;
-    assert!(
-        out.status.success(),
-        "aws ecs {args:?} failed: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        String::from_utf8_lossy(&out.stdout)
-    );
-    out.stdout
-}
-
-/// Runs `aws ecs ARGS`, which must fail; what it printed on stderr.
-async fn aws_fails(dir: &std::path::Path, api: std::net::SocketAddr, args: &[&str]) -> String {
-    let out = aws_output(dir, api, args).await;
-    assert!(!out.status.success(), "aws ecs {args:?} succeeded");
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-async fn aws_output(
-    dir: &std::path::Path,
-    api: std::net::SocketAddr,
-    args: &[&str],
-) -> std::process::Output {
-    // The CLI .ci/run installs (BERTH_AWS_CLI), else `aws` on PATH.
-    let program = std::env::var_os("BERTH_AWS_CLI").unwrap_or_else(|| "aws".into());
-    tokio::process::Command::new(program)
-        .args(["ecs"])
-        .args(args)
-        .args(["--endpoint-url", &format!("http://{api}"), "--output", "json"])
-        .env("AWS_ACCESS_KEY_ID", "x")
-        .env("AWS_SECRET_ACCESS_KEY", "x")
-        .env("AWS_DEFAULT_REGION", "us-east-1")
-        .env("AWS_CONFIG_FILE", dir.join("aws-config"))
-        .env("AWS_SHARED_CREDENTIALS_FILE", dir.join("aws-credentials"))
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_PAGER", "")
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .unwrap_or_else(|e| {
-            panic!("cannot run the `aws` CLI ({e}); install awscli (pip install awscli) and put `aws` on PATH")
-        })
-}
-
-async fn aws(dir: &std::path::Path, api: std::net::SocketAddr, args: &[&str]) -> serde_json::Value {
-    serde_json::from_slice(&aws_stdout(dir, api, args).await).expect("aws printed JSON")
-}
 
 #[tokio::test]
 async fn aws_cli_registers_describes_and_lists() {

@@ -4,8 +4,7 @@
 
 mod common;
 
-use std::process::Stdio;
-
+use common::clients::*;
 use common::*;
 use serde_json::{json, Value};
 
@@ -14,29 +13,8 @@ async fn boto3_deletes_clusters_task_definitions_and_account_settings() {
     let dir = TempDir::new("boto3");
     let server = start(dir.path()).await;
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/boto3/cluster_ops.py");
-    let python = std::env::var_os("BERTH_PYTHON").unwrap_or_else(|| "python3".into());
-    let out = tokio::process::Command::new(&python)
-        .arg(script)
-        .arg(format!("http://{}", server.api_addr))
-        // No profile, credentials file or instance metadata of the machine's.
-        .env("AWS_CONFIG_FILE", dir.path().join("aws-config"))
-        .env(
-            "AWS_SHARED_CREDENTIALS_FILE",
-            dir.path().join("aws-credentials"),
-        )
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .unwrap_or_else(|e| {
-            panic!("cannot run {python:?} ({e}); set BERTH_PYTHON to a Python with boto3")
-        });
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{script} failed: {}\n{stdout}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let endpoint = format!("http://{}", server.api_addr);
+    let stdout = python_stdout(dir.path(), &[script, endpoint.as_str()]).await;
     let summary: Value = serde_json::from_str(stdout.lines().last().unwrap_or(""))
         .unwrap_or_else(|e| panic!("no JSON summary ({e}): {stdout}"));
     assert_eq!(

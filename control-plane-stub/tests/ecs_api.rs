@@ -266,7 +266,13 @@ async fn bad_requests_are_400s() {
     let body: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(body["__type"], "SerializationException");
 
+    // An operation ECS has and Berth refuses says why; one ECS does not have is unknown.
     let (status, body) = ecs(api, "CreateCapacityProvider", json!({})).await;
+    assert_eq!(
+        (status, body["__type"].as_str()),
+        (400, Some("UnsupportedFeatureException"))
+    );
+    let (status, body) = ecs(api, "CreateWidget", json!({})).await;
     assert_eq!(
         (status, body["__type"].as_str()),
         (400, Some("UnknownOperationException"))

@@ -302,6 +302,10 @@ async fn scenario() -> String {
     let mut req = register_request("default", code_auth(&code));
     // (register_request's attributes include ecs.availability-zone lab-1a.)
     req.attributes[0].value = "bridge,host,none,awsvpc".into();
+    req.attributes.push(pb::Attribute {
+        name: "ecs.capability.task-eni".into(),
+        value: String::new(),
+    });
     req.resources.push(pb::Resource {
         name: "PORTS".into(),
         r#type: "STRINGSET".into(),

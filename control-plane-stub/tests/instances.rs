@@ -1,5 +1,6 @@
 //! Container instances through berthctl against a fake agent: custom attributes put, listed and
-//! filtered on, and draining, with the API's answers checked.
+//! filtered on, draining, deregistering, and the attributes a task definition requires, with
+//! the API's answers checked.
 
 mod common;
 
@@ -205,5 +206,66 @@ async fn deregistering_refuses_tasks_unless_forced_then_orphans_them_and_ends_th
     )
     .await;
     assert_eq!(status, 400, "{body}");
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_task_definition_requires_the_capabilities_it_uses_and_is_placed_only_where_they_are() {
+    let dir = TempDir::new("instances-requires");
+    let server = start(dir.path()).await;
+    let api = server.api_addr;
+    const HEALTH: &str = "ecs.capability.container-health-check";
+    // An agent from before health checks: it does not report the capability.
+    let mut old = ReportingAgent::register_with(dir.path(), server.grpc_addr, |r| {
+        r.attributes.retain(|a| a.name != HEALTH)
+    })
+    .await;
+    let mut checked = sample_task_definition("checked");
+    checked["containerDefinitions"][0]["healthCheck"] = json!({"command": ["CMD", "true"]});
+    let registered = ecs_ok(api, "RegisterTaskDefinition", checked).await;
+    assert_eq!(
+        registered["taskDefinition"]["requiresAttributes"],
+        json!([{"name": HEALTH}])
+    );
+    ecs_ok(
+        api,
+        "RegisterTaskDefinition",
+        sample_task_definition("plain"),
+    )
+    .await;
+    let plain = ecs_ok(
+        api,
+        "DescribeTaskDefinition",
+        json!({"taskDefinition": "plain"}),
+    )
+    .await;
+    assert_eq!(plain["taskDefinition"]["requiresAttributes"], json!([]));
+
+    let refused = ecs_ok(api, "RunTask", json!({"taskDefinition": "checked"})).await;
+    assert_eq!(refused["tasks"], json!([]), "{refused}");
+    let failure = &refused["failures"][0];
+    assert_eq!(failure["reason"], "ATTRIBUTE", "{refused}");
+    assert!(
+        failure["arn"]
+            .as_str()
+            .unwrap()
+            .contains(":container-instance/default/"),
+        "{refused}"
+    );
+    assert!(
+        failure["detail"].as_str().unwrap().contains(HEALTH),
+        "{refused}"
+    );
+    let ran = ecs_ok(api, "RunTask", json!({"taskDefinition": "plain"})).await;
+    assert_eq!(ran["tasks"].as_array().unwrap().len(), 1, "{ran}");
+    old.payloads(1, 0).await;
+
+    // A current agent reports it, and takes the task.
+    let mut current = ReportingAgent::register(dir.path(), server.grpc_addr).await;
+    let ran = ecs_ok(api, "RunTask", json!({"taskDefinition": "checked"})).await;
+    assert_eq!(ran["failures"], json!([]), "{ran}");
+    let task = ran["tasks"][0]["taskArn"].as_str().unwrap().to_string();
+    let (started, _) = current.payloads(1, 0).await;
+    assert_eq!(started, vec![task]);
     server.shutdown().await.unwrap();
 }

@@ -17,6 +17,10 @@ async fn agent(dir: &std::path::Path, g: SocketAddr) -> (String, FakeAgent) {
     let code = admin::create_activation(&data_dir(dir), "default", 1, 3600).unwrap();
     let mut req = register_request("default", code_auth(&code));
     req.attributes[0].value = "bridge,host,none,awsvpc".into();
+    req.attributes.push(pb::Attribute {
+        name: "ecs.capability.task-eni".into(),
+        value: String::new(),
+    });
     req.resources.push(pb::Resource {
         name: "PORTS".into(),
         r#type: "STRINGSET".into(),

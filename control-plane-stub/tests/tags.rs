@@ -4,8 +4,7 @@
 
 mod common;
 
-use std::process::Stdio;
-
+use common::clients::*;
 use common::*;
 use serde_json::{json, Value};
 
@@ -351,25 +350,8 @@ async fn boto3_and_the_aws_cli_tag_and_list() {
     let dir = TempDir::new("tags-clients");
     let server = start(dir.path()).await;
     let endpoint = format!("http://{}", server.api_addr);
-    let python = std::env::var_os("BERTH_PYTHON").unwrap_or_else(|| "python3".into());
-    let out = tokio::process::Command::new(python)
-        .args(["-c", BOTO3_TAGS, &endpoint])
-        .env("AWS_CONFIG_FILE", dir.path().join("aws-config"))
-        .env(
-            "AWS_SHARED_CREDENTIALS_FILE",
-            dir.path().join("aws-credentials"),
-        )
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .expect("python with boto3 (BERTH_PYTHON) runs");
-    assert!(
-        out.status.success(),
-        "boto3 script failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let seen: Value = serde_json::from_slice(&out.stdout).expect("the script prints JSON");
+    let stdout = python_stdout(dir.path(), &["-c", BOTO3_TAGS, endpoint.as_str()]).await;
+    let seen: Value = serde_json::from_str(&stdout).expect("the script prints JSON");
     assert_eq!(pairs(&seen["registered"]), kv(&[("team", "web")]));
     assert_eq!(pairs(&seen["listed"]), kv(&[("tier", "front")]));
     assert_eq!(seen["described"], seen["listed"]);
@@ -383,65 +365,43 @@ async fn boto3_and_the_aws_cli_tag_and_list() {
     );
 
     // The aws CLI's shorthand for tags.
-    let aws = |args: Vec<String>| {
-        let program = std::env::var_os("BERTH_AWS_CLI").unwrap_or_else(|| "aws".into());
-        let dir = dir.path().to_path_buf();
-        let endpoint = endpoint.clone();
-        async move {
-            let out = tokio::process::Command::new(program)
-                .arg("ecs")
-                .args(&args)
-                .args(["--endpoint-url", &endpoint, "--output", "json"])
-                .env("AWS_ACCESS_KEY_ID", "x")
-                .env("AWS_SECRET_ACCESS_KEY", "x")
-                .env("AWS_DEFAULT_REGION", "us-east-1")
-                .env("AWS_CONFIG_FILE", dir.join("aws-config"))
-                .env("AWS_SHARED_CREDENTIALS_FILE", dir.join("aws-credentials"))
-                .env("AWS_EC2_METADATA_DISABLED", "true")
-                .env("AWS_PAGER", "")
-                .stdin(Stdio::null())
-                .output()
-                .await
-                .expect("the aws CLI (BERTH_AWS_CLI) runs");
-            (out.status.success(), out.stdout, out.stderr)
-        }
-    };
-    let cluster = "arn:aws:ecs:us-east-1:000000000000:cluster/default".to_string();
-    let (ok, _, err) = aws(vec![
-        "tag-resource".into(),
-        "--resource-arn".into(),
-        cluster.clone(),
-        "--tags".into(),
-        "key=env,value=lab".into(),
-        "key=owner,value=ops".into(),
-    ])
+    let (home, api) = (dir.path(), server.api_addr);
+    let cluster = "arn:aws:ecs:us-east-1:000000000000:cluster/default";
+    aws_stdout(
+        home,
+        api,
+        &[
+            "tag-resource",
+            "--resource-arn",
+            cluster,
+            "--tags",
+            "key=env,value=lab",
+            "key=owner,value=ops",
+        ],
+    )
     .await;
-    assert!(ok, "{}", String::from_utf8_lossy(&err));
-    let (ok, stdout, err) = aws(vec![
-        "list-tags-for-resource".into(),
-        "--resource-arn".into(),
-        cluster.clone(),
-    ])
+    let listed = aws(
+        home,
+        api,
+        &["list-tags-for-resource", "--resource-arn", cluster],
+    )
     .await;
-    assert!(ok, "{}", String::from_utf8_lossy(&err));
-    let listed: Value = serde_json::from_slice(&stdout).unwrap();
     assert_eq!(
         pairs(&listed["tags"]),
         kv(&[("env", "lab"), ("owner", "ops")])
     );
-    let (ok, _, err) = aws(vec![
-        "untag-resource".into(),
-        "--resource-arn".into(),
-        format!("{cluster}-nope"),
-        "--tag-keys".into(),
-        "env".into(),
-    ])
+    let err = aws_fails(
+        home,
+        api,
+        &[
+            "untag-resource",
+            "--resource-arn",
+            &format!("{cluster}-nope"),
+            "--tag-keys",
+            "env",
+        ],
+    )
     .await;
-    assert!(!ok);
-    assert!(
-        String::from_utf8_lossy(&err).contains("ResourceNotFoundException"),
-        "{}",
-        String::from_utf8_lossy(&err)
-    );
+    assert!(err.contains("ResourceNotFoundException"), "{err}");
     server.shutdown().await.unwrap();
 }

@@ -46,6 +46,7 @@ impl From<CpError> for ApiError {
             CpError::TargetNotFound(_) => "TargetNotFoundException",
             CpError::AttributeLimitExceeded(_) => "AttributeLimitExceededException",
             CpError::ResourceNotFound(_) => "ResourceNotFoundException",
+            CpError::NamespaceNotFound(_) => "NamespaceNotFoundException",
             CpError::TaskNotFound(_) => "InvalidParameterException",
             CpError::NoSuchTask(_)
             | CpError::SecurityGroupNotFound(_)

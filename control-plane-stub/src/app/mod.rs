@@ -30,7 +30,7 @@ use crate::state::{Store, StoreError};
 
 pub use account_settings::{AccountSettings, ListInput as AccountSettingsList};
 pub use attributes::{Attribute, AttributeInput, Attributes, CONTAINER_INSTANCE};
-pub use clusters::{ClusterView, Clusters};
+pub use clusters::{ClusterUpdate, ClusterView, Clusters, NewCluster};
 pub use instances::{InstanceView, Instances};
 pub use secrets::Secrets;
 pub use security_groups::{NetworkConfiguration, SecurityGroups, NETWORK_CONFIGURATION_NOT_AWSVPC};
@@ -90,6 +90,8 @@ pub enum CpError {
     AttributeLimitExceeded(String),
     #[error("The specified resource could not be found: {0}")]
     ResourceNotFound(String),
+    #[error("The specified namespace could not be found: {0}")]
+    NamespaceNotFound(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -109,6 +111,8 @@ pub struct ControlPlane {
     /// Keeps each service at its desired count (run by `server.rs`'s loop).
     pub controller: ServiceController,
     pub agents: Arc<Agents>,
+    /// The agents' endpoint (berth-cp's gRPC address), as DiscoverPollEndpoint gives it.
+    pub agent_endpoint: String,
     pub arns: Arns,
 }
 
@@ -118,6 +122,7 @@ impl ControlPlane {
         arns: Arns,
         heartbeat_interval_ms: u32,
         manifest_interval_ms: u32,
+        agent_endpoint: String,
         service_settings: ServiceSettings,
     ) -> Arc<Self> {
         let agents = Arc::new(Agents::new(
@@ -126,7 +131,8 @@ impl ControlPlane {
             heartbeat_interval_ms,
             manifest_interval_ms,
         ));
-        let clusters = Clusters::new(store.clone());
+        let tags = Tags::new(store.clone(), arns.clone());
+        let clusters = Clusters::new(store.clone(), tags.clone(), arns.account());
         let task_definitions = TaskDefinitions::new(store.clone(), arns.clone());
         let instances = Instances::new(
             store.clone(),
@@ -136,7 +142,6 @@ impl ControlPlane {
         );
         let security_groups = SecurityGroups::new(store.clone(), arns.clone());
         let secrets = Secrets::new(store.clone(), arns.clone());
-        let tags = Tags::new(store.clone(), arns.clone());
         let tasks = Tasks {
             tags: tags.clone(),
             store: store.clone(),
@@ -177,6 +182,7 @@ impl ControlPlane {
             security_groups,
             secrets,
             agents,
+            agent_endpoint,
             arns,
         })
     }

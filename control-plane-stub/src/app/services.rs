@@ -12,6 +12,7 @@ use super::CpError;
 use crate::clock::now_ms;
 use crate::domain::ids::{self, Arns};
 use crate::domain::placement::{ConstraintSpec, Placement, StrategySpec};
+use crate::domain::service::connect;
 use crate::domain::service::history::{self, Revision};
 use crate::domain::service::{
     self, Deployment, DeploymentSettings, SchedulingStrategy, Service, ServiceStatus,
@@ -41,6 +42,8 @@ pub struct CreateServiceInput {
     pub client_token: Option<String>,
     pub placement_strategy: Vec<StrategySpec>,
     pub placement_constraints: Vec<ConstraintSpec>,
+    /// serviceConnectConfiguration as given.
+    pub service_connect: Option<serde_json::Value>,
 }
 
 /// UpdateService's parameters, decoded; None leaves a setting as it is.
@@ -60,6 +63,8 @@ pub struct UpdateServiceInput {
     /// For the tasks started from now on.
     pub propagate_tags: Option<String>,
     pub enable_ecs_managed_tags: Option<bool>,
+    /// Replaces the service's serviceConnectConfiguration.
+    pub service_connect: Option<serde_json::Value>,
 }
 
 /// A service's tasks that are not STOPPED, counted as ECS shows them.
@@ -156,6 +161,8 @@ impl Services {
         }
         check_placement(&input.placement_strategy, &input.placement_constraints)?;
         Tags::check_new(&input.tags)?;
+        let service_connect =
+            self.service_connect(&input.cluster, input.service_connect.as_ref())?;
         let network = input.network_configuration.as_ref().map(|(_, n)| n);
         let network_raw = input.network_configuration.as_ref().map(|(raw, _)| raw);
         let now = now_ms();
@@ -189,6 +196,7 @@ impl Services {
             placement_strategy: input.placement_strategy,
             placement_constraints: input.placement_constraints,
             scheduling_strategy: strategy,
+            service_connect,
         };
         let (deployment, revision) = new_deployment(revision, now);
         history::begin(&mut new, deployment, revision, now);
@@ -209,6 +217,36 @@ impl Services {
                 "Creation of service was not idempotent.".into(),
             )),
         }
+    }
+
+    /// A serviceConnectConfiguration checked and resolved against the cluster's defaults.
+    fn service_connect(
+        &self,
+        cluster: &str,
+        raw: Option<&serde_json::Value>,
+    ) -> Result<Option<serde_json::Value>, CpError> {
+        let Some(raw) = raw else { return Ok(None) };
+        let default = self.clusters.service_connect_default(cluster)?;
+        connect::check(raw, default.as_deref())
+            .map(Some)
+            .map_err(CpError::InvalidParameter)
+    }
+
+    /// ListServicesByNamespace: the services of every cluster, ACTIVE or DRAINING, that are in
+    /// the namespace. A namespace no cluster default and no service names does not exist
+    /// (NamespaceNotFoundException), as one Cloud Map does not have.
+    pub fn in_namespace(&self, namespace: &str) -> Result<Vec<Service>, CpError> {
+        let mut found = Vec::new();
+        for cluster in self.store.list_clusters()? {
+            found.extend(self.store.list_services(&cluster)?.into_iter().filter(|s| {
+                s.status != ServiceStatus::Inactive
+                    && s.service_connect.as_ref().and_then(connect::namespace) == Some(namespace)
+            }));
+        }
+        if found.is_empty() && !self.clusters.namespace_is_a_default(namespace)? {
+            return Err(CpError::NamespaceNotFound(namespace.to_string()));
+        }
+        Ok(found)
     }
 
     /// A service by name or ARN, in any status.
@@ -312,6 +350,9 @@ impl Services {
             &s.launch_type,
             now,
         )?;
+        if let Some(raw) = &input.service_connect {
+            s.service_connect = self.service_connect(&input.cluster, Some(raw))?;
+        }
         s.desired_count = desired;
         s.deployment = settings;
         // New placements follow the new rules; running tasks stay where they are (as ECS).

@@ -21,7 +21,7 @@ use crate::domain::tags::Resource;
 use crate::domain::task::{
     Container, ContainerStatus, Task, TaskEvent, TaskStatus, SCHEDULER_STOP_CODE, USER_STOP_CODE,
 };
-use crate::domain::taskdef::{self, TaskDefSpec};
+use crate::domain::taskdef::{self, required_attributes, TaskDefSpec};
 use crate::scheduler::placement::{self, Candidate, PlacementFailure};
 use crate::state::{Store, TaskDefRecord, TaskFilter};
 
@@ -126,11 +126,13 @@ impl Tasks {
                 })
                 .collect(),
         };
+        let required = required_attributes(&record.raw);
         for (count, candidates) in rounds {
             let request = placement::Request {
                 needs,
                 ports: &host_ports,
                 network_mode: &spec.network_mode,
+                required_attributes: &required,
                 count,
                 group: &group,
                 task_definition_arn: &td_arn,

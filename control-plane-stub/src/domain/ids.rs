@@ -67,6 +67,9 @@ pub struct Arns {
     prefix: String,
     /// `arn:aws:secretsmanager:<region>:<account>`: the secrets berth-cp holds.
     secrets_prefix: String,
+    /// `arn:aws:servicediscovery:<region>:<account>`: Service Connect namespaces, shaped as
+    /// Cloud Map's.
+    namespace_prefix: String,
 }
 
 impl Arns {
@@ -75,6 +78,7 @@ impl Arns {
             account: account.to_string(),
             prefix: format!("arn:aws:ecs:{region}:{account}"),
             secrets_prefix: format!("arn:aws:secretsmanager:{region}:{account}"),
+            namespace_prefix: format!("arn:aws:servicediscovery:{region}:{account}"),
         }
     }
     /// What follows `arn:aws:ecs:REGION:ACCOUNT:` in an ARN of this region and account.
@@ -88,6 +92,13 @@ impl Arns {
     /// A secret's ARN, shaped as Secrets Manager's (without its random suffix).
     pub fn secret(&self, name: &str) -> String {
         format!("{}:secret:{name}", self.secrets_prefix)
+    }
+    /// A Service Connect namespace's ARN, named by the namespace (Cloud Map's has an id).
+    pub fn namespace(&self, name: &str) -> String {
+        format!("{}:namespace/{name}", self.namespace_prefix)
+    }
+    pub fn capacity_provider(&self, name: &str) -> String {
+        format!("{}:capacity-provider/{name}", self.prefix)
     }
     pub fn cluster(&self, name: &str) -> String {
         format!("{}:cluster/{name}", self.prefix)
@@ -118,6 +129,16 @@ impl Arns {
             "{}:container/{cluster}/{task_id}/{container_id}",
             self.prefix
         )
+    }
+}
+
+/// A namespace named by name or by ARN (`arn:aws:servicediscovery:…:namespace/NAME`).
+pub fn namespace_name(name_or_arn: &str) -> &str {
+    match name_or_arn.strip_prefix("arn:") {
+        Some(rest) => rest
+            .rsplit_once(":namespace/")
+            .map_or(name_or_arn, |(_, n)| n),
+        None => name_or_arn,
     }
 }
 

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 
 use crate::domain::placement::{Constraint, Placement, Resource, SpreadOn, Strategy};
 use crate::domain::query::Facts;
-use crate::domain::taskdef::{Needs, PortRange};
+use crate::domain::taskdef::{first_missing, Needs, PortRange};
 
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Candidate {
@@ -108,6 +108,8 @@ pub struct Request<'a> {
     /// The task's fixed host ports (none for dynamic ports and awsvpc tasks).
     pub ports: &'a [PortRange],
     pub network_mode: &'a str,
+    /// The task definition's requiresAttributes: an instance lacking one cannot run it.
+    pub required_attributes: &'a [&'a str],
     pub count: usize,
     /// The task group (`service:NAME`, `family:NAME` or RunTask's group): what spread and
     /// distinctInstance count.
@@ -223,6 +225,24 @@ fn choose(
             ),
         ));
     }
+    let capable: Vec<usize> = supporting
+        .iter()
+        .copied()
+        .filter(|i| first_missing(req.required_attributes, &pool[*i].attributes).is_none())
+        .collect();
+    if capable.is_empty() {
+        let first = &pool[supporting[0]];
+        let missing = first_missing(req.required_attributes, &first.attributes).unwrap_or("");
+        return Err(fail(
+            &first.instance_arn,
+            "ATTRIBUTE",
+            format!(
+                "the task definition requires attribute {missing}, which no connected instance that runs network mode {} has",
+                req.network_mode
+            ),
+        ));
+    }
+    let supporting = capable;
     let with_memory: Vec<usize> = supporting
         .iter()
         .copied()
@@ -349,6 +369,7 @@ mod tests {
             needs,
             ports,
             network_mode: mode,
+            required_attributes: &[],
             count,
             group: "family:web",
             task_definition_arn: td,
@@ -412,6 +433,34 @@ mod tests {
                 .reason,
             "ATTRIBUTE"
         );
+    }
+
+    #[test]
+    fn only_instances_with_every_required_attribute_take_the_task() {
+        let placement = Placement::new(&[], &[], &[], false).unwrap();
+        let required = ["ecs.capability.container-health-check"];
+        let req = Request {
+            needs: NEEDS,
+            ports: &[],
+            network_mode: "bridge",
+            required_attributes: &required,
+            count: 2,
+            group: "family:web",
+            task_definition_arn: "td",
+            placement: &placement,
+            seed: 7,
+        };
+        let old = cand("old", 8192, 0);
+        let mut new = cand("new", 8192, 0);
+        new.attributes.push((
+            "ecs.capability.container-health-check".into(),
+            String::new(),
+        ));
+        let placed = place(&req, &[old.clone(), new]);
+        assert_eq!(placed, vec![Ok("new".to_string()), Ok("new".to_string())]);
+        let f = place(&req, &[old])[0].clone().unwrap_err();
+        assert_eq!((f.reason, f.arn.as_str()), ("ATTRIBUTE", "arn:old"));
+        assert!(f.detail.contains("container-health-check"), "{}", f.detail);
     }
 
     #[test]

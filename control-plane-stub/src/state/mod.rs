@@ -15,7 +15,7 @@ use std::path::PathBuf;
 
 use thiserror::Error;
 
-use crate::domain::cluster::{ClusterContents, ClusterStatus, DeleteRefusal};
+use crate::domain::cluster::{ClusterConfig, ClusterContents, ClusterStatus, DeleteRefusal};
 use crate::domain::instance::{
     ActivationCode, Instance, InstanceInfo, InstanceState, Refusal, RuntimeHealth,
 };
@@ -75,6 +75,7 @@ pub struct ClusterRecord {
     pub name: String,
     pub status: ClusterStatus,
     pub created_at_ms: i64,
+    pub config: ClusterConfig,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -178,9 +179,23 @@ pub trait ClusterStore {
     /// deleted across restarts); returns whether it was created.
     fn ensure_cluster(&self, name: &str, now_ms: i64) -> Result<bool>;
 
-    /// Creates the cluster, or makes an INACTIVE one ACTIVE again as new; an ACTIVE one is
-    /// returned unchanged.
-    fn create_cluster(&self, name: &str, now_ms: i64) -> Result<ClusterRecord>;
+    /// Creates the cluster with `config`, or makes an INACTIVE one ACTIVE again as new (with
+    /// `config`, and without the tags it had); an ACTIVE one is returned unchanged. Says
+    /// whether the cluster is new.
+    fn create_cluster(
+        &self,
+        name: &str,
+        now_ms: i64,
+        config: &ClusterConfig,
+    ) -> Result<(ClusterRecord, bool)>;
+
+    /// Changes an ACTIVE cluster's configuration atomically: `change` edits it or refuses
+    /// (nothing is written). None when there is no ACTIVE cluster of the name.
+    fn change_cluster_config(
+        &self,
+        name: &str,
+        change: &mut dyn FnMut(&mut ClusterConfig) -> std::result::Result<(), String>,
+    ) -> Result<Option<std::result::Result<ClusterRecord, String>>>;
 
     /// A cluster of either status.
     fn get_cluster(&self, name: &str) -> Result<Option<ClusterRecord>>;

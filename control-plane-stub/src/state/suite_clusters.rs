@@ -3,9 +3,12 @@
 //! helpers and its [`Backend`].
 
 use super::suite::*;
-use crate::domain::cluster::{ClusterContents, ClusterStatus, DeleteRefusal};
+use crate::domain::cluster::{
+    ClusterConfig, ClusterContents, ClusterSetting, ClusterStatus, DeleteRefusal,
+};
 use crate::domain::instance::ActivationCode;
 use crate::domain::settings::{AccountSetting, SettingName};
+use crate::domain::tags::Tag;
 use crate::domain::taskdef::TaskDefinitionStatus;
 
 /// One `#[test]` per case, each on a fresh backend from `$make` (as `store_suite!`).
@@ -60,13 +63,68 @@ pub(crate) fn clusters_are_deleted_when_empty_and_created_again(backend: &dyn Ba
     assert_eq!(store.deactivate_cluster("never", &|_| None).unwrap(), None);
     assert_eq!(store.get_cluster("never").unwrap(), None);
     // Created again: ACTIVE, as new.
-    let again = store.create_cluster("empty", 5).unwrap();
+    // Created again: ACTIVE, as new, with the new configuration and none of the old tags.
+    store
+        .set_tags(&[(
+            "cluster/empty".into(),
+            vec![Tag {
+                key: "team".into(),
+                value: "a".into(),
+            }],
+        )])
+        .unwrap();
+    let config = ClusterConfig {
+        settings: vec![ClusterSetting {
+            name: "containerInsights".into(),
+            value: "enabled".into(),
+        }],
+        ..Default::default()
+    };
+    let (again, created) = store.create_cluster("empty", 5, &config).unwrap();
+    assert!(created);
     assert_eq!(
-        (again.status, again.created_at_ms),
-        (ClusterStatus::Active, 5)
+        (again.status, again.created_at_ms, &again.config),
+        (ClusterStatus::Active, 5, &config)
     );
-    assert_eq!(store.create_cluster("empty", 9).unwrap().created_at_ms, 5);
+    assert_eq!(store.tags_of("cluster/empty").unwrap(), vec![]);
+    let (same, created) = store
+        .create_cluster("empty", 9, &ClusterConfig::default())
+        .unwrap();
+    assert!(!created);
+    assert_eq!((same.created_at_ms, same.config), (5, config.clone()));
     assert!(store.cluster_exists("empty").unwrap());
+
+    // A configuration change is all or nothing, and only on an ACTIVE cluster.
+    let refused = store
+        .change_cluster_config("empty", &mut |c| {
+            c.settings.clear();
+            Err("no".into())
+        })
+        .unwrap();
+    assert_eq!(refused, Some(Err("no".into())));
+    assert_eq!(store.get_cluster("empty").unwrap().unwrap().config, config);
+    let changed = store
+        .change_cluster_config("empty", &mut |c| {
+            c.service_connect_namespace = Some("lab".into());
+            Ok(())
+        })
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        changed.config.service_connect_namespace.as_deref(),
+        Some("lab")
+    );
+    assert_eq!(
+        store.get_cluster("empty").unwrap().unwrap().config,
+        changed.config
+    );
+    assert_eq!(
+        store
+            .change_cluster_config("never", &mut |_| Ok(()))
+            .unwrap(),
+        None
+    );
 
     // What is left in a cluster is counted in the transaction that would delete it.
     with_task(store.as_ref());

@@ -1,5 +1,8 @@
-//! Shared helpers: a server on port 0 in a temp dir, an ECS JSON client, a fake agent.
+//! Shared helpers: a server on port 0 in a temp dir, an ECS JSON client, a fake agent, and the
+//! real aws CLI and boto3 (`clients`).
 #![allow(dead_code)]
+
+pub mod clients;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -163,7 +166,24 @@ pub fn register_request(cluster: &str, auth: pb::register_request::Auth) -> pb::
                 name: "ecs.cpu-architecture".into(),
                 value: "x86_64".into(),
             },
-        ],
+        ]
+        .into_iter()
+        // The capabilities a real agent reports (agent/src/host.rs), so that task definitions
+        // requiring them (requiresAttributes) are placed.
+        .chain(
+            [
+                "ecs.capability.container-health-check",
+                "ecs.capability.container-ordering",
+                "ecs.capability.task-cpu-mem-limit",
+                "ecs.capability.private-registry-authentication.secretsmanager",
+                "com.amazonaws.ecs.capability.privileged-container",
+            ]
+            .map(|name| pb::Attribute {
+                name: name.into(),
+                value: String::new(),
+            }),
+        )
+        .collect(),
         version_info: Some(pb::VersionInfo {
             agent_version: "0.1.0".into(),
             agent_hash: "abc".into(),
@@ -411,13 +431,19 @@ impl ReportingAgent {
     }
     /// Registers an agent in `default` and connects it.
     pub async fn register(dir: &Path, g: SocketAddr) -> Self {
+        Self::register_with(dir, g, |_| {}).await
+    }
+
+    /// `register`, with the registration changed by `edit` first (to leave out an attribute).
+    pub async fn register_with(
+        dir: &Path,
+        g: SocketAddr,
+        edit: impl FnOnce(&mut pb::RegisterRequest),
+    ) -> Self {
         let code = berth_cp::admin::create_activation(&data_dir(dir), "default", 1, 3600).unwrap();
-        let reg = grpc(g)
-            .await
-            .register(register_request("default", code_auth(&code)))
-            .await
-            .unwrap()
-            .into_inner();
+        let mut request = register_request("default", code_auth(&code));
+        edit(&mut request);
+        let reg = grpc(g).await.register(request).await.unwrap().into_inner();
         let mut session = FakeAgent::connect(g, &reg.instance_id, &reg.secret, 0)
             .await
             .unwrap();

@@ -1,5 +1,6 @@
 //! ListContainerInstances (with ECS's status and cluster-query filters),
-//! DescribeContainerInstances, UpdateContainerInstancesState, DeregisterContainerInstance.
+//! DescribeContainerInstances, UpdateContainerInstancesState, DeregisterContainerInstance,
+//! DiscoverPollEndpoint.
 
 use serde::Deserialize;
 use serde_json::json;
@@ -178,6 +179,39 @@ fn deregister_container_instance(
     Ok(json!({"containerInstance": shapes::container_instance(&cp.arns, &view)}))
 }
 
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct DiscoverPollEndpointRequest {
+    container_instance: Option<String>,
+    cluster: Option<String>,
+}
+
+/// DiscoverPollEndpoint: where an agent keeps its session, berth-cp's gRPC address (ECS's
+/// agent asks this before it connects; berth-agent is configured with it, and tools that
+/// bootstrap a host can ask). Berth serves no separate telemetry or Service Connect endpoint.
+fn discover_poll_endpoint(cp: &ControlPlane, r: DiscoverPollEndpointRequest) -> OpResult {
+    let cluster = cluster_or_default(r.cluster);
+    cp.clusters.require(&cluster)?;
+    if let Some(reference) = &r.container_instance {
+        let id = ids::resource_id(reference);
+        let registered = cp
+            .instances
+            .views(&cluster)?
+            .iter()
+            .any(|v| v.instance.id == id && !v.instance.revoked);
+        if !registered {
+            return Err(ApiError::client(
+                "InvalidParameterException",
+                format!(
+                    "containerInstance {:?} is not registered in cluster {cluster}",
+                    id.chars().take(64).collect::<String>()
+                ),
+            ));
+        }
+    }
+    Ok(json!({"endpoint": cp.agent_endpoint}))
+}
+
 /// The handler of `operation` when it is one of this resource's.
 pub(super) fn operation(name: &str) -> Option<Operation> {
     Some(match name {
@@ -185,6 +219,7 @@ pub(super) fn operation(name: &str) -> Option<Operation> {
         "ListContainerInstances" => |cp, r| list_container_instances(cp, parse(r)?),
         "DeregisterContainerInstance" => |cp, r| deregister_container_instance(cp, parse(r)?),
         "DescribeContainerInstances" => |cp, r| describe_container_instances(cp, parse(r)?),
+        "DiscoverPollEndpoint" => |cp, r| discover_poll_endpoint(cp, parse(r)?),
         _ => return None,
     })
 }

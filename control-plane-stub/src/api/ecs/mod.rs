@@ -13,6 +13,7 @@ mod tags;
 mod task_definitions;
 mod task_protection;
 mod tasks;
+mod unsupported;
 
 use std::sync::Arc;
 
@@ -131,7 +132,8 @@ fn dispatch(cp: &ControlPlane, operation: &str, request: Value) -> OpResult {
         .or_else(|| task_protection::operation(operation))
         .or_else(|| attributes::operation(operation))
         .or_else(|| tags::operation(operation))
-        .or_else(|| account_settings::operation(operation));
+        .or_else(|| account_settings::operation(operation))
+        .or_else(|| unsupported::operation(operation));
     match handler {
         Some(handler) => handler(cp, request),
         None => Err(ApiError::client(

@@ -104,6 +104,7 @@ struct CreateServiceRequest {
     placement_strategy: Vec<StrategySpec>,
     #[serde(default)]
     placement_constraints: Vec<ConstraintSpec>,
+    service_connect_configuration: Option<Value>,
 }
 
 fn create_service(cp: &ControlPlane, r: CreateServiceRequest) -> OpResult {
@@ -159,6 +160,7 @@ fn create_service(cp: &ControlPlane, r: CreateServiceRequest) -> OpResult {
         client_token: r.client_token,
         placement_strategy: r.placement_strategy,
         placement_constraints: r.placement_constraints,
+        service_connect: r.service_connect_configuration,
     };
     let s = cp.services.create(input)?;
     Ok(json!({"service": service(cp, &s, true)?}))
@@ -181,6 +183,7 @@ struct UpdateServiceRequest {
     propagate_tags: Option<String>,
     #[serde(rename = "enableECSManagedTags")]
     enable_ecs_managed_tags: Option<bool>,
+    service_connect_configuration: Option<Value>,
 }
 
 fn update_service(cp: &ControlPlane, r: UpdateServiceRequest) -> OpResult {
@@ -213,6 +216,7 @@ fn update_service(cp: &ControlPlane, r: UpdateServiceRequest) -> OpResult {
             .map(|p| tags::propagate(Some(p)).map(|p| p.as_str().to_string()))
             .transpose()?,
         enable_ecs_managed_tags: r.enable_ecs_managed_tags,
+        service_connect: r.service_connect_configuration,
     };
     let s = cp.services.update(input)?;
     Ok(json!({"service": service(cp, &s, false)?}))
@@ -272,6 +276,31 @@ fn list_services(cp: &ControlPlane, r: ListServicesRequest) -> OpResult {
     }
     let arns: Vec<String> = services.iter().map(|s| cp.services.arn(s)).collect();
     // ECS pages services 10 at a time unless asked for more.
+    let (page, next) = paginate(
+        arns,
+        Some(r.max_results.unwrap_or(10)),
+        r.next_token.as_deref(),
+    )?;
+    Ok(page_response("serviceArns", page, next))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ListServicesByNamespaceRequest {
+    namespace: String,
+    next_token: Option<String>,
+    max_results: Option<i64>,
+}
+
+/// ListServicesByNamespace: the services, of any cluster, in a Service Connect namespace.
+fn list_services_by_namespace(cp: &ControlPlane, r: ListServicesByNamespaceRequest) -> OpResult {
+    let namespace = ids::namespace_name(&r.namespace);
+    let arns: Vec<String> = cp
+        .services
+        .in_namespace(namespace)?
+        .iter()
+        .map(|s| cp.services.arn(s))
+        .collect();
     let (page, next) = paginate(
         arns,
         Some(r.max_results.unwrap_or(10)),
@@ -403,6 +432,14 @@ fn deployments(cp: &ControlPlane, s: &Service, counts: &TaskCounts) -> Value {
             if let Some(n) = &s.network_configuration {
                 m.insert("networkConfiguration".into(), n.clone());
             }
+            // Kept per service, not per deployment: it has no effect on the tasks yet.
+            if let (0, Some(sc)) = (i, &s.service_connect) {
+                let mut sc = sc.clone();
+                if let Some(ns) = sc["namespace"].as_str().map(|n| cp.arns.namespace(n)) {
+                    sc["namespace"] = json!(ns);
+                }
+                m.insert("serviceConnectConfiguration".into(), sc);
+            }
             m.insert("rolloutState".into(), json!(d.rollout_state.as_str()));
             m.insert("rolloutStateReason".into(), json!(d.rollout_state_reason));
             Value::Object(m)
@@ -427,6 +464,7 @@ pub(super) fn operation(name: &str) -> Option<Operation> {
         "UpdateService" => |cp, r| update_service(cp, parse(r)?),
         "DescribeServices" => |cp, r| describe_services(cp, parse(r)?),
         "ListServices" => |cp, r| list_services(cp, parse(r)?),
+        "ListServicesByNamespace" => |cp, r| list_services_by_namespace(cp, parse(r)?),
         "DeleteService" => |cp, r| delete_service(cp, parse(r)?),
         _ => return None,
     })

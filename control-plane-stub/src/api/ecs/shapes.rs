@@ -4,13 +4,13 @@ use serde_json::{json, Map, Value};
 
 use crate::api::ts;
 
-use crate::app::{ClusterView, InstanceView};
+use crate::app::InstanceView;
 use crate::domain::ids::Arns;
 use crate::domain::instance::{overall_health, Resource, RuntimeHealth};
 use crate::domain::task::{
     container_health_status, task_health_status, Container, Task, TaskStatus,
 };
-use crate::domain::taskdef::{HealthDef, Protocol};
+use crate::domain::taskdef::{required_attributes, HealthDef, Protocol};
 use crate::scheduler::placement::PlacementFailure;
 use crate::state::TaskDefRecord;
 
@@ -21,24 +21,6 @@ fn put(m: &mut Map<String, Value>, key: &str, v: Option<Value>) {
     if let Some(v) = v {
         m.insert(key.to_string(), v);
     }
-}
-
-pub fn cluster(arns: &Arns, view: &ClusterView) -> Value {
-    let (name, c) = (&view.record.name, &view.counts);
-    json!({
-        "clusterArn": arns.cluster(name),
-        "clusterName": name,
-        "status": view.record.status.as_str(),
-        "registeredContainerInstancesCount": c.instances,
-        "runningTasksCount": c.running_tasks,
-        "pendingTasksCount": c.pending_tasks,
-        "activeServicesCount": c.active_services,
-        "statistics": [],
-        "tags": [],
-        "settings": [],
-        "capacityProviders": [],
-        "defaultCapacityProviderStrategy": [],
-    })
 }
 
 pub fn missing(arn: &str) -> Value {
@@ -67,11 +49,15 @@ pub fn task_definition(arns: &Arns, r: &TaskDefRecord) -> Value {
         "deleteRequestedAt",
         r.delete_requested_at_ms.map(ts),
     );
+    let required: Vec<Value> = required_attributes(&r.raw)
+        .into_iter()
+        .map(|name| json!({"name": name}))
+        .collect();
+    m.insert("requiresAttributes".into(), Value::Array(required));
     for (key, default) in [
         ("networkMode", json!("bridge")),
         ("volumes", json!([])),
         ("placementConstraints", json!([])),
-        ("requiresAttributes", json!([])),
     ] {
         m.entry(key).or_insert(default);
     }

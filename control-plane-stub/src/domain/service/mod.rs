@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub mod connect;
 pub mod history;
 
 use crate::domain::placement::{ConstraintSpec, StrategySpec};
@@ -178,6 +179,9 @@ pub struct Service {
     /// REPLICA (desiredCount tasks) or DAEMON (one per eligible instance).
     #[serde(default)]
     pub scheduling_strategy: SchedulingStrategy,
+    /// serviceConnectConfiguration as given, its namespace resolved (`connect::check`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_connect: Option<Value>,
 }
 
 /// ECS's schedulingStrategy.
@@ -357,6 +361,7 @@ pub fn test_service(name: &str) -> Service {
         placement_strategy: Vec::new(),
         placement_constraints: Vec::new(),
         scheduling_strategy: SchedulingStrategy::Replica,
+        service_connect: None,
     }
 }
 

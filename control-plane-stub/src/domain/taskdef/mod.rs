@@ -14,6 +14,7 @@ mod lifecycle;
 mod network;
 mod overrides;
 mod ports;
+mod requirements;
 mod resources;
 mod status;
 #[cfg(test)]
@@ -25,6 +26,7 @@ use lifecycle::*;
 use network::*;
 pub use overrides::*;
 pub use ports::*;
+pub use requirements::{first_missing, required_attributes};
 use resources::*;
 pub use status::*;
 

@@ -58,6 +58,7 @@ fn run(
             needs: SMALL,
             ports: &[],
             network_mode: "bridge",
+            required_attributes: &[],
             count,
             group: "service:web",
             task_definition_arn: "td",

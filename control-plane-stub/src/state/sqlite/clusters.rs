@@ -14,19 +14,57 @@ impl ClusterStore for SqliteStore {
         Ok(n == 1)
     }
 
-    fn create_cluster(&self, name: &str, now_ms: i64) -> Result<ClusterRecord> {
+    fn create_cluster(
+        &self,
+        name: &str,
+        now_ms: i64,
+        config: &ClusterConfig,
+    ) -> Result<(ClusterRecord, bool)> {
+        let config_json = serde_json::to_string(config)?;
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        tx.execute(
-            "INSERT INTO clusters (name, created_at_ms, status) VALUES (?1, ?2, 'ACTIVE')
+        let created = tx.execute(
+            "INSERT INTO clusters (name, created_at_ms, status, config_json)
+             VALUES (?1, ?2, 'ACTIVE', ?3)
              ON CONFLICT (name) DO UPDATE SET status = 'ACTIVE', created_at_ms = ?2,
-                 config_json = '{}'
+                 config_json = ?3
                  WHERE status != 'ACTIVE'",
-            params![name, now_ms],
-        )?;
+            params![name, now_ms, config_json],
+        )? == 1;
+        if created {
+            // A cluster created again is a new cluster: the deleted one's tags are not its.
+            tx.execute(
+                "DELETE FROM tags WHERE resource = ?1",
+                [format!("cluster/{name}")],
+            )?;
+        }
         let record = cluster_row(&tx, name)?;
         tx.commit()?;
-        record.ok_or_else(|| StoreError::BadValue(format!("cluster {name:?} vanished")))
+        let record =
+            record.ok_or_else(|| StoreError::BadValue(format!("cluster {name:?} vanished")))?;
+        Ok((record, created))
+    }
+
+    fn change_cluster_config(
+        &self,
+        name: &str,
+        change: &mut dyn FnMut(&mut ClusterConfig) -> std::result::Result<(), String>,
+    ) -> Result<Option<std::result::Result<ClusterRecord, String>>> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut record = match cluster_row(&tx, name)? {
+            Some(c) if c.status == ClusterStatus::Active => c,
+            _ => return Ok(None),
+        };
+        if let Err(refused) = change(&mut record.config) {
+            return Ok(Some(Err(refused)));
+        }
+        tx.execute(
+            "UPDATE clusters SET config_json = ?2 WHERE name = ?1",
+            params![name, serde_json::to_string(&record.config)?],
+        )?;
+        tx.commit()?;
+        Ok(Some(Ok(record)))
     }
 
     fn get_cluster(&self, name: &str) -> Result<Option<ClusterRecord>> {
@@ -115,19 +153,20 @@ impl ClusterStore for SqliteStore {
 }
 
 fn cluster_row(conn: &Connection, name: &str) -> Result<Option<ClusterRecord>> {
-    let row: Option<(String, i64)> = conn
+    let row: Option<(String, i64, String)> = conn
         .query_row(
-            "SELECT status, created_at_ms FROM clusters WHERE name = ?1",
+            "SELECT status, created_at_ms, config_json FROM clusters WHERE name = ?1",
             [name],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
         .optional()?;
-    row.map(|(status, created_at_ms)| {
+    row.map(|(status, created_at_ms, config_json)| {
         Ok(ClusterRecord {
             name: name.to_string(),
             status: ClusterStatus::parse(&status)
                 .ok_or_else(|| StoreError::BadValue(format!("cluster status {status:?}")))?,
             created_at_ms,
+            config: serde_json::from_str(&config_json)?,
         })
     })
     .transpose()

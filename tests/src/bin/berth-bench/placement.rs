@@ -133,6 +133,7 @@ pub async fn run(o: Options) -> Result<()> {
                 },
                 ports: &[],
                 network_mode: "bridge",
+                required_attributes: &[],
                 count: o.tasks,
                 group: "service:bench",
                 task_definition_arn: "arn:aws:ecs:us-east-1:000000000000:task-definition/bench:1",
