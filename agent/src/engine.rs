@@ -837,6 +837,9 @@ impl<R: Runtime> Worker<R> {
                 let resolve_started = now_ms();
                 match images.ensure(&image, auth.as_ref()).instrument(span).await {
                     Ok(ensured) => {
+                        // ECS's imageDigest: what the name points to now that it is here. A
+                        // failure here fails the create that follows, with its own reason.
+                        let digest = runtime.resolve_image(&image).await.ok();
                         info!(container.name = %name, "{}", ensured.summary);
                         // ECS shows pullStartedAt/pullStoppedAt for every task (its agent pulls
                         // by default); a cached image's are the time its lookup took.
@@ -850,6 +853,7 @@ impl<R: Runtime> Worker<R> {
                                     started_at_ms,
                                     stopped_at_ms,
                                 }),
+                                digest,
                             },
                             now_ms(),
                         );
@@ -1357,7 +1361,26 @@ mod tests {
         let calls = rt.calls();
         assert!(calls.contains(&format!("signal t1-side {}", libc::SIGTERM)));
         assert!(calls.contains(&format!("signal t1-side {}", libc::SIGKILL)));
-        let last = task_reports(&h.store).pop().unwrap();
+        // Every container report from PULLED on carries the image's digest (imageDigest).
+        let digest = crate::runtime::fake::fake_digest("img");
+        let reports = task_reports(&h.store);
+        let digests: Vec<_> = reports
+            .iter()
+            .filter_map(|r| match r {
+                StoredReport::Container {
+                    status,
+                    image_digest,
+                    ..
+                } if *status >= ContainerStatus::Pulled => Some(image_digest.as_deref()),
+                _ => None,
+            })
+            .collect();
+        assert!(!digests.is_empty());
+        assert!(
+            digests.iter().all(|d| *d == Some(digest.as_str())),
+            "{digests:?}"
+        );
+        let last = reports.last().cloned().unwrap();
         assert!(matches!(
             last,
             StoredReport::Task {

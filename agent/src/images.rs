@@ -115,7 +115,7 @@ impl<R: Runtime> ImageProvider for PresentOnly<R> {
             self.0
                 .resolve_image(image)
                 .await
-                .map(|()| Ensured {
+                .map(|_digest| Ensured {
                     pulled: None,
                     summary: format!("using {image} from containerd"),
                 })

@@ -66,6 +66,8 @@ pub enum StoredReport {
         restart_count: u32,
         #[serde(default)]
         health: Option<crate::health::HealthState>,
+        #[serde(default)]
+        image_digest: Option<String>,
     },
     Task {
         status: TaskStatus,
@@ -90,6 +92,7 @@ impl From<Report> for StoredReport {
                 reason,
                 restart_count,
                 health,
+                image_digest,
             } => Self::Container {
                 name,
                 runtime_id,
@@ -98,6 +101,7 @@ impl From<Report> for StoredReport {
                 reason,
                 restart_count,
                 health,
+                image_digest,
             },
             Report::Task {
                 status,
@@ -703,6 +707,7 @@ mod tests {
             reason: None,
             restart_count,
             health: None,
+            image_digest: None,
         };
         let task = |status: TaskStatus| Report::Task {
             status,

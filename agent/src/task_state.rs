@@ -122,6 +122,9 @@ pub struct ContainerState {
     /// How the image got into containerd (pulled or cached), for the PULLED report.
     #[serde(default)]
     pub pull_summary: Option<String>,
+    /// The image's digest once it is in containerd, for DescribeTasks' imageDigest.
+    #[serde(default)]
+    pub image_digest: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -170,6 +173,7 @@ pub enum Event {
         container: String,
         summary: String,
         pulled: Option<PullTimes>,
+        digest: Option<String>,
     },
     /// Recovery found no process where the state expected one (the agent was down).
     Vanished {
@@ -236,6 +240,8 @@ pub enum Report {
         restart_count: u32,
         /// For containers with a healthCheck: the status and the last check.
         health: Option<HealthState>,
+        /// The digest of the image the container runs (its manifest, or index, in containerd).
+        image_digest: Option<String>,
     },
     Task {
         status: TaskStatus,
@@ -316,6 +322,7 @@ impl TaskState {
                     .map(|_| HealthState::default()),
                 reported_health: None,
                 pull_summary: None,
+                image_digest: None,
             })
             .collect();
         let mut state = TaskState {
@@ -422,9 +429,11 @@ impl TaskState {
                 container,
                 summary,
                 pulled,
+                digest,
             } => {
                 if let Some(c) = self.container_mut(&container) {
                     c.pull_summary = Some(summary);
+                    c.image_digest = digest;
                 }
                 if let Some(p) = pulled {
                     let pull = self.pull.get_or_insert(p);
@@ -884,6 +893,7 @@ impl TaskState {
                         c.reason.clone()
                     },
                     restart_count: c.restart_count,
+                    image_digest: c.image_digest.clone(),
                     health: c
                         .health
                         .clone()

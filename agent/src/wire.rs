@@ -348,7 +348,9 @@ pub fn state_change(e: OutboxEntry) -> pb::StateChange {
             reason,
             restart_count,
             health,
+            image_digest,
         } => pb::state_change::Change::Container(pb::ContainerStateChange {
+            image_digest: image_digest.unwrap_or_default(),
             task_arn: e.task_arn,
             container_name: name,
             status: container_status(status) as i32,

@@ -50,7 +50,11 @@ async fn runs_a_container_to_its_exit_code_with_logs_in_a_file() {
     let s = Scratch::new();
     let rt = s.runtime().await;
     assert!(!rt.version().await.unwrap().is_empty());
-    rt.resolve_image(IMAGE).await.unwrap();
+    let digest = rt.resolve_image(IMAGE).await.unwrap();
+    assert!(
+        digest.starts_with("sha256:") && digest.len() == 71,
+        "{digest}"
+    );
     let req = s.request(
         "main",
         &["sh", "-c", "echo $GREETING; echo to-stderr >&2; exit 7"],

@@ -185,6 +185,8 @@ fn container_running(
         runtime_id: format!("{name}-runtime"),
         at_ms: 1_700_000_000_900,
         health,
+        image_digest: "sha256:5b0bcabd1ed22e9fb1310cf6c2dec7cdef19f0ad69efa1f392e94a4333501270"
+            .into(),
         ..Default::default()
     })
 }

@@ -86,6 +86,12 @@ async fn a_multi_layer_image_is_pulled_by_tag_and_by_digest_and_runs() -> Result
             "by {what}: the layers were not all applied in order: {t}\nlog: {}",
             container_log(&env, &task, "app").unwrap_or_default()
         );
+        // ECS's imageDigest: what the name pointed to, the digest the registry served.
+        ensure!(
+            t["containers"][0]["imageDigest"] == digest.as_str(),
+            "by {what}: imageDigest {} is not the pushed {digest}",
+            t["containers"][0]["imageDigest"]
+        );
         let started = t["pullStartedAt"].as_f64().context("no pullStartedAt")?;
         let stopped = t["pullStoppedAt"].as_f64().context("no pullStoppedAt")?;
         let running = t["startedAt"].as_f64().context("no startedAt")?;

@@ -195,7 +195,8 @@ impl Containerd {
                 let manifest = self.read_blob(&manifest_digest).await?;
                 let config_digest = image::config_digest(&manifest).map_err(bad)?;
                 let config = self.read_blob(&config_digest).await?;
-                let resolved = image::parse_config(&config).map_err(bad)?;
+                let mut resolved = image::parse_config(&config).map_err(bad)?;
+                resolved.digest = target.digest.clone();
                 let mut cache = self.resolved_lock();
                 if cache.len() >= RESOLVED_CACHE_MAX {
                     cache.clear();
@@ -1128,8 +1129,8 @@ impl Runtime for Containerd {
         Ok(resp.version)
     }
 
-    async fn resolve_image(&self, image: &str) -> Result<(), RuntimeError> {
-        self.resolve(image).await.map(|_| ())
+    async fn resolve_image(&self, image: &str) -> Result<String, RuntimeError> {
+        self.resolve(image).await.map(|r| r.digest)
     }
 
     async fn create(&self, req: &CreateRequest) -> Result<(), RuntimeError> {

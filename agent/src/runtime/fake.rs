@@ -14,6 +14,12 @@ use super::{
     RuntimeError,
 };
 
+/// A fake image's digest: stable per name, shaped as containerd's.
+pub fn fake_digest(image: &str) -> String {
+    use sha2::{Digest, Sha256};
+    format!("sha256:{:x}", Sha256::digest(image.as_bytes()))
+}
+
 pub struct FakeRuntime {
     inner: Mutex<Inner>,
     exits: broadcast::Sender<ExitEvent>,
@@ -113,11 +119,11 @@ impl Runtime for FakeRuntime {
         Ok("fake".into())
     }
 
-    async fn resolve_image(&self, image: &str) -> Result<(), RuntimeError> {
+    async fn resolve_image(&self, image: &str) -> Result<String, RuntimeError> {
         let mut inner = self.lock();
         inner.calls.push(format!("resolve {image}"));
         if inner.images.contains(image) {
-            Ok(())
+            Ok(fake_digest(image))
         } else {
             Err(RuntimeError::ImageNotFound(image.to_string()))
         }

@@ -23,6 +23,8 @@ pub struct ResolvedImage {
     pub config: ImageConfig,
     /// The chain id of the top layer: the parent snapshot of a container's rootfs.
     pub chain_id: String,
+    /// What the image's name points to (its manifest or index digest), as ECS's imageDigest.
+    pub digest: String,
 }
 
 #[derive(Deserialize)]
@@ -204,6 +206,8 @@ pub fn parse_config(config: &[u8]) -> Result<ResolvedImage, String> {
             user: raw.user.unwrap_or_default(),
         },
         chain_id: chain_id(&c.rootfs.diff_ids).ok_or("the image has no layers")?,
+        // The config does not know what names the image; `resolve` sets it.
+        digest: String::new(),
     })
 }
 

@@ -146,8 +146,12 @@ pub trait Runtime: Send + Sync + 'static {
     /// The runtime's version, for the control plane and health.
     fn version(&self) -> impl Future<Output = Result<String, RuntimeError>> + Send;
 
-    /// Checks that the container's image is present and usable.
-    fn resolve_image(&self, image: &str) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+    /// Checks that the container's image is present and usable; returns its digest (what its
+    /// name points to in the runtime's image store).
+    fn resolve_image(
+        &self,
+        image: &str,
+    ) -> impl Future<Output = Result<String, RuntimeError>> + Send;
 
     /// Creates the container and its (not yet started) process. A leftover container with the
     /// same id that is not running is replaced.

@@ -98,6 +98,7 @@ pub fn agent_change(sc: &pb::StateChange) -> Result<(u64, AgentChange), WireErro
             at_ms: c.at_ms,
             restart_count: i64::from(c.restart_count.max(0)),
             health: c.health.as_ref().map(health_report),
+            image_digest: c.image_digest.chars().take(256).collect(),
         },
     };
     Ok((seq, change))

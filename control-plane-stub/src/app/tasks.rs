@@ -395,6 +395,7 @@ fn new_task(
                 restart_count: 0,
                 port_mappings: c.port_mappings.clone(),
                 health: None,
+                image_digest: None,
             })
             .collect(),
     }

@@ -164,6 +164,9 @@ pub struct Container {
     /// Absent in records written before health checks.
     #[serde(default)]
     pub health: Option<ContainerHealth>,
+    /// The digest of its image on its instance, once the agent has the image (imageDigest).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_digest: Option<String>,
 }
 
 /// A container's health status, as ECS names it.
@@ -282,6 +285,8 @@ pub enum AgentChange {
         restart_count: i64,
         /// Containers with a healthCheck, from RUNNING on; None keeps the last report.
         health: Option<HealthReport>,
+        /// Empty until the agent knows it.
+        image_digest: String,
     },
 }
 
@@ -515,6 +520,7 @@ impl Task {
                 runtime_id,
                 restart_count,
                 health,
+                image_digest,
                 ..
             } => {
                 let Some(c) = self
@@ -537,6 +543,9 @@ impl Task {
                 }
                 if !runtime_id.is_empty() {
                     c.runtime_id = Some(runtime_id.clone());
+                }
+                if !image_digest.is_empty() {
+                    c.image_digest = Some(image_digest.clone());
                 }
                 // Reports arrive in order, but a count never goes back.
                 c.restart_count = c.restart_count.max(*restart_count);

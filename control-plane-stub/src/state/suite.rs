@@ -166,6 +166,7 @@ pub(crate) fn container_change(
         at_ms: 5,
         restart_count: 0,
         health: None,
+        image_digest: String::new(),
     }
 }
 

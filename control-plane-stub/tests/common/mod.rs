@@ -297,6 +297,8 @@ pub fn container_change(
         at_ms: 1_700_000_000_000,
         restart_count: 0,
         health: None,
+        image_digest: "sha256:5b0bcabd1ed22e9fb1310cf6c2dec7cdef19f0ad69efa1f392e94a4333501270"
+            .into(),
     })
 }
 

@@ -81,6 +81,11 @@ pub fn task(arns: &Arns, t: &Task, defs: &[HealthDef]) -> Value {
             m.insert("name".into(), json!(c.name));
             m.insert("image".into(), json!(c.image));
             put(&mut m, "runtimeId", c.runtime_id.as_ref().map(|v| json!(v)));
+            put(
+                &mut m,
+                "imageDigest",
+                c.image_digest.as_ref().map(|v| json!(v)),
+            );
             m.insert("lastStatus".into(), json!(c.last_status.as_str()));
             put(&mut m, "exitCode", c.exit_code.map(|v| json!(v)));
             put(&mut m, "reason", c.reason.as_ref().map(|v| json!(v)));

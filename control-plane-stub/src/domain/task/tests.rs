@@ -50,6 +50,7 @@ pub fn sample_task() -> Task {
             restart_count: 0,
             port_mappings: Vec::new(),
             health: None,
+            image_digest: None,
         }],
     }
 }
@@ -115,6 +116,7 @@ fn events_record_what_was_reported() {
         at_ms: 30,
         restart_count: 0,
         health: None,
+        image_digest: String::new(),
     };
     let e = TaskEvent::of(8, "i1", &c, 31);
     assert_eq!(
@@ -168,6 +170,7 @@ fn container_changes() {
         at_ms: 1,
         restart_count: 2,
         health: None,
+        image_digest: String::new(),
     };
     assert!(t.apply(&change, 0));
     let c = &t.containers[0];
@@ -186,6 +189,7 @@ fn container_changes() {
         at_ms: 1,
         restart_count: 0,
         health: None,
+        image_digest: String::new(),
     };
     assert!(!t.apply(&unknown, 0));
     assert_eq!(t.containers[0].restart_count, 2);
@@ -202,6 +206,7 @@ fn health_change(status: ContainerStatus, health: Option<HealthReport>) -> Agent
         at_ms: 1,
         restart_count: 0,
         health,
+        image_digest: String::new(),
     }
 }
 
