@@ -1,7 +1,8 @@
 //! Placement on a fleet of three agents in three availability zones (one with a custom
 //! attribute), driven by the real AWS CLI: a service spread over zones, binpack, distinctInstance,
 //! memberOf on a custom attribute and on a task group, a bad expression refused with its
-//! position, StartTask, custom attributes, draining an instance, and a DAEMON service.
+//! position, StartTask, custom attributes, draining an instance, deregistering one, and a DAEMON
+//! service.
 
 use std::collections::BTreeMap;
 
@@ -741,6 +742,140 @@ async fn draining_an_instance_moves_its_service_tasks_without_going_below_the_mi
     ensure!(
         format!("{err:#}").contains("InvalidParameterException"),
         "{err:#}"
+    );
+    aws.ecs(&[
+        "delete-service",
+        "--cluster",
+        c,
+        "--service",
+        &name,
+        "--force",
+    ])?;
+    aws.ecs(&[
+        "wait",
+        "services-inactive",
+        "--cluster",
+        c,
+        "--services",
+        &name,
+    ])?;
+    env.pass();
+    Ok(())
+}
+
+/// DeregisterContainerInstance on a real fleet: refused while the instance has tasks, then with
+/// `--force` the instance is INACTIVE, its service task orphaned (STOPPED, as ECS shows it) and
+/// replaced on the other host, and its agent, told it is deregistered, exits 78 (which its
+/// systemd unit does not restart).
+#[tokio::test]
+async fn a_deregistered_instance_is_inactive_its_agent_exits_and_its_service_task_moves(
+) -> Result<()> {
+    let mut env = TestEnv::new("place-dereg")?;
+    env.set_cp_service_settle_ms(500);
+    env.start_cp().await?;
+    let code = env.create_activation(2)?;
+    let gone_agent = env.start_host_in(Some(&code), "lab-1a", &[])?;
+    env.start_host_in(Some(&code), "lab-1b", &[])?;
+    wait_connected(&env, 2).await?;
+    let aws = AwsCli::new(&env.api_url(), &env.dir().join("aws-home"))?;
+    let api = env.api();
+    let c = env.cluster.clone();
+    let c = c.as_str();
+    let gone = instance_in(&env, "lab-1a").await?;
+    let stays = instance_in(&env, "lab-1b").await?;
+    let family = format!("dereg-{}", env.id);
+    register(&api, small(&family)).await?;
+    let name = format!("dereg-{}", env.id);
+    aws.ecs(&[
+        "create-service",
+        "--cluster",
+        c,
+        "--service-name",
+        &name,
+        "--task-definition",
+        &family,
+        "--desired-count",
+        "2",
+        "--launch-type",
+        "EXTERNAL",
+    ])?;
+    aws.ecs(&[
+        "wait",
+        "services-stable",
+        "--cluster",
+        c,
+        "--services",
+        &name,
+    ])?;
+    let before = running_tasks_of(&api, c, &name).await?;
+    let orphan = before
+        .iter()
+        .find(|t| t["containerInstanceArn"] == gone.as_str())
+        .and_then(|t| t["taskArn"].as_str())
+        .with_context(|| format!("a service task on lab-1a: {before:?}"))?
+        .to_owned();
+
+    let refused = aws
+        .ecs(&[
+            "deregister-container-instance",
+            "--cluster",
+            c,
+            "--container-instance",
+            &gone,
+        ])
+        .expect_err("an instance with tasks needs --force");
+    ensure!(
+        format!("{refused:#}").contains("InvalidParameterException"),
+        "{refused:#}"
+    );
+    let out = aws.ecs(&[
+        "deregister-container-instance",
+        "--cluster",
+        c,
+        "--container-instance",
+        &gone,
+        "--force",
+    ])?;
+    ensure!(out["containerInstance"]["status"] == "INACTIVE", "{out:#}");
+    let exit = env.agent(gone_agent).wait_exit(timeout(30)).await?;
+    ensure!(exit.code() == Some(78), "the agent exits 78: {exit:?}");
+
+    let t = api.describe_task(c, &orphan).await?;
+    ensure!(
+        t["lastStatus"] == "STOPPED"
+            && t["stoppedReason"]
+                .as_str()
+                .is_some_and(|r| r.starts_with("Container instance deregistered")),
+        "{t:#}"
+    );
+    aws.ecs(&[
+        "wait",
+        "services-stable",
+        "--cluster",
+        c,
+        "--services",
+        &name,
+    ])?;
+    let after = per_instance(&running_tasks_of(&api, c, &name).await?);
+    ensure!(
+        after == BTreeMap::from([(stays.clone(), 2)]),
+        "both on lab-1b now: {after:?}"
+    );
+    let listed = aws.ecs(&["list-container-instances", "--cluster", c])?;
+    ensure!(
+        arns(&listed, "containerInstanceArns") == vec![stays.clone()],
+        "{listed}"
+    );
+    let inactive = aws.ecs(&[
+        "list-container-instances",
+        "--cluster",
+        c,
+        "--status",
+        "INACTIVE",
+    ])?;
+    ensure!(
+        arns(&inactive, "containerInstanceArns") == vec![gone.clone()],
+        "{inactive}"
     );
     aws.ecs(&[
         "delete-service",
