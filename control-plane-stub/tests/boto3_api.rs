@@ -6,17 +6,13 @@ mod common;
 
 use common::clients::*;
 use common::*;
-use serde_json::{json, Value};
+use serde_json::json;
 
 #[tokio::test]
 async fn boto3_deletes_clusters_task_definitions_and_account_settings() {
     let dir = TempDir::new("boto3");
     let server = start(dir.path()).await;
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/boto3/cluster_ops.py");
-    let endpoint = format!("http://{}", server.api_addr);
-    let stdout = python_stdout(dir.path(), &[script, endpoint.as_str()]).await;
-    let summary: Value = serde_json::from_str(stdout.lines().last().unwrap_or(""))
-        .unwrap_or_else(|e| panic!("no JSON summary ({e}): {stdout}"));
+    let summary = boto3_summary(dir.path(), server.api_addr, "cluster_ops.py").await;
     assert_eq!(
         summary,
         json!({

@@ -251,11 +251,7 @@ async fn no_capacity_provider_exists_and_poll_endpoint_is_the_agents_address() {
 async fn boto3_keeps_cluster_settings_and_configuration() {
     let dir = TempDir::new("boto3-cluster-config");
     let server = start(dir.path()).await;
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/boto3/cluster_config.py");
-    let endpoint = format!("http://{}", server.api_addr);
-    let stdout = python_stdout(dir.path(), &[script, endpoint.as_str()]).await;
-    let summary: Value = serde_json::from_str(stdout.lines().last().unwrap_or(""))
-        .unwrap_or_else(|e| panic!("no JSON summary ({e}): {stdout}"));
+    let summary = boto3_summary(dir.path(), server.api_addr, "cluster_config.py").await;
     assert_eq!(
         summary,
         json!({

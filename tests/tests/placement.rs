@@ -14,11 +14,17 @@ const ZONES: [&str; 3] = ["lab-1a", "lab-1b", "lab-1c"];
 
 /// berth-cp and three hosts, one per zone; the one in lab-1c has `gpu=yes`.
 async fn zoned_fleet(name: &str) -> Result<TestEnv> {
+    fleet_in(name, &ZONES).await
+}
+
+/// berth-cp and one host in each of `zones`, connected (agent `i` is in `zones[i]`); a host in
+/// lab-1c has `gpu=yes`.
+async fn fleet_in(name: &str, zones: &[&str]) -> Result<TestEnv> {
     let mut env = TestEnv::new(name)?;
     env.set_cp_service_settle_ms(500);
     env.start_cp().await?;
-    let code = env.create_activation(3)?;
-    for zone in ZONES {
+    let code = env.create_activation(zones.len() as u32)?;
+    for &zone in zones {
         let attributes: &[(&str, &str)] = if zone == "lab-1c" {
             &[("gpu", "yes")]
         } else {
@@ -26,7 +32,7 @@ async fn zoned_fleet(name: &str) -> Result<TestEnv> {
         };
         env.start_host_in(Some(&code), zone, attributes)?;
     }
-    wait_connected(&env, 3).await?;
+    wait_connected(&env, zones.len()).await?;
     Ok(env)
 }
 
@@ -770,13 +776,8 @@ async fn draining_an_instance_moves_its_service_tasks_without_going_below_the_mi
 #[tokio::test]
 async fn a_deregistered_instance_is_inactive_its_agent_exits_and_its_service_task_moves(
 ) -> Result<()> {
-    let mut env = TestEnv::new("place-dereg")?;
-    env.set_cp_service_settle_ms(500);
-    env.start_cp().await?;
-    let code = env.create_activation(2)?;
-    let gone_agent = env.start_host_in(Some(&code), "lab-1a", &[])?;
-    env.start_host_in(Some(&code), "lab-1b", &[])?;
-    wait_connected(&env, 2).await?;
+    let mut env = fleet_in("place-dereg", &["lab-1a", "lab-1b"]).await?;
+    let gone_agent = 0;
     let aws = AwsCli::new(&env.api_url(), &env.dir().join("aws-home"))?;
     let api = env.api();
     let c = env.cluster.clone();

@@ -4,28 +4,11 @@ Run by tests/cluster_config.rs with the endpoint as its one argument; prints a J
 on its last line."""
 
 import json
-import sys
 
-import boto3
-from botocore.exceptions import ClientError
+from berth_boto3 import ecs_client, error_code
 
-endpoint = sys.argv[1]
-ecs = boto3.client(
-    "ecs",
-    endpoint_url=endpoint,
-    region_name="us-east-1",
-    aws_access_key_id="x",
-    aws_secret_access_key="x",
-)
+ecs = ecs_client()
 summary = {"errors": {}}
-
-
-def error_code(call, **kwargs):
-    try:
-        call(**kwargs)
-    except ClientError as e:
-        return e.response["Error"]["Code"]
-    raise AssertionError(f"{call.__name__} {kwargs} succeeded")
 
 
 # The account's containerInsights is what a cluster created without the setting takes.

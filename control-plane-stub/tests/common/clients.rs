@@ -44,6 +44,18 @@ pub async fn python_stdout<A: AsRef<OsStr>>(home: &Path, args: &[A]) -> String {
     stdout
 }
 
+/// Runs the boto3 script `tests/boto3/NAME` against `api` and returns the JSON summary it
+/// prints on its last line.
+pub async fn boto3_summary(home: &Path, api: SocketAddr, name: &str) -> Value {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/boto3")
+        .join(name);
+    let endpoint = format!("http://{api}");
+    let stdout = python_stdout(home, &[script.as_os_str(), OsStr::new(&endpoint)]).await;
+    serde_json::from_str(stdout.lines().last().unwrap_or(""))
+        .unwrap_or_else(|e| panic!("{name}: no JSON summary ({e}): {stdout}"))
+}
+
 /// Runs `aws ecs ARGS` against `api`; its output whatever the exit status.
 pub async fn aws_output(home: &Path, api: SocketAddr, args: &[&str]) -> Output {
     let program = std::env::var_os("BERTH_AWS_CLI").unwrap_or_else(|| "aws".into());
@@ -100,6 +112,8 @@ fn isolated(mut command: tokio::process::Command, home: &Path) -> tokio::process
         .env("AWS_CONFIG_FILE", home.join("aws-config"))
         .env("AWS_SHARED_CREDENTIALS_FILE", home.join("aws-credentials"))
         .env("AWS_EC2_METADATA_DISABLED", "true")
+        // The scripts import tests/boto3/berth_boto3.py: no __pycache__ left in the tree.
+        .env("PYTHONDONTWRITEBYTECODE", "1")
         .stdin(Stdio::null());
     command
 }

@@ -274,13 +274,18 @@ fn list_services(cp: &ControlPlane, r: ListServicesRequest) -> OpResult {
         })?;
         services.retain(|s| s.scheduling_strategy == wanted);
     }
+    service_page(cp, &services, r.max_results, r.next_token.as_deref())
+}
+
+/// A page of services' ARNs: ECS pages services 10 at a time unless asked for more.
+fn service_page(
+    cp: &ControlPlane,
+    services: &[Service],
+    max_results: Option<i64>,
+    next_token: Option<&str>,
+) -> OpResult {
     let arns: Vec<String> = services.iter().map(|s| cp.services.arn(s)).collect();
-    // ECS pages services 10 at a time unless asked for more.
-    let (page, next) = paginate(
-        arns,
-        Some(r.max_results.unwrap_or(10)),
-        r.next_token.as_deref(),
-    )?;
+    let (page, next) = paginate(arns, Some(max_results.unwrap_or(10)), next_token)?;
     Ok(page_response("serviceArns", page, next))
 }
 
@@ -294,19 +299,10 @@ struct ListServicesByNamespaceRequest {
 
 /// ListServicesByNamespace: the services, of any cluster, in a Service Connect namespace.
 fn list_services_by_namespace(cp: &ControlPlane, r: ListServicesByNamespaceRequest) -> OpResult {
-    let namespace = ids::namespace_name(&r.namespace);
-    let arns: Vec<String> = cp
+    let services = cp
         .services
-        .in_namespace(namespace)?
-        .iter()
-        .map(|s| cp.services.arn(s))
-        .collect();
-    let (page, next) = paginate(
-        arns,
-        Some(r.max_results.unwrap_or(10)),
-        r.next_token.as_deref(),
-    )?;
-    Ok(page_response("serviceArns", page, next))
+        .in_namespace(ids::namespace_name(&r.namespace))?;
+    service_page(cp, &services, r.max_results, r.next_token.as_deref())
 }
 
 #[derive(Deserialize)]
