@@ -116,6 +116,40 @@ fn per_instance(tasks: &[Value]) -> BTreeMap<String, usize> {
     m
 }
 
+/// `aws ecs wait services-stable` for one service.
+fn wait_stable(aws: &AwsCli, cluster: &str, service: &str) -> Result<()> {
+    aws.ecs(&[
+        "wait",
+        "services-stable",
+        "--cluster",
+        cluster,
+        "--services",
+        service,
+    ])
+    .map(drop)
+}
+
+/// Deletes a service with `--force` and waits until it is INACTIVE.
+fn delete_service(aws: &AwsCli, cluster: &str, service: &str) -> Result<()> {
+    aws.ecs(&[
+        "delete-service",
+        "--cluster",
+        cluster,
+        "--service",
+        service,
+        "--force",
+    ])?;
+    aws.ecs(&[
+        "wait",
+        "services-inactive",
+        "--cluster",
+        cluster,
+        "--services",
+        service,
+    ])
+    .map(drop)
+}
+
 fn tasks_of(run: &Value) -> Vec<Value> {
     run["tasks"].as_array().cloned().unwrap_or_default()
 }
@@ -141,14 +175,7 @@ async fn a_service_spreads_over_three_zones_three_three_three() -> Result<()> {
         "--launch-type",
         "EXTERNAL",
     ])?;
-    aws.ecs(&[
-        "wait",
-        "services-stable",
-        "--cluster",
-        c,
-        "--services",
-        &name,
-    ])?;
+    wait_stable(&aws, c, &name)?;
     let listed = aws.ecs(&["list-tasks", "--cluster", c, "--service-name", &name])?;
     let arns: Vec<&str> = listed["taskArns"]
         .as_array()
@@ -179,22 +206,7 @@ async fn a_service_spreads_over_three_zones_three_three_three() -> Result<()> {
         described["services"][0]["placementStrategy"] == json!([]),
         "no strategy given, none shown (ECS's default applies): {described}"
     );
-    aws.ecs(&[
-        "delete-service",
-        "--cluster",
-        c,
-        "--service",
-        &name,
-        "--force",
-    ])?;
-    aws.ecs(&[
-        "wait",
-        "services-inactive",
-        "--cluster",
-        c,
-        "--services",
-        &name,
-    ])?;
+    delete_service(&aws, c, &name)?;
     env.pass();
     Ok(())
 }
@@ -623,14 +635,7 @@ async fn draining_an_instance_moves_its_service_tasks_without_going_below_the_mi
         "--deployment-configuration",
         "minimumHealthyPercent=100,maximumPercent=200",
     ])?;
-    aws.ecs(&[
-        "wait",
-        "services-stable",
-        "--cluster",
-        c,
-        "--services",
-        &name,
-    ])?;
+    wait_stable(&aws, c, &name)?;
     let service_tasks = || running_tasks_of(&api, c, &name);
     let before = per_instance(&service_tasks().await?);
     ensure!(
@@ -686,14 +691,7 @@ async fn draining_an_instance_moves_its_service_tasks_without_going_below_the_mi
         samples.iter().all(|n| *n >= 3),
         "below the minimum: {samples:?}"
     );
-    aws.ecs(&[
-        "wait",
-        "services-stable",
-        "--cluster",
-        c,
-        "--services",
-        &name,
-    ])?;
+    wait_stable(&aws, c, &name)?;
     let after = per_instance(&service_tasks().await?);
     ensure!(
         !after.contains_key(&target) && after.values().sum::<usize>() == 3,
@@ -749,22 +747,7 @@ async fn draining_an_instance_moves_its_service_tasks_without_going_below_the_mi
         format!("{err:#}").contains("InvalidParameterException"),
         "{err:#}"
     );
-    aws.ecs(&[
-        "delete-service",
-        "--cluster",
-        c,
-        "--service",
-        &name,
-        "--force",
-    ])?;
-    aws.ecs(&[
-        "wait",
-        "services-inactive",
-        "--cluster",
-        c,
-        "--services",
-        &name,
-    ])?;
+    delete_service(&aws, c, &name)?;
     env.pass();
     Ok(())
 }
@@ -800,14 +783,7 @@ async fn a_deregistered_instance_is_inactive_its_agent_exits_and_its_service_tas
         "--launch-type",
         "EXTERNAL",
     ])?;
-    aws.ecs(&[
-        "wait",
-        "services-stable",
-        "--cluster",
-        c,
-        "--services",
-        &name,
-    ])?;
+    wait_stable(&aws, c, &name)?;
     let before = running_tasks_of(&api, c, &name).await?;
     let orphan = before
         .iter()
@@ -849,14 +825,7 @@ async fn a_deregistered_instance_is_inactive_its_agent_exits_and_its_service_tas
                 .is_some_and(|r| r.starts_with("Container instance deregistered")),
         "{t:#}"
     );
-    aws.ecs(&[
-        "wait",
-        "services-stable",
-        "--cluster",
-        c,
-        "--services",
-        &name,
-    ])?;
+    wait_stable(&aws, c, &name)?;
     let after = per_instance(&running_tasks_of(&api, c, &name).await?);
     ensure!(
         after == BTreeMap::from([(stays.clone(), 2)]),
@@ -878,22 +847,7 @@ async fn a_deregistered_instance_is_inactive_its_agent_exits_and_its_service_tas
         arns(&inactive, "containerInstanceArns") == vec![gone.clone()],
         "{inactive}"
     );
-    aws.ecs(&[
-        "delete-service",
-        "--cluster",
-        c,
-        "--service",
-        &name,
-        "--force",
-    ])?;
-    aws.ecs(&[
-        "wait",
-        "services-inactive",
-        "--cluster",
-        c,
-        "--services",
-        &name,
-    ])?;
+    delete_service(&aws, c, &name)?;
     env.pass();
     Ok(())
 }
@@ -945,14 +899,7 @@ async fn a_daemon_service_runs_one_task_per_instance_and_follows_a_new_one() -> 
         "ECS's daemon defaults: {created}"
     );
     let running = || running_tasks_of(&api, c, &name);
-    aws.ecs(&[
-        "wait",
-        "services-stable",
-        "--cluster",
-        c,
-        "--services",
-        &name,
-    ])?;
+    wait_stable(&aws, c, &name)?;
     let first = per_instance(&running().await?);
     ensure!(
         first.len() == 2 && first.values().all(|n| *n == 1),
@@ -969,14 +916,7 @@ async fn a_daemon_service_runs_one_task_per_instance_and_follows_a_new_one() -> 
         Ok((now.len() == 3 && now.values().all(|n| *n == 1)).then_some(()))
     })
     .await?;
-    aws.ecs(&[
-        "wait",
-        "services-stable",
-        "--cluster",
-        c,
-        "--services",
-        &name,
-    ])?;
+    wait_stable(&aws, c, &name)?;
     let d = aws.ecs(&["describe-services", "--cluster", c, "--services", &name])?;
     ensure!(d["services"][0]["desiredCount"] == 3, "{d}");
 
@@ -1044,14 +984,7 @@ async fn a_daemon_service_runs_one_task_per_instance_and_follows_a_new_one() -> 
         most == 1,
         "at most one task of the daemon per instance, saw {most}"
     );
-    aws.ecs(&[
-        "wait",
-        "services-stable",
-        "--cluster",
-        c,
-        "--services",
-        &name,
-    ])?;
+    wait_stable(&aws, c, &name)?;
 
     // Draining an instance takes its daemon task away (nothing else runs there).
     let target = instance_in(&env, "lab-1a").await?;
@@ -1073,14 +1006,7 @@ async fn a_daemon_service_runs_one_task_per_instance_and_follows_a_new_one() -> 
         },
     )
     .await?;
-    aws.ecs(&[
-        "wait",
-        "services-stable",
-        "--cluster",
-        c,
-        "--services",
-        &name,
-    ])?;
+    wait_stable(&aws, c, &name)?;
     let d = aws.ecs(&["describe-services", "--cluster", c, "--services", &name])?;
     ensure!(d["services"][0]["desiredCount"] == 2, "{d}");
     let daemons = aws.ecs(&[
