@@ -154,6 +154,17 @@ fn tasks_of(run: &Value) -> Vec<Value> {
     run["tasks"].as_array().cloned().unwrap_or_default()
 }
 
+/// How many of the service's running tasks each zone holds.
+async fn service_tasks_per_zone(env: &TestEnv, service: &str) -> Result<BTreeMap<String, usize>> {
+    let zones = zones_by_instance(env).await?;
+    let mut per_zone = BTreeMap::new();
+    for t in running_tasks_of(&env.api(), &env.cluster, service).await? {
+        let arn = t["containerInstanceArn"].as_str().context("instance")?;
+        *per_zone.entry(zones[arn].clone()).or_default() += 1;
+    }
+    Ok(per_zone)
+}
+
 #[tokio::test]
 async fn a_service_spreads_over_three_zones_three_three_three() -> Result<()> {
     let env = zoned_fleet("place-spread").await?;
@@ -176,30 +187,27 @@ async fn a_service_spreads_over_three_zones_three_three_three() -> Result<()> {
         "EXTERNAL",
     ])?;
     wait_stable(&aws, c, &name)?;
-    let listed = aws.ecs(&["list-tasks", "--cluster", c, "--service-name", &name])?;
-    let arns: Vec<&str> = listed["taskArns"]
-        .as_array()
-        .context("taskArns")?
-        .iter()
-        .filter_map(Value::as_str)
-        .collect();
-    ensure!(arns.len() == 9, "{listed}");
-    let mut args = vec!["describe-tasks", "--cluster", c, "--tasks"];
-    args.extend(arns.iter().copied());
-    let tasks = aws.ecs(&args)?["tasks"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    let zones = zones_by_instance(&env).await?;
-    let mut per_zone: BTreeMap<&str, usize> = BTreeMap::new();
-    for t in &tasks {
-        let arn = t["containerInstanceArn"].as_str().context("instance")?;
-        *per_zone.entry(zones[arn].as_str()).or_default() += 1;
-    }
+    let per_zone = service_tasks_per_zone(&env, &name).await?;
     eprintln!("tasks per zone: {per_zone:?}");
     ensure!(
         per_zone.values().copied().collect::<Vec<_>>() == vec![3, 3, 3],
         "3/3/3 over the zones: {per_zone:?}"
+    );
+    // A scale-in keeps the balance (ECS stops from the most crowded zone first): 1/1/1.
+    aws.ecs(&[
+        "update-service",
+        "--cluster",
+        c,
+        "--service",
+        &name,
+        "--desired-count",
+        "3",
+    ])?;
+    wait_stable(&aws, c, &name)?;
+    let per_zone = service_tasks_per_zone(&env, &name).await?;
+    ensure!(
+        per_zone.values().copied().collect::<Vec<_>>() == vec![1, 1, 1],
+        "1/1/1 after the scale-in: {per_zone:?}"
     );
     let described = aws.ecs(&["describe-services", "--cluster", c, "--services", &name])?;
     ensure!(

@@ -15,7 +15,7 @@ use super::tasks::{RunTaskInput, Tasks};
 use super::{CpError, NetworkConfiguration};
 use crate::clock::now_ms;
 use crate::domain::instance::InstanceStatus;
-use crate::domain::placement::{Constraint, Placement};
+use crate::domain::placement::{Constraint, Placement, SpreadOn, Strategy};
 use crate::domain::service::history;
 use crate::domain::service::{self, RolloutState, SchedulingStrategy, Service, ServiceStatus};
 use crate::domain::tags::Propagate;
@@ -45,6 +45,30 @@ pub struct ServiceSettings {
     pub throttle: ThrottleSettings,
 }
 
+/// A cluster's instances as one controller pass reads them.
+#[derive(Default)]
+struct ClusterInstances {
+    /// The ids of the DRAINING ones.
+    draining: HashSet<String>,
+    /// Each one's attributes (its agent's and the custom ones), by instance id.
+    attributes: HashMap<String, Vec<(String, String)>>,
+}
+
+impl ClusterInstances {
+    /// Where a task on `instance` is, for the spread strategy on `key`.
+    fn spread_value(&self, key: &SpreadOn, instance: &str) -> String {
+        match key {
+            SpreadOn::Instance => instance.to_string(),
+            SpreadOn::Attribute(name) => self
+                .attributes
+                .get(instance)
+                .and_then(|a| a.iter().find(|(n, _)| n == name))
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default(),
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct ServiceController {
     pub(super) store: Arc<dyn Store>,
@@ -66,30 +90,31 @@ impl ServiceController {
                 return;
             }
         };
-        // Which instances drain changes only by an API call, so a pass reads each cluster's
-        // instances once, not once per service.
-        let mut draining_by_cluster: HashMap<String, HashSet<String>> = HashMap::new();
+        // Which instances drain, and their attributes, change only by an API call or a
+        // registration, so a pass reads each cluster's instances once, not once per service.
+        let mut by_cluster: HashMap<String, ClusterInstances> = HashMap::new();
         for s in services {
             let span = tracing::info_span!("reconcile", service = %s.name, cluster = %s.cluster);
             let _enter = span.enter();
-            if !draining_by_cluster.contains_key(&s.cluster) {
-                match self.draining_instances(&s.cluster) {
-                    Ok(d) => draining_by_cluster.insert(s.cluster.clone(), d),
+            if !by_cluster.contains_key(&s.cluster) {
+                match self.cluster_instances(&s.cluster) {
+                    Ok(d) => by_cluster.insert(s.cluster.clone(), d),
                     Err(e) => {
                         tracing::error!("service controller: cannot read the instances: {e}");
                         continue;
                     }
                 };
             }
-            let draining = &draining_by_cluster[&s.cluster];
-            if let Err(e) = self.reconcile(s, draining) {
+            let instances = &by_cluster[&s.cluster];
+            if let Err(e) = self.reconcile(s, instances) {
                 tracing::error!("service controller: {e}");
             }
         }
     }
 
-    /// One service's pass; `draining` holds the ids of its cluster's DRAINING instances.
-    fn reconcile(&self, mut s: Service, draining: &HashSet<String>) -> Result<(), CpError> {
+    /// One service's pass, over its cluster's instances as this pass read them.
+    fn reconcile(&self, mut s: Service, instances: &ClusterInstances) -> Result<(), CpError> {
+        let draining = &instances.draining;
         let now = now_ms();
         let group = s.group();
         // The service's tasks are its deployments' (startedBy, indexed): a deployment retires
@@ -146,6 +171,17 @@ impl ServiceController {
             return self.save_if_changed(&before, &s);
         }
 
+        // What a scale-in balances over: the service's spread strategies (ECS's defaults when
+        // it has none).
+        let spread_keys: Vec<SpreadOn> = Placement::new(&s.placement_strategy, &[], &[], true)
+            .map(|p| p.strategies)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|st| match st {
+                Strategy::Spread(on) => Some(on),
+                _ => None,
+            })
+            .collect();
         let views: Vec<TaskView> = live
             .iter()
             .map(|t| TaskView {
@@ -155,6 +191,10 @@ impl ServiceController {
                 health: health_of(t, defs.of(t), now, self.settle_ms, grace_ms),
                 stopping: t.desired_status == TaskStatus::Stopped,
                 protected: t.is_protected(now),
+                spread: spread_keys
+                    .iter()
+                    .map(|key| instances.spread_value(key, &t.instance_id))
+                    .collect(),
             })
             .collect();
         let backoff = self.throttle_pass(&mut s, &views, now);
@@ -378,15 +418,17 @@ impl ServiceController {
         Ok(())
     }
 
-    /// The ids of the cluster's DRAINING instances.
-    fn draining_instances(&self, cluster: &str) -> Result<HashSet<String>, CpError> {
-        Ok(self
-            .store
-            .list_instances(cluster)?
-            .into_iter()
-            .filter(|i| i.state.status == InstanceStatus::Draining)
-            .map(|i| i.id)
-            .collect())
+    fn cluster_instances(&self, cluster: &str) -> Result<ClusterInstances, CpError> {
+        let mut out = ClusterInstances::default();
+        for i in self.store.list_instances(cluster)? {
+            if i.state.status == InstanceStatus::Draining {
+                out.draining.insert(i.id.clone());
+            }
+            let mut attributes = i.info.attributes.clone();
+            attributes.extend(i.state.attributes.iter().cloned());
+            out.attributes.insert(i.id, attributes);
+        }
+        Ok(out)
     }
 
     /// The cluster's instances as a DAEMON service sees them: eligible when ACTIVE and every

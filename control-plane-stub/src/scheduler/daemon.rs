@@ -146,10 +146,18 @@ pub fn plan(view: &DaemonView<'_>) -> Vec<Action> {
             });
         }
     }
-    let on_unknown_instance = view
+    // A task on an instance the cluster no longer lists (deregistered while a report was in
+    // flight) is not the daemon of any instance: it stops, and the deployment is not done
+    // until it has.
+    let unknown: Vec<&DaemonTask> = view
         .tasks
         .iter()
-        .any(|t| !view.instances.iter().any(|i| i.id == t.instance_id));
+        .filter(|t| !view.instances.iter().any(|i| i.id == t.instance_id))
+        .collect();
+    for t in unknown.iter().filter(|t| !t.stopping && !t.protected) {
+        stop(&mut actions, t, StopReason::ScaleIn);
+    }
+    let on_unknown_instance = !unknown.is_empty();
     if done && !on_unknown_instance {
         actions.push(Action::Complete {
             deployment: primary.id.clone(),

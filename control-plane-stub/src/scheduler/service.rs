@@ -11,6 +11,8 @@
 //! reach the circuit breaker's threshold fails (and rolls back when asked); a deployment is
 //! complete once all its desired tasks are healthy and nothing of an older one is left.
 
+use std::collections::HashMap;
+
 /// A service's deploymentConfiguration, as far as the scheduler acts on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DeploymentConfiguration {
@@ -119,6 +121,9 @@ pub struct TaskView {
     /// On a DRAINING container instance: replaced elsewhere like an older deployment's task,
     /// within the same minimum and maximum (not yet healthy: stopped at once).
     pub draining: bool,
+    /// Where it runs, for each of the service's spread strategies in order (the value of the
+    /// attribute, or the instance id): a scale-in keeps the service balanced over them.
+    pub spread: Vec<String>,
 }
 
 /// A snapshot of one service.
@@ -175,6 +180,38 @@ pub enum Action {
     Retire {
         deployment: String,
     },
+}
+
+/// How many tasks share each value of each spread key: what a scale-in evens out.
+struct Crowd<'a>(HashMap<(usize, &'a str), usize>);
+
+impl<'a> Crowd<'a> {
+    fn of(tasks: &[&'a TaskView]) -> Self {
+        let mut m = HashMap::new();
+        for t in tasks {
+            for (k, v) in t.spread.iter().enumerate() {
+                *m.entry((k, v.as_str())).or_default() += 1;
+            }
+        }
+        Crowd(m)
+    }
+
+    /// For each spread key of `t`, how many tasks share its value there.
+    fn around(&self, t: &TaskView) -> Vec<usize> {
+        t.spread
+            .iter()
+            .enumerate()
+            .map(|(k, v)| self.0.get(&(k, v.as_str())).copied().unwrap_or(0))
+            .collect()
+    }
+
+    fn remove(&mut self, t: &'a TaskView) {
+        for (k, v) in t.spread.iter().enumerate() {
+            if let Some(n) = self.0.get_mut(&(k, v.as_str())) {
+                *n -= 1;
+            }
+        }
+    }
 }
 
 /// The actions that can be taken now (see the module doc).
@@ -261,19 +298,27 @@ pub fn plan(service: &ServiceView<'_>) -> Vec<Action> {
         healthy -= 1;
     }
 
-    // More primary tasks than desired (a scale-in): the newest go first, those not yet healthy
-    // before healthy ones; protected tasks stay.
+    // More primary tasks than desired (a scale-in): those not yet healthy before healthy ones,
+    // each time from where the service is most crowded by its spread strategies in order (as
+    // ECS keeps a service balanced over its zones, then its instances), the newest on a tie;
+    // protected tasks stay.
     let mut extra = primary_live.saturating_sub(desired);
     let primary_tasks: Vec<&TaskView> = live.iter().copied().filter(|t| is_primary(t)).collect();
+    let mut kept = primary_tasks.clone();
+    let mut crowd = Crowd::of(&kept);
     for wanted in [TaskHealth::Starting, TaskHealth::Healthy] {
-        for t in primary_tasks.iter().rev() {
-            if extra == 0 {
-                break;
-            }
-            if t.health == wanted && !t.protected {
-                stop(&mut actions, t, StopReason::ScaleIn);
-                extra -= 1;
-            }
+        while extra > 0 {
+            let next = kept
+                .iter()
+                .enumerate()
+                .filter(|(_, t)| t.health == wanted && !t.protected)
+                .max_by_key(|(i, t)| (crowd.around(t), *i))
+                .map(|(i, _)| i);
+            let Some(i) = next else { break };
+            let t = kept.remove(i);
+            crowd.remove(t);
+            stop(&mut actions, t, StopReason::ScaleIn);
+            extra -= 1;
         }
     }
 

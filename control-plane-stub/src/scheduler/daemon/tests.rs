@@ -204,3 +204,30 @@ fn the_circuit_breaker_counts_against_the_instance_count() {
         }]
     );
 }
+
+#[test]
+fn a_task_on_an_instance_no_longer_listed_stops_and_holds_the_deployment() {
+    let actions = plan_of(
+        &[inst("a")],
+        &[dep("d1", Rollout::InProgress)],
+        &[
+            task("t-a", "d1", "a", TaskHealth::Healthy),
+            task("t-gone", "d1", "gone", TaskHealth::Healthy),
+        ],
+        0,
+    );
+    assert_eq!(actions, vec![stop("t-gone", StopReason::ScaleIn)]);
+    let mut stopping = task("t-gone", "d1", "gone", TaskHealth::Healthy);
+    stopping.stopping = true;
+    let actions = plan_of(
+        &[inst("a")],
+        &[dep("d1", Rollout::InProgress)],
+        &[task("t-a", "d1", "a", TaskHealth::Healthy), stopping],
+        0,
+    );
+    assert_eq!(
+        actions,
+        vec![],
+        "already stopping, and not complete until it has"
+    );
+}

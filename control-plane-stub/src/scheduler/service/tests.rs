@@ -16,6 +16,7 @@ fn task(id: &str, deployment: &str, health: TaskHealth) -> TaskView {
         stopping: false,
         protected: false,
         draining: false,
+        spread: Vec::new(),
     }
 }
 
@@ -264,6 +265,40 @@ fn scale_in_stops_the_newest_not_yet_healthy_first_and_never_a_protected_task() 
     // Scale up: only the missing ones.
     let t = tasks("d1", TaskHealth::Healthy, 3);
     assert_eq!(plan_of(6, config(100, 200), &d, &t), [start("d1", 3)]);
+}
+
+#[test]
+fn scale_in_keeps_the_service_balanced_over_its_spread_keys() {
+    let d = [deployment("d1", Rollout::Completed)];
+    // Zones a, a, a, b, b, c on instances i1, i1, i2, i3, i3, i4 (oldest first).
+    let at = [
+        ("a", "i1"),
+        ("a", "i1"),
+        ("a", "i2"),
+        ("b", "i3"),
+        ("b", "i3"),
+        ("c", "i4"),
+    ];
+    let t: Vec<TaskView> = at
+        .iter()
+        .enumerate()
+        .map(|(i, (zone, instance))| {
+            let mut v = task(&format!("t{i}"), "d1", TaskHealth::Healthy);
+            v.spread = vec![zone.to_string(), instance.to_string()];
+            v
+        })
+        .collect();
+    // To 3: zone a is the most crowded, and in it instance i1 (its newest task, t1); then a
+    // and b tie at two, i3 holding two: b's newest on i3 (t4); then a again (i1 and i2 tie at
+    // one each: the newest, t2). One task is left in each zone.
+    assert_eq!(
+        plan_of(3, config(100, 200), &d, &t),
+        [
+            stop("t1", StopReason::ScaleIn),
+            stop("t4", StopReason::ScaleIn),
+            stop("t2", StopReason::ScaleIn),
+        ]
+    );
 }
 
 #[test]

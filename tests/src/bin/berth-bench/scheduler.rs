@@ -59,6 +59,7 @@ fn task(service: usize, deployment: &str, i: usize, health: TaskHealth) -> TaskV
         stopping: false,
         protected: false,
         draining: false,
+        spread: Vec::new(),
     }
 }
 
