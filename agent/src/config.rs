@@ -435,9 +435,13 @@ fn resolve_instance(
             errors.push(format!(
                 "instance.attributes: {name:?} must be 1-128 letters, digits, hyphens, underscores, slashes or periods"
             ));
-        } else if name.starts_with("ecs.") || name.starts_with("berth.") {
+        } else if ["ecs.", "com.amazonaws.ecs.", "berth."]
+            .iter()
+            .any(|p| name.starts_with(p))
+        {
+            // Its own attributes (capabilities among them) come with these: one name, one value.
             errors.push(format!(
-                "instance.attributes: {name:?}: the ecs. and berth. prefixes are the agent's own"
+                "instance.attributes: {name:?}: the ecs., com.amazonaws.ecs. and berth. prefixes are the agent's own"
             ));
         }
         if !valid_value(value) {
@@ -836,11 +840,11 @@ mod tests {
         assert_eq!(cfg.instance.attributes["rack"], "r1");
         assert_eq!(cfg.instance.attributes["gpu"], "yes");
         let err = parse(
-            "[instance.attributes]\n\"has space\" = \"x\"\n\"ecs.mine\" = \"y\"\nok = \"\"\n",
+            "[instance.attributes]\n\"has space\" = \"x\"\n\"ecs.mine\" = \"y\"\nok = \"\"\n\"com.amazonaws.ecs.capability.mine\" = \"y\"\n",
             &[("BERTH_INSTANCE_ATTRIBUTES", "[1]")],
         )
         .unwrap_err();
-        assert_eq!(err.0.len(), 4, "{err}");
+        assert_eq!(err.0.len(), 5, "{err}");
     }
 
     #[test]

@@ -44,6 +44,13 @@ async fn registration_refusals_say_why() {
             .code(),
         tonic::Code::InvalidArgument
     );
+    // An attribute registered twice has no one value to place by.
+    let mut twice = register_request("default", code_auth("x"));
+    let first = twice.attributes[0].clone();
+    twice.attributes.push(first);
+    let s = refused(g, twice).await;
+    assert_eq!(s.code(), tonic::Code::InvalidArgument);
+    assert!(s.message().contains("registered twice"), "{}", s.message());
 
     // Expired: written directly with an expiry in the past, so the test does not wait.
     let expired = "EXPIREDCODE";

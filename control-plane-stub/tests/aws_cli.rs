@@ -366,3 +366,168 @@ async fn aws_cli_deletes_clusters_and_task_definitions_and_sets_account_settings
     assert!(err.contains("(InvalidParameterException)"), "{err}");
     server.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn aws_cli_changes_cluster_settings_and_lists_services_by_namespace() {
+    let dir = TempDir::new("awscli-cluster-settings");
+    let server = start(dir.path()).await;
+    let (d, api) = (dir.path(), server.api_addr);
+
+    let created = aws(
+        d,
+        api,
+        &[
+            "create-cluster",
+            "--cluster-name",
+            "cli-sc",
+            "--settings",
+            "name=containerInsights,value=enabled",
+            "--service-connect-defaults",
+            "namespace=cli-ns",
+            "--tags",
+            "key=team,value=edge",
+        ],
+    )
+    .await;
+    assert_eq!(created["cluster"]["settings"][0]["value"], "enabled");
+    let updated = aws(
+        d,
+        api,
+        &[
+            "update-cluster-settings",
+            "--cluster",
+            "cli-sc",
+            "--settings",
+            "name=containerInsights,value=enhanced",
+        ],
+    )
+    .await;
+    assert_eq!(updated["cluster"]["settings"][0]["value"], "enhanced");
+    let updated = aws(
+        d,
+        api,
+        &[
+            "update-cluster",
+            "--cluster",
+            "cli-sc",
+            "--configuration",
+            "executeCommandConfiguration={logging=DEFAULT}",
+        ],
+    )
+    .await;
+    assert_eq!(
+        updated["cluster"]["configuration"]["executeCommandConfiguration"]["logging"],
+        "DEFAULT"
+    );
+    let described = aws(
+        d,
+        api,
+        &[
+            "describe-clusters",
+            "--clusters",
+            "cli-sc",
+            "--include",
+            "SETTINGS",
+            "TAGS",
+        ],
+    )
+    .await;
+    let c = &described["clusters"][0];
+    assert_eq!(c["settings"][0]["value"], "enhanced");
+    assert_eq!(c["tags"][0]["key"], "team");
+
+    std::fs::write(
+        d.join("web.json"),
+        sample_task_definition("cli-sc-web").to_string(),
+    )
+    .unwrap();
+    let input = format!("file://{}", d.join("web.json").display());
+    aws(
+        d,
+        api,
+        &["register-task-definition", "--cli-input-json", &input],
+    )
+    .await;
+    aws(
+        d,
+        api,
+        &[
+            "create-service",
+            "--cluster",
+            "cli-sc",
+            "--service-name",
+            "joined",
+            "--task-definition",
+            "cli-sc-web",
+            "--desired-count",
+            "0",
+            "--service-connect-configuration",
+            "enabled=true",
+        ],
+    )
+    .await;
+    let listed = aws(
+        d,
+        api,
+        &["list-services-by-namespace", "--namespace", "cli-ns"],
+    )
+    .await;
+    assert_eq!(
+        listed["serviceArns"],
+        serde_json::json!(["arn:aws:ecs:us-east-1:000000000000:service/cli-sc/joined"])
+    );
+    let polled = aws(d, api, &["discover-poll-endpoint", "--cluster", "cli-sc"]).await;
+    assert_eq!(polled["endpoint"], format!("http://{}", server.grpc_addr));
+    let providers = aws(d, api, &["describe-capacity-providers"]).await;
+    assert_eq!(providers["capacityProviders"], serde_json::json!([]));
+
+    let err = aws_fails(
+        d,
+        api,
+        &["list-services-by-namespace", "--namespace", "nowhere"],
+    )
+    .await;
+    assert!(err.contains("(NamespaceNotFoundException)"), "{err}");
+    let err = aws_fails(
+        d,
+        api,
+        &[
+            "update-cluster-settings",
+            "--cluster",
+            "cli-sc",
+            "--settings",
+            "name=containerInsights,value=sometimes",
+        ],
+    )
+    .await;
+    assert!(err.contains("(InvalidParameterException)"), "{err}");
+    let err = aws_fails(
+        d,
+        api,
+        &[
+            "put-cluster-capacity-providers",
+            "--cluster",
+            "cli-sc",
+            "--capacity-providers",
+            "FARGATE",
+            "--default-capacity-provider-strategy",
+            "capacityProvider=FARGATE,weight=1",
+        ],
+    )
+    .await;
+    assert!(err.contains("(InvalidParameterException)"), "{err}");
+    let err = aws_fails(
+        d,
+        api,
+        &[
+            "create-capacity-provider",
+            "--name",
+            "x",
+            "--auto-scaling-group-provider",
+            "autoScalingGroupArn=arn:aws:autoscaling:us-east-1:000000000000:autoScalingGroup:x",
+        ],
+    )
+    .await;
+    assert!(err.contains("(UnsupportedFeatureException)"), "{err}");
+    server.shutdown().await.unwrap();
+}

@@ -14,7 +14,7 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 
 use super::{wire, Agents};
-use crate::domain::instance::Refusal;
+use crate::domain::instance::{check_reported_attributes, Refusal};
 use crate::state::{ChangeOutcome, StoreError};
 
 pub struct AgentApi {
@@ -58,6 +58,7 @@ impl AgentService for AgentApi {
             return Err(Status::invalid_argument("cluster is required"));
         }
         let info = wire::instance_info(&req);
+        check_reported_attributes(&info.attributes).map_err(Status::invalid_argument)?;
         let outcome = match &req.auth {
             None => {
                 return Err(Status::invalid_argument(

@@ -145,13 +145,11 @@ impl Services {
     /// Stores `after` unless the service changed since `before` was read (the controller or
     /// another request won; the caller's request is refused rather than lost silently).
     fn save_if_unchanged(&self, before: &Service, after: &Service) -> Result<(), CpError> {
-        let current = self.store.get_service(&before.cluster, &before.name)?;
-        if current.as_ref() != Some(before) {
+        if !self.store.replace_service(before, after)? {
             return Err(CpError::Conflict(
                 "The service changed while the request was handled; try again".into(),
             ));
         }
-        self.store.save_service(after)?;
         Ok(())
     }
 }

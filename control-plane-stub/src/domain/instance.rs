@@ -89,9 +89,12 @@ pub fn check_custom_attribute(name: &str, value: Option<&str>) -> Result<(), Str
             truncate(name)
         ));
     }
-    if name.starts_with("ecs.") || name.starts_with("berth.") {
+    if ["ecs.", "com.amazonaws.ecs.", "berth."]
+        .iter()
+        .any(|p| name.starts_with(p))
+    {
         return Err(format!(
-            "attribute name {name:?}: the ecs. and berth. prefixes are reserved for the attributes agents report"
+            "attribute name {name:?}: the ecs., com.amazonaws.ecs. and berth. prefixes are reserved for the attributes agents report"
         ));
     }
     if let Some(v) = value {
@@ -267,6 +270,21 @@ pub enum Refusal {
     InstanceRevoked,
 }
 
+/// Checks the attributes an agent registers: each name once (placement and the query language
+/// read one value per name) and not empty.
+pub fn check_reported_attributes(attributes: &[(String, String)]) -> Result<(), String> {
+    for (i, (name, _)) in attributes.iter().enumerate() {
+        if name.is_empty() {
+            return Err(format!("attributes[{i}]: a name is required"));
+        }
+        if attributes[..i].iter().any(|(earlier, _)| earlier == name) {
+            let name: String = name.chars().take(128).collect();
+            return Err(format!("attributes[{i}]: {name:?} is registered twice"));
+        }
+    }
+    Ok(())
+}
+
 /// Whether an activation code may register a new instance in `cluster` now.
 pub fn check_activation(
     code: Option<&ActivationCode>,
@@ -310,6 +328,30 @@ pub fn check_credential(instance: Option<&Instance>, secret: &str) -> Result<(),
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_agents_prefixes_are_not_custom_attributes() {
+        for name in [
+            "ecs.os-type",
+            "com.amazonaws.ecs.capability.x",
+            "berth.kernel",
+        ] {
+            assert!(check_custom_attribute(name, None)
+                .unwrap_err()
+                .contains("reserved"));
+        }
+        assert!(check_custom_attribute("rack", Some("r1")).is_ok());
+    }
+
+    #[test]
+    fn an_attribute_is_registered_once() {
+        let a = |n: &str| (n.to_string(), String::new());
+        assert!(check_reported_attributes(&[a("x"), a("y")]).is_ok());
+        assert!(check_reported_attributes(&[a("x"), a("y"), a("x")])
+            .unwrap_err()
+            .contains("attributes[2]: \"x\" is registered twice"));
+        assert!(check_reported_attributes(&[a("")]).is_err());
+    }
 
     fn code() -> ActivationCode {
         ActivationCode {

@@ -443,6 +443,10 @@ pub trait ServiceStore {
     fn live_services(&self) -> Result<Vec<Service>>;
 
     fn save_service(&self, service: &Service) -> Result<()>;
+
+    /// Saves `new` only if the stored service is still `expected`, in one transaction; says
+    /// whether it was saved (false: someone else changed it meanwhile).
+    fn replace_service(&self, expected: &Service, new: &Service) -> Result<bool>;
 }
 
 /// Account settings (PutAccountSetting): one value per setting name and principal.

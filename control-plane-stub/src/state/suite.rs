@@ -580,6 +580,18 @@ pub(crate) fn services_are_created_once_saved_listed_and_replaced_when_inactive(
         .collect();
     assert_eq!(names, ["api", "web"]);
     assert_eq!(store.get_service("default", "nope").unwrap(), None);
+    // A replace that read an older version writes nothing.
+    let stale = service("web", 2);
+    let mut bigger = web.clone();
+    bigger.desired_count = 9;
+    assert!(!store.replace_service(&stale, &bigger).unwrap());
+    assert_eq!(
+        store.get_service("default", "web").unwrap(),
+        Some(web.clone())
+    );
+    assert!(store.replace_service(&web, &bigger).unwrap());
+    assert_eq!(store.get_service("default", "web").unwrap(), Some(bigger));
+    store.save_service(&web).unwrap();
     // INACTIVE services leave the controller's list, and their name can be used again.
     web.status = ServiceStatus::Inactive;
     store.save_service(&web).unwrap();

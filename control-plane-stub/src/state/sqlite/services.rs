@@ -76,4 +76,31 @@ impl ServiceStore for SqliteStore {
         )?;
         Ok(())
     }
+
+    fn replace_service(&self, expected: &Service, new: &Service) -> Result<bool> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let stored: Option<String> = tx
+            .query_row(
+                "SELECT body_json FROM services WHERE cluster = ?1 AND name = ?2",
+                params![expected.cluster, expected.name],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let current: Option<Service> = stored.map(|b| serde_json::from_str(&b)).transpose()?;
+        if current.as_ref() != Some(expected) {
+            return Ok(false);
+        }
+        tx.execute(
+            "UPDATE services SET status = ?3, body_json = ?4 WHERE cluster = ?1 AND name = ?2",
+            params![
+                new.cluster,
+                new.name,
+                new.status.as_str(),
+                serde_json::to_string(new)?
+            ],
+        )?;
+        tx.commit()?;
+        Ok(true)
+    }
 }
