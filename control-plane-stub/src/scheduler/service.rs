@@ -182,34 +182,54 @@ pub enum Action {
     },
 }
 
-/// How many tasks share each value of each spread key: what a scale-in evens out.
-struct Crowd<'a>(HashMap<(usize, &'a str), usize>);
+/// How many tasks share each value of each spread key: what a scale-in evens out. Each task's
+/// values are numbered once, so that comparing two tasks reads counts by index.
+struct Crowd {
+    /// Per task (in the order given), the slot of its value for each key.
+    slots: Vec<Vec<usize>>,
+    /// Per slot, how many tasks hold it.
+    counts: Vec<usize>,
+}
 
-impl<'a> Crowd<'a> {
-    fn of(tasks: &[&'a TaskView]) -> Self {
-        let mut m = HashMap::new();
-        for t in tasks {
-            for (k, v) in t.spread.iter().enumerate() {
-                *m.entry((k, v.as_str())).or_default() += 1;
+impl Crowd {
+    fn of(tasks: &[&TaskView]) -> Self {
+        let mut numbered: HashMap<(usize, &str), usize> = HashMap::new();
+        let mut counts = Vec::new();
+        let slots = tasks
+            .iter()
+            .map(|t| {
+                t.spread
+                    .iter()
+                    .enumerate()
+                    .map(|(k, v)| {
+                        let slot = *numbered.entry((k, v.as_str())).or_insert_with(|| {
+                            counts.push(0);
+                            counts.len() - 1
+                        });
+                        counts[slot] += 1;
+                        slot
+                    })
+                    .collect()
+            })
+            .collect();
+        Crowd { slots, counts }
+    }
+
+    /// Which of tasks `a` and `b` is in the more crowded place, key by key in order.
+    fn compare(&self, a: usize, b: usize) -> std::cmp::Ordering {
+        let (a, b) = (&self.slots[a], &self.slots[b]);
+        for (sa, sb) in a.iter().zip(b) {
+            match self.counts[*sa].cmp(&self.counts[*sb]) {
+                std::cmp::Ordering::Equal => continue,
+                other => return other,
             }
         }
-        Crowd(m)
+        std::cmp::Ordering::Equal
     }
 
-    /// For each spread key of `t`, how many tasks share its value there.
-    fn around(&self, t: &TaskView) -> Vec<usize> {
-        t.spread
-            .iter()
-            .enumerate()
-            .map(|(k, v)| self.0.get(&(k, v.as_str())).copied().unwrap_or(0))
-            .collect()
-    }
-
-    fn remove(&mut self, t: &'a TaskView) {
-        for (k, v) in t.spread.iter().enumerate() {
-            if let Some(n) = self.0.get_mut(&(k, v.as_str())) {
-                *n -= 1;
-            }
+    fn remove(&mut self, task: usize) {
+        for slot in &self.slots[task] {
+            self.counts[*slot] -= 1;
         }
     }
 }
@@ -304,20 +324,26 @@ pub fn plan(service: &ServiceView<'_>) -> Vec<Action> {
     // protected tasks stay.
     let mut extra = primary_live.saturating_sub(desired);
     let primary_tasks: Vec<&TaskView> = live.iter().copied().filter(|t| is_primary(t)).collect();
-    let mut kept = primary_tasks.clone();
-    let mut crowd = Crowd::of(&kept);
+    // Counted only for a scale-in: a steady pass does not pay for it.
+    let scaling_in: &[&TaskView] = if extra > 0 { &primary_tasks } else { &[] };
+    let mut crowd = Crowd::of(scaling_in);
+    let mut stopped = vec![false; scaling_in.len()];
     for wanted in [TaskHealth::Starting, TaskHealth::Healthy] {
         while extra > 0 {
-            let next = kept
-                .iter()
-                .enumerate()
-                .filter(|(_, t)| t.health == wanted && !t.protected)
-                .max_by_key(|(i, t)| (crowd.around(t), *i))
-                .map(|(i, _)| i);
+            let mut next: Option<usize> = None;
+            for (i, t) in scaling_in.iter().enumerate() {
+                if stopped[i] || t.health != wanted || t.protected {
+                    continue;
+                }
+                // At least as crowded: the later (newer) one wins a tie.
+                if next.is_none_or(|n| crowd.compare(i, n).is_ge()) {
+                    next = Some(i);
+                }
+            }
             let Some(i) = next else { break };
-            let t = kept.remove(i);
-            crowd.remove(t);
-            stop(&mut actions, t, StopReason::ScaleIn);
+            stopped[i] = true;
+            crowd.remove(i);
+            stop(&mut actions, scaling_in[i], StopReason::ScaleIn);
             extra -= 1;
         }
     }

@@ -1,7 +1,8 @@
 //! `berth-bench scheduler` (issue #17): the pure service scheduler's time for a fleet's worth of
 //! services — `--services N` (1000) services of `--tasks N` (10) tasks each, planned
-//! `--rounds N` (20) times, in three states: steady (nothing to do), a rolling deployment half
-//! way (old and new tasks, some healthy), and a scale-up from nothing. No I/O: what is timed is
+//! `--rounds N` (20) times, in four states: steady (nothing to do), a rolling deployment half
+//! way (old and new tasks, some healthy), a scale-up from nothing, and a scale-in by half over
+//! spread keys (3 zones, 6 instances). No I/O: what is timed is
 //! `scheduler::service::plan` over snapshots built beforehand.
 
 use std::time::Instant;
@@ -101,6 +102,18 @@ fn snapshots(o: &Options, state: &str) -> Vec<Snapshot> {
                         tasks,
                     }
                 }
+                // Twice the desired count, spread over 3 zones and 6 instances: the plan stops
+                // half, each from where the service is most crowded.
+                "scale-in" => Snapshot {
+                    deployments: vec![old],
+                    tasks: (0..2 * o.tasks)
+                        .map(|i| {
+                            let mut t = task(s, "old", i, TaskHealth::Healthy);
+                            t.spread = vec![format!("zone-{}", i % 3), format!("i-{}", i % 6)];
+                            t
+                        })
+                        .collect(),
+                },
                 _ => Snapshot {
                     deployments: vec![new],
                     tasks: Vec::new(),
@@ -120,7 +133,7 @@ pub async fn run(o: Options) -> Result<()> {
         "berth-bench scheduler: {} services x {} tasks, {} rounds per state",
         o.services, o.tasks, o.rounds
     );
-    for state in ["steady", "rolling", "scale-up"] {
+    for state in ["steady", "rolling", "scale-up", "scale-in"] {
         let snaps = snapshots(&o, state);
         let mut times = Vec::with_capacity(o.rounds);
         let mut actions = 0;
