@@ -481,53 +481,47 @@ async fn aws_cli_changes_cluster_settings_and_lists_services_by_namespace() {
     let providers = aws(d, api, &["describe-capacity-providers"]).await;
     assert_eq!(providers["capacityProviders"], serde_json::json!([]));
 
-    let err = aws_fails(
-        d,
-        api,
-        &["list-services-by-namespace", "--namespace", "nowhere"],
-    )
-    .await;
-    assert!(err.contains("(NamespaceNotFoundException)"), "{err}");
-    let err = aws_fails(
-        d,
-        api,
-        &[
-            "update-cluster-settings",
-            "--cluster",
-            "cli-sc",
-            "--settings",
-            "name=containerInsights,value=sometimes",
-        ],
-    )
-    .await;
-    assert!(err.contains("(InvalidParameterException)"), "{err}");
-    let err = aws_fails(
-        d,
-        api,
-        &[
-            "put-cluster-capacity-providers",
-            "--cluster",
-            "cli-sc",
-            "--capacity-providers",
-            "FARGATE",
-            "--default-capacity-provider-strategy",
-            "capacityProvider=FARGATE,weight=1",
-        ],
-    )
-    .await;
-    assert!(err.contains("(InvalidParameterException)"), "{err}");
-    let err = aws_fails(
-        d,
-        api,
-        &[
-            "create-capacity-provider",
-            "--name",
-            "x",
-            "--auto-scaling-group-provider",
-            "autoScalingGroupArn=arn:aws:autoscaling:us-east-1:000000000000:autoScalingGroup:x",
-        ],
-    )
-    .await;
-    assert!(err.contains("(UnsupportedFeatureException)"), "{err}");
+    let refusals: [(&[&str], &str); 4] = [
+        (
+            &["list-services-by-namespace", "--namespace", "nowhere"],
+            "NamespaceNotFoundException",
+        ),
+        (
+            &[
+                "update-cluster-settings",
+                "--cluster",
+                "cli-sc",
+                "--settings",
+                "name=containerInsights,value=sometimes",
+            ],
+            "InvalidParameterException",
+        ),
+        (
+            &[
+                "put-cluster-capacity-providers",
+                "--cluster",
+                "cli-sc",
+                "--capacity-providers",
+                "FARGATE",
+                "--default-capacity-provider-strategy",
+                "capacityProvider=FARGATE,weight=1",
+            ],
+            "InvalidParameterException",
+        ),
+        (
+            &[
+                "create-capacity-provider",
+                "--name",
+                "x",
+                "--auto-scaling-group-provider",
+                "autoScalingGroupArn=arn:aws:autoscaling:us-east-1:000000000000:autoScalingGroup:x",
+            ],
+            "UnsupportedFeatureException",
+        ),
+    ];
+    for (args, code) in refusals {
+        let err = aws_fails(d, api, args).await;
+        assert!(err.contains(&format!("({code})")), "{args:?}: {err}");
+    }
     server.shutdown().await.unwrap();
 }
