@@ -631,30 +631,32 @@ impl<R: Runtime> Worker<R> {
         }
     }
 
-    /// Removes health checks that a previous agent left running in this task's containers
-    /// (it died mid-check): a hanging one would run for ever and hold a pids slot. Before the
+    /// Removes health checks and users' execs that a previous agent left running in this
+    /// task's containers (it died mid-check or mid-session): a hanging check would run for
+    /// ever and hold a pids slot, and an exec's user is gone with the old session. Before the
     /// checkers start, so only leftovers can be found.
     async fn remove_stale_checks(&mut self) {
-        let checked: Vec<(String, String)> = self
+        let running: Vec<(String, String, bool)> = self
             .state
             .containers
             .iter()
-            .filter(|c| c.known == ContainerStatus::Running && c.health.is_some())
-            .map(|c| (c.name.clone(), c.runtime_id.clone()))
+            .filter(|c| c.known == ContainerStatus::Running)
+            .map(|c| (c.name.clone(), c.runtime_id.clone(), c.health.is_some()))
             .collect();
-        for (name, id) in checked {
-            match self
-                .engine
-                .runtime
-                .remove_execs(&id, health::EXEC_PREFIX)
-                .await
-            {
-                Ok(0) => {}
-                Ok(n) => {
-                    info!(container.name = %name, removed = n, "removed health checks a previous agent left running")
-                }
-                Err(e) => {
-                    warn!(container.name = %name, error = %e, "cannot remove leftover health checks")
+        for (name, id, checked) in running {
+            let mut prefixes = vec![crate::runtime::attached::EXEC_PREFIX];
+            if checked {
+                prefixes.push(health::EXEC_PREFIX);
+            }
+            for prefix in prefixes {
+                match self.engine.runtime.remove_execs(&id, prefix).await {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        info!(container.name = %name, removed = n, prefix, "removed execs a previous agent left running")
+                    }
+                    Err(e) => {
+                        warn!(container.name = %name, error = %e, prefix, "cannot remove leftover execs")
+                    }
                 }
             }
         }

@@ -8,6 +8,7 @@ pub mod cgroups;
 pub mod config;
 pub mod ecs_json;
 pub mod engine;
+pub mod exec;
 pub mod health;
 pub mod host;
 pub mod images;

@@ -157,7 +157,7 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     let images = image_provider(&cfg, &containerd)?;
     let containerd_for_cleanup = Arc::clone(&containerd);
     let engine = Engine::new(
-        containerd,
+        Arc::clone(&containerd),
         images,
         Arc::new(cgroups),
         network,
@@ -197,12 +197,20 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
             Err(e) => return Err(e.into()),
         };
     let log_service = logs::serve::LogService::new(Arc::clone(&store), cfg.data_dir.join("logs"));
+    // FIFOs of execs a previous agent ran: their processes are removed with the tasks' checks.
+    let _ = std::fs::remove_dir_all(cfg.data_dir.join("exec"));
+    let exec_service = berth_agent::exec::ExecService::new(
+        Arc::clone(&containerd),
+        Arc::clone(&store),
+        cfg.data_dir.join("exec"),
+    );
     let result = session::run(
         session_cfg,
         credential,
         Arc::clone(&engine),
         store,
         log_service,
+        exec_service,
         shutdown,
     )
     .await;

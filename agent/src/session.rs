@@ -20,6 +20,7 @@ use tonic::transport::{Channel, Endpoint};
 use tracing::{debug, info, info_span, warn, Instrument};
 
 use crate::engine::Engine;
+use crate::exec::{ExecQuery, ExecReport, ExecService};
 use crate::host::Registration;
 use crate::logs::serve::{Chunk, LogQuery, LogService, Sink};
 use crate::runtime::Runtime;
@@ -183,6 +184,7 @@ pub async fn run<R: Runtime>(
     engine: Arc<Engine<R>>,
     store: Arc<Store>,
     logs: Arc<LogService>,
+    execs: Arc<ExecService<R>>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), SessionError> {
     let mut backoff = Backoff::new(Duration::from_secs(15));
@@ -192,6 +194,7 @@ pub async fn run<R: Runtime>(
             engine: Arc::clone(&engine),
             store: Arc::clone(&store),
             logs: Arc::clone(&logs),
+            execs: Arc::clone(&execs),
             alive: Arc::new(AtomicBool::new(true)),
             credential: credential.clone(),
             welcomed: false,
@@ -219,6 +222,7 @@ struct Session<R: Runtime> {
     engine: Arc<Engine<R>>,
     store: Arc<Store>,
     logs: Arc<LogService>,
+    execs: Arc<ExecService<R>>,
     /// Cleared when this session ends, so log requests still reading stop sending into it.
     alive: Arc<AtomicBool>,
     credential: Credential,
@@ -376,9 +380,42 @@ impl<R: Runtime> Session<R> {
                 self.engine.reconcile_manifest(&m.task_arns)?;
             }
             Some(In::LogRequest(r)) => self.log_request(r, tx),
+            Some(In::ExecStart(e)) => self.exec_start(e, tx),
+            Some(In::ExecInput(i)) => {
+                for input in wire::exec_inputs(&i) {
+                    self.execs.input(&i.exec_id, input);
+                }
+            }
             Some(In::HeartbeatAck(_)) | Some(In::Welcome(_)) | None => {}
         }
         Ok(())
+    }
+
+    /// Starts an exec off the session loop; its reports go out on this session, and end it
+    /// (the process is killed) when the session ends.
+    fn exec_start(&self, e: pb::ExecStart, tx: &mpsc::Sender<pb::AgentMessage>) {
+        let query: ExecQuery = wire::exec_query(e);
+        let exec_id = query.exec_id.clone();
+        let (reports_tx, mut reports) = mpsc::channel::<ExecReport>(16);
+        self.execs.start(query, reports_tx);
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    report = reports.recv() => {
+                        let Some(report) = report else { return };
+                        let msg = pb::AgentMessage {
+                            msg: Some(Out::ExecOutput(wire::exec_output(&exec_id, report))),
+                        };
+                        if tx.send(msg).await.is_err() {
+                            return;
+                        }
+                    }
+                    // Dropping `reports` kills the exec.
+                    _ = tx.closed() => return,
+                }
+            }
+        });
     }
 
     /// Starts serving a log request off the session loop, or cancels one that is following.

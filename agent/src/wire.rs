@@ -6,12 +6,14 @@ use berth_proto::v1 as pb;
 
 use crate::ecs_json;
 use crate::engine::IncomingTask;
+use crate::exec::{ExecQuery, ExecReport};
 use crate::host::Registration;
 use crate::model::{
     ContainerSpec, ContainerStatus, Credentials, DependencyCondition, NetworkMode, TaskSpec,
     TaskStatus, Volume, DEFAULT_STOP_TIMEOUT_SECS,
 };
 use crate::network::{Cidr, IngressProtocol, IngressRule, TaskNetwork};
+use crate::runtime::{AttachedInput, AttachedOutput};
 use crate::store::{OutboxEntry, StoredReport};
 
 /// ECS's upper bound for stopTimeout.
@@ -441,6 +443,55 @@ fn network_to_wire(n: TaskNetwork) -> pb::TaskNetwork {
     }
 }
 
+/// An ExecStart, as the agent's exec service takes it. A terminal size of zero (an older
+/// control plane, or a size the user's side did not know) is 24x80.
+pub fn exec_query(e: pb::ExecStart) -> ExecQuery {
+    let size = |v: u32, default: u16| match u16::try_from(v) {
+        Ok(0) | Err(_) => default,
+        Ok(v) => v,
+    };
+    ExecQuery {
+        terminal: e.tty.then(|| (size(e.rows, 24), size(e.cols, 80))),
+        exec_id: e.exec_id,
+        task_arn: e.task_arn,
+        container: e.container_name,
+        command: e.command,
+    }
+}
+
+/// What one ExecInput asks, in order: stdin, a resize, end-of-file, the end.
+pub fn exec_inputs(i: &pb::ExecInput) -> Vec<AttachedInput> {
+    let mut out = Vec::new();
+    if !i.stdin.is_empty() {
+        out.push(AttachedInput::Stdin(i.stdin.clone()));
+    }
+    if let (Ok(rows @ 1..), Ok(cols @ 1..)) = (u16::try_from(i.rows), u16::try_from(i.cols)) {
+        out.push(AttachedInput::Resize { rows, cols });
+    }
+    if i.stdin_eof {
+        out.push(AttachedInput::StdinEof);
+    }
+    if i.cancel {
+        out.push(AttachedInput::Kill);
+    }
+    out
+}
+
+pub fn exec_output(exec_id: &str, r: ExecReport) -> pb::ExecOutput {
+    let mut o = pb::ExecOutput {
+        exec_id: exec_id.to_string(),
+        ..Default::default()
+    };
+    match r {
+        ExecReport::Output(AttachedOutput::Started) => o.started = true,
+        ExecReport::Output(AttachedOutput::Stdout(b)) => o.stdout = b,
+        ExecReport::Output(AttachedOutput::Stderr(b)) => o.stderr = b,
+        ExecReport::Exited(code) => o.exit_code = Some(code),
+        ExecReport::Failed(e) => o.error = e,
+    }
+    o
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -605,5 +656,41 @@ mod tests {
             spec("b", false, &[("a", C::Healthy)]),
         ]);
         assert!(p.contains("HEALTHY"), "{p}");
+    }
+
+    #[test]
+    fn exec_messages_convert_both_ways() {
+        let q = exec_query(pb::ExecStart {
+            exec_id: "e1".into(),
+            task_arn: "arn".into(),
+            container_name: "app".into(),
+            command: vec!["sh".into()],
+            tty: true,
+            rows: 0,
+            cols: 132,
+        });
+        assert_eq!(q.terminal, Some((24, 132)), "an unknown size is 24 rows");
+        let i = pb::ExecInput {
+            exec_id: "e1".into(),
+            stdin: b"ls\n".to_vec(),
+            stdin_eof: true,
+            rows: 40,
+            cols: 100,
+            cancel: false,
+        };
+        assert_eq!(
+            exec_inputs(&i),
+            [
+                AttachedInput::Stdin(b"ls\n".to_vec()),
+                AttachedInput::Resize {
+                    rows: 40,
+                    cols: 100
+                },
+                AttachedInput::StdinEof
+            ]
+        );
+        let o = exec_output("e1", ExecReport::Exited(3));
+        assert_eq!((o.exec_id.as_str(), o.exit_code), ("e1", Some(3)));
+        assert!(exec_output("e1", ExecReport::Output(AttachedOutput::Started)).started);
     }
 }

@@ -410,3 +410,249 @@ async fn checks_a_crashed_agent_left_running_are_removed_and_other_execs_are_not
     assert_eq!(rt.remove_execs(&id, "health-").await.unwrap(), 0);
     rt.remove(&id).await.unwrap();
 }
+
+// ---------------------------------------------------------------- attached execs (ExecuteCommand)
+
+use berth_agent::runtime::{AttachedExecRequest, AttachedInput, AttachedOutput};
+use tokio::sync::mpsc;
+
+/// What an attached exec sent: whether `Started` came first, stdout, stderr.
+#[derive(Debug, Default)]
+struct Collected {
+    started_first: bool,
+    stdout: String,
+    stderr: String,
+}
+
+async fn collect(mut rx: mpsc::Receiver<AttachedOutput>) -> Collected {
+    let mut c = Collected::default();
+    let mut first = true;
+    while let Some(o) = rx.recv().await {
+        match o {
+            AttachedOutput::Started => c.started_first = first,
+            AttachedOutput::Stdout(b) => c.stdout.push_str(&String::from_utf8_lossy(&b)),
+            AttachedOutput::Stderr(b) => c.stderr.push_str(&String::from_utf8_lossy(&b)),
+        }
+        first = false;
+    }
+    c
+}
+
+impl Scratch {
+    fn fifo_dir(&self) -> PathBuf {
+        self.dir.join("exec")
+    }
+
+    fn attached(
+        &self,
+        runtime_id: &str,
+        exec_id: &str,
+        args: &[&str],
+        terminal: Option<(u16, u16)>,
+    ) -> AttachedExecRequest {
+        AttachedExecRequest {
+            runtime_id: runtime_id.into(),
+            exec_id: exec_id.into(),
+            args: args.iter().map(|s| s.to_string()).collect(),
+            terminal,
+            fifo_dir: self.fifo_dir(),
+        }
+    }
+
+    /// Runs `req` with `inputs` sent at once (and the input kept open unless they end it);
+    /// returns the exit status and what came out.
+    async fn run_attached(
+        &self,
+        rt: &Containerd,
+        req: &AttachedExecRequest,
+        inputs: Vec<AttachedInput>,
+    ) -> (i32, Collected) {
+        let (in_tx, in_rx) = mpsc::unbounded_channel();
+        for i in inputs {
+            in_tx.send(i).unwrap();
+        }
+        let (out_tx, out_rx) = mpsc::channel(4);
+        let collecting = tokio::spawn(collect(out_rx));
+        let status = tokio::time::timeout(
+            Duration::from_secs(60),
+            rt.exec_attached(req, in_rx, out_tx),
+        )
+        .await
+        .expect("the exec ends")
+        .unwrap();
+        drop(in_tx);
+        (status, collecting.await.unwrap())
+    }
+
+    /// No exec process is left, nor any FIFO.
+    async fn assert_attached_clean(&self, runtime_id: &str, exec_ids: &[&str]) {
+        let pids = self.pids(runtime_id).await;
+        assert_eq!(pids.len(), 1, "processes left in {runtime_id}: {pids:?}");
+        for exec_id in exec_ids {
+            assert!(!self.registered(runtime_id, exec_id).await, "{exec_id}");
+        }
+        let left: Vec<_> = std::fs::read_dir(self.fifo_dir())
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "FIFOs left: {left:?}");
+    }
+}
+
+#[tokio::test]
+async fn an_attached_exec_reads_stdin_and_streams_stdout_stderr_and_its_status() {
+    let s = Scratch::new().await;
+    let rt = s.runtime().await;
+    let id = s
+        .sleeper(&rt, "app", common::busybox("app", &["sleep", "600"]))
+        .await;
+
+    let req = s.attached(
+        &id,
+        "exec-1",
+        &[
+            "sh",
+            "-c",
+            "read line; echo \"got $line\"; echo oops >&2; cat; exit 7",
+        ],
+        None,
+    );
+    let (status, out) = s
+        .run_attached(
+            &rt,
+            &req,
+            vec![
+                AttachedInput::Stdin(b"hello\n".to_vec()),
+                AttachedInput::Stdin(b"the rest\n".to_vec()),
+                AttachedInput::StdinEof,
+            ],
+        )
+        .await;
+    assert_eq!(status, 7);
+    assert!(out.started_first, "{out:?}");
+    assert_eq!(out.stdout, "got hello\nthe rest\n");
+    assert_eq!(out.stderr, "oops\n");
+
+    // All of a large output arrives, though the process has exited before it is read.
+    let req = s.attached(&id, "exec-2", &["seq", "1", "200000"], None);
+    let (status, out) = s
+        .run_attached(&rt, &req, vec![AttachedInput::StdinEof])
+        .await;
+    assert_eq!(status, 0);
+    assert_eq!(out.stdout.lines().count(), 200_000);
+    assert!(out.stdout.ends_with("199999\n200000\n"));
+
+    // A command that does not exist is an error, and leaves nothing.
+    let req = s.attached(&id, "exec-3", &["no-such-command"], None);
+    let (in_tx, in_rx) = mpsc::unbounded_channel();
+    let (out_tx, _out_rx) = mpsc::channel(4);
+    let err = rt.exec_attached(&req, in_rx, out_tx).await.unwrap_err();
+    assert!(err.to_string().contains("no-such-command"), "{err}");
+    drop(in_tx);
+
+    s.assert_attached_clean(&id, &["exec-1", "exec-2", "exec-3"])
+        .await;
+    rt.remove(&id).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_terminal_exec_has_a_tty_of_the_size_asked_and_follows_resizes() {
+    let s = Scratch::new().await;
+    let rt = s.runtime().await;
+    let id = s
+        .sleeper(&rt, "app", common::busybox("app", &["sleep", "600"]))
+        .await;
+
+    let req = s.attached(&id, "exec-1", &["sh"], Some((30, 100)));
+    let (in_tx, in_rx) = mpsc::unbounded_channel();
+    let (out_tx, mut out_rx) = mpsc::channel(4);
+    let running = {
+        let rt = s.runtime().await;
+        tokio::spawn(async move { rt.exec_attached(&req, in_rx, out_tx).await })
+    };
+    // Reads the terminal until `marker` shows.
+    let mut screen = String::new();
+    let mut read_until = async |marker: &str, screen: &mut String| {
+        while !screen.contains(marker) {
+            match tokio::time::timeout(Duration::from_secs(30), out_rx.recv()).await {
+                Ok(Some(AttachedOutput::Stdout(b))) => {
+                    screen.push_str(&String::from_utf8_lossy(&b))
+                }
+                Ok(Some(AttachedOutput::Started)) => {}
+                other => {
+                    panic!("waiting for {marker:?}: {other:?}; the terminal showed {screen:?}")
+                }
+            }
+        }
+    };
+    in_tx
+        .send(AttachedInput::Stdin(
+            b"stty size; tty; echo TERM=$TERM\n".to_vec(),
+        ))
+        .unwrap();
+    read_until("TERM=xterm", &mut screen).await;
+    assert!(screen.contains("30 100"), "{screen:?}");
+    assert!(screen.contains("/dev/pts/"), "{screen:?}");
+    in_tx
+        .send(AttachedInput::Resize {
+            rows: 50,
+            cols: 132,
+        })
+        .unwrap();
+    in_tx
+        .send(AttachedInput::Stdin(b"stty size; exit 3\n".to_vec()))
+        .unwrap();
+    read_until("50 132", &mut screen).await;
+    let status = tokio::time::timeout(Duration::from_secs(30), running)
+        .await
+        .expect("the shell exits")
+        .unwrap()
+        .unwrap();
+    assert_eq!(status, 3);
+    drop(in_tx);
+
+    s.assert_attached_clean(&id, &["exec-1"]).await;
+    rt.remove(&id).await.unwrap();
+}
+
+#[tokio::test]
+async fn an_attached_exec_whose_user_goes_away_is_killed_with_all_it_started() {
+    let s = Scratch::new().await;
+    let rt = s.runtime().await;
+    let id = s
+        .sleeper(&rt, "app", common::busybox("app", &["sleep", "600"]))
+        .await;
+
+    // The user closes the input.
+    let req = s.attached(&id, "exec-1", &["sh", "-c", "sleep 600 & sleep 600"], None);
+    let (in_tx, in_rx) = mpsc::unbounded_channel::<AttachedInput>();
+    let (out_tx, mut out_rx) = mpsc::channel(4);
+    let running = {
+        let rt = s.runtime().await;
+        tokio::spawn(async move { rt.exec_attached(&req, in_rx, out_tx).await })
+    };
+    assert_eq!(out_rx.recv().await, Some(AttachedOutput::Started));
+    drop(in_tx);
+    let status = tokio::time::timeout(Duration::from_secs(30), running)
+        .await
+        .expect("killed")
+        .unwrap()
+        .unwrap();
+    assert_eq!(status, 128 + 9, "SIGKILL");
+
+    // The user stops reading the output.
+    let req = s.attached(&id, "exec-2", &["sleep", "600"], None);
+    let (_in_tx, in_rx) = mpsc::unbounded_channel::<AttachedInput>();
+    let (out_tx, out_rx) = mpsc::channel(4);
+    drop(out_rx);
+    let status = tokio::time::timeout(
+        Duration::from_secs(30),
+        rt.exec_attached(&req, in_rx, out_tx),
+    )
+    .await
+    .expect("killed")
+    .unwrap();
+    assert_eq!(status, 128 + 9);
+
+    s.assert_attached_clean(&id, &["exec-1", "exec-2"]).await;
+    rt.remove(&id).await.unwrap();
+}

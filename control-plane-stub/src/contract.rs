@@ -20,6 +20,67 @@ pub const SECRETS_PATH: &str = "/berth/v1/secrets";
 pub const TASKS_PREFIX: &str = "/berth/v1/tasks/";
 pub const EVENTS_SUFFIX: &str = "/events";
 
+/// `GET /berth/v1/exec/<session id>`: the WebSocket of an ExecuteCommand session (its
+/// `streamUrl`, with `ws://`). Frames, after the WebSocket handshake:
+/// - the client's first is a text frame, an [`ExecOpen`] with the session's `tokenValue`;
+/// - then the client sends stdin as binary frames, and [`ExecClientMessage`]s as text frames;
+/// - the server sends output as binary frames whose first byte is [`EXEC_STDOUT`] or
+///   [`EXEC_STDERR`], and [`ExecServerMessage`]s as text frames: `started` first, then, last,
+///   `exitCode` or `error`; then it closes the WebSocket.
+///
+/// A session is claimed once: a second stream, a wrong token or a late one (ExecuteCommand's
+/// session lasts two minutes unclaimed) gets an `error` and the close.
+pub const EXEC_PATH: &str = "/berth/v1/exec";
+pub const EXEC_STDOUT: u8 = 1;
+pub const EXEC_STDERR: u8 = 2;
+
+/// The first frame of an exec stream.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExecOpen {
+    pub token_value: String,
+    /// Run the command on a pseudo-terminal of `rows` x `cols`.
+    #[serde(default)]
+    pub tty: bool,
+    #[serde(default)]
+    pub rows: u16,
+    #[serde(default)]
+    pub cols: u16,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TerminalSize {
+    pub rows: u16,
+    pub cols: u16,
+}
+
+/// A client's text frame: a terminal resize, or the end of its stdin.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExecClientMessage {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resize: Option<TerminalSize>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stdin_eof: bool,
+}
+
+/// A server's text frame.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExecServerMessage {
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub started: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// `/berth/v1/exec/<session id>`.
+pub fn exec_path(session_id: &str) -> String {
+    format!("{EXEC_PATH}/{}", path_segment(session_id))
+}
+
 /// `/berth/v1/security-groups/<group>`, the reference percent-encoded.
 pub fn security_group_path(group: &str) -> String {
     format!("{SECURITY_GROUPS_PATH}/{}", path_segment(group))

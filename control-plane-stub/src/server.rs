@@ -77,6 +77,8 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
         config.manifest_interval_ms,
         // What DiscoverPollEndpoint answers: the address agents reach berth-cp's sessions at.
         format!("http://{grpc_addr}"),
+        // Where exec sessions' streams connect (ExecuteCommand's streamUrl).
+        api_addr.to_string(),
         ServiceSettings {
             settle_ms: config.service_settle_ms,
             throttle: ThrottleSettings {

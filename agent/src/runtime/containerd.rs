@@ -34,8 +34,8 @@ use tonic::Request;
 
 use super::image::{self, ResolvedImage};
 use super::{
-    CreateRequest, ExecOutcome, ExecRequest, ExitEvent, ListedContainer, ProcessState, Runtime,
-    RuntimeError,
+    AttachedExecRequest, AttachedInput, AttachedOutput, CreateRequest, ExecOutcome, ExecRequest,
+    ExitEvent, ListedContainer, ProcessState, Runtime, RuntimeError,
 };
 use crate::health;
 
@@ -546,7 +546,7 @@ const PROCESS_TYPE_URL: &str = "types.containerd.io/opencontainers/runtime-spec/
 
 /// A container's process, as execs in it run: its user, environment, working directory,
 /// capabilities, rlimits... without a terminal; only the args change from exec to exec.
-type ExecTemplate = serde_json::Map<String, serde_json::Value>;
+pub(super) type ExecTemplate = serde_json::Map<String, serde_json::Value>;
 
 fn exec_template(container_spec: &[u8]) -> Result<ExecTemplate, String> {
     let mut spec: serde_json::Value = serde_json::from_slice(container_spec)
@@ -665,13 +665,13 @@ impl ExecOutput {
 
 /// A host process, told apart from a later one that reuses its pid by its start time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct HostProcess {
+pub(super) struct HostProcess {
     pid: i32,
     start_time: u64,
 }
 
 impl HostProcess {
-    fn find(pid: u32) -> Option<Self> {
+    pub(super) fn find(pid: u32) -> Option<Self> {
         let pid = i32::try_from(pid).ok().filter(|p| *p > 0)?;
         Some(Self {
             pid,
@@ -786,16 +786,16 @@ fn kill_tree(root: HostProcess) -> usize {
 /// One exec process, with what it takes to run and remove it. Owned (the channel is shared)
 /// so that the removal can outlive a dropped `exec` call: see [`ExecCleanup`].
 #[derive(Clone)]
-struct ExecProcess {
-    tasks: TasksClient<Channel>,
-    namespace: String,
-    call_timeout: Duration,
-    container_id: String,
-    exec_id: String,
+pub(super) struct ExecProcess {
+    pub(super) tasks: TasksClient<Channel>,
+    pub(super) namespace: String,
+    pub(super) call_timeout: Duration,
+    pub(super) container_id: String,
+    pub(super) exec_id: String,
 }
 
 impl ExecProcess {
-    fn req<T>(&self, msg: T, deadline: Duration) -> Request<T> {
+    pub(super) fn req<T>(&self, msg: T, deadline: Duration) -> Request<T> {
         let mut req = Request::new(msg);
         req.set_timeout(deadline);
         if let Ok(ns) = self.namespace.parse() {
@@ -804,7 +804,7 @@ impl ExecProcess {
         req
     }
 
-    async fn call<T, F>(&self, name: &'static str, fut: F) -> Result<T, RuntimeError>
+    pub(super) async fn call<T, F>(&self, name: &'static str, fut: F) -> Result<T, RuntimeError>
     where
         F: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
@@ -845,7 +845,7 @@ impl ExecProcess {
         .map(|_| ())
     }
 
-    async fn start(&self) -> Result<u32, RuntimeError> {
+    pub(super) async fn start(&self) -> Result<u32, RuntimeError> {
         let mut tasks = self.tasks.clone();
         self.call(
             "Tasks.Start",
@@ -862,7 +862,7 @@ impl ExecProcess {
     }
 
     /// The exit status, or None if the process still runs after `within`.
-    async fn wait(&self, within: Duration) -> Result<Option<i32>, RuntimeError> {
+    pub(super) async fn wait(&self, within: Duration) -> Result<Option<i32>, RuntimeError> {
         let mut tasks = self.tasks.clone();
         // containerd's deadline a little past ours: our timer decides.
         let req = self.req(
@@ -884,7 +884,7 @@ impl ExecProcess {
 
     /// Kills the process and everything below it; containerd's kill of the process itself
     /// covers a pid we could not see.
-    async fn kill(&self, pid: Option<HostProcess>) {
+    pub(super) async fn kill(&self, pid: Option<HostProcess>) {
         if let Some(pid) = pid {
             if let Ok(killed) = tokio::task::spawn_blocking(move || kill_tree(pid)).await {
                 tracing::debug!(exec_id = %self.exec_id, killed, "killed an exec's processes");
@@ -927,7 +927,7 @@ impl ExecProcess {
     /// Removes the process from containerd, killing it first if it may still run (`kill`)
     /// or if containerd refuses to delete it (it still runs), for about `patience`. The shim
     /// waits for the output to be copied before the delete returns.
-    async fn delete(
+    pub(super) async fn delete(
         &self,
         pid: Option<HostProcess>,
         kill: bool,
@@ -975,15 +975,16 @@ impl ExecProcess {
 /// half-way (a health checker aborted with its container), or containerd did not answer in
 /// time. Killed, deleted and its output file removed, in a task of its own that keeps trying
 /// for a while (a start that timed out on our side may still be going on in the shim).
-struct ExecCleanup {
-    process: Option<ExecProcess>,
-    pid: Option<HostProcess>,
-    output: ExecOutput,
+pub(super) struct ExecCleanup {
+    pub(super) process: Option<ExecProcess>,
+    pub(super) pid: Option<HostProcess>,
+    /// Removes what the exec's output went through (its files or FIFOs).
+    pub(super) remove_files: Box<dyn Fn() + Send + Sync>,
 }
 
 impl ExecCleanup {
     /// The call removed the process itself.
-    fn disarm(&mut self) {
+    pub(super) fn disarm(&mut self) {
         self.process = None;
     }
 }
@@ -996,19 +997,23 @@ impl Drop for ExecCleanup {
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        let (pid, output) = (self.pid, self.output.clone());
+        let pid = self.pid;
+        let remove_files = std::mem::replace(&mut self.remove_files, Box::new(|| {}));
         rt.spawn(async move {
             let patience = process.call_timeout * 5;
             if let Err(e) = process.delete(pid, true, patience).await {
                 tracing::warn!(exec_id = %process.exec_id, error = %e, "cannot remove an abandoned exec");
             }
-            output.remove();
+            remove_files();
         });
     }
 }
 
 impl Containerd {
-    async fn exec_template(&self, id: &str) -> Result<std::sync::Arc<ExecTemplate>, RuntimeError> {
+    pub(super) async fn exec_template(
+        &self,
+        id: &str,
+    ) -> Result<std::sync::Arc<ExecTemplate>, RuntimeError> {
         if let Some(t) = self.exec_templates_lock().get(id) {
             return Ok(std::sync::Arc::clone(t));
         }
@@ -1081,7 +1086,10 @@ impl Runtime for Containerd {
         let mut cleanup = ExecCleanup {
             process: Some(exec.clone()),
             pid: None,
-            output: output.clone(),
+            remove_files: {
+                let output = output.clone();
+                Box::new(move || output.remove())
+            },
         };
         let ran = match exec.run(req.timeout, &mut cleanup.pid).await {
             // containerd did not answer: the shim may still be starting the process (a 1.6
@@ -1121,6 +1129,15 @@ impl Runtime for Containerd {
             ))),
             Err(e) => Err(e),
         }
+    }
+
+    async fn exec_attached(
+        &self,
+        req: &AttachedExecRequest,
+        input: tokio::sync::mpsc::UnboundedReceiver<AttachedInput>,
+        output: tokio::sync::mpsc::Sender<AttachedOutput>,
+    ) -> Result<i32, RuntimeError> {
+        self.run_attached(req, input, output).await
     }
 
     async fn version(&self) -> Result<String, RuntimeError> {

@@ -10,8 +10,8 @@ use tokio::sync::broadcast;
 use tokio_stream::wrappers::BroadcastStream;
 
 use super::{
-    CreateRequest, ExecOutcome, ExecRequest, ExitEvent, ListedContainer, ProcessState, Runtime,
-    RuntimeError,
+    AttachedExecRequest, AttachedInput, AttachedOutput, CreateRequest, ExecOutcome, ExecRequest,
+    ExitEvent, ListedContainer, ProcessState, Runtime, RuntimeError,
 };
 
 /// A fake image's digest: stable per name, shaped as containerd's.
@@ -113,6 +113,53 @@ impl Runtime for FakeRuntime {
             exit_code,
             output: format!("exit {exit_code:?}\n"),
         })
+    }
+
+    /// Echoes: the args as one line, then stdin as it comes, on stdout; exits 0 at
+    /// end-of-file, 137 when killed.
+    async fn exec_attached(
+        &self,
+        req: &AttachedExecRequest,
+        mut input: tokio::sync::mpsc::UnboundedReceiver<AttachedInput>,
+        output: tokio::sync::mpsc::Sender<AttachedOutput>,
+    ) -> Result<i32, RuntimeError> {
+        {
+            let mut inner = self.lock();
+            inner
+                .calls
+                .push(format!("exec_attached {}", req.runtime_id));
+            if !matches!(
+                inner.containers.get(&req.runtime_id),
+                Some((_, ProcessState::Running))
+            ) {
+                return Err(RuntimeError::Io(format!(
+                    "container {} is not running",
+                    req.runtime_id
+                )));
+            }
+        }
+        let send = |o| {
+            let output = output.clone();
+            async move { output.send(o).await.is_ok() }
+        };
+        send(AttachedOutput::Started).await;
+        send(AttachedOutput::Stdout(
+            format!("{}\n", req.args.join(" ")).into_bytes(),
+        ))
+        .await;
+        while let Some(i) = input.recv().await {
+            match i {
+                AttachedInput::Stdin(b) => {
+                    if !send(AttachedOutput::Stdout(b)).await {
+                        return Ok(137);
+                    }
+                }
+                AttachedInput::StdinEof => return Ok(0),
+                AttachedInput::Resize { .. } => {}
+                AttachedInput::Kill => return Ok(137),
+            }
+        }
+        Ok(137)
     }
 
     async fn version(&self) -> Result<String, RuntimeError> {

@@ -1,6 +1,7 @@
 //! The container runtime boundary. The engine talks to this trait only; `containerd` is the real
 //! implementation, `fake` a scripted one for tests of the engine without root.
 
+pub mod attached;
 pub mod containerd;
 pub mod facts;
 pub mod fake;
@@ -68,6 +69,43 @@ pub struct ExecRequest {
     pub timeout: std::time::Duration,
     /// Where the process's stdout and stderr are written while it runs; removed afterwards.
     pub output_path: PathBuf,
+}
+
+/// A command a user runs in a running container (ExecuteCommand), attached to their terminal
+/// or pipes for as long as it runs.
+#[derive(Debug, Clone)]
+pub struct AttachedExecRequest {
+    pub runtime_id: String,
+    /// Unique among the container's execs (and starts with [`attached::EXEC_PREFIX`]).
+    pub exec_id: String,
+    pub args: Vec<String>,
+    /// Some((rows, cols)): on a pseudo-terminal of that size; stdout and stderr are one
+    /// stream then.
+    pub terminal: Option<(u16, u16)>,
+    /// Its stdio FIFOs are made in here; removed afterwards.
+    pub fifo_dir: PathBuf,
+}
+
+/// What the user sends to an attached exec.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttachedInput {
+    Stdin(Vec<u8>),
+    /// The process reads end-of-file.
+    StdinEof,
+    Resize {
+        rows: u16,
+        cols: u16,
+    },
+    /// The user went away: the process and all it started are killed.
+    Kill,
+}
+
+/// What an attached exec sends back, in order: `Started` once, then its output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttachedOutput {
+    Started,
+    Stdout(Vec<u8>),
+    Stderr(Vec<u8>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -190,6 +228,17 @@ pub trait Runtime: Send + Sync + 'static {
         &self,
         req: &ExecRequest,
     ) -> impl Future<Output = Result<ExecOutcome, RuntimeError>> + Send;
+
+    /// Runs a user's command in a running container as `exec` does, with its stdin, stdout
+    /// and stderr (or terminal) connected to `input` and `output`, until it exits: returns its
+    /// exit status once all its output was sent. A closed `input` or `output` (the user went
+    /// away) kills it. Never leaves the exec process or its FIFOs behind.
+    fn exec_attached(
+        &self,
+        req: &AttachedExecRequest,
+        input: tokio::sync::mpsc::UnboundedReceiver<AttachedInput>,
+        output: tokio::sync::mpsc::Sender<AttachedOutput>,
+    ) -> impl Future<Output = Result<i32, RuntimeError>> + Send;
 
     /// Kills and deletes the exec processes of a running container whose exec id starts with
     /// `prefix`: after a crash, the checks the previous agent had running (a hanging one

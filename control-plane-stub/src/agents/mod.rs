@@ -3,11 +3,11 @@
 //! reports, and the wire <-> domain conversion.
 //!
 //! [`Agents`] is what the rest of berth-cp sees of it: the application layer records payloads
-//! in the store and calls [`Agents::deliver`]; the logs endpoint routes requests through
-//! `sessions` and `logs`.
+//! in the store and calls [`Agents::deliver`]; the logs and exec endpoints route requests
+//! through `sessions` and `replies`.
 
-pub mod logs;
 mod registration;
+pub mod replies;
 mod reports;
 pub mod service;
 pub mod sessions;
@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use crate::domain::ids::Arns;
 use crate::state::{Store, StoreError};
-use logs::LogRouter;
+use replies::{ExecRouter, LogRouter};
 use sessions::Sessions;
 
 pub use registration::Registered;
@@ -27,6 +27,8 @@ pub struct Agents {
     pub sessions: Sessions,
     /// Log requests waiting for their agent's chunks.
     pub logs: LogRouter,
+    /// Exec sessions waiting for their agent's output.
+    pub execs: ExecRouter,
     arns: Arns,
     pub heartbeat_interval_ms: u32,
     /// How often each session gets a fresh TaskManifest.
@@ -47,6 +49,7 @@ impl Agents {
             store,
             sessions: Sessions::default(),
             logs: LogRouter::default(),
+            execs: ExecRouter::default(),
             arns,
             heartbeat_interval_ms,
             manifest_interval_ms,

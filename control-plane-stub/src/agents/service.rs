@@ -190,6 +190,9 @@ impl AgentService for AgentApi {
                 };
                 agents.sessions.detach(&instance_id, attached.session_id);
                 agents.logs.session_ended(&instance_id, attached.session_id);
+                agents
+                    .execs
+                    .session_ended(&instance_id, attached.session_id);
                 tracing::info!("agent disconnected: {end}");
             }
             .instrument(span),
@@ -245,6 +248,10 @@ fn handle(
         }
         Some(pb::agent_message::Msg::LogChunk(c)) => {
             agents.logs.deliver(instance_id, c);
+            return Ok(());
+        }
+        Some(pb::agent_message::Msg::ExecOutput(o)) => {
+            agents.execs.deliver(instance_id, o);
             return Ok(());
         }
         Some(pb::agent_message::Msg::StateChange(sc)) => {

@@ -47,6 +47,7 @@ impl From<CpError> for ApiError {
             CpError::AttributeLimitExceeded(_) => "AttributeLimitExceededException",
             CpError::ResourceNotFound(_) => "ResourceNotFoundException",
             CpError::NamespaceNotFound(_) => "NamespaceNotFoundException",
+            CpError::TargetNotConnected(_) => "TargetNotConnectedException",
             CpError::TaskNotFound(_) => "InvalidParameterException",
             CpError::NoSuchTask(_)
             | CpError::SecurityGroupNotFound(_)

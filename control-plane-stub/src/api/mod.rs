@@ -35,6 +35,7 @@ pub fn router(cp: Arc<ControlPlane>) -> Router {
             put(berth::secrets::put).delete(berth::secrets::delete),
         )
         .route(berth::events::PATH, get(berth::events::get))
+        .route(berth::exec::PATH, get(berth::exec::stream))
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(cp)

@@ -7,6 +7,7 @@
 mod account_settings;
 mod attributes;
 mod clusters;
+mod exec;
 mod instances;
 mod secrets;
 mod security_groups;
@@ -31,6 +32,7 @@ use crate::state::{Store, StoreError};
 pub use account_settings::{AccountSettings, ListInput as AccountSettingsList};
 pub use attributes::{Attribute, AttributeInput, Attributes, CONTAINER_INSTANCE};
 pub use clusters::{ClusterUpdate, ClusterView, Clusters, NewCluster};
+pub use exec::{ExecSession, Execs, SESSION_TTL as EXEC_SESSION_TTL};
 pub use instances::{InstanceView, Instances};
 pub use secrets::Secrets;
 pub use security_groups::{NetworkConfiguration, SecurityGroups, NETWORK_CONFIGURATION_NOT_AWSVPC};
@@ -92,6 +94,9 @@ pub enum CpError {
     ResourceNotFound(String),
     #[error("The specified namespace could not be found: {0}")]
     NamespaceNotFound(String),
+    /// ExecuteCommand: the task's agent is not connected.
+    #[error("{0}")]
+    TargetNotConnected(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -108,11 +113,15 @@ pub struct ControlPlane {
     pub security_groups: SecurityGroups,
     pub secrets: Secrets,
     pub services: Services,
+    /// ExecuteCommand's sessions.
+    pub execs: Execs,
     /// Keeps each service at its desired count (run by `server.rs`'s loop).
     pub controller: ServiceController,
     pub agents: Arc<Agents>,
     /// The agents' endpoint (berth-cp's gRPC address), as DiscoverPollEndpoint gives it.
     pub agent_endpoint: String,
+    /// The user API's address (host:port), for the stream URLs of exec sessions.
+    pub api_endpoint: String,
     pub arns: Arns,
 }
 
@@ -123,6 +132,7 @@ impl ControlPlane {
         heartbeat_interval_ms: u32,
         manifest_interval_ms: u32,
         agent_endpoint: String,
+        api_endpoint: String,
         service_settings: ServiceSettings,
     ) -> Arc<Self> {
         let agents = Arc::new(Agents::new(
@@ -169,7 +179,9 @@ impl ControlPlane {
             settle_ms: i64::from(service_settings.settle_ms),
             throttle: service_settings.throttle,
         };
+        let execs = Execs::new(tasks.clone(), agents.clone(), arns.clone());
         Arc::new(Self {
+            execs,
             account_settings: AccountSettings::new(store.clone(), arns.account()),
             attributes: Attributes::new(store.clone(), clusters.clone()),
             tags,
@@ -183,6 +195,7 @@ impl ControlPlane {
             secrets,
             agents,
             agent_endpoint,
+            api_endpoint,
             arns,
         })
     }

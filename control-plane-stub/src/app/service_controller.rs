@@ -393,6 +393,7 @@ impl ServiceController {
                     service: Some(s.name.clone()),
                 },
                 launch_type: Some(s.launch_type.clone()),
+                enable_execute_command: s.enable_execute_command,
             };
             match self.tasks.run(input) {
                 Ok((tasks, failures)) => {

@@ -39,6 +39,8 @@ pub struct CreateServiceInput {
     /// TASK_DEFINITION, SERVICE or NONE (checked by the caller: `tags::Propagate`).
     pub propagate_tags: Option<String>,
     pub enable_ecs_managed_tags: bool,
+    /// enableExecuteCommand for the tasks it starts.
+    pub enable_execute_command: bool,
     pub client_token: Option<String>,
     pub placement_strategy: Vec<StrategySpec>,
     pub placement_constraints: Vec<ConstraintSpec>,
@@ -63,6 +65,8 @@ pub struct UpdateServiceInput {
     /// For the tasks started from now on.
     pub propagate_tags: Option<String>,
     pub enable_ecs_managed_tags: Option<bool>,
+    /// For the tasks started from now on (ECS: a new deployment applies it to all).
+    pub enable_execute_command: Option<bool>,
     /// Replaces the service's serviceConnectConfiguration.
     pub service_connect: Option<serde_json::Value>,
 }
@@ -185,6 +189,7 @@ impl Services {
             network_configuration: input.network_configuration.map(|(raw, _)| raw),
             propagate_tags: input.propagate_tags,
             enable_ecs_managed_tags: input.enable_ecs_managed_tags,
+            enable_execute_command: input.enable_execute_command,
             client_token: input.client_token,
             created_at_ms: now,
             deployments: Vec::new(),
@@ -379,6 +384,9 @@ impl Services {
         }
         if let Some(managed) = input.enable_ecs_managed_tags {
             s.enable_ecs_managed_tags = managed;
+        }
+        if let Some(exec) = input.enable_execute_command {
+            s.enable_execute_command = exec;
         }
         self.store.save_service(&s)?;
         self.changed.notify_one();

@@ -47,6 +47,8 @@ pub struct RunTaskInput {
     pub tags: NewTaskTags,
     /// EC2 (the default) or EXTERNAL.
     pub launch_type: Option<String>,
+    /// enableExecuteCommand: ExecuteCommand may run commands in the task's containers.
+    pub enable_execute_command: bool,
 }
 
 #[derive(Clone)]
@@ -378,6 +380,7 @@ fn new_task(
         availability_zone: None,
         cpu_architecture: None,
         launch_type: input.launch_type.clone().unwrap_or_else(|| "EC2".into()),
+        enable_execute_command: input.enable_execute_command,
         containers: spec
             .containers
             .iter()

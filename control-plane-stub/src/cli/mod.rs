@@ -1,5 +1,6 @@
 //! berthctl: the ECS API of berth-cp for people. Arguments, the HTTP client, and output.
 
+mod exec;
 mod instances;
 mod logs;
 mod services;
@@ -152,6 +153,24 @@ pub enum Command {
         #[arg(long)]
         tail: Option<u32>,
     },
+    /// Run a command in a task's container (ExecuteCommand; the task must have been started
+    /// with enableExecuteCommand) and exit with its status.
+    Exec {
+        /// Task ARN or id.
+        task: String,
+        /// Required when the task has more than one container.
+        #[arg(long)]
+        container: Option<String>,
+        /// Send stdin to the command.
+        #[arg(long, short)]
+        interactive: bool,
+        /// Run it on a terminal (with -i, this terminal is put in raw mode meanwhile).
+        #[arg(long, short)]
+        tty: bool,
+        /// The command and its arguments, after `--`.
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
     #[command(flatten)]
     Services(services::ServiceCommand),
     #[command(flatten)]
@@ -185,6 +204,8 @@ pub enum CliError {
     },
     #[error("{0}")]
     Logs(String),
+    #[error("exec: {0}")]
+    Exec(String),
     #[error("unexpected response from {endpoint}: {message}")]
     BadResponse { endpoint: String, message: String },
     #[error("reading the password from stdin: {0}")]
@@ -267,6 +288,31 @@ impl Client {
 }
 
 pub async fn run(cli: Cli) -> ExitCode {
+    if let Command::Exec {
+        task,
+        container,
+        interactive,
+        tty,
+        command,
+    } = &cli.command
+    {
+        let args = exec::ExecArgs {
+            cluster: &cli.cluster,
+            task,
+            container: container.as_deref(),
+            interactive: *interactive,
+            tty: *tty,
+            command,
+        };
+        // The command's own status, as `docker exec` exits; 255 for statuses beyond a byte.
+        return match exec::run(&Client::new(&cli.endpoint), &args).await {
+            Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(255)),
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     match execute(&cli).await {
         Ok(text) => {
             if !text.is_empty() {
@@ -471,6 +517,11 @@ pub async fn execute(cli: &Cli) -> Result<String, CliError> {
             // Streamed to stdout as it arrives: nothing is left to print.
             logs::stream(&client, &args).await?;
             return Ok(String::new());
+        }
+        Command::Exec { .. } => {
+            return Err(CliError::Exec(
+                "run through berthctl's main, which exits with the command's status".into(),
+            ))
         }
         Command::Services(command) => {
             return services::execute(&client, cluster, cli.output, command).await;

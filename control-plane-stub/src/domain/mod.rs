@@ -3,6 +3,7 @@
 
 pub mod cluster;
 pub mod compat;
+pub mod exec;
 pub mod ids;
 pub mod instance;
 pub mod placement;

@@ -110,6 +110,9 @@ pub struct Task {
     /// EC2 or EXTERNAL (ECS Anywhere's), as RunTask or its service asked.
     #[serde(default = "default_launch_type")]
     pub launch_type: String,
+    /// enableExecuteCommand, as RunTask or the service gave it when the task was started.
+    #[serde(default)]
+    pub enable_execute_command: bool,
 }
 
 fn default_launch_type() -> String {

@@ -5,7 +5,7 @@
 //!
 //! answers `text/plain`, streamed (chunked) as the agent sends it. The handler sends a
 //! LogRequest on the instance's live session; the agent's LogChunks come back through
-//! [`LogRouter`](crate::agents::logs::LogRouter) by request id. When the HTTP client goes away, the agent is told to cancel.
+//! [`LogRouter`](crate::agents::replies::LogRouter) by request id. When the HTTP client goes away, the agent is told to cancel.
 //! The log driver the definition named is returned in the `X-Berth-Log-Driver` header: every
 //! driver maps to the agent's local, rotated files.
 

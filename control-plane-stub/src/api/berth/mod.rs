@@ -1,7 +1,8 @@
 //! Berth's own REST routes under `/berth/v1` (paths in `crate::contract`): logs, security
-//! groups, secrets, a task's events. JSON bodies; errors in the ECS error shape.
+//! groups, secrets, a task's events, exec streams. JSON bodies; errors in the ECS error shape.
 
 pub mod events;
+pub mod exec;
 pub mod logs;
 pub mod secrets;
 pub mod security_groups;

@@ -5,6 +5,7 @@ mod account_settings;
 mod attributes;
 mod clusters;
 mod container_instances;
+mod exec;
 mod request;
 mod service_deployments;
 mod services;
@@ -130,6 +131,7 @@ fn dispatch(cp: &ControlPlane, operation: &str, request: Value) -> OpResult {
         .or_else(|| services::operation(operation))
         .or_else(|| service_deployments::operation(operation))
         .or_else(|| task_protection::operation(operation))
+        .or_else(|| exec::operation(operation))
         .or_else(|| attributes::operation(operation))
         .or_else(|| tags::operation(operation))
         .or_else(|| account_settings::operation(operation))

@@ -101,6 +101,8 @@ struct CreateServiceRequest {
     enable_ecs_managed_tags: bool,
     client_token: Option<String>,
     #[serde(default)]
+    enable_execute_command: bool,
+    #[serde(default)]
     placement_strategy: Vec<StrategySpec>,
     #[serde(default)]
     placement_constraints: Vec<ConstraintSpec>,
@@ -157,6 +159,7 @@ fn create_service(cp: &ControlPlane, r: CreateServiceRequest) -> OpResult {
                 .to_string(),
         ),
         enable_ecs_managed_tags: r.enable_ecs_managed_tags,
+        enable_execute_command: r.enable_execute_command,
         client_token: r.client_token,
         placement_strategy: r.placement_strategy,
         placement_constraints: r.placement_constraints,
@@ -183,6 +186,7 @@ struct UpdateServiceRequest {
     propagate_tags: Option<String>,
     #[serde(rename = "enableECSManagedTags")]
     enable_ecs_managed_tags: Option<bool>,
+    enable_execute_command: Option<bool>,
     service_connect_configuration: Option<Value>,
 }
 
@@ -216,6 +220,7 @@ fn update_service(cp: &ControlPlane, r: UpdateServiceRequest) -> OpResult {
             .map(|p| tags::propagate(Some(p)).map(|p| p.as_str().to_string()))
             .transpose()?,
         enable_ecs_managed_tags: r.enable_ecs_managed_tags,
+        enable_execute_command: r.enable_execute_command,
         service_connect: r.service_connect_configuration,
     };
     let s = cp.services.update(input)?;
@@ -384,7 +389,10 @@ fn service(cp: &ControlPlane, s: &Service, with_tags: bool) -> Result<Value, Api
         "propagateTags".into(),
         json!(s.propagate_tags.as_deref().unwrap_or("NONE")),
     );
-    m.insert("enableExecuteCommand".into(), json!(false));
+    m.insert(
+        "enableExecuteCommand".into(),
+        json!(s.enable_execute_command),
+    );
     if with_tags {
         let resource = Resource::Service {
             cluster: s.cluster.clone(),

@@ -174,7 +174,10 @@ pub fn task(arns: &Arns, t: &Task, defs: &[HealthDef]) -> Value {
         "availabilityZone",
         t.availability_zone.as_ref().map(|z| json!(z)),
     );
-    m.insert("enableExecuteCommand".into(), json!(false));
+    m.insert(
+        "enableExecuteCommand".into(),
+        json!(t.enable_execute_command),
+    );
     m.insert("version".into(), json!(t.version));
     m.insert(
         "attachments".into(),

@@ -35,6 +35,8 @@ struct RunTaskRequest {
     propagate_tags: Option<String>,
     #[serde(default, rename = "enableECSManagedTags")]
     enable_ecs_managed_tags: bool,
+    #[serde(default)]
+    enable_execute_command: bool,
 }
 
 /// RunTask's networkConfiguration in ECS's shape: `{"awsvpcConfiguration": {"subnets": [...],
@@ -105,6 +107,7 @@ fn run_task(cp: &ControlPlane, r: RunTaskRequest) -> OpResult {
             r.enable_ecs_managed_tags,
         )?,
         launch_type: r.launch_type,
+        enable_execute_command: r.enable_execute_command,
     })?;
     placed(cp, &tasks, &failures)
 }
@@ -153,6 +156,8 @@ struct StartTaskRequest {
     propagate_tags: Option<String>,
     #[serde(default, rename = "enableECSManagedTags")]
     enable_ecs_managed_tags: bool,
+    #[serde(default)]
+    enable_execute_command: bool,
 }
 
 fn start_task(cp: &ControlPlane, r: StartTaskRequest) -> OpResult {
@@ -176,6 +181,7 @@ fn start_task(cp: &ControlPlane, r: StartTaskRequest) -> OpResult {
             )?,
             // StartTask has no launchType: its instances are the EC2 launch type's.
             launch_type: None,
+            enable_execute_command: r.enable_execute_command,
         },
         &r.container_instances,
     )?;

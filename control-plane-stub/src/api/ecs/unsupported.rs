@@ -12,7 +12,6 @@ const CAPACITY_PROVIDERS: &str = "a capacity provider needs an EC2 Auto Scaling 
      themselves, as on ECS Anywhere";
 const TASK_SETS: &str = "task sets belong to the EXTERNAL deployment controller; Berth's \
      services use the ECS rolling deployment controller";
-const EXECUTE_COMMAND: &str = "not yet; it is planned together with `berthctl exec`";
 const LIFECYCLE_HOOKS: &str = "lifecycle hooks (blue/green, linear, canary) are not supported, \
      so no Berth deployment ever pauses at one";
 const MANAGED_DAEMONS: &str = "ECS Managed Daemons run on ECS Managed Instances only; use a \
@@ -52,7 +51,6 @@ refused! {
     "DescribeTaskSets" => TASK_SETS,
     "UpdateTaskSet" => TASK_SETS,
     "UpdateServicePrimaryTaskSet" => TASK_SETS,
-    "ExecuteCommand" => EXECUTE_COMMAND,
     "ContinueServiceDeployment" => LIFECYCLE_HOOKS,
     "CreateDaemon" => MANAGED_DAEMONS,
     "DeleteDaemon" => MANAGED_DAEMONS,

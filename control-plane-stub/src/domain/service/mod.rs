@@ -153,6 +153,9 @@ pub struct Service {
     /// kept with every resource's, in the store's tags.)
     pub propagate_tags: Option<String>,
     pub enable_ecs_managed_tags: bool,
+    /// enableExecuteCommand, given to every task it starts.
+    #[serde(default)]
+    pub enable_execute_command: bool,
     pub client_token: Option<String>,
     pub created_at_ms: i64,
     /// Newest first; the first is PRIMARY.
@@ -350,6 +353,7 @@ pub fn test_service(name: &str) -> Service {
         network_configuration: None,
         propagate_tags: None,
         enable_ecs_managed_tags: false,
+        enable_execute_command: false,
         client_token: None,
         created_at_ms: 1,
         deployments: Vec::new(),

@@ -36,6 +36,7 @@ pub fn sample_task() -> Task {
         availability_zone: None,
         cpu_architecture: None,
         launch_type: "EC2".into(),
+        enable_execute_command: false,
         containers: vec![Container {
             id: "c1".into(),
             name: "app".into(),
