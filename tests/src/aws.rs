@@ -10,6 +10,8 @@ pub struct AwsCli {
     program: PathBuf,
     endpoint: String,
     home: PathBuf,
+    /// Searched before PATH: programs the CLI runs (the Session Manager plugin).
+    path_prefix: Option<PathBuf>,
 }
 
 impl AwsCli {
@@ -33,13 +35,27 @@ impl AwsCli {
             program,
             endpoint: endpoint.to_owned(),
             home: home.to_owned(),
+            path_prefix: None,
         })
+    }
+
+    /// The CLI finds the programs it runs in `dir` first.
+    pub fn with_path_prefix(mut self, dir: &Path) -> AwsCli {
+        self.path_prefix = Some(dir.to_owned());
+        self
     }
 
     /// Runs `aws ecs ARGS... --endpoint-url ... --output json` and parses its output (`Null`
     /// for commands that print nothing, such as the waiters).
     pub fn ecs(&self, args: &[&str]) -> Result<Value> {
-        let out = Command::new(&self.program)
+        let mut command = Command::new(&self.program);
+        if let Some(dir) = &self.path_prefix {
+            let path = std::env::var_os("PATH").unwrap_or_default();
+            let mut dirs = vec![dir.clone()];
+            dirs.extend(std::env::split_paths(&path));
+            command.env("PATH", std::env::join_paths(dirs)?);
+        }
+        let out = command
             .arg("ecs")
             .args(args)
             .args(["--endpoint-url", &self.endpoint, "--output", "json"])
@@ -72,4 +88,36 @@ impl AwsCli {
         serde_json::from_str(&stdout)
             .with_context(|| format!("`aws ecs {}` printed no JSON: {stdout}", args.join(" ")))
     }
+}
+
+/// Runs the boto3 script `script` (Python source) with `args` in a scratch `home`; the JSON
+/// it prints on its last line.
+pub fn boto3(home: &Path, script: &str, args: &[&str]) -> Result<Value> {
+    let python = std::env::var("BERTH_PYTHON").unwrap_or_else(|_| "python3".to_owned());
+    std::fs::create_dir_all(home)?;
+    let file = home.join("script.py");
+    std::fs::write(&file, script)?;
+    let out = Command::new(&python)
+        .arg(&file)
+        .args(args)
+        .env("AWS_CONFIG_FILE", home.join("config"))
+        .env("AWS_SHARED_CREDENTIALS_FILE", home.join("credentials"))
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_ENDPOINT_URL")
+        .env_remove("AWS_ENDPOINT_URL_ECS")
+        .output()
+        .with_context(|| format!("running {python} (BERTH_PYTHON)"))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        bail!(
+            "the boto3 script failed ({}): {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr),
+            stdout
+        );
+    }
+    serde_json::from_str(stdout.lines().last().unwrap_or(""))
+        .with_context(|| format!("the boto3 script printed no JSON: {stdout}"))
 }

@@ -311,3 +311,140 @@ async fn exec_is_refused_unless_enabled_and_dies_with_its_user() -> Result<()> {
     ensure!(message.contains("not running"), "{message}");
     Ok(())
 }
+
+/// A stand-in for AWS's Session Manager plugin, which the aws CLI runs with ExecuteCommand's
+/// session: it records its arguments (the real plugin would speak Systems Manager's protocol,
+/// which berth-cp's stream is not).
+const PLUGIN: &str = "#!/bin/sh\n[ $# -eq 0 ] && exit 0\nfor a in \"$@\"; do printf '%s\\n' \"$a\"; done > \"$0.args\"\n";
+
+const BOTO3_EXEC: &str = r#"
+import json, sys
+import boto3, botocore
+url, cluster, task, plain = sys.argv[1:5]
+ecs = boto3.client("ecs", endpoint_url=url, region_name="us-east-1",
+                   aws_access_key_id="berth", aws_secret_access_key="berth")
+ok = ecs.execute_command(cluster=cluster, task=task, container="app",
+                         command="ls /", interactive=True)
+ok.pop("ResponseMetadata")
+errors = {}
+for name, kwargs in {
+    "not_enabled": dict(task=plain, container="app", command="ls", interactive=True),
+    "not_interactive": dict(task=task, container="app", command="ls", interactive=False),
+    "no_container": dict(task=task, command="ls", interactive=True),
+}.items():
+    try:
+        ecs.execute_command(cluster=cluster, **kwargs)
+        errors[name] = None
+    except botocore.exceptions.ClientError as e:
+        errors[name] = [e.response["Error"]["Code"], e.response["Error"]["Message"]]
+print(json.dumps({"ok": ok, "errors": errors}))
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_aws_cli_and_boto3_get_ecs_shaped_sessions_and_errors() -> Result<()> {
+    let env = env("exec-clients").await?;
+    let def = register_two(&env, "exec-clients").await?;
+    let plain = run_task(&env, &def, Value::Null).await?;
+    let task = run_task(&env, &def, json!({"enableExecuteCommand": true})).await?;
+    wait_running(&env, &plain).await?;
+    let running = wait_running(&env, &task).await?;
+
+    // boto3: the response's shape, and ECS's error codes.
+    let seen = tokio::task::spawn_blocking({
+        let home = env.dir().join("boto3-home");
+        let (url, cluster, task, plain) = (
+            env.api_url(),
+            env.cluster.clone(),
+            task.clone(),
+            plain.clone(),
+        );
+        move || berth_e2e::boto3(&home, BOTO3_EXEC, &[&url, &cluster, &task, &plain])
+    })
+    .await??;
+    let ok = &seen["ok"];
+    ensure!(
+        ok["taskArn"] == task.as_str() && ok["containerName"] == "app",
+        "{seen:#}"
+    );
+    ensure!(ok["interactive"] == true, "{seen:#}");
+    for field in ["sessionId", "streamUrl", "tokenValue"] {
+        ensure!(ok["session"][field].is_string(), "{field}: {seen:#}");
+    }
+    let errors = &seen["errors"];
+    for (name, words) in [
+        ("not_enabled", "not enabled"),
+        ("not_interactive", "Interactive"),
+        ("no_container", "Container name is required"),
+    ] {
+        ensure!(
+            errors[name][0] == "InvalidParameterException",
+            "{name}: {errors:#}"
+        );
+        let message = errors[name][1].as_str().unwrap_or_default();
+        ensure!(message.contains(words), "{name}: {message}");
+    }
+
+    // The aws CLI: execute-command hands the session to the plugin, with the target it built
+    // from DescribeTasks.
+    let bin_dir = env.dir().join("plugin-bin");
+    std::fs::create_dir_all(&bin_dir)?;
+    let plugin = bin_dir.join("session-manager-plugin");
+    std::fs::write(&plugin, PLUGIN)?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&plugin, std::fs::Permissions::from_mode(0o755))?;
+    let aws =
+        berth_e2e::AwsCli::new(&env.api_url(), &env.dir().join("aws"))?.with_path_prefix(&bin_dir);
+    aws.ecs(&[
+        "execute-command",
+        "--cluster",
+        &env.cluster,
+        "--task",
+        &task,
+        "--container",
+        "app",
+        "--command",
+        "ls /",
+        "--interactive",
+    ])?;
+    let args = std::fs::read_to_string(bin_dir.join("session-manager-plugin.args"))
+        .context("the plugin was not run")?;
+    let args: Vec<&str> = args.lines().collect();
+    ensure!(args.len() == 6 && args[2] == "StartSession", "{args:?}");
+    let session: Value = serde_json::from_str(args[0])?;
+    ensure!(
+        session["streamUrl"]
+            .as_str()
+            .is_some_and(|u| u.starts_with("ws://")),
+        "{session}"
+    );
+    let runtime_id = container(&running, "app")
+        .and_then(|c| c["runtimeId"].as_str())
+        .context("runtimeId")?;
+    let task_id = task.rsplit('/').next().unwrap_or_default();
+    let target: Value = serde_json::from_str(args[4])?;
+    ensure!(
+        target["Target"] == format!("ecs:{}_{task_id}_{runtime_id}", env.cluster),
+        "{target}"
+    );
+    // The aws CLI reports the API's refusals.
+    let refused = aws
+        .ecs(&[
+            "execute-command",
+            "--cluster",
+            &env.cluster,
+            "--task",
+            &plain,
+            "--container",
+            "app",
+            "--command",
+            "ls",
+            "--interactive",
+        ])
+        .unwrap_err()
+        .to_string();
+    ensure!(
+        refused.contains("InvalidParameterException") && refused.contains("not enabled"),
+        "{refused}"
+    );
+    Ok(())
+}

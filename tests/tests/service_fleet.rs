@@ -4,10 +4,9 @@
 //! tasks that fail their health checks, and berth-cp killed in the middle of a rolling update.
 
 use std::collections::BTreeMap;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
 use berth_e2e::{register, timeout, wait_until, AwsCli, TestEnv, TEST_IMAGE};
 use serde_json::{json, Value};
 
@@ -330,10 +329,6 @@ print(json.dumps({"stable": stable, "primary": primary, "failed": failed, "final
                  default=str))
 "#;
 
-fn python() -> String {
-    std::env::var("BERTH_PYTHON").unwrap_or_else(|_| "python3".to_owned())
-}
-
 /// The deployment of the broken revision must be seen FAILED in DescribeServices (ECS keeps a
 /// failed deployment listed while the rollback runs), then the service is stable on revision 1.
 #[tokio::test]
@@ -345,38 +340,19 @@ async fn boto3_circuit_breaker_fails_a_broken_revision_and_rolls_back() -> Resul
     let bad = register(&api, sleeper(&family, json!(["sh", "-c", "exit 1"]))).await?;
     ensure!(good.ends_with(":1") && bad.ends_with(":2"), "{good} {bad}");
     let name = format!("cb-{}", env.id);
-    let script = env.dir().join("circuit_breaker.py");
-    std::fs::write(&script, BOTO3_CIRCUIT_BREAKER)?;
-    let home = env.dir().join("boto3-home");
-    std::fs::create_dir_all(&home)?;
-    let out = tokio::task::spawn_blocking({
+    let seen = tokio::task::spawn_blocking({
+        let home = env.dir().join("boto3-home");
         let (url, cluster, name) = (env.api_url(), env.cluster.clone(), name.clone());
         let (good, bad) = (good.clone(), bad.clone());
         move || {
-            Command::new(python())
-                .arg(&script)
-                .args([&url, &cluster, &name, &good, &bad])
-                .env("AWS_CONFIG_FILE", home.join("config"))
-                .env("AWS_SHARED_CREDENTIALS_FILE", home.join("credentials"))
-                .env("AWS_EC2_METADATA_DISABLED", "true")
-                .env_remove("AWS_PROFILE")
-                .env_remove("AWS_ENDPOINT_URL")
-                .env_remove("AWS_ENDPOINT_URL_ECS")
-                .output()
+            berth_e2e::boto3(
+                &home,
+                BOTO3_CIRCUIT_BREAKER,
+                &[&url, &cluster, &name, &good, &bad],
+            )
         }
     })
-    .await?
-    .with_context(|| format!("running {} (BERTH_PYTHON)", python()))?;
-    if !out.status.success() {
-        bail!(
-            "the boto3 script failed ({}): {}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr),
-            String::from_utf8_lossy(&out.stdout)
-        );
-    }
-    let seen: Value = serde_json::from_slice(&out.stdout)
-        .with_context(|| String::from_utf8_lossy(&out.stdout).into_owned())?;
+    .await??;
 
     let stable = &seen["stable"];
     ensure!(stable["runningCount"] == 2, "stable on rev 1: {stable:#}");
