@@ -20,6 +20,9 @@ pub const SECRETS_PATH: &str = "/berth/v1/secrets";
 pub const TASKS_PREFIX: &str = "/berth/v1/tasks/";
 pub const EVENTS_SUFFIX: &str = "/events";
 
+/// `GET ?after=ID&limit=N`: the audit log, oldest first.
+pub const AUDIT_PATH: &str = "/berth/v1/audit";
+
 /// `GET /berth/v1/exec/<session id>`: the WebSocket of an ExecuteCommand session (its
 /// `streamUrl`, with `ws://`). Frames, after the WebSocket handshake:
 /// - the client's first is a text frame, an [`ExecOpen`] with the session's `tokenValue`;

@@ -79,6 +79,38 @@ fn exec(env: &TestEnv, args: &[&str], stdin: &[u8]) -> Result<Ran> {
     })
 }
 
+/// The audit log, through `berthctl audit`.
+fn audit(env: &TestEnv) -> Result<Vec<Value>> {
+    let out = berthctl(env, &["--output", "json", "audit", "--limit", "1000"]).output()?;
+    ensure!(
+        out.status.success(),
+        "berthctl audit: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout)?;
+    Ok(v["events"].as_array().cloned().unwrap_or_default())
+}
+
+/// The audit records of one session: its ExecuteCommand and its end.
+fn session_records<'a>(events: &'a [Value], command_word: &str) -> Result<(&'a Value, &'a Value)> {
+    let started = events
+        .iter()
+        .find(|e| {
+            e["action"] == "ExecuteCommand"
+                && e["detail"]["command"].as_array().is_some_and(|c| {
+                    c.iter()
+                        .any(|w| w.as_str().is_some_and(|w| w.contains(command_word)))
+                })
+        })
+        .with_context(|| format!("no ExecuteCommand record of {command_word:?}: {events:#?}"))?;
+    let id = &started["detail"]["sessionId"];
+    let ended = events
+        .iter()
+        .find(|e| e["action"] == "ExecSessionEnded" && &e["detail"]["sessionId"] == id)
+        .with_context(|| format!("no end recorded for {started}: {events:#?}"))?;
+    Ok((started, ended))
+}
+
 async fn api_error(env: &TestEnv, request: Value) -> Result<(String, String)> {
     match env.api().call("ExecuteCommand", request).await {
         Ok(v) => bail!("ExecuteCommand succeeded: {v}"),
@@ -219,6 +251,25 @@ async fn commands_run_in_the_container_with_its_stdio_a_terminal_and_their_statu
     .await?;
     ensure!(code == "InvalidParameterException", "{code}: {message}");
     ensure!(message.contains("Container name is required"), "{message}");
+
+    // Every session is in the audit log: who, what, where, and how it ended.
+    let events = audit(&env)?;
+    let (started, ended) = session_records(&events, "GREETING")?;
+    ensure!(
+        started["principal"] == "anonymous",
+        "berthctl signs nothing yet: {started}"
+    );
+    ensure!(started["resource"] == task.as_str(), "{started}");
+    ensure!(started["detail"]["container"] == "side", "{started}");
+    ensure!(started["detail"]["command"][0] == "sh", "{started}");
+    ensure!(ended["detail"]["exitCode"] == 5, "{ended}");
+    let (_, ended) = session_records(&events, "no-such-program")?;
+    ensure!(
+        ended["detail"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("no-such-program")),
+        "{ended}"
+    );
     Ok(())
 }
 
@@ -301,6 +352,13 @@ async fn exec_is_refused_unless_enabled_and_dies_with_its_user() -> Result<()> {
         async move { Ok((count(ns, id).await? == alone).then_some(())) }
     })
     .await?;
+    let events = audit(&env)?;
+    let (_, ended) = session_records(&events, "600")?;
+    ensure!(ended["detail"]["abandoned"] == true, "{ended}");
+    ensure!(
+        !events.iter().any(|e| e["resource"] == plain.as_str()),
+        "refused commands are not sessions: {events:#?}"
+    );
 
     // The stopped task takes no command.
     env.api()
@@ -445,6 +503,17 @@ async fn the_aws_cli_and_boto3_get_ecs_shaped_sessions_and_errors() -> Result<()
     ensure!(
         refused.contains("InvalidParameterException") && refused.contains("not enabled"),
         "{refused}"
+    );
+    // The signed requests' access key is their principal in the audit log.
+    let events = audit(&env)?;
+    let principals: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["action"] == "ExecuteCommand")
+        .map(|e| &e["principal"])
+        .collect();
+    ensure!(
+        principals.len() == 2 && principals.iter().all(|p| *p == "berth"),
+        "boto3's and the aws CLI's sessions: {events:#?}"
     );
     Ok(())
 }

@@ -7,11 +7,16 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use serde_json::json;
+
 use super::tasks::Tasks;
 use super::CpError;
 use crate::agents::Agents;
+use crate::clock::now_ms;
+use crate::domain::audit::{AuditEvent, EXECUTE_COMMAND, EXEC_SESSION_ENDED};
 use crate::domain::exec::{command_words, exec_container};
 use crate::domain::ids::{self, Arns};
+use crate::state::Store;
 
 /// How long an ExecuteCommand session waits for its stream.
 pub const SESSION_TTL: Duration = Duration::from_secs(120);
@@ -28,9 +33,21 @@ pub struct ExecSession {
     pub container_arn: String,
     pub instance_id: String,
     pub command: Vec<String>,
+    /// Who asked for it (the audit log's principal).
+    pub principal: String,
+}
+
+/// How an exec session ended, for the audit log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExecEnd {
+    Exited(i32),
+    /// The user went away before the command ended (it was killed).
+    Abandoned,
+    Failed(String),
 }
 
 pub struct Execs {
+    store: Arc<dyn Store>,
     tasks: Tasks,
     agents: Arc<Agents>,
     arns: Arns,
@@ -38,8 +55,9 @@ pub struct Execs {
 }
 
 impl Execs {
-    pub fn new(tasks: Tasks, agents: Arc<Agents>, arns: Arns) -> Self {
+    pub fn new(store: Arc<dyn Store>, tasks: Tasks, agents: Arc<Agents>, arns: Arns) -> Self {
         Self {
+            store,
             tasks,
             agents,
             arns,
@@ -51,9 +69,11 @@ impl Execs {
         self.pending.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// ExecuteCommand: checks the task, container and command and makes a session.
+    /// ExecuteCommand by `principal`: checks the task, container and command, makes a session
+    /// and records it in the audit log.
     pub fn start(
         &self,
+        principal: &str,
         cluster: &str,
         task: &str,
         container: Option<&str>,
@@ -90,7 +110,20 @@ impl Execs {
             container: name,
             instance_id: task.instance_id,
             command: words,
+            principal: principal.to_string(),
         };
+        self.store.append_audit(&AuditEvent {
+            id: 0,
+            at_ms: now_ms(),
+            principal: session.principal.clone(),
+            action: EXECUTE_COMMAND.into(),
+            resource: session.task_arn.clone(),
+            detail: json!({
+                "sessionId": session.session_id,
+                "container": session.container,
+                "command": session.command,
+            }),
+        })?;
         let mut pending = self.pending();
         let now = Instant::now();
         pending.retain(|_, (_, made)| now.duration_since(*made) < SESSION_TTL);
@@ -116,5 +149,31 @@ impl Execs {
         let fresh = made.elapsed() < SESSION_TTL;
         let (session, _) = pending.remove(session_id)?;
         fresh.then_some(session)
+    }
+}
+
+impl Execs {
+    /// Records how a session's command ended. A record that cannot be written is logged: the
+    /// command has run either way.
+    pub fn ended(&self, session: &ExecSession, end: &ExecEnd) {
+        let detail = match end {
+            ExecEnd::Exited(code) => json!({"exitCode": code}),
+            ExecEnd::Abandoned => json!({"abandoned": true}),
+            ExecEnd::Failed(e) => json!({"error": e}),
+        };
+        let mut detail = detail;
+        detail["sessionId"] = json!(session.session_id);
+        detail["container"] = json!(session.container);
+        let written = self.store.append_audit(&AuditEvent {
+            id: 0,
+            at_ms: now_ms(),
+            principal: session.principal.clone(),
+            action: EXEC_SESSION_ENDED.into(),
+            resource: session.task_arn.clone(),
+            detail,
+        });
+        if let Err(e) = written {
+            tracing::error!(session = %session.session_id, error = %e, "cannot record the end of an exec session in the audit log");
+        }
     }
 }

@@ -6,6 +6,7 @@
 
 mod account_settings;
 mod attributes;
+mod audit;
 mod clusters;
 mod exec;
 mod instances;
@@ -31,8 +32,9 @@ use crate::state::{Store, StoreError};
 
 pub use account_settings::{AccountSettings, ListInput as AccountSettingsList};
 pub use attributes::{Attribute, AttributeInput, Attributes, CONTAINER_INSTANCE};
+pub use audit::Audit;
 pub use clusters::{ClusterUpdate, ClusterView, Clusters, NewCluster};
-pub use exec::{ExecSession, Execs, SESSION_TTL as EXEC_SESSION_TTL};
+pub use exec::{ExecEnd, ExecSession, Execs, SESSION_TTL as EXEC_SESSION_TTL};
 pub use instances::{InstanceView, Instances};
 pub use secrets::Secrets;
 pub use security_groups::{NetworkConfiguration, SecurityGroups, NETWORK_CONFIGURATION_NOT_AWSVPC};
@@ -115,6 +117,8 @@ pub struct ControlPlane {
     pub services: Services,
     /// ExecuteCommand's sessions.
     pub execs: Execs,
+    /// The audit log.
+    pub audit: Audit,
     /// Keeps each service at its desired count (run by `server.rs`'s loop).
     pub controller: ServiceController,
     pub agents: Arc<Agents>,
@@ -179,8 +183,10 @@ impl ControlPlane {
             settle_ms: i64::from(service_settings.settle_ms),
             throttle: service_settings.throttle,
         };
-        let execs = Execs::new(tasks.clone(), agents.clone(), arns.clone());
+        let execs = Execs::new(store.clone(), tasks.clone(), agents.clone(), arns.clone());
+        let audit = Audit::new(store.clone());
         Arc::new(Self {
+            audit,
             execs,
             account_settings: AccountSettings::new(store.clone(), arns.account()),
             attributes: Attributes::new(store.clone(), clusters.clone()),

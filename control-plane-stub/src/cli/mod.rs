@@ -1,5 +1,6 @@
 //! berthctl: the ECS API of berth-cp for people. Arguments, the HTTP client, and output.
 
+mod audit;
 mod exec;
 mod instances;
 mod logs;
@@ -177,6 +178,8 @@ pub enum Command {
     Instances(instances::InstanceCommand),
     #[command(flatten)]
     Tags(tags::TagCommand),
+    #[command(flatten)]
+    Audit(audit::AuditCommand),
 }
 
 fn parse_ingress(s: &str) -> Result<crate::domain::security::IngressRule, String> {
@@ -531,6 +534,9 @@ pub async fn execute(cli: &Cli) -> Result<String, CliError> {
         }
         Command::Tags(command) => {
             return tags::execute(&client, cli.output, command).await;
+        }
+        Command::Audit(command) => {
+            return audit::execute(&client, cli.output, command).await;
         }
     };
     Ok(match cli.output {

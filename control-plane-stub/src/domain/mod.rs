@@ -1,6 +1,7 @@
 //! Pure types and validation: task definitions, tasks and their status rules, container
 //! instances, ids and ARNs, security groups, secrets' metadata. No I/O, no async.
 
+pub mod audit;
 pub mod cluster;
 pub mod compat;
 pub mod exec;

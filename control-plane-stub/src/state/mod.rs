@@ -15,6 +15,7 @@ use std::path::PathBuf;
 
 use thiserror::Error;
 
+use crate::domain::audit::AuditEvent;
 use crate::domain::cluster::{ClusterConfig, ClusterContents, ClusterStatus, DeleteRefusal};
 use crate::domain::instance::{
     ActivationCode, Instance, InstanceInfo, InstanceState, Refusal, RuntimeHealth,
@@ -121,7 +122,8 @@ pub type OutboxEntry = (u64, Vec<u8>);
 
 /// Everything berth-cp keeps: what the application layer and the agent service are given.
 pub trait Store:
-    ClusterStore
+    AuditStore
+    + ClusterStore
     + TaskDefinitionStore
     + ActivationStore
     + InstanceStore
@@ -138,7 +140,8 @@ pub trait Store:
 }
 
 impl<T> Store for T where
-    T: ClusterStore
+    T: AuditStore
+        + ClusterStore
         + TaskDefinitionStore
         + ActivationStore
         + InstanceStore
@@ -463,4 +466,13 @@ pub trait AccountSettingStore {
 
     /// Every principal's settings, by name then principal.
     fn list_account_settings(&self) -> Result<Vec<AccountSetting>>;
+}
+
+/// The audit log: records appended, never changed, listed in the order written.
+pub trait AuditStore {
+    /// Appends `event` (its `id` is ignored); returns the id it was given.
+    fn append_audit(&self, event: &AuditEvent) -> Result<i64>;
+
+    /// At most `limit` records with ids above `after`, oldest first.
+    fn list_audit(&self, after: i64, limit: usize) -> Result<Vec<AuditEvent>>;
 }

@@ -1,8 +1,10 @@
-//! The store suite's cases for clusters, task definition revisions and account settings
+//! The store suite's cases for clusters, task definition revisions, account settings and the
+//! audit log
 //! (`cluster_suite!`), apart from `suite.rs` so each file stays readable; they share its
 //! helpers and its [`Backend`].
 
 use super::suite::*;
+use crate::domain::audit::AuditEvent;
 use crate::domain::cluster::{
     ClusterConfig, ClusterContents, ClusterSetting, ClusterStatus, DeleteRefusal,
 };
@@ -29,6 +31,10 @@ macro_rules! cluster_suite {
         #[test]
         fn account_settings_are_put_replaced_listed_and_deleted() {
             $crate::state::suite_clusters::account_settings_are_put_replaced_listed_and_deleted(&$make);
+        }
+        #[test]
+        fn audit_records_are_appended_in_order_and_paged() {
+            $crate::state::suite_clusters::audit_records_are_appended_in_order_and_paged(&$make);
         }
     };
 }
@@ -286,4 +292,44 @@ pub(crate) fn account_settings_are_put_replaced_listed_and_deleted(backend: &dyn
         None
     );
     assert_eq!(store.list_account_settings().unwrap().len(), 2);
+}
+
+pub(crate) fn audit_records_are_appended_in_order_and_paged(backend: &dyn Backend) {
+    let store = backend.open();
+    assert_eq!(store.list_audit(0, 10).unwrap(), []);
+    let record = |n: i64| AuditEvent {
+        id: 0,
+        at_ms: 1000 + n,
+        principal: "AKIDEXAMPLE".into(),
+        action: "ExecuteCommand".into(),
+        resource: format!("arn:aws:ecs:us-east-1:0:task/c/t{n}"),
+        detail: serde_json::json!({"command": ["sh", "-c", format!("echo {n}")]}),
+    };
+    let ids: Vec<i64> = (0..5)
+        .map(|n| store.append_audit(&record(n)).unwrap())
+        .collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+    drop(store);
+    let store = backend.open();
+    let first = store.list_audit(0, 3).unwrap();
+    assert_eq!(first.len(), 3);
+    assert_eq!(
+        first[0],
+        AuditEvent {
+            id: ids[0],
+            ..record(0)
+        }
+    );
+    let rest = store.list_audit(first[2].id, 10).unwrap();
+    assert_eq!(
+        rest.iter().map(|e| e.id).collect::<Vec<_>>(),
+        ids[3..].to_vec()
+    );
+    assert_eq!(
+        rest[1],
+        AuditEvent {
+            id: ids[4],
+            ..record(4)
+        }
+    );
 }

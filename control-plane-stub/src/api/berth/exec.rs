@@ -14,7 +14,7 @@ use axum::response::Response;
 use berth_proto::v1 as pb;
 use tracing::Instrument;
 
-use crate::app::{ControlPlane, ExecSession};
+use crate::app::{ControlPlane, ExecEnd, ExecSession};
 use crate::contract::{ExecClientMessage, ExecOpen, ExecServerMessage, EXEC_STDERR, EXEC_STDOUT};
 
 /// [`EXEC_PATH`](crate::contract::EXEC_PATH) and the session id (a test keeps the two together).
@@ -219,48 +219,51 @@ async fn run(cp: Arc<ControlPlane>, session: ExecSession, open: ExecOpen, mut so
         )
         .await;
     }
-    tracing::info!(
-        target: "berth_cp::audit",
-        action = "ExecuteCommand",
-        session = %session.session_id,
-        task.arn = %session.task_arn,
-        container = %session.container,
-        command = ?session.command,
-        tty = open.tty,
-        "exec started"
-    );
-    let ended = loop {
+    tracing::info!(command = ?session.command, tty = open.tty, "exec started");
+    let (end, refusal) = loop {
         tokio::select! {
             out = outputs.recv() => {
                 let Some(out) = out else {
                     guard.finished = true;
-                    break Some("the agent's session ended".to_string());
+                    let e = "the agent's session ended".to_string();
+                    break (ExecEnd::Failed(e.clone()), Some(e));
                 };
-                let (frames, last) = output_frames(out);
+                let end = match (out.exit_code, out.error.is_empty()) {
+                    (Some(code), _) => Some(ExecEnd::Exited(code)),
+                    (None, false) => Some(ExecEnd::Failed(out.error.clone())),
+                    (None, true) => None,
+                };
+                let (frames, _) = output_frames(out);
                 for f in frames {
                     if socket.send(f).await.is_err() {
                         break;
                     }
                 }
-                if last {
+                if let Some(end) = end {
                     guard.finished = true;
-                    break None;
+                    break (end, None);
                 }
             }
             frame = socket.recv() => match frame {
-                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break None,
-                Some(Ok(frame)) => match client_input(&exec_id, frame) {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break (ExecEnd::Abandoned, None),
+                Some(Ok(frame)) => match client_input(&guard.exec_id, frame) {
                     Ok(Some(i)) => {
                         cp.agents.sessions.send(&session.instance_id, input(i));
                     }
                     Ok(None) => {}
-                    Err(e) => break Some(e),
+                    Err(e) => break (ExecEnd::Abandoned, Some(e)),
                 },
             },
         }
     };
-    tracing::info!(target: "berth_cp::audit", action = "ExecuteCommand", session = %session.session_id, finished = guard.finished, "exec stream ended");
-    match ended {
+    tracing::info!(end = ?end, "exec stream ended");
+    let record = {
+        let cp = Arc::clone(&cp);
+        tokio::task::spawn_blocking(move || cp.execs.ended(&session, &end))
+    };
+    let _ = record.await;
+    drop(guard);
+    match refusal {
         Some(e) => fail(socket, e).await,
         None => {
             let _ = socket.send(Message::Close(None)).await;

@@ -1,10 +1,10 @@
-//! ExecuteCommand. The session it answers is Berth's: its streamUrl is berth-cp's WebSocket
+//! ExecuteCommand, the one operation that needs to know who asked (it is audited). The session it answers is Berth's: its streamUrl is berth-cp's WebSocket
 //! (`contract::EXEC_PATH`), which `berthctl exec` speaks, not AWS Systems Manager's.
 
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{json, Value};
 
-use super::request::{cluster_or_default, parse, OpResult, Operation};
+use super::request::{cluster_or_default, parse, OpResult};
 use crate::app::ControlPlane;
 use crate::contract::exec_path;
 
@@ -18,9 +18,12 @@ struct ExecuteCommandRequest {
     task: String,
 }
 
-fn execute_command(cp: &ControlPlane, r: ExecuteCommandRequest) -> OpResult {
+/// ExecuteCommand by `principal` (the request's access key id, for the audit log).
+pub(super) fn execute_command(cp: &ControlPlane, principal: &str, request: Value) -> OpResult {
+    let r: ExecuteCommandRequest = parse(request)?;
     let cluster = cluster_or_default(r.cluster);
     let s = cp.execs.start(
+        principal,
         &cluster,
         &r.task,
         r.container.as_deref(),
@@ -39,11 +42,4 @@ fn execute_command(cp: &ControlPlane, r: ExecuteCommandRequest) -> OpResult {
         },
         "taskArn": s.task_arn,
     }))
-}
-
-pub(super) fn operation(name: &str) -> Option<Operation> {
-    Some(match name {
-        "ExecuteCommand" => |cp, r| execute_command(cp, parse(r)?),
-        _ => return None,
-    })
 }

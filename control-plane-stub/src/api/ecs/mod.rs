@@ -28,6 +28,7 @@ use tracing::Instrument;
 use crate::api::error::{json_response, ApiError};
 use crate::app::ControlPlane;
 use crate::contract::TARGET_PREFIX;
+use crate::domain::audit::access_key_id;
 use request::OpResult;
 use serde_json::Value;
 
@@ -76,6 +77,12 @@ pub async fn handle(
         )
         .into_response();
     };
+    let principal = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(access_key_id)
+        .unwrap_or(ANONYMOUS)
+        .to_string();
     let span = tracing::info_span!("ecs_request", op = %operation);
     async move {
         let request: serde_json::Value = if body.iter().all(u8::is_ascii_whitespace) {
@@ -100,7 +107,9 @@ pub async fn handle(
             }
         };
         // SQLite calls block briefly; keep them off the async workers.
-        let result = tokio::task::spawn_blocking(move || dispatch(&cp, &operation, request)).await;
+        let result =
+            tokio::task::spawn_blocking(move || dispatch(&cp, &principal, &operation, request))
+                .await;
         match result {
             Ok(Ok(body)) => json_response(StatusCode::OK, &body),
             Ok(Err(e)) => {
@@ -122,8 +131,14 @@ pub async fn handle(
     .await
 }
 
-/// Each resource's module names its own operations.
-fn dispatch(cp: &ControlPlane, operation: &str, request: Value) -> OpResult {
+/// Who an unsigned request is, in the audit log.
+const ANONYMOUS: &str = "anonymous";
+
+/// Each resource's module names its own operations; ExecuteCommand also gets who asked.
+fn dispatch(cp: &ControlPlane, principal: &str, operation: &str, request: Value) -> OpResult {
+    if operation == "ExecuteCommand" {
+        return exec::execute_command(cp, principal, request);
+    }
     let handler = clusters::operation(operation)
         .or_else(|| task_definitions::operation(operation))
         .or_else(|| tasks::operation(operation))
@@ -131,7 +146,6 @@ fn dispatch(cp: &ControlPlane, operation: &str, request: Value) -> OpResult {
         .or_else(|| services::operation(operation))
         .or_else(|| service_deployments::operation(operation))
         .or_else(|| task_protection::operation(operation))
-        .or_else(|| exec::operation(operation))
         .or_else(|| attributes::operation(operation))
         .or_else(|| tags::operation(operation))
         .or_else(|| account_settings::operation(operation))

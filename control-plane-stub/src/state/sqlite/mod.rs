@@ -7,6 +7,7 @@
 
 mod account_settings;
 mod activations;
+mod audit;
 mod clusters;
 mod instances;
 mod outbox;
@@ -29,7 +30,7 @@ use rusqlite::Connection;
 use super::*;
 
 pub const DB_FILE: &str = "berth-cp.db";
-pub const SCHEMA_VERSION: i64 = 8;
+pub const SCHEMA_VERSION: i64 = 9;
 
 pub struct SqliteStore {
     conn: Mutex<Connection>,

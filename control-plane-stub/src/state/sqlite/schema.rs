@@ -214,5 +214,20 @@ pub(super) fn migrate_to(conn: &Connection, target: i64) -> Result<()> {
             }
         }
     }
+    if version < 9 && target >= 9 {
+        // Version 9: the audit log (ExecuteCommand sessions, so far).
+        conn.execute_batch(
+            "BEGIN IMMEDIATE;
+             CREATE TABLE IF NOT EXISTS audit_log (
+                 id INTEGER PRIMARY KEY AUTOINCREMENT,
+                 at_ms INTEGER NOT NULL,
+                 principal TEXT NOT NULL,
+                 action TEXT NOT NULL,
+                 resource TEXT NOT NULL,
+                 detail_json TEXT NOT NULL);
+             PRAGMA user_version = 9;
+             COMMIT;",
+        )?;
+    }
     Ok(())
 }
