@@ -36,6 +36,18 @@ pub struct Config {
     pub images: ImagesSection,
     /// `[instance]`: what placement knows this host by.
     pub instance: InstanceSection,
+    /// `[introspection] listen`: where the ECS agent's introspection API is served; None when
+    /// it is "off".
+    pub introspection_listen: Option<std::net::SocketAddr>,
+}
+
+/// ECS's introspection port, on loopback only: the API shows every task of the host.
+pub const DEFAULT_INTROSPECTION_LISTEN: &str = "127.0.0.1:51678";
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct IntrospectionSection {
+    listen: Option<String>,
 }
 
 /// `[instance]`: the attributes this host registers for placement (ECS_INSTANCE_ATTRIBUTES and
@@ -238,6 +250,8 @@ struct FileConfig {
     images: ImagesSection,
     #[serde(default)]
     instance: InstanceSection,
+    #[serde(default)]
+    introspection: IntrospectionSection,
 }
 
 #[derive(Debug, Deserialize)]
@@ -379,12 +393,41 @@ fn resolve(
             ..file.images
         },
         instance: resolve_instance(file.instance, &var, &mut errors),
+        introspection_listen: resolve_introspection(file.introspection, &var, &mut errors),
     };
     validate(&cfg, &mut errors);
     if errors.is_empty() {
         Ok(cfg)
     } else {
         Err(ConfigErrors(errors))
+    }
+}
+
+/// `[introspection] listen` with BERTH_INTROSPECTION_LISTEN over it: an address, or "off".
+fn resolve_introspection(
+    file: IntrospectionSection,
+    var: &dyn Fn(&str) -> Option<String>,
+    errors: &mut Vec<String>,
+) -> Option<std::net::SocketAddr> {
+    let (source, value) = match var("BERTH_INTROSPECTION_LISTEN") {
+        Some(v) => ("BERTH_INTROSPECTION_LISTEN", v),
+        None => (
+            "[introspection] listen",
+            file.listen
+                .unwrap_or_else(|| DEFAULT_INTROSPECTION_LISTEN.into()),
+        ),
+    };
+    if value == "off" {
+        return None;
+    }
+    match value.parse() {
+        Ok(addr) => Some(addr),
+        Err(_) => {
+            errors.push(format!(
+                "{source}: {value:?} is not an address and port (such as {DEFAULT_INTROSPECTION_LISTEN}) or \"off\""
+            ));
+            None
+        }
     }
 }
 
@@ -865,6 +908,32 @@ mod tests {
         ] {
             assert!(text.contains(field), "{field} missing from {text}");
         }
+    }
+
+    #[test]
+    fn introspection_listens_on_loopback_51678_unless_moved_or_off() {
+        let cfg = parse("", &[]).unwrap();
+        assert_eq!(
+            cfg.introspection_listen,
+            Some("127.0.0.1:51678".parse().unwrap())
+        );
+        let cfg = parse("[introspection]\nlisten = \"127.0.0.1:9000\"\n", &[]).unwrap();
+        assert_eq!(
+            cfg.introspection_listen,
+            Some("127.0.0.1:9000".parse().unwrap())
+        );
+        let cfg = parse(
+            "[introspection]\nlisten = \"127.0.0.1:9000\"\n",
+            &[("BERTH_INTROSPECTION_LISTEN", "off")],
+        )
+        .unwrap();
+        assert_eq!(cfg.introspection_listen, None);
+        let err = parse("[introspection]\nlisten = \"localhost\"\n", &[]).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("[introspection] listen: \"localhost\""),
+            "{err}"
+        );
     }
 
     #[test]

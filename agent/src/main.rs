@@ -14,6 +14,7 @@ use berth_agent::host;
 use berth_agent::images::{
     canonical_name, CleanupPolicy, ImageProvider, PullBehavior, PullSettings, RegistryImages,
 };
+use berth_agent::introspection::{self, AgentIdentity};
 use berth_agent::logs;
 use berth_agent::model::NetworkMode;
 use berth_agent::network::host::HostNetwork;
@@ -183,6 +184,14 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     // recovered tasks are watched (exits, health, restarts) and their changes queued in the
     // outbox while registration keeps retrying.
     engine.start().await?;
+    let identity = Arc::new(AgentIdentity::new(&cfg.cluster));
+    if let Ok(Some(known)) = store.credential() {
+        // Registered before: the ARN is known even while the control plane is unreachable.
+        let _ = identity
+            .container_instance_arn
+            .set(known.container_instance_arn);
+    }
+    serve_introspection(&cfg, &identity, &store, &shutdown).await;
     if cfg.images.cleanup_enabled {
         spawn_image_cleanup(&cfg, &containerd_for_cleanup, &store);
     }
@@ -196,6 +205,9 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
             }
             Err(e) => return Err(e.into()),
         };
+    let _ = identity
+        .container_instance_arn
+        .set(credential.container_instance_arn.clone());
     let log_service = logs::serve::LogService::new(Arc::clone(&store), cfg.data_dir.join("logs"));
     // FIFOs of execs a previous agent ran: their processes are removed with the tasks' checks.
     let _ = std::fs::remove_dir_all(cfg.data_dir.join("exec"));
@@ -240,6 +252,30 @@ async fn init_network(cfg: &Config, store: &Store) -> Result<Arc<dyn DynNetworkD
             error!(error = %e, "task networking unavailable: bridge and awsvpc tasks will fail");
             Err(e.to_string())
         }
+    }
+}
+
+/// The introspection API, where `[introspection] listen` says. A port already taken costs the
+/// API, not the agent: tasks matter more than a read-only view of them.
+async fn serve_introspection(
+    cfg: &Config,
+    identity: &Arc<AgentIdentity>,
+    store: &Arc<Store>,
+    shutdown: &watch::Receiver<bool>,
+) {
+    let Some(addr) = cfg.introspection_listen else {
+        return;
+    };
+    match tokio::net::TcpListener::bind(addr).await {
+        Ok(listener) => {
+            tokio::spawn(introspection::serve(
+                listener,
+                Arc::clone(identity),
+                Arc::clone(store),
+                shutdown.clone(),
+            ));
+        }
+        Err(e) => error!(%addr, error = %e, "introspection API not served: cannot listen"),
     }
 }
 

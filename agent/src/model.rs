@@ -23,6 +23,30 @@ pub enum ContainerStatus {
     Stopped,
 }
 
+impl TaskStatus {
+    /// ECS's name, as the introspection and metadata endpoints show it.
+    pub fn ecs_name(self) -> &'static str {
+        match self {
+            Self::Pending => "PENDING",
+            Self::Running => "RUNNING",
+            Self::Stopped => "STOPPED",
+        }
+    }
+}
+
+impl ContainerStatus {
+    /// ECS's name, as the introspection and metadata endpoints show it.
+    pub fn ecs_name(self) -> &'static str {
+        match self {
+            Self::None => "NONE",
+            Self::Pulled => "PULLED",
+            Self::Created => "CREATED",
+            Self::Running => "RUNNING",
+            Self::Stopped => "STOPPED",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum NetworkMode {
     Host,

@@ -77,6 +77,8 @@ pub struct TestEnv {
     hosts: Vec<Host>,
     /// The `[instance]` section of the next agent's config ([`TestEnv::start_host_in`]).
     next_instance_toml: Option<String>,
+    /// Agent `index`'s introspection port, on 127.0.0.1: one of its network's fixed ports.
+    introspection_ports: Vec<u16>,
     passed: bool,
 }
 
@@ -122,6 +124,7 @@ impl TestEnv {
             agent_endpoint: None,
             hosts: Vec::new(),
             next_instance_toml: None,
+            introspection_ports: Vec::new(),
             passed: false,
         })
     }
@@ -393,10 +396,14 @@ impl TestEnv {
     ) -> Result<usize> {
         let n = self.agents.len() + 1;
         let config = self.dir.join(format!("agent-{n}.toml"));
-        std::fs::write(
-            &config,
-            self.agent_config(n, activation_code, namespace, cgroup_root, network),
-        )?;
+        // From the top of the network's fixed ports, which tests take from the bottom.
+        let introspection_port = network.fixed_ports.1 - ((n - 1) % 50) as u16;
+        let mut toml = self.agent_config(n, activation_code, namespace, cgroup_root, network);
+        toml.push_str(&format!(
+            "\n[introspection]\nlisten = \"127.0.0.1:{introspection_port}\"\n"
+        ));
+        std::fs::write(&config, toml)?;
+        self.introspection_ports.push(introspection_port);
         self.next_instance_toml = None;
         let mut cmd = Command::new(bin("berth-agent"));
         cmd.arg("--config")
@@ -419,6 +426,7 @@ impl TestEnv {
             "BERTH_AVAILABILITY_ZONE",
             "BERTH_INSTANCE_TYPE",
             "BERTH_INSTANCE_ATTRIBUTES",
+            "BERTH_INTROSPECTION_LISTEN",
         ] {
             cmd.env_remove(var);
         }
@@ -526,6 +534,11 @@ impl TestEnv {
             .unwrap_or("pull_behavior = \"prefer-cached\"");
         toml.push_str(&format!("\n[images]\n{images}\n"));
         toml
+    }
+
+    /// Where agent `index` serves the ECS agent's introspection API: `http://127.0.0.1:PORT`.
+    pub fn introspection_url(&self, index: usize) -> String {
+        format!("http://127.0.0.1:{}", self.introspection_ports[index])
     }
 
     pub fn agent(&mut self, index: usize) -> &mut Proc {
