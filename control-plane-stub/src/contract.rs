@@ -22,6 +22,8 @@ pub const EVENTS_SUFFIX: &str = "/events";
 
 /// `GET ?after=ID&limit=N`: the audit log, oldest first.
 pub const AUDIT_PATH: &str = "/berth/v1/audit";
+/// Prometheus scrapes here (the conventional path, not under /berth/v1).
+pub const METRICS_PATH: &str = "/metrics";
 
 /// `GET /berth/v1/exec/<session id>`: the WebSocket of an ExecuteCommand session (its
 /// `streamUrl`, with `ws://`). Frames, after the WebSocket handshake:

@@ -11,6 +11,7 @@ pub mod cmd;
 pub mod config;
 pub mod contract;
 pub mod domain;
+pub mod metrics;
 pub mod scheduler;
 pub mod server;
 pub mod state;

@@ -159,9 +159,11 @@ async fn service_loop(
             _ = tokio::time::sleep(every) => {}
         }
         let controller = cp.controller.clone();
+        let started = std::time::Instant::now();
         if let Err(e) = tokio::task::spawn_blocking(move || controller.reconcile_all()).await {
             tracing::error!("service controller pass panicked: {e}");
         }
+        cp.metrics.controller_pass(started.elapsed());
     }
 }
 

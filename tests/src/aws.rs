@@ -91,33 +91,48 @@ impl AwsCli {
 }
 
 /// Runs the boto3 script `script` (Python source) with `args` in a scratch `home`; the JSON
-/// it prints on its last line.
+/// it prints on its last line. AWS settings come only from `home`.
 pub fn boto3(home: &Path, script: &str, args: &[&str]) -> Result<Value> {
+    python_json(home, script, args, |cmd| {
+        cmd.env("AWS_CONFIG_FILE", home.join("config"))
+            .env("AWS_SHARED_CREDENTIALS_FILE", home.join("credentials"))
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env_remove("AWS_PROFILE")
+            .env_remove("AWS_ENDPOINT_URL")
+            .env_remove("AWS_ENDPOINT_URL_ECS");
+    })
+}
+
+/// Runs the Python script `script` with `args` in a scratch `home`, with BERTH_PYTHON (the
+/// venv .ci/run makes: boto3, prometheus_client) or else python3; the JSON it prints on its
+/// last line. `setup` adjusts the command's environment.
+pub fn python_json(
+    home: &Path,
+    script: &str,
+    args: &[&str],
+    setup: impl FnOnce(&mut Command),
+) -> Result<Value> {
     let python = std::env::var("BERTH_PYTHON").unwrap_or_else(|_| "python3".to_owned());
     std::fs::create_dir_all(home)?;
     let file = home.join("script.py");
     std::fs::write(&file, script)?;
-    let out = Command::new(&python)
-        .arg(&file)
+    let mut cmd = Command::new(&python);
+    cmd.arg(&file)
         .args(args)
-        .env("AWS_CONFIG_FILE", home.join("config"))
-        .env("AWS_SHARED_CREDENTIALS_FILE", home.join("credentials"))
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .env_remove("AWS_PROFILE")
-        .env_remove("AWS_ENDPOINT_URL")
-        .env_remove("AWS_ENDPOINT_URL_ECS")
+        .env("PYTHONDONTWRITEBYTECODE", "1");
+    setup(&mut cmd);
+    let out = cmd
         .output()
         .with_context(|| format!("running {python} (BERTH_PYTHON)"))?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
         bail!(
-            "the boto3 script failed ({}): {}{}",
+            "the Python script failed ({}): {}{}",
             out.status,
             String::from_utf8_lossy(&out.stderr),
             stdout
         );
     }
     serde_json::from_str(stdout.lines().last().unwrap_or(""))
-        .with_context(|| format!("the boto3 script printed no JSON: {stdout}"))
+        .with_context(|| format!("the Python script printed no JSON: {stdout}"))
 }

@@ -33,7 +33,7 @@ mod tasks;
 mod wait;
 
 pub use agent_store::agent_db;
-pub use aws::{boto3, AwsCli};
+pub use aws::{boto3, python_json, AwsCli};
 pub use bins::{bin, workspace_root};
 pub use cgroups::{
     cgroup_exists, cgroup_file, cgroup_threads, cpu_usage_ns, is_v2 as cgroup_v2, read_cgroup,

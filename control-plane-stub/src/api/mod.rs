@@ -14,7 +14,7 @@ use axum::Router;
 use serde_json::{json, Value};
 
 use crate::app::ControlPlane;
-use crate::contract::{AUDIT_PATH, LOGS_PATH, SECRETS_PATH, SECURITY_GROUPS_PATH};
+use crate::contract::{AUDIT_PATH, LOGS_PATH, METRICS_PATH, SECRETS_PATH, SECURITY_GROUPS_PATH};
 
 pub use error::ApiError;
 
@@ -37,6 +37,7 @@ pub fn router(cp: Arc<ControlPlane>) -> Router {
         .route(berth::events::PATH, get(berth::events::get))
         .route(berth::exec::PATH, get(berth::exec::stream))
         .route(AUDIT_PATH, get(berth::audit::list))
+        .route(METRICS_PATH, get(berth::metrics::get))
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(cp)

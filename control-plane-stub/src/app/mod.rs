@@ -10,6 +10,7 @@ mod audit;
 mod clusters;
 mod exec;
 mod instances;
+mod metrics;
 mod secrets;
 mod security_groups;
 mod service_controller;
@@ -119,6 +120,8 @@ pub struct ControlPlane {
     pub execs: Execs,
     /// The audit log.
     pub audit: Audit,
+    /// What Prometheus scrapes at `/metrics`.
+    pub metrics: crate::metrics::Metrics,
     /// Keeps each service at its desired count (run by `server.rs`'s loop).
     pub controller: ServiceController,
     pub agents: Arc<Agents>,
@@ -187,6 +190,7 @@ impl ControlPlane {
         let audit = Audit::new(store.clone());
         Arc::new(Self {
             audit,
+            metrics: crate::metrics::Metrics::new(),
             execs,
             account_settings: AccountSettings::new(store.clone(), arns.account()),
             attributes: Attributes::new(store.clone(), clusters.clone()),

@@ -1,10 +1,11 @@
 //! Berth's own REST routes under `/berth/v1` (paths in `crate::contract`): logs, security
-//! groups, secrets, a task's events, exec streams, the audit log. JSON bodies; errors in the ECS error shape.
+//! groups, secrets, a task's events, exec streams, the audit log; and Prometheus' `/metrics`. JSON bodies; errors in the ECS error shape.
 
 pub mod audit;
 pub mod events;
 pub mod exec;
 pub mod logs;
+pub mod metrics;
 pub mod secrets;
 pub mod security_groups;
 

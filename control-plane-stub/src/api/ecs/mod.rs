@@ -29,11 +29,32 @@ use crate::api::error::{json_response, ApiError};
 use crate::app::ControlPlane;
 use crate::contract::TARGET_PREFIX;
 use crate::domain::audit::access_key_id;
+use crate::metrics::UNKNOWN_OPERATION;
 use request::OpResult;
 use serde_json::Value;
 
 pub async fn handle(
     State(cp): State<Arc<ControlPlane>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let started = std::time::Instant::now();
+    let operation = headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|t| t.strip_prefix(TARGET_PREFIX))
+        .filter(|op| is_known(op))
+        .unwrap_or(UNKNOWN_OPERATION)
+        .to_string();
+    let response = answer(Arc::clone(&cp), headers, body).await;
+    cp.metrics
+        .api_request(&operation, response.status().as_u16(), started.elapsed());
+    response
+}
+
+/// The ECS request's answer, success or the ECS error shape.
+async fn answer(
+    cp: Arc<ControlPlane>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
@@ -136,10 +157,28 @@ const ANONYMOUS: &str = "anonymous";
 
 /// Each resource's module names its own operations; ExecuteCommand also gets who asked.
 fn dispatch(cp: &ControlPlane, principal: &str, operation: &str, request: Value) -> OpResult {
-    if operation == "ExecuteCommand" {
+    if operation == EXECUTE_COMMAND {
         return exec::execute_command(cp, principal, request);
     }
-    let handler = clusters::operation(operation)
+    match handler(operation) {
+        Some(handler) => handler(cp, request),
+        None => Err(ApiError::client(
+            "UnknownOperationException",
+            format!("operation {operation} is not supported by berth-cp"),
+        )),
+    }
+}
+
+/// The one operation that also takes who asked (see `dispatch`).
+const EXECUTE_COMMAND: &str = "ExecuteCommand";
+
+/// Whether berth-cp answers `operation` (the metrics' label is the name only then).
+fn is_known(operation: &str) -> bool {
+    operation == EXECUTE_COMMAND || handler(operation).is_some()
+}
+
+fn handler(operation: &str) -> Option<request::Operation> {
+    clusters::operation(operation)
         .or_else(|| task_definitions::operation(operation))
         .or_else(|| tasks::operation(operation))
         .or_else(|| container_instances::operation(operation))
@@ -149,12 +188,5 @@ fn dispatch(cp: &ControlPlane, principal: &str, operation: &str, request: Value)
         .or_else(|| attributes::operation(operation))
         .or_else(|| tags::operation(operation))
         .or_else(|| account_settings::operation(operation))
-        .or_else(|| unsupported::operation(operation));
-    match handler {
-        Some(handler) => handler(cp, request),
-        None => Err(ApiError::client(
-            "UnknownOperationException",
-            format!("operation {operation} is not supported by berth-cp"),
-        )),
-    }
+        .or_else(|| unsupported::operation(operation))
 }
