@@ -107,6 +107,17 @@ pub trait TaskCgroups: Send + Sync + 'static {
     fn children(&self, _root: &str) -> Vec<String> {
         Vec::new()
     }
+    /// What the cgroup at `path` (a container's) has used, as far as it can be read.
+    fn usage(&self, _path: &str) -> CgroupUsage {
+        CgroupUsage::default()
+    }
+}
+
+/// A cgroup's CPU time and memory, for the metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct CgroupUsage {
+    pub cpu_seconds: Option<f64>,
+    pub memory_bytes: Option<u64>,
 }
 
 /// The v1 controllers whose files the agent writes; runc creates the rest.
@@ -282,6 +293,27 @@ impl TaskCgroups for FsCgroups {
             .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .collect()
+    }
+
+    fn usage(&self, path: &str) -> CgroupUsage {
+        let read = |file: PathBuf| std::fs::read_to_string(file).ok();
+        if self.v2 {
+            let dir = self.dir(None, path);
+            CgroupUsage {
+                cpu_seconds: read(dir.join("cpu.stat"))
+                    .and_then(|t| keyed_value(&t, "usage_usec"))
+                    .map(|us| us as f64 / 1e6),
+                memory_bytes: read(dir.join("memory.current")).and_then(|t| t.trim().parse().ok()),
+            }
+        } else {
+            CgroupUsage {
+                cpu_seconds: read(self.dir(Some("cpuacct"), path).join("cpuacct.usage"))
+                    .and_then(|t| t.trim().parse::<u64>().ok())
+                    .map(|ns| ns as f64 / 1e9),
+                memory_bytes: read(self.dir(Some("memory"), path).join("memory.usage_in_bytes"))
+                    .and_then(|t| t.trim().parse().ok()),
+            }
+        }
     }
 
     fn oom_killed(&self, path: &str) -> bool {

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use tokio::sync::{mpsc, Notify};
@@ -19,12 +19,13 @@ use crate::cgroups::{self, TaskCgroups};
 use crate::health::{self, CheckResult};
 use crate::images::ImageProvider;
 use crate::manifest::{self, AgentTasks, ManifestTracker};
+use crate::metrics::AgentMetrics;
 use crate::model::{ContainerStatus, StopCode, TaskSpec, TaskStatus};
 use crate::network::{Allocator, DynNetworkDriver, NetworkConfig, TaskNetwork};
 use crate::resources::{self, Needs};
 use crate::runtime::{CreateRequest, ExecRequest, ProcessState, Runtime, Stage};
 use crate::store::{Store, StoreError};
-use crate::task_state::{Action, Event, TaskState};
+use crate::task_state::{Action, Event, Report, TaskState};
 
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -110,6 +111,8 @@ pub struct Engine<R: Runtime> {
     settled: Notify,
     check_slots: Arc<tokio::sync::Semaphore>,
     manifest: Mutex<ManifestTracker>,
+    /// Launch and stop latencies are recorded here.
+    metrics: Arc<AgentMetrics>,
 }
 
 /// A task as the control plane sent it, already converted from the wire.
@@ -164,7 +167,12 @@ impl<R: Runtime> Engine<R> {
             settled: Notify::new(),
             check_slots,
             manifest,
+            metrics: Arc::new(AgentMetrics::new()),
         })
+    }
+
+    pub fn metrics(&self) -> &Arc<AgentMetrics> {
+        &self.metrics
     }
 
     /// Stops starting actions and waits, at most `limit`, for those under way to finish.
@@ -204,7 +212,7 @@ impl<R: Runtime> Engine<R> {
         *self.allocator_lock() = Allocator::new(&self.cfg.network, &active_networks(&states));
         for state in states {
             info!(task.arn = %state.spec.arn, "recovering task");
-            self.spawn_worker(state);
+            self.spawn_worker(state, false);
         }
         tokio::spawn(Arc::clone(self).prune_finished_tasks());
         // What is on disk now, before any new task can create anything.
@@ -382,7 +390,8 @@ impl<R: Runtime> Engine<R> {
                 None => {
                     if let Some(state) = self.store.task(&arn)? {
                         if !state.is_finished() {
-                            self.spawn_worker(state);
+                            let fresh = state.known == TaskStatus::Pending;
+                            self.spawn_worker(state, fresh);
                         }
                     }
                 }
@@ -453,7 +462,8 @@ impl<R: Runtime> Engine<R> {
         self.routes.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn spawn_worker(self: &Arc<Self>, state: TaskState) {
+    /// `fresh`: the task has just arrived, so its launch is timed.
+    fn spawn_worker(self: &Arc<Self>, state: TaskState, fresh: bool) {
         let arn = state.spec.arn.clone();
         let (tx, rx) = mpsc::unbounded_channel();
         {
@@ -477,6 +487,8 @@ impl<R: Runtime> Engine<R> {
                     teardown_failures: 0,
                     saved: None,
                     checkers: HashMap::new(),
+                    launch_started: fresh.then(Instant::now),
+                    stop_started: None,
                 };
                 worker.run().await;
                 let mut workers = engine.workers_lock();
@@ -533,6 +545,10 @@ struct Worker<R: Runtime> {
     checkers: HashMap<String, tokio::task::JoinHandle<()>>,
     /// The state as last written to the store: an unchanged state is not written again.
     saved: Option<TaskState>,
+    /// When this agent received the task, until it is RUNNING (for the launch metric).
+    launch_started: Option<Instant>,
+    /// When a running task was told to stop, until it is STOPPED (for the stop metric).
+    stop_started: Option<Instant>,
 }
 
 impl<R: Runtime> Drop for Worker<R> {
@@ -600,8 +616,15 @@ impl<R: Runtime> Worker<R> {
     }
 
     fn persist(&mut self) -> Result<(), StoreError> {
+        if self.state.desired == TaskStatus::Stopped
+            && self.state.known == TaskStatus::Running
+            && self.stop_started.is_none()
+        {
+            self.stop_started = Some(Instant::now());
+        }
         let mut next = self.state.clone();
         let reports = next.take_reports();
+        self.time_transitions(&reports);
         let had_reports = !reports.is_empty();
         if !had_reports && self.saved.as_ref() == Some(&next) {
             return Ok(());
@@ -615,6 +638,33 @@ impl<R: Runtime> Worker<R> {
             self.engine.outbox_ready.notify_one();
         }
         Ok(())
+    }
+
+    /// Launch and stop latencies, from the task's RUNNING and STOPPED reports.
+    fn time_transitions(&mut self, reports: &[Report]) {
+        for report in reports {
+            match report {
+                Report::Task {
+                    status: TaskStatus::Running,
+                    ..
+                } => {
+                    if let Some(started) = self.launch_started.take() {
+                        self.engine.metrics.task_launched(started.elapsed());
+                    }
+                }
+                Report::Task {
+                    status: TaskStatus::Stopped,
+                    ..
+                } => {
+                    // A task that never ran has no launch to time.
+                    self.launch_started = None;
+                    if let Some(started) = self.stop_started.take() {
+                        self.engine.metrics.task_stopped(started.elapsed());
+                    }
+                }
+                _ => {}
+            }
+        }
     }
 
     fn check_stop_request(&mut self) {

@@ -23,22 +23,28 @@ const HEADER_DEADLINE: Duration = Duration::from_secs(5);
 /// The longest a connection (with keep-alive, several requests) stays open.
 const CONNECTION_DEADLINE: Duration = Duration::from_secs(30);
 
-/// What a handler answers: always JSON, as the ECS agent's endpoints do.
+/// What a handler answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JsonResponse {
+pub struct Reply {
     pub status: u16,
+    pub content_type: &'static str,
     pub body: String,
 }
 
-impl JsonResponse {
-    pub fn ok(body: String) -> Self {
-        Self { status: 200, body }
+impl Reply {
+    /// JSON, as the ECS agent's endpoints answer.
+    pub fn json(status: u16, body: String) -> Self {
+        Self {
+            status,
+            content_type: "application/json",
+            body,
+        }
     }
 }
 
 /// Answers a GET of `path` with its `query` string (undecoded, without the `?`). Called on a
 /// blocking thread: it may read the agent's store.
-pub type Handler = Arc<dyn Fn(&str, Option<&str>) -> JsonResponse + Send + Sync>;
+pub type Handler = Arc<dyn Fn(&str, Option<&str>) -> Reply + Send + Sync>;
 
 /// Serves `listener` with `handler` until `shutdown` turns true. `name` goes into the logs.
 pub async fn serve(
@@ -93,32 +99,30 @@ async fn answer(
     handler: Handler,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
-        return Ok(respond(
-            StatusCode::METHOD_NOT_ALLOWED,
+        return Ok(respond(Reply::json(
+            405,
             r#"{"error":"only GET is served here"}"#.into(),
-        ));
+        )));
     }
     let path = req.uri().path().to_string();
     let query = req.uri().query().map(str::to_string);
     let answered = tokio::task::spawn_blocking(move || handler(&path, query.as_deref())).await;
     Ok(match answered {
-        Ok(r) => respond(
-            StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-            r.body,
-        ),
+        Ok(reply) => respond(reply),
         Err(e) => {
             warn!(error = %e, "an HTTP handler failed");
-            respond(StatusCode::INTERNAL_SERVER_ERROR, "{}".into())
+            respond(Reply::json(500, "{}".into()))
         }
     })
 }
 
-fn respond(status: StatusCode, body: String) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(body)));
-    *response.status_mut() = status;
+fn respond(reply: Reply) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(reply.body)));
+    *response.status_mut() =
+        StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     response.headers_mut().insert(
         hyper::header::CONTENT_TYPE,
-        hyper::header::HeaderValue::from_static("application/json"),
+        hyper::header::HeaderValue::from_static(reply.content_type),
     );
     response
 }

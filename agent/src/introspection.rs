@@ -2,6 +2,7 @@
 //! `/v1/tasks` (all tasks, or one by `?taskarn=` or `?dockerid=`), in the shapes and with the
 //! status codes the Amazon ECS container agent uses, so scripts written against it work here.
 //! The answers are built from the agent's store by pure functions; `serve` is the only I/O.
+//! The same listener serves the agent's Prometheus `/metrics` (`crate::metrics`).
 
 use std::sync::{Arc, OnceLock};
 
@@ -10,7 +11,9 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::warn;
 
-use crate::http_server::{self, JsonResponse};
+use crate::cgroups::TaskCgroups;
+use crate::http_server::{self, Reply};
+use crate::metrics::{self, AgentMetrics};
 use crate::model::{TaskSpec, VolumeKind};
 use crate::store::Store;
 use crate::task_state::{ContainerState, TaskState};
@@ -112,7 +115,7 @@ pub fn respond(
     query: Option<&str>,
     identity: &AgentIdentity,
     tasks: &[TaskState],
-) -> JsonResponse {
+) -> Reply {
     match path.trim_end_matches('/') {
         "/v1/metadata" => json(
             200,
@@ -123,15 +126,15 @@ pub fn respond(
             },
         ),
         "/v1/tasks" => tasks_response(query, tasks),
-        _ => JsonResponse {
-            status: 404,
-            body: r#"{"error":"no such path; the introspection API serves /v1/metadata and /v1/tasks"}"#
+        _ => Reply::json(
+            404,
+            r#"{"error":"no such path; this listener serves /v1/metadata, /v1/tasks and /metrics"}"#
                 .into(),
-        },
+        ),
     }
 }
 
-fn tasks_response(query: Option<&str>, tasks: &[TaskState]) -> JsonResponse {
+fn tasks_response(query: Option<&str>, tasks: &[TaskState]) -> Reply {
     let docker_id = query_value(query, "dockerid");
     let task_arn = query_value(query, "taskarn");
     let empty = || TaskResponse::default();
@@ -256,11 +259,11 @@ fn volumes(spec: &TaskSpec, mounts: &[crate::model::MountPoint]) -> Vec<VolumeRe
         .collect()
 }
 
-fn json<T: Serialize>(status: u16, value: &T) -> JsonResponse {
-    JsonResponse {
+fn json<T: Serialize>(status: u16, value: &T) -> Reply {
+    Reply::json(
         status,
-        body: serde_json::to_string(value).unwrap_or_else(|_| "{}".into()),
-    }
+        serde_json::to_string(value).unwrap_or_else(|_| "{}".into()),
+    )
 }
 
 /// The first value of `name` in a query string, percent-decoded (task ARNs arrive with their
@@ -295,25 +298,34 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Serves the introspection API on `listener` from `store` until `shutdown`.
-pub async fn serve(
-    listener: TcpListener,
-    identity: Arc<AgentIdentity>,
-    store: Arc<Store>,
-    shutdown: watch::Receiver<bool>,
-) {
+/// What the listener reads from: the store's tasks, and for `/metrics` the agent's metrics
+/// and the cgroups the tasks' usage is read from.
+pub struct Sources {
+    pub identity: Arc<AgentIdentity>,
+    pub store: Arc<Store>,
+    pub metrics: Arc<AgentMetrics>,
+    pub cgroups: Arc<dyn TaskCgroups>,
+}
+
+/// Serves the introspection API and `/metrics` on `listener` until `shutdown`.
+pub async fn serve(listener: TcpListener, sources: Sources, shutdown: watch::Receiver<bool>) {
     let handler: http_server::Handler = Arc::new(move |path, query| {
-        let tasks = match store.unfinished_tasks() {
+        let tasks = match sources.store.unfinished_tasks() {
             Ok(t) => t,
             Err(e) => {
                 warn!(error = %e, "introspection: cannot read the store");
-                return JsonResponse {
-                    status: 500,
-                    body: "{}".into(),
-                };
+                return Reply::json(500, "{}".into());
             }
         };
-        respond(path, query, &identity, &tasks)
+        if path == "/metrics" {
+            let host = metrics::host_snapshot(&tasks, sources.cgroups.as_ref());
+            return Reply {
+                status: 200,
+                content_type: metrics::CONTENT_TYPE,
+                body: sources.metrics.render(&host),
+            };
+        }
+        respond(path, query, &sources.identity, &tasks)
     });
     http_server::serve(listener, "introspection", handler, shutdown).await
 }
@@ -354,7 +366,7 @@ mod tests {
         AgentIdentity::new("lab")
     }
 
-    fn body(r: &JsonResponse) -> Value {
+    fn body(r: &Reply) -> Value {
         serde_json::from_str(&r.body).expect("JSON")
     }
 

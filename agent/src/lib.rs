@@ -16,6 +16,7 @@ pub mod images;
 pub mod introspection;
 pub mod logs;
 pub mod manifest;
+pub mod metrics;
 pub mod model;
 pub mod netdef;
 pub mod network;

@@ -191,7 +191,17 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
             .container_instance_arn
             .set(known.container_instance_arn);
     }
-    serve_introspection(&cfg, &identity, &store, &shutdown).await;
+    serve_introspection(
+        &cfg,
+        introspection::Sources {
+            identity: Arc::clone(&identity),
+            store: Arc::clone(&store),
+            metrics: Arc::clone(engine.metrics()),
+            cgroups: Arc::new(cgroups::FsCgroups::new("/sys/fs/cgroup")),
+        },
+        &shutdown,
+    )
+    .await;
     if cfg.images.cleanup_enabled {
         spawn_image_cleanup(&cfg, &containerd_for_cleanup, &store);
     }
@@ -255,12 +265,11 @@ async fn init_network(cfg: &Config, store: &Store) -> Result<Arc<dyn DynNetworkD
     }
 }
 
-/// The introspection API, where `[introspection] listen` says. A port already taken costs the
+/// The introspection API and `/metrics`, where `[introspection] listen` says. A port already taken costs the
 /// API, not the agent: tasks matter more than a read-only view of them.
 async fn serve_introspection(
     cfg: &Config,
-    identity: &Arc<AgentIdentity>,
-    store: &Arc<Store>,
+    sources: introspection::Sources,
     shutdown: &watch::Receiver<bool>,
 ) {
     let Some(addr) = cfg.introspection_listen else {
@@ -268,12 +277,7 @@ async fn serve_introspection(
     };
     match tokio::net::TcpListener::bind(addr).await {
         Ok(listener) => {
-            tokio::spawn(introspection::serve(
-                listener,
-                Arc::clone(identity),
-                Arc::clone(store),
-                shutdown.clone(),
-            ));
+            tokio::spawn(introspection::serve(listener, sources, shutdown.clone()));
         }
         Err(e) => error!(%addr, error = %e, "introspection API not served: cannot listen"),
     }

@@ -232,6 +232,9 @@ struct Session<R: Runtime> {
 impl<R: Runtime> Drop for Session<R> {
     fn drop(&mut self) {
         self.alive.store(false, Ordering::Relaxed);
+        if self.welcomed {
+            self.engine.metrics().session_down();
+        }
     }
 }
 
@@ -284,6 +287,7 @@ impl<R: Runtime> Session<R> {
             Err(_) => return Err(SessionError::Transport("no Welcome within 10s".into())),
         };
         self.welcomed = true;
+        self.engine.metrics().session_up();
         let heartbeat_every = Duration::from_millis(u64::from(
             welcome.heartbeat_interval_ms.clamp(1_000, 300_000),
         ));

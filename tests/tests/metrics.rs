@@ -1,10 +1,13 @@
 //! Prometheus `/metrics` (issue #22), read by the real Prometheus Python client's OpenMetrics
 //! parser (strict: a malformed exposition fails the parse): berth-cp's API counters and
-//! latency histograms, its fleet gauges (agents, tasks, services, deployments).
+//! latency histograms, its fleet gauges (agents, tasks, services, deployments); and the agent's,
+//! on its introspection listener: usage per container and task, launch and stop latencies, the
+//! session.
 
 use anyhow::{ensure, Context, Result};
 use berth_e2e::{
-    python_json, register, run_task, timeout, wait_running, wait_until, TestEnv, TEST_IMAGE,
+    python_json, register, run_task, stop_and_wait, task_id, timeout, wait_running, wait_until,
+    TestEnv, TEST_IMAGE,
 };
 use serde_json::{json, Value};
 
@@ -80,7 +83,21 @@ async fn berth_cp_metrics_parse_and_count_requests_and_the_fleet() -> Result<()>
         }),
     )
     .await?;
-    let task = run_task(&env, &family, Value::Null).await?;
+    // The standalone task on a bridge network, for the agent's network counters.
+    let bridged = format!("{family}-bridge");
+    register(
+        &api,
+        json!({
+            "family": bridged,
+            "networkMode": "bridge",
+            "containerDefinitions": [{
+                "name": "app", "image": TEST_IMAGE, "memory": 32, "stopTimeout": 2,
+                "entryPoint": ["sleep", "600"]
+            }]
+        }),
+    )
+    .await?;
+    let task = run_task(&env, &bridged, Value::Null).await?;
     wait_running(&env, &task).await?;
     api.call(
         "CreateService",
@@ -197,6 +214,69 @@ async fn berth_cp_metrics_parse_and_count_requests_and_the_fleet() -> Result<()>
             .is_some_and(|n| n >= 1.0),
         "controller passes counted"
     );
+
+    // The agent's own metrics.
+    let agent_url = format!("{}/metrics", env.introspection_url(0));
+    let a = scrape(&env, &agent_url)?;
+    ensure!(
+        a.content_type.starts_with("application/openmetrics-text"),
+        "Content-Type {:?}",
+        a.content_type
+    );
+    let id = task_id(&task);
+    let container = [("task_id", id), ("container", "app")];
+    ensure!(
+        a.value("berth_agent_tasks", &[("status", "RUNNING")]) == Some(2.0),
+        "two running tasks"
+    );
+    ensure!(
+        a.value("berth_agent_session_connected", &[]) == Some(1.0),
+        "session up"
+    );
+    ensure!(
+        a.value("berth_agent_task_launch_duration_seconds_count", &[]) == Some(2.0),
+        "two launches timed"
+    );
+    ensure!(
+        a.value("berth_agent_container_memory_bytes", &container)
+            .is_some_and(|b| b > 0.0),
+        "the container's memory"
+    );
+    ensure!(
+        a.value("berth_agent_container_cpu_seconds_total", &container)
+            .is_some_and(|s| s >= 0.0),
+        "the container's CPU time"
+    );
+    ensure!(
+        a.value("berth_agent_container_restarts_total", &container) == Some(0.0),
+        "no restarts"
+    );
+    ensure!(
+        a.value(
+            "berth_agent_task_network_receive_bytes_total",
+            &[("task_id", id)]
+        )
+        .is_some(),
+        "the bridge task's network counters"
+    );
+    ensure!(
+        a.family_type("berth_agent_task_launch_duration_seconds") == Some("histogram"),
+        "a histogram"
+    );
+    stop_and_wait(&env, &task).await?;
+    let a = scrape(&env, &agent_url)?;
+    ensure!(
+        a.value("berth_agent_task_stop_duration_seconds_count", &[]) == Some(1.0),
+        "the stop timed"
+    );
+    // Once the agent has cleaned the task up (task_cleanup_wait_secs is 0 here), it is gone.
+    wait_until("the stopped task's series to go", timeout(30), || async {
+        let a = scrape(&env, &agent_url)?;
+        Ok(a.value("berth_agent_container_restarts_total", &container)
+            .is_none()
+            .then_some(()))
+    })
+    .await?;
     env.pass();
     Ok(())
 }
