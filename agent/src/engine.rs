@@ -25,6 +25,7 @@ use crate::network::{Allocator, DynNetworkDriver, NetworkConfig, TaskNetwork};
 use crate::resources::{self, Needs};
 use crate::runtime::{CreateRequest, ExecRequest, ProcessState, Runtime, Stage};
 use crate::store::{Store, StoreError};
+use crate::task_metadata;
 use crate::task_state::{Action, Event, Report, TaskState};
 
 #[derive(Debug, Clone)]
@@ -51,6 +52,9 @@ pub struct EngineConfig {
     /// How long the control plane's task manifest and the agent may disagree about a task
     /// before the agent acts on it (see `manifest.rs`).
     pub manifest_grace: Duration,
+    /// Whether bridge and awsvpc containers get the task metadata endpoint's URIs (the agent
+    /// serves it on the bridge and gateway addresses, see `task_metadata`).
+    pub task_metadata: bool,
 }
 
 /// How long one network setup or teardown may take before it counts as failed.
@@ -463,8 +467,14 @@ impl<R: Runtime> Engine<R> {
     }
 
     /// `fresh`: the task has just arrived, so its launch is timed.
-    fn spawn_worker(self: &Arc<Self>, state: TaskState, fresh: bool) {
+    fn spawn_worker(self: &Arc<Self>, mut state: TaskState, fresh: bool) {
         let arn = state.spec.arn.clone();
+        for c in &mut state.containers {
+            if c.metadata_endpoint_id.is_empty() {
+                // Kept with the task from its first persist on.
+                c.metadata_endpoint_id = task_metadata::new_endpoint_id();
+            }
+        }
         let (tx, rx) = mpsc::unbounded_channel();
         {
             let mut workers = self.workers_lock();
@@ -1169,9 +1179,16 @@ impl<R: Runtime> Worker<R> {
     }
 
     fn create_request(&self, name: &str) -> Option<CreateRequest> {
-        let spec = self.spec_of(name)?.clone();
+        let mut spec = self.spec_of(name)?.clone();
         let c = self.state.container(name)?;
         let task_id = self.state.spec.id().to_string();
+        if self.engine.cfg.task_metadata {
+            task_metadata::add_uris(
+                &mut spec.environment,
+                self.state.spec.network_mode,
+                &c.metadata_endpoint_id,
+            );
+        }
         Some(CreateRequest {
             runtime_id: c.runtime_id.clone(),
             task_arn: self.state.spec.arn.clone(),
@@ -1312,6 +1329,7 @@ mod tests {
                 health_dir: dir.join("health"),
                 max_concurrent_checks: 2,
                 manifest_grace: Duration::from_millis(100),
+                task_metadata: true,
             },
         );
         Harness {

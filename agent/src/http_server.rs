@@ -4,6 +4,7 @@
 //! the agent's resources (the agent is sized in single MiBs).
 
 use std::convert::Infallible;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -42,9 +43,10 @@ impl Reply {
     }
 }
 
-/// Answers a GET of `path` with its `query` string (undecoded, without the `?`). Called on a
-/// blocking thread: it may read the agent's store.
-pub type Handler = Arc<dyn Fn(&str, Option<&str>) -> Reply + Send + Sync>;
+/// Answers a GET of `path` with its `query` string (undecoded, without the `?`) from `peer`
+/// (the client's address: DNAT keeps a task's own). Called on a blocking thread: it may read
+/// the agent's store.
+pub type Handler = Arc<dyn Fn(&str, Option<&str>, IpAddr) -> Reply + Send + Sync>;
 
 /// Serves `listener` with `handler` until `shutdown` turns true. `name` goes into the logs.
 pub async fn serve(
@@ -80,7 +82,9 @@ pub async fn serve(
         let handler = Arc::clone(&handler);
         tokio::spawn(async move {
             let _permit = permit;
-            let service = hyper::service::service_fn(move |req| answer(req, Arc::clone(&handler)));
+            let client = peer.ip();
+            let service =
+                hyper::service::service_fn(move |req| answer(req, client, Arc::clone(&handler)));
             let connection = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_DEADLINE)
@@ -96,6 +100,7 @@ pub async fn serve(
 
 async fn answer(
     req: Request<Incoming>,
+    peer: IpAddr,
     handler: Handler,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
@@ -106,7 +111,8 @@ async fn answer(
     }
     let path = req.uri().path().to_string();
     let query = req.uri().query().map(str::to_string);
-    let answered = tokio::task::spawn_blocking(move || handler(&path, query.as_deref())).await;
+    let answered =
+        tokio::task::spawn_blocking(move || handler(&path, query.as_deref(), peer)).await;
     Ok(match answered {
         Ok(reply) => respond(reply),
         Err(e) => {

@@ -309,7 +309,7 @@ pub struct Sources {
 
 /// Serves the introspection API and `/metrics` on `listener` until `shutdown`.
 pub async fn serve(listener: TcpListener, sources: Sources, shutdown: watch::Receiver<bool>) {
-    let handler: http_server::Handler = Arc::new(move |path, query| {
+    let handler: http_server::Handler = Arc::new(move |path, query, _peer| {
         let tasks = match sources.store.unfinished_tasks() {
             Ok(t) => t,
             Err(e) => {

@@ -25,5 +25,6 @@ pub mod resources;
 pub mod runtime;
 pub mod session;
 pub mod store;
+pub mod task_metadata;
 pub mod task_state;
 pub mod wire;

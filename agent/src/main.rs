@@ -25,6 +25,7 @@ use berth_agent::runtime::containerd::{Containerd, ContainerdConfig};
 use berth_agent::runtime::Runtime;
 use berth_agent::session::{self, SessionConfig, SessionError};
 use berth_agent::store::Store;
+use berth_agent::task_metadata;
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
@@ -157,6 +158,8 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     info!(root = %cfg.cgroups.root, v2 = cgroups.is_v2(), "task cgroups");
     let images = image_provider(&cfg, &containerd)?;
     let containerd_for_cleanup = Arc::clone(&containerd);
+    // Served on the bridge and gateway addresses, which exist only with task networking.
+    let task_metadata = network.is_ok();
     let engine = Engine::new(
         Arc::clone(&containerd),
         images,
@@ -178,6 +181,7 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
             health_dir: cfg.data_dir.join("health"),
             max_concurrent_checks: MAX_CONCURRENT_HEALTH_CHECKS,
             manifest_grace: Duration::from_secs(cfg.manifest_grace_secs),
+            task_metadata,
         },
     );
     // The engine runs before registration: after a restart during a control-plane outage,
@@ -202,6 +206,15 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         &shutdown,
     )
     .await;
+    if task_metadata {
+        let facts = task_metadata::HostFacts {
+            cluster: cfg.cluster.clone(),
+            availability_zone: cfg.instance.availability_zone.clone(),
+            memory_bytes: host.memory_mib.max(0) as u64 * 1024 * 1024,
+            online_cpus: std::thread::available_parallelism().map_or(1, |n| n.get() as u64),
+        };
+        serve_task_metadata(&cfg, facts, &store, &shutdown).await;
+    }
     if cfg.images.cleanup_enabled {
         spawn_image_cleanup(&cfg, &containerd_for_cleanup, &store);
     }
@@ -280,6 +293,40 @@ async fn serve_introspection(
             tokio::spawn(introspection::serve(listener, sources, shutdown.clone()));
         }
         Err(e) => error!(%addr, error = %e, "introspection API not served: cannot listen"),
+    }
+}
+
+/// The task metadata endpoint on the bridge address and the awsvpc gateway, where the
+/// nftables table sends tasks' 169.254.170.2:80. As with introspection, an address that cannot
+/// be bound costs the endpoint, not the agent.
+async fn serve_task_metadata(
+    cfg: &Config,
+    host: task_metadata::HostFacts,
+    store: &Arc<Store>,
+    shutdown: &watch::Receiver<bool>,
+) {
+    let sources = Arc::new(task_metadata::Sources {
+        host,
+        store: Arc::clone(store),
+        cgroups: Arc::new(cgroups::FsCgroups::new("/sys/fs/cgroup")),
+    });
+    for gateway in [
+        cfg.network.bridge_subnet.gateway(),
+        cfg.network.task_subnet.gateway(),
+    ] {
+        let addr = std::net::SocketAddr::from((gateway, task_metadata::METADATA_PORT));
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(listener) => {
+                tokio::spawn(task_metadata::serve(
+                    listener,
+                    Arc::clone(&sources),
+                    shutdown.clone(),
+                ));
+            }
+            Err(e) => {
+                error!(%addr, error = %e, "task metadata endpoint not served here: cannot listen")
+            }
+        }
     }
 }
 

@@ -125,6 +125,10 @@ pub struct ContainerState {
     /// The image's digest once it is in containerd, for DescribeTasks' imageDigest.
     #[serde(default)]
     pub image_digest: Option<String>,
+    /// The unguessable id in the container's task metadata URIs (ECS's v3 endpoint id): the
+    /// engine gives one to every container of a new task; empty in tasks recorded before.
+    #[serde(default)]
+    pub metadata_endpoint_id: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -323,6 +327,7 @@ impl TaskState {
                 reported_health: None,
                 pull_summary: None,
                 image_digest: None,
+                metadata_endpoint_id: String::new(),
             })
             .collect();
         let mut state = TaskState {

@@ -11,6 +11,8 @@
 //! - nat prerouting and nat output: traffic to a local address (`fib daddr type local`, also
 //!   127.0.0.1 from the host itself) goes through `port_dnat`, one DNAT rule per bridge-mode
 //!   port binding, commented with the task id.
+//! - nat prerouting, first: the task metadata endpoint, 169.254.170.2:80 from the bridge or
+//!   task subnet, is DNATed to the agent's listener on that subnet's gateway address.
 //! - nat postrouting: tasks' outbound traffic is masqueraded (bridge subnet leaving by another
 //!   interface, task subnet leaving the subnet); the host's own 127.0.0.1:hostPort traffic that
 //!   DNAT sent to the bridge is masqueraded to the bridge address (with `route_localnet` on the
@@ -31,6 +33,7 @@ use tokio::io::AsyncWriteExt;
 
 use super::{Cidr, IngressProtocol, IngressRule, NetworkConfig, NetworkError, TaskNetwork};
 use crate::model::NetworkMode;
+use crate::task_metadata::{METADATA_ADDRESS, METADATA_PORT};
 
 /// How long one `nft` run may take.
 pub const NFT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -136,11 +139,22 @@ pub fn render(cfg: &NetworkConfig, nets: &[TaskNetwork]) -> String {
         let _ = writeln!(s, "\t}}");
     };
     let to_dnat = vec!["fib daddr type local jump port_dnat".to_string()];
+    // The task metadata endpoint: tasks' 169.254.170.2:80 is the agent on their gateway.
+    let metadata = |from: &str, gateway: Ipv4Addr| {
+        format!(
+            "ip saddr {from} ip daddr {METADATA_ADDRESS} tcp dport 80 dnat to {gateway}:{METADATA_PORT}"
+        )
+    };
+    let mut prerouting = vec![
+        metadata(&bridge_net, cfg.bridge_subnet.gateway()),
+        metadata(&task_net, cfg.task_subnet.gateway()),
+    ];
+    prerouting.extend(to_dnat.iter().cloned());
     chain(
         &mut s,
         "nat_prerouting",
         Some("type nat hook prerouting priority dstnat"),
-        &to_dnat,
+        &prerouting,
     );
     chain(
         &mut s,
@@ -301,6 +315,8 @@ mod tests {
             chain(&s, "nat_prerouting"),
             [
                 "type nat hook prerouting priority dstnat; policy accept;",
+                "ip saddr 172.31.0.0/24 ip daddr 169.254.170.2 tcp dport 80 dnat to 172.31.0.1:51679",
+                "ip saddr 172.30.0.0/22 ip daddr 169.254.170.2 tcp dport 80 dnat to 172.30.0.1:51679",
                 "fib daddr type local jump port_dnat"
             ]
         );

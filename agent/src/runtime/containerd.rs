@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use containerd_client::events::TaskExit;
 use containerd_client::services::v1::snapshots::{
@@ -38,6 +38,7 @@ use super::{
     ExitEvent, ListedContainer, ProcessState, Runtime, RuntimeError,
 };
 use crate::health;
+use crate::model::rfc3339;
 
 pub const LABEL_TASK_ARN: &str = "berth.task-arn";
 pub const LABEL_CONTAINER_NAME: &str = "berth.container-name";
@@ -509,28 +510,6 @@ struct ProcessDetails {
 /// Every launch lease of a container starts with this; the rest is random.
 fn launch_lease_prefix(runtime_id: &str) -> String {
     format!("berth-launch-{runtime_id}-")
-}
-
-/// RFC 3339 in UTC, as containerd's gc.expire label wants it.
-pub(super) fn rfc3339(t: SystemTime) -> String {
-    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Howard Hinnant's days-to-civil.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
 }
 
 fn ignore_not_found<T>(r: Result<T, RuntimeError>) -> Result<(), RuntimeError> {
@@ -1631,14 +1610,5 @@ mod tests {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-    }
-
-    #[test]
-    fn rfc3339_in_utc() {
-        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00Z");
-        let t = UNIX_EPOCH + Duration::from_secs(1_795_000_000);
-        assert_eq!(rfc3339(t), "2026-11-18T11:06:40Z");
-        let leap = UNIX_EPOCH + Duration::from_secs(951_782_400);
-        assert_eq!(rfc3339(leap), "2000-02-29T00:00:00Z");
     }
 }

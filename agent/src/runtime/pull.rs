@@ -33,9 +33,10 @@ use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tonic::Request;
 
-use super::containerd::{rfc3339, Containerd};
+use super::containerd::Containerd;
 use super::image::{self, ContentDescriptor};
 use super::RuntimeError;
+use crate::model::rfc3339;
 
 /// Where blobs come from (the registry client in production; an OCI layout dir in tests).
 pub trait BlobSource: Send + Sync {
