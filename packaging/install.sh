@@ -74,7 +74,10 @@ start_service() { # NAME ARGS...
         systemctl daemon-reload
         systemctl enable "$name.service"
         # restart picks up a new binary; the agent's KillMode=process keeps tasks running.
-        systemctl restart "$name.service"
+        # Both units are Type=notify: this returns once the service says it is ready (berth-cp
+        # listening, the agent registered) or has failed.
+        systemctl restart "$name.service" ||
+            { service_log "$name" >&2; die "$name did not start"; }
     else
         local pidfile=/run/$name.pid
         if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then

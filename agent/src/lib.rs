@@ -23,6 +23,7 @@ pub mod network;
 pub mod registry;
 pub mod resources;
 pub mod runtime;
+pub mod sd_notify;
 pub mod session;
 pub mod store;
 pub mod task_metadata;

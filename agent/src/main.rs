@@ -23,6 +23,7 @@ use berth_agent::registry::{RegistryClient, RegistryConfig};
 use berth_agent::resources::Needs;
 use berth_agent::runtime::containerd::{Containerd, ContainerdConfig};
 use berth_agent::runtime::Runtime;
+use berth_agent::sd_notify::Notifier;
 use berth_agent::session::{self, SessionConfig, SessionError};
 use berth_agent::store::Store;
 use berth_agent::task_metadata;
@@ -86,7 +87,8 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cfg)) {
+    let notifier = Notifier::from_env(&env);
+    match runtime.block_on(run(cfg, notifier)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error!("{e:#}");
@@ -125,13 +127,16 @@ fn parse_args() -> Result<Option<PathBuf>, String> {
     Ok(path.or_else(|| default.exists().then_some(default)))
 }
 
-async fn run(cfg: Config) -> anyhow::Result<()> {
+async fn run(cfg: Config, notifier: Notifier) -> anyhow::Result<()> {
     let (shutdown_tx, shutdown) = watch::channel(false);
+    let on_signal = notifier.clone();
     tokio::spawn(async move {
         wait_for_signal().await;
         info!("signal received: leaving tasks running and shutting down");
+        on_signal.notify("STOPPING=1");
         let _ = shutdown_tx.send(true);
     });
+    notifier.spawn_watchdog();
 
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("creating data dir {}", cfg.data_dir.display()))?;
@@ -218,6 +223,14 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     if cfg.images.cleanup_enabled {
         spawn_image_cleanup(&cfg, &containerd_for_cleanup, &store);
     }
+    if let Ok(Some(known)) = store.credential() {
+        // Registered before: the agent is doing its work (its tasks are recovered and watched)
+        // whether or not the control plane answers now.
+        notifier.notify(&format!(
+            "READY=1\nSTATUS=running as {}; connecting to the control plane",
+            known.container_instance_arn
+        ));
+    }
     let credential =
         match session::register(&session_cfg, &store, &host, &version, shutdown.clone()).await {
             Ok(c) => c,
@@ -231,6 +244,10 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     let _ = identity
         .container_instance_arn
         .set(credential.container_instance_arn.clone());
+    notifier.notify(&format!(
+        "READY=1\nSTATUS=registered as {}",
+        credential.container_instance_arn
+    ));
     let log_service = logs::serve::LogService::new(Arc::clone(&store), cfg.data_dir.join("logs"));
     // FIFOs of execs a previous agent ran: their processes are removed with the tasks' checks.
     let _ = std::fs::remove_dir_all(cfg.data_dir.join("exec"));

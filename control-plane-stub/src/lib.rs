@@ -13,5 +13,6 @@ pub mod contract;
 pub mod domain;
 pub mod metrics;
 pub mod scheduler;
+pub mod sd_notify;
 pub mod server;
 pub mod state;

@@ -17,6 +17,7 @@ use crate::clock::now_ms;
 use crate::config::Config;
 use crate::domain::ids::Arns;
 use crate::scheduler::service::ThrottleSettings;
+use crate::sd_notify::Notifier;
 use crate::state::{SqliteStore, Store, StoreError};
 
 /// How long open connections get to finish once shutdown starts.
@@ -220,8 +221,15 @@ pub async fn run(
     config: &Config,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), ServerError> {
+    let notifier = Notifier::from_env(&std::env::vars().collect());
     let server = start(config).await?;
+    notifier.notify(&format!(
+        "READY=1\nSTATUS=serving the API on {} and agents on {}",
+        server.api_addr, server.grpc_addr
+    ));
+    notifier.spawn_watchdog();
     shutdown.await;
     tracing::info!("shutting down");
+    notifier.notify("STOPPING=1");
     server.shutdown().await
 }

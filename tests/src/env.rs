@@ -79,6 +79,10 @@ pub struct TestEnv {
     next_instance_toml: Option<String>,
     /// Agent `index`'s introspection port, on 127.0.0.1: one of its network's fixed ports.
     introspection_ports: Vec<u16>,
+    /// Environment variables of agents started (or restarted) from now on, and of berth-cp's
+    /// next start: what systemd would set (NOTIFY_SOCKET, WATCHDOG_USEC).
+    agent_env: Vec<(String, String)>,
+    cp_env: Vec<(String, String)>,
     passed: bool,
 }
 
@@ -125,6 +129,8 @@ impl TestEnv {
             hosts: Vec::new(),
             next_instance_toml: None,
             introspection_ports: Vec::new(),
+            agent_env: Vec::new(),
+            cp_env: Vec::new(),
             passed: false,
         })
     }
@@ -213,7 +219,8 @@ impl TestEnv {
             .arg("--ready-file")
             .arg(&ready)
             .env("RUST_LOG", log_filter())
-            .env("NO_COLOR", "1");
+            .env("NO_COLOR", "1")
+            .envs(self.cp_env.iter().map(|(k, v)| (k, v)));
         if let Some(ms) = self.cp_manifest_interval_ms {
             cmd.args(["--manifest-interval-ms", &ms.to_string()]);
         }
@@ -430,6 +437,7 @@ impl TestEnv {
         ] {
             cmd.env_remove(var);
         }
+        cmd.envs(self.agent_env.iter().map(|(k, v)| (k, v)));
         let log = self.dir.join(format!("agent-{n}.log"));
         self.agents
             .push(Proc::spawn(&format!("berth-agent-{n}"), cmd, &log)?);
@@ -462,6 +470,7 @@ impl TestEnv {
                 cmd.env_remove(var);
             }
         }
+        cmd.envs(self.agent_env.iter().map(|(k, v)| (k, v)));
         let runs = self.agent_runs.entry(index).or_insert(1);
         *runs += 1;
         let log = self.dir.join(format!("agent-{n}-run{runs}.log"));
@@ -534,6 +543,16 @@ impl TestEnv {
             .unwrap_or("pull_behavior = \"prefer-cached\"");
         toml.push_str(&format!("\n[images]\n{images}\n"));
         toml
+    }
+
+    /// Sets `key` in the environment of agents started from now on.
+    pub fn set_agent_env(&mut self, key: &str, value: &str) {
+        self.agent_env.push((key.into(), value.into()));
+    }
+
+    /// Sets `key` in berth-cp's environment from its next start.
+    pub fn set_cp_env(&mut self, key: &str, value: &str) {
+        self.cp_env.push((key.into(), value.into()));
     }
 
     /// Where agent `index` serves the ECS agent's introspection API: `http://127.0.0.1:PORT`.
