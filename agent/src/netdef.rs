@@ -6,6 +6,12 @@ use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Serialize};
 
+/// The link-local address ECS gives the task metadata endpoint (`crate::task_metadata`).
+pub const METADATA_ADDRESS: Ipv4Addr = Ipv4Addr::new(169, 254, 170, 2);
+/// Where the agent serves that endpoint, on the bridge address and the awsvpc gateway (ECS's
+/// port); the nftables table DNATs the address's port 80 here.
+pub const METADATA_PORT: u16 = 51679;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Protocol {
     Tcp,

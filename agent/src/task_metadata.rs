@@ -29,10 +29,7 @@ use crate::model::{rfc3339, NetworkMode};
 use crate::store::Store;
 use crate::task_state::{ContainerState, TaskState};
 
-/// The link-local address ECS gives the endpoint.
-pub const METADATA_ADDRESS: Ipv4Addr = Ipv4Addr::new(169, 254, 170, 2);
-/// Where the agent listens, on the bridge address and the awsvpc gateway (ECS's port).
-pub const METADATA_PORT: u16 = 51679;
+pub use crate::netdef::{METADATA_ADDRESS, METADATA_PORT};
 
 pub const URI_V4_VAR: &str = "ECS_CONTAINER_METADATA_URI_V4";
 pub const URI_V3_VAR: &str = "ECS_CONTAINER_METADATA_URI";

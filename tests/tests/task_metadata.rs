@@ -12,6 +12,11 @@ use serde_json::{json, Value};
 /// Prints the container's URI, then each path's answer on a line of its own after a marker;
 /// with OTHER_URI set, also what fetching that (another task's) URI gives.
 const READER: &str = r#"
+# The process can run before the agent has recorded the container RUNNING: wait for that.
+for i in $(seq 30); do
+  wget -q -O - "$ECS_CONTAINER_METADATA_URI_V4" | grep -q '"KnownStatus":"RUNNING"' && break
+  sleep 1
+done
 echo "URI=$ECS_CONTAINER_METADATA_URI_V4"
 echo "V3=$ECS_CONTAINER_METADATA_URI"
 for p in "" /task /stats /task/stats; do

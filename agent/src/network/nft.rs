@@ -33,7 +33,7 @@ use tokio::io::AsyncWriteExt;
 
 use super::{Cidr, IngressProtocol, IngressRule, NetworkConfig, NetworkError, TaskNetwork};
 use crate::model::NetworkMode;
-use crate::task_metadata::{METADATA_ADDRESS, METADATA_PORT};
+use crate::netdef::{METADATA_ADDRESS, METADATA_PORT};
 
 /// How long one `nft` run may take.
 pub const NFT_TIMEOUT: Duration = Duration::from_secs(15);
