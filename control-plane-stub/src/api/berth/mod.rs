@@ -37,8 +37,19 @@ async fn run(
     cp: Arc<ControlPlane>,
     op: impl FnOnce(&ControlPlane) -> Result<(StatusCode, Value), CpError> + Send + 'static,
 ) -> Response {
+    run_with(cp, move |cp| {
+        op(cp).map(|(status, body)| json_body(status, &body))
+    })
+    .await
+}
+
+/// [`run`] for an endpoint that renders its own response (not JSON).
+async fn run_with(
+    cp: Arc<ControlPlane>,
+    op: impl FnOnce(&ControlPlane) -> Result<Response, CpError> + Send + 'static,
+) -> Response {
     match tokio::task::spawn_blocking(move || op(&cp)).await {
-        Ok(Ok((status, body))) => json_body(status, &body),
+        Ok(Ok(response)) => response,
         Ok(Err(e)) => error(ApiError::from(e)),
         Err(join) => {
             tracing::error!("berth API request panicked: {join}");
