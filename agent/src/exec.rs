@@ -174,20 +174,9 @@ impl<R: Runtime> ExecService<R> {
             .task(&q.task_arn)
             .map_err(|e| format!("reading the agent's state: {e}"))?
             .ok_or_else(|| format!("task {} is not known to this agent", q.task_arn))?;
-        let c = state.container(&q.container).ok_or_else(|| {
-            let names: Vec<&str> = state
-                .spec
-                .containers
-                .iter()
-                .map(|c| c.name.as_str())
-                .collect();
-            format!(
-                "task {} has no container {:?} (it has {})",
-                q.task_arn,
-                q.container,
-                names.join(", ")
-            )
-        })?;
+        let c = state
+            .container(&q.container)
+            .ok_or_else(|| state.no_such_container(&q.container))?;
         if c.known != ContainerStatus::Running || c.runtime_id.is_empty() {
             return Err(format!(
                 "container {} of task {} is not running ({:?})",

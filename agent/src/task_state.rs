@@ -401,6 +401,25 @@ impl TaskState {
         self.known == TaskStatus::Stopped && self.cleaned_up && self.reported == TaskStatus::Stopped
     }
 
+    /// The task definition's container names, in order.
+    pub fn container_names(&self) -> Vec<&str> {
+        self.spec
+            .containers
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect()
+    }
+
+    /// Why `name` names no container of this task, with the names it has (for a user's
+    /// request: logs, exec).
+    pub fn no_such_container(&self, name: &str) -> String {
+        format!(
+            "task {} has no container {name:?} (it has {})",
+            self.spec.arn,
+            self.container_names().join(", ")
+        )
+    }
+
     pub fn container(&self, name: &str) -> Option<&ContainerState> {
         self.containers.iter().find(|c| c.name == name)
     }

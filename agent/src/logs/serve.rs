@@ -188,12 +188,7 @@ impl LogService {
             .task(&q.task_arn)
             .map_err(|e| format!("reading the agent's state: {e}"))?
             .ok_or_else(|| format!("task {} is not known to this agent", q.task_arn))?;
-        let names: Vec<&str> = state
-            .spec
-            .containers
-            .iter()
-            .map(|c| c.name.as_str())
-            .collect();
+        let names = state.container_names();
         let container = match (q.container.as_str(), names.as_slice()) {
             ("", [only]) => only.to_string(),
             ("", _) => {
@@ -205,13 +200,7 @@ impl LogService {
                 ))
             }
             (name, _) if names.contains(&name) => name.to_string(),
-            (name, _) => {
-                return Err(format!(
-                    "task {} has no container {name:?} (it has {})",
-                    q.task_arn,
-                    names.join(", ")
-                ))
-            }
+            (name, _) => return Err(state.no_such_container(name)),
         };
         Ok((state.spec.id().to_string(), container))
     }
