@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds two Debian packages with dpkg-deb from release binaries:
-#   berth-agent_VERSION_ARCH.deb  berth-agent, its systemd unit, /etc/berth/agent.toml
+#   berth-agent_VERSION_ARCH.deb  berth-agent and berth-logger, its systemd unit, /etc/berth/agent.toml
 #   berth-cp_VERSION_ARCH.deb     berth-cp + berthctl, their unit, /etc/berth/cp.toml
 # The units come from systemd/ (their one copy); the configs from packaging/.
 #
@@ -24,7 +24,7 @@ arch=$(dpkg --print-architecture)
 if [ $build = 1 ]; then
     (cd "$root" && cargo build --release --locked --bins -p berth-agent -p berth-cp)
 fi
-for b in berth-agent berth-cp berthctl; do
+for b in berth-agent berth-logger berth-cp berthctl; do
     [ -x "$release/$b" ] || die "$release/$b is missing (build it, or drop --no-build)"
 done
 
@@ -81,6 +81,6 @@ EOF
 }
 
 package berth-agent "Berth node agent: runs Amazon ECS task definitions on containerd" \
-    "containerd (>= 1.6), runc, nftables" berth-agent.service agent.toml berth-agent
+    "containerd (>= 1.6), runc, nftables" berth-agent.service agent.toml berth-agent berth-logger
 package berth-cp "Berth control plane: the Amazon ECS API for Berth agents, and berthctl" \
     "" berth-cp.service cp.toml berth-cp berthctl

@@ -55,7 +55,7 @@ command -v cargo >/dev/null ||
 (cd "$root" && cargo build --release --locked --bins -p berth-agent -p berth-cp)
 release=${CARGO_TARGET_DIR:-$root/target}/release
 install -d "$bindir"
-for b in berth-agent berth-cp berthctl; do
+for b in berth-agent berth-logger berth-cp berthctl; do
     # install(1) replaces the file, so a running old binary is not disturbed.
     install -m 0755 "$release/$b" "$bindir/$b"
 done

@@ -2,12 +2,12 @@
 //! to the agent's local file `<data_dir>/logs/<task id>/<container>.log`, rotated by size.
 //!
 //! Writing never goes through the agent (invariant 1: tasks outlive it). Containers get a
-//! `binary://` stdio URI that makes containerd's shim start *this same executable* in its logger
-//! mode ([`logger`]), one per container, owned by the shim. Why the agent binary itself rather
-//! than a separate `berth-logger`: there is nothing extra to package, install or find, and the
-//! logger can never be a different version than the agent that chose its arguments. If the
-//! executable cannot be found (or the agent was not set up with [`init_stdio`], as in runtime
-//! tests), containers fall back to a plain `file://` URI: logs without rotation.
+//! `binary://` stdio URI that makes containerd's shim start a logger ([`logger`]), one per
+//! container, owned by the shim: `berth-logger`, installed beside the agent (the same package
+//! and version), a small binary with only the logger in it, so each container costs little
+//! memory (BENCHMARKS.md). Without that file the agent's own executable serves, in its logger
+//! mode. If neither can be found (or the agent was not set up with [`init_stdio`], as in
+//! runtime tests), containers fall back to a plain `file://` URI: logs without rotation.
 //!
 //! Reading ([`reader`], [`serve`]) answers the control plane's LogRequests on the session.
 
@@ -38,15 +38,22 @@ pub enum Stdio {
 // global keeps it out of the runtime's configuration, which the runtime tests build without it.
 static STDIO: OnceLock<Stdio> = OnceLock::new();
 
-/// Chooses how containers log, once, at agent start: rotating through the agent's own
-/// executable if it can be found, else (with a warning) plain files.
+/// The logger's file name, looked for beside the agent's executable.
+pub const LOGGER_BINARY: &str = "berth-logger";
+
+/// Chooses how containers log, once, at agent start: rotating through `berth-logger` beside
+/// the agent's executable, or the executable itself, else (with a warning) plain files.
 pub fn init_stdio(max_size_mib: u64, max_files: u32) -> Stdio {
     let limits = rotate::Limits {
         max_size_bytes: max_size_mib.saturating_mul(1024 * 1024),
         max_files,
     };
     let stdio = match own_executable() {
-        Ok(logger) => Stdio::Rotating { logger, limits },
+        Ok(exe) => {
+            let beside = exe.with_file_name(LOGGER_BINARY);
+            let logger = if beside.is_file() { beside } else { exe };
+            Stdio::Rotating { logger, limits }
+        }
         Err(e) => {
             tracing::warn!(
                 "container logs will not be rotated: cannot find the agent's own executable to use as the logger ({e})"

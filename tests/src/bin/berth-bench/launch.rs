@@ -884,7 +884,7 @@ impl ThroughCp {
         let _ = writeln!(
             out,
             "\nfor context, the {} log processes the shims run for these containers (the \
-             agent binary in logger mode): PSS {} KiB in all, {:.0} KiB each",
+             berth-logger binary): PSS {} KiB in all, {:.0} KiB each",
             self.loggers.processes,
             self.loggers.pss_kib,
             self.loggers.pss_kib as f64 / self.loggers.processes.max(1) as f64
