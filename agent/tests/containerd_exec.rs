@@ -127,7 +127,16 @@ impl Scratch {
     /// Only the container's main process runs, no exec is left in containerd and no output
     /// file is left on disk.
     async fn assert_clean(&self, runtime_id: &str, exec_ids: &[&str]) {
-        let pids = self.pids(runtime_id).await;
+        // A SIGKILLed process leaves the cgroup when the kernel has finished its exit, a moment
+        // after the kill returns (longer on a loaded machine): give that up to 5 s.
+        let mut pids = self.pids(runtime_id).await;
+        for _ in 0..50 {
+            if pids.len() == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            pids = self.pids(runtime_id).await;
+        }
         assert_eq!(pids.len(), 1, "processes left in {runtime_id}: {pids:?}");
         for exec_id in exec_ids {
             assert!(
