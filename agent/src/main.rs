@@ -209,8 +209,7 @@ async fn run(cfg: Config, notifier: Notifier) -> anyhow::Result<()> {
             cgroups: Arc::new(cgroups::FsCgroups::new("/sys/fs/cgroup")),
         },
         &shutdown,
-    )
-    .await;
+    );
     if task_metadata {
         let facts = task_metadata::HostFacts {
             cluster: cfg.cluster.clone(),
@@ -218,7 +217,7 @@ async fn run(cfg: Config, notifier: Notifier) -> anyhow::Result<()> {
             memory_bytes: host.memory_mib.max(0) as u64 * 1024 * 1024,
             online_cpus: std::thread::available_parallelism().map_or(1, |n| n.get() as u64),
         };
-        serve_task_metadata(&cfg, facts, &store, &shutdown).await;
+        serve_task_metadata(&cfg, facts, &store, &shutdown);
     }
     if cfg.images.cleanup_enabled {
         spawn_image_cleanup(&cfg, &containerd_for_cleanup, &store);
@@ -297,7 +296,7 @@ async fn init_network(cfg: &Config, store: &Store) -> Result<Arc<dyn DynNetworkD
 
 /// The introspection API and `/metrics`, where `[introspection] listen` says. A port already taken costs the
 /// API, not the agent: tasks matter more than a read-only view of them.
-async fn serve_introspection(
+fn serve_introspection(
     cfg: &Config,
     sources: introspection::Sources,
     shutdown: &watch::Receiver<bool>,
@@ -305,18 +304,18 @@ async fn serve_introspection(
     let Some(addr) = cfg.introspection_listen else {
         return;
     };
-    match tokio::net::TcpListener::bind(addr).await {
-        Ok(listener) => {
-            tokio::spawn(introspection::serve(listener, sources, shutdown.clone()));
+    let shutdown = shutdown.clone();
+    tokio::spawn(async move {
+        if let Some(listener) = listen(addr, "introspection API", shutdown.clone()).await {
+            introspection::serve(listener, sources, shutdown).await;
         }
-        Err(e) => error!(%addr, error = %e, "introspection API not served: cannot listen"),
-    }
+    });
 }
 
 /// The task metadata endpoint on the bridge address and the awsvpc gateway, where the
 /// nftables table sends tasks' 169.254.170.2:80. As with introspection, an address that cannot
 /// be bound costs the endpoint, not the agent.
-async fn serve_task_metadata(
+fn serve_task_metadata(
     cfg: &Config,
     host: task_metadata::HostFacts,
     store: &Arc<Store>,
@@ -332,19 +331,42 @@ async fn serve_task_metadata(
         cfg.network.task_subnet.gateway(),
     ] {
         let addr = std::net::SocketAddr::from((gateway, task_metadata::METADATA_PORT));
+        let (sources, shutdown) = (Arc::clone(&sources), shutdown.clone());
+        tokio::spawn(async move {
+            if let Some(listener) = listen(addr, "task metadata endpoint", shutdown.clone()).await {
+                task_metadata::serve(listener, sources, shutdown).await;
+            }
+        });
+    }
+}
+
+/// Binds `addr`, waiting up to 30 s while it is in use (the agent this one replaces may still
+/// be closing its sockets); None, with the reason logged, if it cannot.
+async fn listen(
+    addr: std::net::SocketAddr,
+    what: &str,
+    mut shutdown: watch::Receiver<bool>,
+) -> Option<tokio::net::TcpListener> {
+    for attempt in 0..30 {
         match tokio::net::TcpListener::bind(addr).await {
-            Ok(listener) => {
-                tokio::spawn(task_metadata::serve(
-                    listener,
-                    Arc::clone(&sources),
-                    shutdown.clone(),
-                ));
+            Ok(listener) => return Some(listener),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                if attempt == 0 {
+                    warn!(%addr, "{what}: the address is in use; retrying for 30 s");
+                }
             }
             Err(e) => {
-                error!(%addr, error = %e, "task metadata endpoint not served here: cannot listen")
+                error!(%addr, error = %e, "{what} not served: cannot listen");
+                return None;
             }
         }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = shutdown.changed() => return None,
+        }
     }
+    error!(%addr, "{what} not served: the address stayed in use");
+    None
 }
 
 /// Registries and the pull policy of `[images]`.

@@ -4,7 +4,9 @@
 //! agent's status codes.
 
 use anyhow::{ensure, Context, Result};
-use berth_e2e::{register, run_task, task_id, wait_running, wait_task, TestEnv, TEST_IMAGE};
+use berth_e2e::{
+    register, run_task, task_id, timeout, wait_running, wait_task, wait_until, TestEnv, TEST_IMAGE,
+};
 use serde_json::{json, Value};
 
 async fn get(url: &str) -> Result<(u16, Value)> {
@@ -168,6 +170,26 @@ async fn introspection_shows_the_agent_and_its_tasks_as_the_ecs_agent_does() -> 
         refused.status().as_u16() == 405,
         "POST: {}",
         refused.status()
+    );
+
+    // A restart that overlaps the old agent (started before the old one is stopped, as
+    // restart_agent does): the new agent takes the port over once it is free.
+    env.restart_agent(agent)?;
+    let url = format!("{base}/v1/metadata");
+    let after = wait_until(
+        "the restarted agent's introspection",
+        timeout(40),
+        || async {
+            Ok(match reqwest::get(&url).await {
+                Ok(r) if r.status().is_success() => Some(r.json::<Value>().await?),
+                _ => None,
+            })
+        },
+    )
+    .await?;
+    ensure!(
+        after["ContainerInstanceArn"] == instance_arn.as_str(),
+        "after the restart: {after}"
     );
     env.pass();
     Ok(())
