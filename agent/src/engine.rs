@@ -127,6 +127,8 @@ pub struct IncomingTask {
     /// Why the agent refuses to run the task, if it does: the task is recorded and stops at
     /// once with this reason.
     pub rejection: Option<String>,
+    /// The service that started the task, if one did.
+    pub service_name: Option<String>,
 }
 
 fn now_ms() -> u64 {
@@ -351,6 +353,7 @@ impl<R: Runtime> Engine<R> {
             let now = now_ms();
             let known = self.store.task(&t.spec.arn)?.is_some();
             let mut state = TaskState::new(t.spec, t.desired, now);
+            state.service_name = t.service_name;
             // Recorded before the worker creates it, so cleanup finds it after any crash.
             state.cgroup = Some(cgroups::task_cgroup_path(
                 &self.cfg.cgroup_root,
@@ -1374,6 +1377,7 @@ mod tests {
             },
             desired: TaskStatus::Running,
             rejection: None,
+            service_name: None,
         }
     }
 

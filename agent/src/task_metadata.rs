@@ -178,6 +178,9 @@ fn task_json(task: &TaskState, host: &HostFacts, v4: bool) -> Value {
     }
     if v4 {
         t["LaunchType"] = json!("EXTERNAL");
+        if let Some(service) = &task.service_name {
+            t["ServiceName"] = json!(service);
+        }
     }
     t
 }
@@ -473,7 +476,8 @@ mod tests {
 
     #[test]
     fn the_container_and_its_task_in_ecs_shape() {
-        let tasks = [task("a1", "10.2.0.5", NetworkMode::Awsvpc)];
+        let mut tasks = [task("a1", "10.2.0.5", NetworkMode::Awsvpc)];
+        tasks[0].service_name = Some("web".into());
         let (status, c) = get("/v4/a1-endpoint-0", "10.2.0.5", &tasks);
         assert_eq!(status, 200);
         assert_eq!(c["Name"], "app");
@@ -499,6 +503,7 @@ mod tests {
         assert_eq!(t["Revision"], "7");
         assert_eq!(t["AvailabilityZone"], "lab-1a");
         assert_eq!(t["LaunchType"], "EXTERNAL");
+        assert_eq!(t["ServiceName"], "web");
         assert_eq!(t["Limits"], json!({"CPU": 0.25, "Memory": 128}));
         assert_eq!(t["Containers"].as_array().unwrap().len(), 2);
         // v3: the same container, without v4's extras.
@@ -506,6 +511,8 @@ mod tests {
         assert_eq!(status, 200);
         assert_eq!(c3["Name"], "app");
         assert!(c3["Networks"][0].get("MACAddress").is_none());
+        let (_, t3) = get("/v3/a1-endpoint-0/task", "10.2.0.5", &tasks);
+        assert!(t3.get("ServiceName").is_none(), "{t3}");
     }
 
     #[test]

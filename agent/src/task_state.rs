@@ -78,6 +78,9 @@ pub struct TaskState {
     /// None while no image was pulled (all cached).
     #[serde(default)]
     pub pull: Option<PullTimes>,
+    /// The service that started the task, if one did (the task metadata's ServiceName).
+    #[serde(default)]
+    pub service_name: Option<String>,
 }
 
 /// ECS's pullStartedAt and pullStoppedAt.
@@ -344,6 +347,7 @@ impl TaskState {
             network_phase: NetworkPhase::Pending,
             network: None,
             pull: None,
+            service_name: None,
         };
         if desired == TaskStatus::Stopped {
             state.apply(
@@ -386,6 +390,7 @@ impl TaskState {
             network_phase: NetworkPhase::NotNeeded,
             network: None,
             pull: None,
+            service_name: None,
         };
         let report = Report::Task {
             status: TaskStatus::Stopped,

@@ -123,6 +123,7 @@ pub fn task_from_wire(t: pb::TaskSpec) -> IncomingTask {
         },
         desired,
         rejection: (!problems.is_empty()).then(|| problems.join("; ")),
+        service_name: (!t.service_name.is_empty()).then_some(t.service_name),
     }
 }
 
@@ -523,6 +524,15 @@ mod tests {
         assert_eq!(c.entry_point, None);
         assert_eq!(c.stop_timeout_secs, DEFAULT_STOP_TIMEOUT_SECS);
         assert_eq!(t.desired, TaskStatus::Running);
+        assert_eq!(t.service_name, None, "a standalone task");
+        let s = task_from_wire(pb::TaskSpec {
+            task_arn: "arn:aws:ecs:r:a:task/c/id2".into(),
+            network_mode: "host".into(),
+            containers: vec![wire_container("web")],
+            service_name: "web-svc".into(),
+            ..Default::default()
+        });
+        assert_eq!(s.service_name.as_deref(), Some("web-svc"));
     }
 
     #[test]

@@ -174,6 +174,32 @@ async fn tasks_read_their_own_metadata_at_169_254_170_2() -> Result<()> {
         a.get("OTHER").map(String::as_str) == Some("refused"),
         "the awsvpc task read the bridge task's metadata: {a:?}"
     );
+    ensure!(
+        parsed(&b, "GET/task")?.get("ServiceName").is_none(),
+        "a standalone task has no ServiceName"
+    );
+
+    // A service's task names its service.
+    api.call(
+        "CreateService",
+        json!({"cluster": env.cluster, "serviceName": "meta-svc", "taskDefinition": bridge_td,
+               "desiredCount": 1, "launchType": "EXTERNAL"}),
+    )
+    .await?;
+    let service_task = wait_until("the service's task", timeout(60), || async {
+        let listed = api
+            .call(
+                "ListTasks",
+                json!({"cluster": env.cluster, "serviceName": "meta-svc"}),
+            )
+            .await?;
+        Ok(listed["taskArns"][0].as_str().map(str::to_string))
+    })
+    .await?;
+    wait_running(&env, &service_task).await?;
+    let s = printed(&env, &service_task).await?;
+    let service_view = parsed(&s, "GET/task")?;
+    ensure!(service_view["ServiceName"] == "meta-svc", "{service_view}");
     env.pass();
     Ok(())
 }

@@ -174,6 +174,11 @@ pub fn task_spec(
             })
             .collect(),
         task_arn: task_arn.to_string(),
+        service_name: task
+            .group
+            .strip_prefix("service:")
+            .unwrap_or_default()
+            .to_string(),
         family: task.family.clone(),
         revision: task.revision as i32,
         desired_status: pb::TaskStatus::Running as i32,
