@@ -88,8 +88,10 @@ fn is_hex(c: char) -> bool {
 }
 
 /// The length of a generated id at the start of `s`: a hyphenated UUID, or 32 or 17 hex digits
-/// (task and instance ids; the ids of security groups and network interfaces).
-fn id_len(s: &[char]) -> Option<usize> {
+/// (task and instance ids; the ids of security groups and network interfaces). A run of digits
+/// alone counts only after an id's `-` or `/` (`eni-`, `task/`): elsewhere it is a number, and a
+/// random id is all digits once in about 3,000 tries for 17 characters.
+fn id_len(s: &[char], prefixed: bool) -> Option<usize> {
     let run = |from: usize| s[from..].iter().take_while(|c| is_hex(**c)).count();
     let mut at = 0;
     let mut uuid = true;
@@ -104,7 +106,8 @@ fn id_len(s: &[char]) -> Option<usize> {
         return Some(at);
     }
     let n = run(0);
-    ((n == 32 || n == 17) && s[..n].iter().any(|c| c.is_ascii_alphabetic())).then_some(n)
+    ((n == 32 || n == 17) && (prefixed || s[..n].iter().any(|c| c.is_ascii_alphabetic())))
+        .then_some(n)
 }
 
 /// The transcript with generated ids and current timestamps replaced (see the module doc).
@@ -116,8 +119,9 @@ fn normalise(text: &str, now_secs: f64) -> String {
     while i < s.len() {
         let boundary = i == 0 || !s[i - 1].is_ascii_alphanumeric();
         if boundary {
-            if let Some(n) =
-                id_len(&s[i..]).filter(|n| !s.get(i + n).is_some_and(char::is_ascii_alphanumeric))
+            let prefixed = i > 0 && matches!(s[i - 1], '-' | '/');
+            if let Some(n) = id_len(&s[i..], prefixed)
+                .filter(|n| !s.get(i + n).is_some_and(char::is_ascii_alphanumeric))
             {
                 let id: String = s[i..i + n].iter().collect();
                 let next = ids.len() + 1;
@@ -613,9 +617,11 @@ async fn ecs_responses_are_byte_for_byte_as_recorded() {
 fn normalising_replaces_ids_and_current_timestamps_only() {
     let text = "a1b2c3d4e5f60718293a4b5c6d7e8f90 task/a1b2c3d4e5f60718293a4b5c6d7e8f90 \
                 sg-0123456789abcdef0 4c5b1f3e-9d8a-4b7c-8e6f-1a2b3c4d5e6f \
-                1700000000.25 1800000000.5 1800000000500 80 12345678901234567";
+                1700000000.25 1800000000.5 1800000000500 80 12345678901234567 \
+                eni-96890077771648669";
     assert_eq!(
         normalise(text, 1_800_000_000.0),
-        "<id-1> task/<id-1> sg-<id-2> <id-3> 1700000000.25 <ts> <ts> 80 12345678901234567"
+        "<id-1> task/<id-1> sg-<id-2> <id-3> 1700000000.25 <ts> <ts> 80 12345678901234567 \
+         eni-<id-4>"
     );
 }
