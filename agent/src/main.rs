@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use berth_agent::cgroups;
+use berth_agent::cgroups::{self, TaskCgroups};
 use berth_agent::config::{self, Config, EXIT_BAD_CONFIG};
 use berth_agent::engine::{Engine, EngineConfig};
 use berth_agent::host;
@@ -159,7 +159,7 @@ async fn run(cfg: Config, notifier: Notifier) -> anyhow::Result<()> {
     // Before the engine: recovered tasks may create containers at once.
     let stdio = logs::init_stdio(cfg.logs.max_size_mib, cfg.logs.max_files);
     info!(?stdio, "container logs");
-    let cgroups = cgroups::FsCgroups::new("/sys/fs/cgroup");
+    let cgroups = Arc::new(cgroups::FsCgroups::new("/sys/fs/cgroup"));
     info!(root = %cfg.cgroups.root, v2 = cgroups.is_v2(), "task cgroups");
     let images = image_provider(&cfg, &containerd)?;
     let containerd_for_cleanup = Arc::clone(&containerd);
@@ -168,7 +168,7 @@ async fn run(cfg: Config, notifier: Notifier) -> anyhow::Result<()> {
     let engine = Engine::new(
         Arc::clone(&containerd),
         images,
-        Arc::new(cgroups),
+        Arc::clone(&cgroups) as Arc<dyn TaskCgroups>,
         network,
         Arc::clone(&store),
         EngineConfig {
@@ -194,11 +194,15 @@ async fn run(cfg: Config, notifier: Notifier) -> anyhow::Result<()> {
     // outbox while registration keeps retrying.
     engine.start().await?;
     let identity = Arc::new(AgentIdentity::new(&cfg.cluster));
-    if let Ok(Some(known)) = store.credential() {
-        // Registered before: the ARN is known even while the control plane is unreachable.
-        let _ = identity
-            .container_instance_arn
-            .set(known.container_instance_arn);
+    // Registered before: the ARN is known, and the agent is doing its work (its tasks are
+    // recovered and watched), whether or not the control plane answers now.
+    let known_arn = store
+        .credential()
+        .ok()
+        .flatten()
+        .map(|c| c.container_instance_arn);
+    if let Some(arn) = &known_arn {
+        let _ = identity.container_instance_arn.set(arn.clone());
     }
     serve_introspection(
         &cfg,
@@ -206,7 +210,7 @@ async fn run(cfg: Config, notifier: Notifier) -> anyhow::Result<()> {
             identity: Arc::clone(&identity),
             store: Arc::clone(&store),
             metrics: Arc::clone(engine.metrics()),
-            cgroups: Arc::new(cgroups::FsCgroups::new("/sys/fs/cgroup")),
+            cgroups: Arc::clone(&cgroups) as Arc<dyn TaskCgroups>,
         },
         &shutdown,
     );
@@ -217,17 +221,14 @@ async fn run(cfg: Config, notifier: Notifier) -> anyhow::Result<()> {
             memory_bytes: host.memory_mib.max(0) as u64 * 1024 * 1024,
             online_cpus: std::thread::available_parallelism().map_or(1, |n| n.get() as u64),
         };
-        serve_task_metadata(&cfg, facts, &store, &shutdown);
+        serve_task_metadata(&cfg, facts, &store, &cgroups, &shutdown);
     }
     if cfg.images.cleanup_enabled {
         spawn_image_cleanup(&cfg, &containerd_for_cleanup, &store);
     }
-    if let Ok(Some(known)) = store.credential() {
-        // Registered before: the agent is doing its work (its tasks are recovered and watched)
-        // whether or not the control plane answers now.
+    if let Some(arn) = &known_arn {
         notifier.notify(&format!(
-            "READY=1\nSTATUS=running as {}; connecting to the control plane",
-            known.container_instance_arn
+            "READY=1\nSTATUS=running as {arn}; connecting to the control plane"
         ));
     }
     let credential =
@@ -294,8 +295,8 @@ async fn init_network(cfg: &Config, store: &Store) -> Result<Arc<dyn DynNetworkD
     }
 }
 
-/// The introspection API and `/metrics`, where `[introspection] listen` says. A port already taken costs the
-/// API, not the agent: tasks matter more than a read-only view of them.
+/// The introspection API and `/metrics`, where `[introspection] listen` says. A port already
+/// taken costs the API, not the agent: tasks matter more than a read-only view of them.
 fn serve_introspection(
     cfg: &Config,
     sources: introspection::Sources,
@@ -319,12 +320,13 @@ fn serve_task_metadata(
     cfg: &Config,
     host: task_metadata::HostFacts,
     store: &Arc<Store>,
+    cgroups: &Arc<cgroups::FsCgroups>,
     shutdown: &watch::Receiver<bool>,
 ) {
     let sources = Arc::new(task_metadata::Sources {
         host,
         store: Arc::clone(store),
-        cgroups: Arc::new(cgroups::FsCgroups::new("/sys/fs/cgroup")),
+        cgroups: Arc::clone(cgroups) as Arc<dyn TaskCgroups>,
     });
     for gateway in [
         cfg.network.bridge_subnet.gateway(),
